@@ -51,7 +51,7 @@ type WorkflowExecutionSpec struct {
 
 	// RemediationRequestRef is the RemediationRequest this execution serves.
 	// +optional
-	RemediationRequestRef ObjectRef `json:"remediationRequestRef,omitempty"`
+	RemediationRequestRef *ObjectRef `json:"remediationRequestRef,omitempty"`
 
 	// WorkflowRef is the workflow to run.
 	WorkflowRef WorkflowRef `json:"workflowRef"`

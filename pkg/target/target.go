@@ -58,7 +58,7 @@ func Parse(s string) (Key, error) {
 		}
 		k = Key{Namespace: parts[0], Kind: parts[1], Name: parts[2]}
 	default:
-		return Key{}, invalid(s, fmt.Errorf("%d parts separated by \"/\"", len(parts)))
+		return Key{}, invalid(s, fmt.Errorf("expected 2 or 3 \"/\"-separated parts, got %d", len(parts)))
 	}
 	k.Kind = strings.ToLower(k.Kind)
 	if err := k.validate(); err != nil {
