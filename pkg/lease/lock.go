@@ -1,0 +1,261 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// ErrNotHeld is returned by Renew when the token no longer holds its lock.
+var ErrNotHeld = errors.New("lock not held")
+
+// Client is what the lock needs of the API server. It must read live: a
+// cache could show a Lease as free a moment after another replica took it.
+type Client interface {
+	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
+	List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error
+	Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error
+	Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error
+	Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error
+}
+
+// Options configure a Lock. Zero values take the defaults.
+type Options struct {
+	// Namespace holds the Leases: the install namespace, the only one the
+	// components may write Leases in.
+	Namespace string
+	// Identity names this process in every token, usually the pod name.
+	Identity string
+	// Duration is how long a lock lasts without Renew. Default 30s; rounded
+	// up to whole seconds, the Lease API's unit.
+	Duration time.Duration
+	// ClaimGrace is how long a claim stands for a WFE that cannot be found:
+	// the window between admission and storage of a CREATE. Default 30s,
+	// the API server's maximum webhook timeout.
+	ClaimGrace time.Duration
+	// Clock is injectable so tests step time instead of sleeping.
+	Clock clock.PassiveClock
+}
+
+const (
+	DefaultDuration   = 30 * time.Second
+	DefaultClaimGrace = 30 * time.Second
+	// releaseTimeout bounds a release made after the caller's context ended.
+	releaseTimeout = 5 * time.Second
+	// maxAttempts bounds the re-read-and-retry loops after a lost CAS.
+	maxAttempts = 3
+)
+
+// Lock takes and releases per-target locks and claims.
+type Lock struct {
+	client     Client
+	namespace  string
+	identity   string
+	duration   time.Duration
+	claimGrace time.Duration
+	clock      clock.PassiveClock
+}
+
+// New returns a Lock. Namespace and Identity are required.
+func New(c Client, opts Options) (*Lock, error) {
+	if opts.Namespace == "" || opts.Identity == "" {
+		return nil, errors.New("lease: namespace and identity are required")
+	}
+	if opts.Duration <= 0 {
+		opts.Duration = DefaultDuration
+	}
+	if opts.ClaimGrace <= 0 {
+		opts.ClaimGrace = DefaultClaimGrace
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	return &Lock{
+		client:     c,
+		namespace:  opts.Namespace,
+		identity:   opts.Identity,
+		duration:   time.Duration(math.Ceil(opts.Duration.Seconds())) * time.Second,
+		claimGrace: opts.ClaimGrace,
+		clock:      opts.Clock,
+	}, nil
+}
+
+// Namespace is where the Leases live.
+func (l *Lock) Namespace() string { return l.namespace }
+
+// Acquire tries to lock key. It returns acquired=false, with no error, when
+// someone else holds the lock or a claim; an API error is returned as an
+// error and never taken to mean the target is free.
+func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error) {
+	tok := Token{Key: key, ID: newID(l.identity)}
+	for range maxAttempts {
+		now := l.clock.Now()
+		err := l.client.Create(ctx, l.newLease(key, tok.ID, now))
+		switch {
+		case err == nil:
+			tok.acquired = now
+			acquisitions.WithLabelValues("acquired").Inc()
+			return tok, true, nil
+		case !apierrors.IsAlreadyExists(err):
+			return l.acquireFailed(fmt.Errorf("creating lease for %s: %w", key, err), "create")
+		}
+
+		st, err := l.Inspect(ctx, key)
+		if err != nil {
+			acquisitions.WithLabelValues("error").Inc()
+			return Token{}, false, err
+		}
+		switch {
+		case st.Phase == Free:
+			continue // released between our Create and Get: try again
+		case st.Phase == Claimed, !st.Expired(now):
+			acquisitions.WithLabelValues("contended").Inc()
+			return Token{}, false, nil
+		}
+
+		// The lock expired: take it over against the version we read, so of
+		// several contenders exactly one wins.
+		lease := st.lease.DeepCopy()
+		lease.Spec.HolderIdentity = ptr.To(tok.ID)
+		lease.Spec.LeaseDurationSeconds = ptr.To(l.durationSeconds())
+		lease.Spec.AcquireTime = &metav1.MicroTime{Time: now}
+		lease.Spec.RenewTime = &metav1.MicroTime{Time: now}
+		lease.Spec.LeaseTransitions = ptr.To(ptr.Deref(lease.Spec.LeaseTransitions, 0) + 1)
+		err = l.client.Update(ctx, lease)
+		switch {
+		case err == nil:
+			tok.acquired = now
+			takeovers.Inc()
+			acquisitions.WithLabelValues("acquired").Inc()
+			return tok, true, nil
+		case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+			acquisitions.WithLabelValues("contended").Inc()
+			return Token{}, false, nil
+		default:
+			return l.acquireFailed(fmt.Errorf("taking over expired lease of %s: %w", key, err), "update")
+		}
+	}
+	acquisitions.WithLabelValues("contended").Inc()
+	return Token{}, false, nil
+}
+
+func (l *Lock) acquireFailed(err error, op string) (Token, bool, error) {
+	apiErrors.WithLabelValues(op).Inc()
+	acquisitions.WithLabelValues("error").Inc()
+	return Token{}, false, err
+}
+
+// Renew extends the lock held by tok. It returns ErrNotHeld when the lock
+// was taken over, claimed or released.
+func (l *Lock) Renew(ctx context.Context, tok Token) error {
+	for range maxAttempts {
+		st, err := l.Inspect(ctx, tok.Key)
+		if err != nil {
+			return err
+		}
+		if st.Phase != Locked || st.Holder != tok.ID {
+			return fmt.Errorf("renewing %s: %w (now %s)", tok.Key, ErrNotHeld, st)
+		}
+		lease := st.lease.DeepCopy()
+		lease.Spec.RenewTime = &metav1.MicroTime{Time: l.clock.Now()}
+		err = l.client.Update(ctx, lease)
+		switch {
+		case err == nil:
+			return nil
+		case apierrors.IsConflict(err):
+			continue // re-read: someone wrote, it may no longer be ours
+		default:
+			apiErrors.WithLabelValues("update").Inc()
+			return fmt.Errorf("renewing lease of %s: %w", tok.Key, err)
+		}
+	}
+	return fmt.Errorf("renewing %s: %w (lost %d compare-and-swaps)", tok.Key, ErrNotHeld, maxAttempts)
+}
+
+// Release deletes the lock if, and only if, tok still holds it: the delete
+// carries UID and resourceVersion preconditions, so a Lease taken over or
+// claimed since the read is left alone. Releasing twice is harmless. If ctx
+// has ended, Release still runs with a short timeout of its own, so a
+// cancelled reconcile does not leave its lock behind until it expires.
+func (l *Lock) Release(ctx context.Context, tok Token) error {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+	}
+	for range maxAttempts {
+		st, err := l.Inspect(ctx, tok.Key)
+		if err != nil {
+			releases.WithLabelValues("error").Inc()
+			return err
+		}
+		if st.Phase != Locked || st.Holder != tok.ID {
+			releases.WithLabelValues("not_held").Inc()
+			return nil
+		}
+		err = l.deleteObserved(ctx, st)
+		switch {
+		case err == nil:
+			releases.WithLabelValues("released").Inc()
+			if !tok.acquired.IsZero() {
+				holdSeconds.Observe(l.clock.Since(tok.acquired).Seconds())
+			}
+			return nil
+		case apierrors.IsConflict(err):
+			continue
+		default:
+			releases.WithLabelValues("error").Inc()
+			return fmt.Errorf("releasing lease of %s: %w", tok.Key, err)
+		}
+	}
+	releases.WithLabelValues("error").Inc()
+	return fmt.Errorf("releasing lease of %s: lost %d compare-and-swaps", tok.Key, maxAttempts)
+}
+
+// deleteObserved deletes exactly the Lease version st observed. NotFound
+// counts as done.
+func (l *Lock) deleteObserved(ctx context.Context, st State) error {
+	uid, rv := st.lease.UID, st.lease.ResourceVersion
+	err := l.client.Delete(ctx, st.lease, client.Preconditions{UID: &uid, ResourceVersion: &rv})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		return nil
+	case apierrors.IsConflict(err):
+		return err
+	default:
+		apiErrors.WithLabelValues("delete").Inc()
+		return err
+	}
+}
+
+func (l *Lock) newLease(key target.Key, holder string, now time.Time) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        key.LeaseName(),
+			Namespace:   l.namespace,
+			Labels:      map[string]string{ManagedByLabel: managedBy, TargetHashLabel: key.Hash()},
+			Annotations: map[string]string{TargetAnnotation: key.String()},
+		},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr.To(holder),
+			LeaseDurationSeconds: ptr.To(l.durationSeconds()),
+			AcquireTime:          &metav1.MicroTime{Time: now},
+			RenewTime:            &metav1.MicroTime{Time: now},
+		},
+	}
+}
+
+func (l *Lock) durationSeconds() int32 {
+	return int32(min(l.duration/time.Second, math.MaxInt32))
+}

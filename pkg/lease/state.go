@@ -1,0 +1,117 @@
+package lease
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// Labels and annotations on every target Lease.
+const (
+	// ManagedByLabel marks the Leases this package owns (for List and Sweep).
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	managedBy      = "targetlock"
+	// TargetHashLabel carries target.Key.Hash, to find a target's Lease by label.
+	TargetHashLabel = "targetlock.io/target-hash"
+	// TargetAnnotation carries the readable canonical key.
+	TargetAnnotation = "targetlock.io/target"
+	// ClaimUIDAnnotation is set on a claimed Lease: the UID of the owning WFE.
+	ClaimUIDAnnotation = "targetlock.io/claim-uid"
+)
+
+// Phase is the state of a target's Lease.
+type Phase string
+
+const (
+	Free    Phase = "Free"
+	Locked  Phase = "Locked"
+	Claimed Phase = "Claimed"
+)
+
+// State is one observation of a target's Lease.
+type State struct {
+	Key   target.Key
+	Phase Phase
+	// Holder is the Token ID when Locked, "namespace/name" of the WFE when Claimed.
+	Holder string
+	// ClaimUID is the owning WFE's UID when Claimed.
+	ClaimUID types.UID
+	// Renewed is when the lock was last renewed or the claim written.
+	Renewed time.Time
+	// Expires is when a lock lapses; for a claim, the end of its grace period.
+	Expires time.Time
+
+	// lease is the observed object: the version every CAS writes against.
+	lease *coordinationv1.Lease
+}
+
+// Expired reports whether the lock or claim's time has run out at now.
+func (s State) Expired(now time.Time) bool {
+	return s.Phase != Free && !now.Before(s.Expires)
+}
+
+// ClaimedBy reports whether the state is a claim by the WFE with this UID.
+func (s State) ClaimedBy(uid types.UID) bool {
+	return s.Phase == Claimed && s.ClaimUID == uid
+}
+
+func (s State) String() string {
+	switch s.Phase {
+	case Free:
+		return "free"
+	case Claimed:
+		return fmt.Sprintf("claimed by WorkflowExecution %s", s.Holder)
+	default:
+		return fmt.Sprintf("locked by %s until %s", s.Holder, s.Expires.UTC().Format(time.RFC3339))
+	}
+}
+
+// Inspect reads the target's Lease live. An API error is returned as an
+// error, never taken to mean free.
+func (l *Lock) Inspect(ctx context.Context, key target.Key) (State, error) {
+	lease := &coordinationv1.Lease{}
+	err := l.client.Get(ctx, client.ObjectKey{Namespace: l.namespace, Name: key.LeaseName()}, lease)
+	switch {
+	case apierrors.IsNotFound(err):
+		return State{Key: key, Phase: Free}, nil
+	case err != nil:
+		apiErrors.WithLabelValues("get").Inc()
+		return State{}, fmt.Errorf("reading lease %s/%s of %s: %w", l.namespace, key.LeaseName(), key, err)
+	}
+	return stateOf(key, lease), nil
+}
+
+func stateOf(key target.Key, lease *coordinationv1.Lease) State {
+	s := State{Key: key, Phase: Locked, lease: lease}
+	if uid, ok := lease.Annotations[ClaimUIDAnnotation]; ok {
+		s.Phase = Claimed
+		s.ClaimUID = types.UID(uid)
+	}
+	if lease.Spec.HolderIdentity != nil {
+		s.Holder = *lease.Spec.HolderIdentity
+	}
+	// A Lease without renew time or duration (hand-made, or half-written)
+	// counts as expired so that it can never block a target forever.
+	if lease.Spec.RenewTime != nil && lease.Spec.LeaseDurationSeconds != nil {
+		s.Renewed = lease.Spec.RenewTime.Time
+		s.Expires = s.Renewed.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
+	}
+	return s
+}
+
+// stateOfListed rebuilds the state of a listed Lease from its target
+// annotation; ok is false for a Lease that is not a well-formed target Lease.
+func (*Lock) stateOfListed(lease *coordinationv1.Lease) (s State, ok bool) {
+	key, err := target.Parse(lease.Annotations[TargetAnnotation])
+	if err != nil || key.LeaseName() != lease.Name {
+		return State{}, false
+	}
+	return stateOf(key, lease), true
+}
