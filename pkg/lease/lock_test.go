@@ -583,7 +583,9 @@ func TestSweep(t *testing.T) {
 		t.Errorf("Sweep with a failing judge = %d, %v; want 1 and the error", n, err)
 	}
 	listFails := f.newLock(t, "x", interceptor.NewClient(f.base, interceptor.Funcs{
-		List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error { return errServer },
+		List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error {
+			return errServer
+		},
 	}))
 	if _, err := listFails.Sweep(ctx, nil); !errors.Is(err, errServer) {
 		t.Errorf("Sweep with a failing list = %v", err)
