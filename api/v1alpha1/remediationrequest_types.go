@@ -102,6 +102,10 @@ type RemediationRequestStatus struct {
 	// +optional
 	NextAllowedExecution *metav1.Time `json:"nextAllowedExecution,omitempty"`
 
+	// CompletionTime is when the request reached a terminal phase.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
 	// WorkflowExecutionRef names the WFE created for this request.
 	// +optional
 	WorkflowExecutionRef *corev1.LocalObjectReference `json:"workflowExecutionRef,omitempty"`

@@ -134,6 +134,10 @@ func (in *RemediationRequestStatus) DeepCopyInto(out *RemediationRequestStatus) 
 		in, out := &in.NextAllowedExecution, &out.NextAllowedExecution
 		*out = (*in).DeepCopy()
 	}
+	if in.CompletionTime != nil {
+		in, out := &in.CompletionTime, &out.CompletionTime
+		*out = (*in).DeepCopy()
+	}
 	if in.WorkflowExecutionRef != nil {
 		in, out := &in.WorkflowExecutionRef, &out.WorkflowExecutionRef
 		*out = new(v1.LocalObjectReference)

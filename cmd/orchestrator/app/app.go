@@ -1,0 +1,128 @@
+// Package app is the orchestrator command: flags, manager, run.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/orchestrator"
+)
+
+type config struct {
+	kubeconfig  string
+	metricsAddr string
+	probeAddr   string
+	orch        orchestrator.Options
+	zap         zap.Options
+}
+
+func flags(out io.Writer) (*flag.FlagSet, *config) {
+	c := &config{}
+	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: orchestrator [flags]\n\nReconciles RemediationRequests into WorkflowExecutions, at most one active per target.\nEvery replica is active; replicas coordinate through one Lease per target in --lease-namespace.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	o := &c.orch
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: in-cluster config, then $KUBECONFIG")
+	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; \"0\" disables it")
+	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	fs.StringVar(&o.LeaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the target Leases, the install namespace (default $POD_NAMESPACE)")
+	fs.StringVar(&o.Identity, "identity", os.Getenv("POD_NAME"), "this replica's name in lock tokens (default $POD_NAME, else the host name)")
+	fs.DurationVar(&o.LeaseDuration, "lease-duration", lease.DefaultDuration, "how long a target lock lasts unless renewed; must match the webhook's")
+	fs.DurationVar(&o.ClaimGrace, "claim-grace", lease.DefaultClaimGrace, "how long a claim by a WorkflowExecution that cannot be found stands (a CREATE in flight); must match the webhook's")
+	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "RemediationRequests reconciled at once by this replica")
+	fs.DurationVar(&o.FallbackRequeue, "fallback-requeue", 30*time.Second, "re-check of requests waiting on a busy target, in case an event was missed")
+	fs.DurationVar(&o.SweepInterval, "sweep-interval", 30*time.Second, "interval between sweeps of expired locks and stale claims")
+	r := &o.Routing
+	fs.IntVar(&r.ConsecutiveFailureThreshold, "consecutive-failure-threshold", 3, "failed requests in a row (same signal and target) that block the next")
+	fs.DurationVar(&r.ConsecutiveFailureCooldown, "consecutive-failure-cooldown", time.Hour, "how long consecutive failures block the signal on the target")
+	fs.DurationVar(&r.RecentlyRemediatedCooldown, "recently-remediated-cooldown", 5*time.Minute, "how long after a workflow completed on a target the same workflow is blocked there")
+	fs.DurationVar(&r.BackoffBase, "backoff-base", time.Minute, "backoff after the first failure; doubles per failure")
+	fs.DurationVar(&r.BackoffMax, "backoff-max", 10*time.Minute, "longest backoff")
+	fs.Float64Var(&r.BackoffJitter, "backoff-jitter", 0.1, "backoff spread, as a fraction (0.1 = +-10%)")
+	c.zap.Development = false // JSON logs
+	c.zap.BindFlags(fs)
+	return fs, c
+}
+
+// Run parses args and runs the orchestrator until ctx ends.
+func Run(ctx context.Context, args []string, out io.Writer) error {
+	fs, c := flags(out)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if c.orch.Identity == "" {
+		c.orch.Identity, _ = os.Hostname()
+	}
+	if c.orch.LeaseNamespace == "" {
+		return errors.New("--lease-namespace (or $POD_NAMESPACE) is required")
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&c.zap)))
+
+	restCfg, err := restConfig(c.kubeconfig)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                 scheme,
+		Cache:                  orchestrator.CacheOptions(c.orch.LeaseNamespace),
+		Metrics:                metricsserver.Options{BindAddress: c.metricsAddr},
+		HealthProbeBindAddress: c.probeAddr,
+		LeaderElection:         false, // all replicas active; the Leases coordinate
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return errors.New("cache not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := orchestrator.Setup(ctx, mgr, c.orch); err != nil {
+		return err
+	}
+	ctrl.Log.Info("Starting orchestrator", "identity", c.orch.Identity, "leaseNamespace", c.orch.LeaseNamespace)
+	return mgr.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
+}

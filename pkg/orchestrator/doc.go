@@ -1,0 +1,9 @@
+// Package orchestrator turns RemediationRequests into WorkflowExecutions,
+// one active WFE per target, across any number of active replicas.
+//
+// Per request: take the target's lock (pkg/lease), run the routing checks on
+// live reads (pkg/routing), create the WFE carrying the lock token, release
+// the lock. Requests that wait for a target are woken by events (a Lease
+// deleted, a WFE or another request finished) through an index by target
+// key; a slow requeue only guards against a missed event.
+package orchestrator

@@ -1,0 +1,49 @@
+package orchestrator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+)
+
+var (
+	reconcileSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "targetlock_orchestrator_reconcile_duration_seconds",
+		Help:    "Time to reconcile one RemediationRequest.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	})
+	transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "targetlock_orchestrator_phase_transitions_total",
+		Help: "RemediationRequest phase transitions, by from and to phase.",
+	}, []string{"from", "to"})
+	blocks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "targetlock_orchestrator_blocked_total",
+		Help: "RemediationRequests blocked, by reason.",
+	}, []string{"reason"})
+	creations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "targetlock_orchestrator_workflowexecutions_created_total",
+		Help: "WorkflowExecutions created.",
+	})
+	contentions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "targetlock_orchestrator_lock_contentions_total",
+		Help: "Reconciles that found the target's lock taken, by what held it: Locked (another reconcile) or Claimed (an active WFE).",
+	}, []string{"holder"})
+	sweeps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "targetlock_orchestrator_sweeps_total",
+		Help: "Periodic sweeps of expired locks and stale claims, by result.",
+	}, []string{"result"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, contentions, sweeps)
+}
+
+func transition(from, to v1alpha1.RemediationPhase) {
+	if from == "" {
+		from = v1alpha1.RemediationPending
+	}
+	if from != to {
+		transitions.WithLabelValues(string(from), string(to)).Inc()
+	}
+}

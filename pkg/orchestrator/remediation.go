@@ -1,0 +1,298 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/routing"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// Condition types on a RemediationRequest.
+const (
+	// ConditionRouted is True once the WFE is created, False with the block
+	// reason while the request waits.
+	ConditionRouted = "Routed"
+	// ConditionSucceeded is set when the request ends.
+	ConditionSucceeded = "Succeeded"
+)
+
+// RemediationReconciler drives one RemediationRequest at a time through
+// Pending -> (lock, checks) -> Executing | Blocked, and mirrors the end of
+// its WFE into Completed | Failed.
+type RemediationReconciler struct {
+	client   client.Client // cached reads of the request; writes
+	live     client.Reader // live reads that decide
+	lock     *lease.Lock
+	engine   *routing.Engine
+	recorder events.EventRecorder
+	clock    clock.PassiveClock
+	// fallback requeues event-driven waits in case an event was missed.
+	fallback time.Duration
+}
+
+var _ reconcile.Reconciler = (*RemediationReconciler)(nil)
+
+func (r *RemediationReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	start := r.clock.Now()
+	defer func() { reconcileSeconds.Observe(r.clock.Since(start).Seconds()) }()
+
+	rr := &v1alpha1.RemediationRequest{}
+	if err := r.client.Get(ctx, req.NamespacedName, rr); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if rr.Status.Phase.Terminal() {
+		return reconcile.Result{}, nil
+	}
+	key, err := target.ForRemediation(rr)
+	if err != nil {
+		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "InvalidTarget", err.Error())
+	}
+	if rr.Status.Phase == v1alpha1.RemediationExecuting {
+		return reconcile.Result{}, r.mirror(ctx, rr)
+	}
+
+	// A time-based block holds until its time: no need to lock before then.
+	if rr.Status.Phase == v1alpha1.RemediationBlocked && rr.Status.BlockedUntil != nil {
+		if wait := rr.Status.BlockedUntil.Sub(r.clock.Now()); wait > 0 {
+			return reconcile.Result{RequeueAfter: wait}, nil
+		}
+	}
+
+	// Our WFE may exist already: a retry after a lost status write, or
+	// another replica got there first. Its name is fixed per request.
+	wfe := &v1alpha1.WorkflowExecution{}
+	switch err := r.live.Get(ctx, client.ObjectKey{Namespace: rr.Namespace, Name: executionName(rr)}, wfe); {
+	case err == nil && metav1.IsControlledBy(wfe, rr):
+		return reconcile.Result{}, r.executing(ctx, rr, wfe)
+	case err != nil && !apierrors.IsNotFound(err):
+		return reconcile.Result{}, fmt.Errorf("reading workflow execution of %s: %w", req, err)
+	}
+
+	tok, acquired, err := r.lock.Acquire(ctx, key)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if !acquired {
+		return r.contended(ctx, rr, key)
+	}
+	defer func() {
+		if err := r.lock.Release(ctx, tok); err != nil {
+			logf.FromContext(ctx).Error(err, "Releasing target lock", "target", key.String())
+		}
+	}()
+
+	block, err := r.engine.Check(ctx, rr, key)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if block != nil {
+		return r.blocked(ctx, rr, block)
+	}
+	return reconcile.Result{}, r.create(ctx, rr, key, tok)
+}
+
+// contended handles a lock someone else holds. A claim names the WFE that
+// owns the target: the request is blocked on it until it ends (an event).
+// A lock means another reconcile is deciding: wait for its release (an event).
+func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (reconcile.Result, error) {
+	st, err := r.lock.Inspect(ctx, key)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	contentions.WithLabelValues(string(st.Phase)).Inc()
+	if st.Phase != lease.Claimed {
+		return reconcile.Result{RequeueAfter: r.fallback}, nil
+	}
+	return r.blocked(ctx, rr, &routing.Block{
+		Reason:                    v1alpha1.BlockResourceBusy,
+		BlockingWorkflowExecution: st.Holder,
+		Message:                   fmt.Sprintf("%s is busy: claimed by WorkflowExecution %s", key, st.Holder),
+	})
+}
+
+func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.RemediationRequest, b *routing.Block) (reconcile.Result, error) {
+	if b.Skip {
+		rr.Status.DuplicateOf = b.DuplicateOf
+		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationSkipped, string(b.Reason), b.Message)
+	}
+	s := &rr.Status
+	changed := s.Phase != v1alpha1.RemediationBlocked || s.BlockReason != b.Reason ||
+		s.BlockingWorkflowExecution != b.BlockingWorkflowExecution || s.DuplicateOf != b.DuplicateOf
+	from := s.Phase
+	s.Phase = v1alpha1.RemediationBlocked
+	s.BlockReason = b.Reason
+	s.BlockMessage = b.Message
+	s.BlockingWorkflowExecution = b.BlockingWorkflowExecution
+	s.DuplicateOf = b.DuplicateOf
+	s.BlockedUntil = nil
+	result := reconcile.Result{RequeueAfter: r.fallback}
+	if !b.Until.IsZero() {
+		s.BlockedUntil = &metav1.Time{Time: b.Until}
+		result.RequeueAfter = b.Until.Sub(r.clock.Now())
+		if b.Reason == v1alpha1.BlockExponentialBackoff {
+			s.NextAllowedExecution = &metav1.Time{Time: b.Until}
+		}
+	}
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionRouted, Status: metav1.ConditionFalse, Reason: string(b.Reason), Message: b.Message, ObservedGeneration: rr.Generation})
+	if err := r.client.Status().Update(ctx, rr); err != nil {
+		return reconcile.Result{}, err
+	}
+	if changed {
+		transition(from, v1alpha1.RemediationBlocked)
+		blocks.WithLabelValues(string(b.Reason)).Inc()
+		r.recorder.Eventf(rr, nil, corev1.EventTypeNormal, string(b.Reason), "Route", "%s", b.Message)
+	}
+	return result, nil
+}
+
+// create makes the request's WFE, carrying the lock token so that the
+// admission webhook can check that our lock still holds.
+func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token) error {
+	wfe := &v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        executionName(rr),
+			Namespace:   rr.Namespace,
+			Annotations: map[string]string{v1alpha1.LockTokenAnnotation: tok.ID},
+		},
+		Spec: v1alpha1.WorkflowExecutionSpec{
+			TargetResource:        key.String(),
+			RemediationRequestRef: &v1alpha1.ObjectRef{Name: rr.Name, Namespace: rr.Namespace},
+			WorkflowRef:           rr.Spec.WorkflowRef,
+			Parameters:            rr.Spec.Parameters,
+		},
+	}
+	if err := controllerutil.SetControllerReference(rr, wfe, r.client.Scheme()); err != nil {
+		return err
+	}
+	if err := r.client.Create(ctx, wfe); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil // the WFE's event brings us back to record it
+		}
+		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+			// Refused by admission (the webhook saw the target busy, or our
+			// lock lapsed): wait for the target like any other block.
+			r.recorder.Eventf(rr, nil, corev1.EventTypeWarning, "CreateRefused", "Route", "creating WorkflowExecution: %v", err)
+		}
+		return fmt.Errorf("creating workflow execution for %s: %w", key, err)
+	}
+	creations.Inc()
+	return r.executing(ctx, rr, wfe)
+}
+
+func (r *RemediationReconciler) executing(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {
+	from := rr.Status.Phase
+	s := &rr.Status
+	s.Phase = v1alpha1.RemediationExecuting
+	s.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: wfe.Name}
+	s.BlockReason, s.BlockMessage, s.BlockedUntil = "", "", nil
+	s.BlockingWorkflowExecution, s.DuplicateOf = "", ""
+	msg := fmt.Sprintf("created WorkflowExecution %s for %s", wfe.Name, wfe.Spec.TargetResource)
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionRouted, Status: metav1.ConditionTrue, Reason: "WorkflowExecutionCreated", Message: msg, ObservedGeneration: rr.Generation})
+	if err := r.client.Status().Update(ctx, rr); err != nil {
+		return err
+	}
+	transition(from, v1alpha1.RemediationExecuting)
+	r.recorder.Eventf(rr, wfe, corev1.EventTypeNormal, "WorkflowExecutionCreated", "Route", "%s", msg)
+	return nil
+}
+
+// mirror ends the request when its WFE ends.
+func (r *RemediationReconciler) mirror(ctx context.Context, rr *v1alpha1.RemediationRequest) error {
+	wfe := &v1alpha1.WorkflowExecution{}
+	name := executionName(rr)
+	if ref := rr.Status.WorkflowExecutionRef; ref != nil {
+		name = ref.Name
+	}
+	if err := r.client.Get(ctx, client.ObjectKey{Namespace: rr.Namespace, Name: name}, wfe); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		// The cache may lag a WFE we just created: confirm live.
+		if err := r.live.Get(ctx, client.ObjectKey{Namespace: rr.Namespace, Name: name}, wfe); !apierrors.IsNotFound(err) {
+			return err
+		}
+		return r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionDeleted", fmt.Sprintf("WorkflowExecution %s was deleted before it ended", name))
+	}
+	switch wfe.Status.Phase {
+	case v1alpha1.WorkflowExecutionCompleted:
+		rr.Status.ConsecutiveFailureCount = 0
+		return r.finish(ctx, rr, v1alpha1.RemediationCompleted, "WorkflowExecutionCompleted", fmt.Sprintf("WorkflowExecution %s completed", wfe.Name))
+	case v1alpha1.WorkflowExecutionFailed:
+		msg := fmt.Sprintf("WorkflowExecution %s failed", wfe.Name)
+		if d := wfe.Status.FailureDetails; d != nil {
+			msg += fmt.Sprintf(": %s: %s", d.Reason, d.Message)
+		}
+		return r.failed(ctx, rr, msg)
+	}
+	return nil
+}
+
+// failed records the failure streak of the request's signal on its target
+// and the backoff that the next request for them waits.
+func (r *RemediationReconciler) failed(ctx context.Context, rr *v1alpha1.RemediationRequest, msg string) error {
+	key, _ := target.ForRemediation(rr)
+	now := r.clock.Now()
+	failedAt := rr.DeepCopy()
+	failedAt.Status.Phase = v1alpha1.RemediationFailed
+	failedAt.Status.CompletionTime = &metav1.Time{Time: now}
+	n, err := r.engine.FailureStreak(ctx, failedAt, key)
+	if err != nil {
+		return err
+	}
+	rr.Status.ConsecutiveFailureCount = int32(n)
+	rr.Status.NextAllowedExecution = &metav1.Time{Time: now.Add(routing.Backoff(n, rr.UID, r.engine.Options()))}
+	return r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionFailed", msg)
+}
+
+func (r *RemediationReconciler) finish(ctx context.Context, rr *v1alpha1.RemediationRequest, phase v1alpha1.RemediationPhase, reason, msg string) error {
+	from := rr.Status.Phase
+	rr.Status.Phase = phase
+	rr.Status.CompletionTime = &metav1.Time{Time: r.clock.Now()}
+	if phase != v1alpha1.RemediationSkipped {
+		rr.Status.BlockReason, rr.Status.BlockMessage, rr.Status.BlockedUntil, rr.Status.BlockingWorkflowExecution = "", "", nil, ""
+	}
+	status := metav1.ConditionFalse
+	if phase == v1alpha1.RemediationCompleted {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&rr.Status.Conditions, metav1.Condition{Type: ConditionSucceeded, Status: status, Reason: reason, Message: msg, ObservedGeneration: rr.Generation})
+	if err := r.client.Status().Update(ctx, rr); err != nil {
+		return err
+	}
+	transition(from, phase)
+	eventType := corev1.EventTypeNormal
+	if phase == v1alpha1.RemediationFailed {
+		eventType = corev1.EventTypeWarning
+	}
+	r.recorder.Eventf(rr, nil, eventType, reason, "Finish", "%s", msg)
+	return nil
+}
+
+// executionName is the one WFE name per request, so that retries and
+// racing replicas converge on a single object.
+func executionName(rr *v1alpha1.RemediationRequest) string {
+	const prefix = "wfe-"
+	if len(prefix)+len(rr.Name) <= 253 {
+		return prefix + rr.Name
+	}
+	sum := sha256.Sum256([]byte(rr.Name))
+	return prefix + hex.EncodeToString(sum[:20])
+}
+

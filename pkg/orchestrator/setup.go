@@ -1,0 +1,161 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/routing"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// Options configure the orchestrator. Zero values take the defaults.
+type Options struct {
+	// LeaseNamespace holds the target Leases (the install namespace).
+	LeaseNamespace string
+	// Identity is this replica's name in lock tokens (the pod name).
+	Identity string
+	// LeaseDuration and ClaimGrace: see lease.Options.
+	LeaseDuration time.Duration
+	ClaimGrace    time.Duration
+	Routing       routing.Options
+	// MaxConcurrentReconciles per replica. Default 4: safe because every
+	// acquisition has its own token, so reconciles in one replica exclude
+	// each other as replicas do.
+	MaxConcurrentReconciles int
+	// FallbackRequeue re-checks event-driven waits in case an event was
+	// missed. Default 30s: waits normally end by event within milliseconds.
+	FallbackRequeue time.Duration
+	// SweepInterval between sweeps of expired locks and stale claims. Default 30s.
+	SweepInterval time.Duration
+	Clock         clock.PassiveClock
+	// LeaseClient replaces the live client used for Leases (tests inject faults).
+	LeaseClient lease.Client
+	// SkipNameValidation lets one process run several managers (tests).
+	SkipNameValidation bool
+}
+
+func (o Options) defaults() Options {
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+	if o.FallbackRequeue <= 0 {
+		o.FallbackRequeue = 30 * time.Second
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = 30 * time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return o
+}
+
+// CacheOptions restricts the manager's Lease cache to the lease namespace,
+// the only namespace the orchestrator may read Leases in.
+func CacheOptions(leaseNamespace string) cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{leaseNamespace: {}}},
+	}}
+}
+
+// Setup adds the orchestrator's controllers and sweeper to mgr. The manager
+// must use CacheOptions.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	opts = opts.defaults()
+	leaseClient := opts.LeaseClient
+	if leaseClient == nil {
+		live, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+		if err != nil {
+			return fmt.Errorf("creating lease client: %w", err)
+		}
+		leaseClient = live
+	}
+	lock, err := lease.New(leaseClient, lease.Options{
+		Namespace: opts.LeaseNamespace, Identity: opts.Identity,
+		Duration: opts.LeaseDuration, ClaimGrace: opts.ClaimGrace, Clock: opts.Clock,
+	})
+	if err != nil {
+		return err
+	}
+
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &v1alpha1.RemediationRequest{}, targetIndex, indexRRByTarget); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &coordinationv1.Lease{}, holderIndex, indexLeaseByHolder); err != nil {
+		return err
+	}
+
+	c := mgr.GetClient()
+	rrs := &RemediationReconciler{
+		client:   c,
+		live:     mgr.GetAPIReader(),
+		lock:     lock,
+		engine:   routing.NewEngine(mgr.GetAPIReader(), opts.Routing, opts.Clock),
+		recorder: mgr.GetEventRecorder("targetlock-orchestrator"),
+		clock:    opts.Clock,
+		fallback: opts.FallbackRequeue,
+	}
+	ctrlOpts := controller.Options{
+		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+		NeedLeaderElection:      ptr.To(false), // all replicas are active
+		SkipNameValidation:      ptr.To(opts.SkipNameValidation),
+	}
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("remediationrequest").
+		For(&v1alpha1.RemediationRequest{}).
+		// A request that ends frees its duplicates.
+		Watches(&v1alpha1.RemediationRequest{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			if !o.(*v1alpha1.RemediationRequest).Status.Phase.Terminal() {
+				return nil
+			}
+			return waiters(ctx, c, first(indexRRByTarget(o)))
+		})).
+		// A WFE that changes moves its request; one that ends frees its target.
+		Watches(&v1alpha1.WorkflowExecution{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return waiters(ctx, c, first(indexWFEByTarget(o)))
+		})).
+		// A Lease released or claimed wakes the requests waiting on its target.
+		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			k, err := target.Parse(o.GetAnnotations()[lease.TargetAnnotation])
+			if err != nil {
+				return nil
+			}
+			return waiters(ctx, c, k.String())
+		})).
+		WithOptions(ctrlOpts).
+		Complete(rrs)
+	if err != nil {
+		return err
+	}
+
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("workflowexecution").
+		For(&v1alpha1.WorkflowExecution{}).
+		WithOptions(ctrlOpts).
+		Complete(&ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock})
+	if err != nil {
+		return err
+	}
+	return mgr.Add(&Sweeper{live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval})
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}

@@ -1,0 +1,193 @@
+package routing
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+)
+
+// consecutiveFailures blocks after too many failed requests in a row for
+// the same signal and target, until the cooldown after the last failure.
+func consecutiveFailures(in *Input, o Options) *Block {
+	n, last := failureStreak(in.Peers)
+	if n < o.ConsecutiveFailureThreshold {
+		return nil
+	}
+	until := last.Add(o.ConsecutiveFailureCooldown)
+	if !in.Now.Before(until) {
+		return nil
+	}
+	return &Block{
+		Reason:  v1alpha1.BlockConsecutiveFailures,
+		Until:   until,
+		Message: fmt.Sprintf("%d consecutive failures for signal %q on %s; cooling down until %s", n, in.RR.Spec.SignalFingerprint, in.Key, until.UTC().Format(time.RFC3339)),
+	}
+}
+
+// duplicateInProgress blocks all but the oldest of the active requests for
+// the same signal and target. A duplicate whose original completed is
+// skipped: the remediation it asks for has been done.
+func duplicateInProgress(in *Input, _ Options) *Block {
+	if orig := in.RR.Status.DuplicateOf; orig != "" {
+		for _, p := range in.Peers {
+			if p.Name == orig && p.Status.Phase == v1alpha1.RemediationCompleted {
+				return &Block{Reason: v1alpha1.BlockDuplicateInProgress, DuplicateOf: orig, Skip: true,
+					Message: fmt.Sprintf("duplicate of %s, which completed the remediation of %s", orig, in.Key)}
+			}
+		}
+	}
+	var oldest *v1alpha1.RemediationRequest
+	for i := range in.Peers {
+		p := &in.Peers[i]
+		if p.Status.Phase.Terminal() || !older(p, in.RR) {
+			continue
+		}
+		if oldest == nil || older(p, oldest) {
+			oldest = p
+		}
+	}
+	if oldest == nil {
+		return nil
+	}
+	return &Block{Reason: v1alpha1.BlockDuplicateInProgress, DuplicateOf: oldest.Name,
+		Message: fmt.Sprintf("duplicate of %s, still in progress for signal %q on %s", oldest.Name, in.RR.Spec.SignalFingerprint, in.Key)}
+}
+
+// resourceBusy blocks while any WFE other than the request's own is active
+// on the target.
+func resourceBusy(in *Input, _ Options) *Block {
+	for _, w := range in.Executions {
+		if w.Status.Phase.Terminal() || ownedBy(&w, in.RR) {
+			continue
+		}
+		name := w.Namespace + "/" + w.Name
+		return &Block{Reason: v1alpha1.BlockResourceBusy, BlockingWorkflowExecution: name,
+			Message: fmt.Sprintf("%s is busy: WorkflowExecution %s is %s", in.Key, name, phaseOrPending(w.Status.Phase))}
+	}
+	return nil
+}
+
+// recentlyRemediated blocks the same workflow on a target it completed on
+// within the cooldown.
+func recentlyRemediated(in *Input, o Options) *Block {
+	var last time.Time
+	var which string
+	for _, w := range in.Executions {
+		if w.Status.Phase != v1alpha1.WorkflowExecutionCompleted || w.Spec.WorkflowRef.WorkflowID != in.RR.Spec.WorkflowRef.WorkflowID {
+			continue
+		}
+		if t := doneAt(w.Status.CompletionTime, w.CreationTimestamp); t.After(last) {
+			last, which = t, w.Namespace+"/"+w.Name
+		}
+	}
+	if which == "" {
+		return nil
+	}
+	until := last.Add(o.RecentlyRemediatedCooldown)
+	if !in.Now.Before(until) {
+		return nil
+	}
+	return &Block{Reason: v1alpha1.BlockRecentlyRemediated, Until: until,
+		Message: fmt.Sprintf("workflow %q completed on %s at %s (%s); next allowed at %s", in.RR.Spec.WorkflowRef.WorkflowID, in.Key,
+			last.UTC().Format(time.RFC3339), which, until.UTC().Format(time.RFC3339))}
+}
+
+// exponentialBackoff blocks until the request's next allowed execution,
+// which after n failures of its signal on the target is the last failure
+// plus Backoff(n).
+func exponentialBackoff(in *Input, o Options) *Block {
+	var until time.Time
+	if t := in.RR.Status.NextAllowedExecution; t != nil {
+		until = t.Time
+	}
+	if n, last := failureStreak(in.Peers); n > 0 {
+		if t := last.Add(Backoff(n, in.RR.UID, o)); t.After(until) {
+			until = t
+		}
+	}
+	if !in.Now.Before(until) {
+		return nil
+	}
+	return &Block{Reason: v1alpha1.BlockExponentialBackoff, Until: until,
+		Message: fmt.Sprintf("backing off after failures on %s; next allowed at %s", in.Key, until.UTC().Format(time.RFC3339))}
+}
+
+// Backoff is the wait after n consecutive failures: base*2^(n-1), capped,
+// with a jitter of up to +-Jitter that is fixed per request (seeded by its
+// UID), so retries of one request are stable and requests spread out.
+func Backoff(n int, uid types.UID, o Options) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	d := o.BackoffMax
+	if n <= 32 {
+		d = min(o.BackoffBase*time.Duration(math.Pow(2, float64(n-1))), o.BackoffMax)
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(uid))
+	spread := float64(h.Sum64()%2001)/1000 - 1 // in [-1, 1]
+	return time.Duration(float64(d) * (1 + o.BackoffJitter*spread))
+}
+
+// failureStreak counts the newest terminal peers that failed, up to the
+// newest that completed, and returns when the newest failure ended.
+func failureStreak(peers []v1alpha1.RemediationRequest) (n int, last time.Time) {
+	var done []*v1alpha1.RemediationRequest
+	for i := range peers {
+		if p := &peers[i]; p.Status.Phase == v1alpha1.RemediationFailed || p.Status.Phase == v1alpha1.RemediationCompleted {
+			done = append(done, p)
+		}
+	}
+	slices.SortFunc(done, func(a, b *v1alpha1.RemediationRequest) int {
+		return doneAt(b.Status.CompletionTime, b.CreationTimestamp).Compare(doneAt(a.Status.CompletionTime, a.CreationTimestamp))
+	})
+	for _, p := range done {
+		if p.Status.Phase != v1alpha1.RemediationFailed {
+			break
+		}
+		if n == 0 {
+			last = doneAt(p.Status.CompletionTime, p.CreationTimestamp)
+		}
+		n++
+	}
+	return n, last
+}
+
+// older orders requests by creation, then name: the first one wins.
+func older(a, b *v1alpha1.RemediationRequest) bool {
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c < 0
+	}
+	return cmp.Less(a.Name, b.Name)
+}
+
+func ownedBy(w *v1alpha1.WorkflowExecution, rr *v1alpha1.RemediationRequest) bool {
+	for _, ref := range w.OwnerReferences {
+		if ref.UID == rr.UID {
+			return true
+		}
+	}
+	return false
+}
+
+func doneAt(t *metav1.Time, created metav1.Time) time.Time {
+	if t != nil {
+		return t.Time
+	}
+	return created.Time
+}
+
+func phaseOrPending(p v1alpha1.WorkflowExecutionPhase) v1alpha1.WorkflowExecutionPhase {
+	if p == "" {
+		return v1alpha1.WorkflowExecutionPending
+	}
+	return p
+}

@@ -1,0 +1,132 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// TargetField is the WFE field the API server can select on.
+const TargetField = "spec.targetResource"
+
+// Block says why a request may not run now.
+type Block struct {
+	Reason  v1alpha1.BlockReason
+	Message string
+	// Until is when a time-based block ends; zero for event-driven blocks
+	// (DuplicateInProgress, ResourceBusy), which end when the holder does.
+	Until time.Time
+	// BlockingWorkflowExecution and DuplicateOf name the holder, if any.
+	BlockingWorkflowExecution string
+	DuplicateOf               string
+	// Skip means the request needs no run at all: the duplicate it waited
+	// for has completed the same remediation.
+	Skip bool
+}
+
+// Input is everything the checks look at, read once per decision.
+type Input struct {
+	RR  *v1alpha1.RemediationRequest
+	Key target.Key
+	Now time.Time
+	// Peers are the other requests with the same signal and target.
+	Peers []v1alpha1.RemediationRequest
+	// Executions are the WFEs for the target, in every namespace.
+	Executions []v1alpha1.WorkflowExecution
+}
+
+// check is one blocking rule; nil means it does not block.
+type check func(in *Input, o Options) *Block
+
+// checks run in this order; the first that blocks decides.
+var checks = []check{consecutiveFailures, duplicateInProgress, resourceBusy, recentlyRemediated, exponentialBackoff}
+
+// Engine runs the checks on live reads.
+type Engine struct {
+	reader client.Reader
+	opts   Options
+	clock  clock.PassiveClock
+}
+
+// NewEngine returns an Engine. reader must read live (a manager's API reader).
+func NewEngine(reader client.Reader, opts Options, clk clock.PassiveClock) *Engine {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Engine{reader: reader, opts: opts.Defaults(), clock: clk}
+}
+
+// Options returns the engine's options with defaults applied.
+func (e *Engine) Options() Options { return e.opts }
+
+// Check returns the first block that applies to rr, or nil if it may run.
+func (e *Engine) Check(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*Block, error) {
+	in, err := e.read(ctx, rr, key)
+	if err != nil {
+		return nil, err
+	}
+	return Decide(in, e.opts), nil
+}
+
+// Decide runs the checks on in.
+func Decide(in *Input, o Options) *Block {
+	for _, c := range checks {
+		if b := c(in, o); b != nil {
+			return b
+		}
+	}
+	return nil
+}
+
+func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*Input, error) {
+	in := &Input{RR: rr, Key: key, Now: e.clock.Now()}
+
+	rrs := &v1alpha1.RemediationRequestList{}
+	if err := e.reader.List(ctx, rrs, client.InNamespace(rr.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing remediation requests in %s: %w", rr.Namespace, err)
+	}
+	for _, p := range rrs.Items {
+		if p.UID == rr.UID || p.Spec.SignalFingerprint != rr.Spec.SignalFingerprint {
+			continue
+		}
+		if k, err := target.ForRemediation(&p); err == nil && k == key {
+			in.Peers = append(in.Peers, p)
+		}
+	}
+
+	// The selector matches the string as written: ask for the canonical
+	// form and the request's own spelling of the kind.
+	spellings := []string{key.String()}
+	if t := rr.Spec.TargetResource; t.Namespace != "" {
+		spellings = append(spellings, t.Namespace+"/"+t.Kind+"/"+t.Name)
+	} else {
+		spellings = append(spellings, t.Kind+"/"+t.Name)
+	}
+	for _, s := range slices.Compact(spellings) {
+		wfes := &v1alpha1.WorkflowExecutionList{}
+		if err := e.reader.List(ctx, wfes, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector(TargetField, s)}); err != nil {
+			return nil, fmt.Errorf("listing workflow executions for %s: %w", s, err)
+		}
+		in.Executions = append(in.Executions, wfes.Items...)
+	}
+	return in, nil
+}
+
+// FailureStreak counts the failures in a row of rr's signal on its target,
+// including rr itself when it has failed.
+func (e *Engine) FailureStreak(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (int, error) {
+	in, err := e.read(ctx, rr, key)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := failureStreak(append(in.Peers, *rr))
+	return n, nil
+}
