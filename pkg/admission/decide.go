@@ -1,0 +1,233 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// TargetField is the field selector that finds the WorkflowExecutions of a
+// target string. It matches the string as written: two spellings of one
+// target meet only on the Lease, which is the real guard.
+const TargetField = "spec.targetResource"
+
+// Reasons, as they appear in messages, audit annotations, Events and metrics.
+const (
+	ReasonClaimed        = "Claimed"        // admitted: the target's Lease now names this WFE
+	ReasonAlreadyClaimed = "AlreadyClaimed" // admitted: the Lease already names this WFE (a retried request)
+	ReasonDryRun         = "DryRun"         // would be admitted; nothing written
+	ReasonNotGuarded     = "NotGuarded"     // an operation or change the webhook does not restrict
+
+	ReasonLockHeld        = "LockHeld"        // an orchestrator holds the lock; a direct CREATE must wait
+	ReasonLockLost        = "LockLost"        // the WFE's lock token no longer holds the target (fencing)
+	ReasonStaleLock       = "StaleLock"       // the WFE's lock token holds the target, but expired
+	ReasonResourceBusy    = "ResourceBusy"    // a non-terminal WFE owns the target
+	ReasonClaimPending    = "ClaimPending"    // claimed by a WFE not stored (yet), within the grace period
+	ReasonContended       = "Contended"       // the Lease kept changing; retry
+	ReasonTargetImmutable = "TargetImmutable" // an UPDATE changed spec.targetResource
+
+	ReasonInvalidObject = "InvalidObject" // the object cannot be decoded or lacks name/uid
+	ReasonInvalidTarget = "InvalidTarget" // spec.targetResource is malformed
+	ReasonAPIError      = "APIError"      // reading or writing the API failed; retry
+)
+
+func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) verdict {
+	wfe, err := decode(req.Object.Raw)
+	if err != nil {
+		return verdict{reason: ReasonInvalidObject, code: http.StatusBadRequest, message: err.Error()}
+	}
+	owner := lease.Owner{Namespace: req.Namespace, Name: wfe.Name, UID: wfe.UID}
+	if owner.Namespace == "" {
+		owner.Namespace = wfe.Namespace
+	}
+	if owner.Name == "" {
+		owner.Name = req.Name
+	}
+	v := verdict{target: wfe.Spec.TargetResource, object: owner.String(), regarding: regarding(wfe, owner)}
+	if owner.Namespace == "" || owner.Name == "" || owner.UID == "" {
+		return v.invalid(ReasonInvalidObject, errors.New("the WorkflowExecution has no namespace, name or uid; "+
+			"the API server sets them before validating admission"))
+	}
+	key, err := target.ForExecution(wfe)
+	if err != nil {
+		return v.invalid(ReasonInvalidTarget, fmt.Errorf("spec.targetResource: %w", err))
+	}
+	v.target = key.String()
+	token := wfe.Annotations[v1alpha1.LockTokenAnnotation]
+
+	checked := false
+	for range h.maxAttempts {
+		st, err := h.lock.Inspect(ctx, key)
+		if err != nil {
+			return v.errored(err)
+		}
+		if d, ok := h.judge(ctx, v, st, owner, token); !ok {
+			return d
+		}
+		if !checked {
+			other, err := h.activeOther(ctx, wfe.Spec.TargetResource, owner)
+			if err != nil {
+				return v.errored(err)
+			}
+			if other != "" {
+				return v.deny(ReasonResourceBusy, other, "WorkflowExecution %s is still active for this target", other)
+			}
+			checked = true
+		}
+		if st.ClaimedBy(owner.UID) && st.Holder == owner.String() {
+			return v.allow(ReasonAlreadyClaimed, owner.String(), "the target is already claimed by this WorkflowExecution")
+		}
+		if isDryRun(req) {
+			return v.allow(ReasonDryRun, owner.String(), "dry run: the target would be claimed by this WorkflowExecution")
+		}
+		switch err := h.lock.Claim(ctx, st, owner); {
+		case err == nil:
+			return v.allow(ReasonClaimed, owner.String(), "target claimed by this WorkflowExecution")
+		case errors.Is(err, lease.ErrConflict):
+			continue // the Lease changed under us: read it again and decide again
+		default:
+			return v.errored(err)
+		}
+	}
+	d := v.deny(ReasonContended, "", "the target's Lease changed on each of %d attempts; retry", h.maxAttempts)
+	d.code = http.StatusConflict
+	return d
+}
+
+// judge decides on one observation of the Lease. ok means the Lease lets
+// this WFE claim the target from st; otherwise the verdict is the denial.
+func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner lease.Owner, token string) (verdict, bool) {
+	now := h.clock.Now()
+	switch st.Phase {
+	case lease.Free:
+		if token != "" {
+			return v.deny(ReasonLockLost, "", "lock token %q does not hold the target: its lock was released or swept", token), false
+		}
+		return verdict{}, true
+
+	case lease.Locked:
+		switch {
+		case token == "" && st.Expired(now):
+			return verdict{}, true // an abandoned lock: a direct CREATE may take it over
+		case token == "":
+			return v.deny(ReasonLockHeld, st.Holder, "an orchestrator holds the target's lock until %s; create through the orchestrator or retry later", stamp(st.Expires)), false
+		case token != st.Holder:
+			return v.deny(ReasonLockLost, st.Holder, "lock token %q no longer holds the target: it was taken over", token), false
+		case st.Expired(now):
+			return v.deny(ReasonStaleLock, st.Holder, "lock token %q expired at %s", token, stamp(st.Expires)), false
+		}
+		return verdict{}, true
+
+	default: // Claimed
+		if st.ClaimedBy(owner.UID) {
+			return verdict{}, true
+		}
+		w, err := h.claimant(ctx, st)
+		if err != nil {
+			return v.errored(err), false
+		}
+		switch {
+		case w != nil && !w.Status.Phase.Terminal():
+			return v.deny(ReasonResourceBusy, st.Holder, "WorkflowExecution %s owns the target (phase %q)", st.Holder, w.Status.Phase), false
+		case token != "":
+			return v.deny(ReasonLockLost, st.Holder, "lock token %q does not hold the target: it is claimed by WorkflowExecution %s", token, st.Holder), false
+		case w == nil && !st.Expired(now):
+			return v.deny(ReasonClaimPending, st.Holder, "WorkflowExecution %s claimed the target but is not stored (yet); the claim lapses at %s if it never is", st.Holder, stamp(st.Expires)), false
+		}
+		return verdict{}, true // the claimant ended, or never got stored: take over
+	}
+}
+
+// claimant reads the WFE that claimed st live; nil means it does not exist
+// (never stored, deleted, or replaced by another object of the same name).
+func (h *Handler) claimant(ctx context.Context, st lease.State) (*v1alpha1.WorkflowExecution, error) {
+	ns, name, ok := strings.Cut(st.Holder, "/")
+	if !ok || ns == "" || name == "" {
+		return nil, nil
+	}
+	w := &v1alpha1.WorkflowExecution{}
+	switch err := h.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, w); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading claimant WorkflowExecution %s: %w", st.Holder, err)
+	}
+	if st.ClaimUID != "" && w.UID != st.ClaimUID {
+		return nil, nil
+	}
+	return w, nil
+}
+
+// activeOther returns "namespace/name" of a non-terminal WFE with the same
+// target string, other than owner, or "" if there is none.
+func (h *Handler) activeOther(ctx context.Context, targetResource string, owner lease.Owner) (string, error) {
+	list := &v1alpha1.WorkflowExecutionList{}
+	if err := h.reader.List(ctx, list, client.MatchingFields{TargetField: targetResource}); err != nil {
+		return "", fmt.Errorf("listing WorkflowExecutions of %q: %w", targetResource, err)
+	}
+	for i := range list.Items {
+		w := &list.Items[i]
+		if w.UID == owner.UID || (w.Namespace == owner.Namespace && w.Name == owner.Name) || w.Status.Phase.Terminal() {
+			continue
+		}
+		return w.Namespace + "/" + w.Name, nil
+	}
+	return "", nil
+}
+
+func (h *Handler) decideUpdate(req cradmission.Request) verdict {
+	wfe, err := decode(req.Object.Raw)
+	if err != nil {
+		return verdict{reason: ReasonInvalidObject, code: http.StatusBadRequest, message: err.Error()}
+	}
+	old, err := decode(req.OldObject.Raw)
+	if err != nil {
+		return verdict{reason: ReasonInvalidObject, code: http.StatusBadRequest, message: "old object: " + err.Error()}
+	}
+	v := verdict{target: old.Spec.TargetResource, object: req.Namespace + "/" + old.Name,
+		regarding: regarding(wfe, lease.Owner{Namespace: req.Namespace, Name: old.Name, UID: old.UID})}
+	if wfe.Spec.TargetResource != old.Spec.TargetResource {
+		return v.deny(ReasonTargetImmutable, "", "spec.targetResource is immutable (from %s to %s)", quote(old.Spec.TargetResource), quote(wfe.Spec.TargetResource))
+	}
+	return v.allow(ReasonNotGuarded, "", "target unchanged")
+}
+
+// decode reads a WorkflowExecution from the raw request object.
+func decode(raw []byte) (*v1alpha1.WorkflowExecution, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("the request carries no object")
+	}
+	wfe := &v1alpha1.WorkflowExecution{}
+	if err := json.Unmarshal(raw, wfe); err != nil {
+		return nil, fmt.Errorf("decoding WorkflowExecution: %w; want spec.targetResource as a string of the form %s", err, target.Form)
+	}
+	return wfe, nil
+}
+
+// stamp formats a time for messages.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// regarding is the object a denial's Event is about: the WFE's
+// RemediationRequest when it names one, else the WFE itself.
+func regarding(wfe *v1alpha1.WorkflowExecution, owner lease.Owner) objectRef {
+	if ref := wfe.Spec.RemediationRequestRef; ref != nil && ref.Name != "" {
+		ns := ref.Namespace
+		if ns == "" {
+			ns = owner.Namespace
+		}
+		return objectRef{kind: "RemediationRequest", namespace: ns, name: ref.Name}
+	}
+	return objectRef{kind: "WorkflowExecution", namespace: owner.Namespace, name: owner.Name, uid: owner.UID}
+}

@@ -1,0 +1,120 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/targetlock/targetlock/pkg/lease"
+)
+
+// Path is where the webhook server serves the Handler.
+const Path = "/validate-workflowexecution"
+
+// DefaultMaxAttempts bounds the inspect-decide-claim loop of one CREATE. Each
+// lost compare-and-swap means another writer made progress on the target, so
+// a handful of attempts is plenty; after that the CREATE is denied as
+// retryable rather than admitted unchecked.
+const DefaultMaxAttempts = 5
+
+// EventRecorder records the Event of a denial. The events.k8s.io recorders
+// of client-go and controller-runtime satisfy it.
+type EventRecorder interface {
+	AnnotatedEventf(regarding, related runtime.Object, annotations map[string]string, eventtype, reason, action, note string, args ...any)
+}
+
+// Options configure a Handler.
+type Options struct {
+	// Lock inspects and claims target Leases. Its client must read live.
+	Lock *lease.Lock
+	// Reader reads WorkflowExecutions. It must read live: a cache can miss
+	// the WorkflowExecution another writer stored a moment ago. Its List must
+	// support the field selector spec.targetResource.
+	Reader client.Reader
+	// Recorder records an Event for every denial. Optional.
+	Recorder EventRecorder
+	// Clock must be the clock the Lock was built with: lock expiry and claim
+	// grace are judged against it. Default: the real clock.
+	Clock clock.PassiveClock
+	// MaxAttempts bounds re-reads after a lost compare-and-swap. Default
+	// DefaultMaxAttempts.
+	MaxAttempts int
+}
+
+// Handler validates WorkflowExecution CREATEs and UPDATEs.
+type Handler struct {
+	lock        *lease.Lock
+	reader      client.Reader
+	recorder    EventRecorder
+	clock       clock.PassiveClock
+	maxAttempts int
+}
+
+var _ cradmission.Handler = (*Handler)(nil)
+
+// New returns a Handler. Lock and Reader are required.
+func New(opts Options) (*Handler, error) {
+	if opts.Lock == nil || opts.Reader == nil {
+		return nil, errors.New("admission: lock and reader are required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	return &Handler{
+		lock:        opts.Lock,
+		reader:      opts.Reader,
+		recorder:    opts.Recorder,
+		clock:       opts.Clock,
+		maxAttempts: opts.MaxAttempts,
+	}, nil
+}
+
+// Handle decides one admission request. It never panics on any input: a
+// malformed object or target is answered with a 400 naming what is wrong.
+func (h *Handler) Handle(ctx context.Context, req cradmission.Request) cradmission.Response {
+	start := time.Now()
+	v := h.decide(ctx, req)
+	admissions.WithLabelValues(v.decision(), v.reason).Inc()
+	admissionSeconds.WithLabelValues(v.decision()).Observe(time.Since(start).Seconds())
+
+	log := logf.FromContext(ctx).WithValues("operation", req.Operation, "namespace", req.Namespace,
+		"name", req.Name, "reason", v.reason, "target", v.target, "holder", v.holder)
+	switch {
+	case v.code >= http.StatusInternalServerError:
+		log.Error(errors.New(v.message), "Admission failed")
+	case !v.allowed:
+		log.Info("Admission denied", "message", v.message, "dryRun", isDryRun(req))
+		if !isDryRun(req) {
+			h.recordEvent(v)
+		}
+	case req.Operation == admissionv1.Create:
+		log.V(1).Info("Admission allowed", "dryRun", isDryRun(req))
+	}
+	return v.response()
+}
+
+func (h *Handler) decide(ctx context.Context, req cradmission.Request) verdict {
+	switch req.Operation {
+	case admissionv1.Create:
+		return h.decideCreate(ctx, req)
+	case admissionv1.Update:
+		return h.decideUpdate(req)
+	default:
+		return verdict{allowed: true, reason: ReasonNotGuarded, message: "operation not guarded"}
+	}
+}
+
+func isDryRun(req cradmission.Request) bool {
+	return req.DryRun != nil && *req.DryRun
+}

@@ -1,0 +1,22 @@
+package admission
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	admissions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "targetlock_webhook_admissions_total",
+		Help: "WorkflowExecution admission decisions by decision (admitted, denied, errored) and reason.",
+	}, []string{"decision", "reason"})
+	admissionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "targetlock_webhook_admission_duration_seconds",
+		Help:    "Time to decide one WorkflowExecution admission request, by decision.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"decision"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(admissions, admissionSeconds)
+}
