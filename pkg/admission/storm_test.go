@@ -1,0 +1,83 @@
+package admission_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/lease"
+)
+
+// TestAdmissionStorm sends concurrent direct CREATEs (no orchestrator, no
+// token) for one target through the API server, for many targets in turn:
+// exactly one per target may be admitted.
+func TestAdmissionStorm(t *testing.T) {
+	const (
+		targets   = 20
+		perTarget = 50
+	)
+	f := getFixture(t)
+	ctx := context.Background()
+	ns := newNamespace(t, f)
+
+	creates, admitted, duplicates := 0, 0, 0
+	unexpected := map[string]int{}
+	for i := range targets {
+		tgt := fmt.Sprintf("%s/Deployment/storm-%02d", ns, i)
+		var (
+			mu       sync.Mutex
+			wg       sync.WaitGroup
+			accepted int
+		)
+		for j := range perTarget {
+			wg.Go(func() {
+				st := create(t, f, newWFE(ns, fmt.Sprintf("storm-%02d-%02d", i, j), tgt))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case st == nil:
+					accepted++
+				case st.Code == http.StatusForbidden && contains(st.Message, admission.ReasonResourceBusy+":"),
+					// the winner admitted but not stored yet:
+					st.Code == http.StatusForbidden && contains(st.Message, admission.ReasonClaimPending+":"),
+					st.Code == http.StatusConflict && contains(st.Message, admission.ReasonContended+":"):
+				default:
+					unexpected[fmt.Sprintf("%d %s", st.Code, st.Message)]++
+				}
+			})
+		}
+		wg.Wait()
+		creates += perTarget
+		admitted += accepted
+
+		list := &v1alpha1.WorkflowExecutionList{}
+		if err := f.env.Client.List(ctx, list, client.MatchingFields{admission.TargetField: tgt}); err != nil {
+			t.Fatalf("listing WFEs of %s: %v", tgt, err)
+		}
+		if len(list.Items) > 1 {
+			duplicates += len(list.Items) - 1
+		}
+		if len(list.Items) != accepted {
+			t.Errorf("%s: %d CREATEs admitted but %d WFEs stored", tgt, accepted, len(list.Items))
+		}
+		if accepted != 1 {
+			t.Errorf("%s: want exactly 1 of %d CREATEs admitted, got %d", tgt, perTarget, accepted)
+		}
+		if s := inspect(t, f, tgt); s.Phase != lease.Claimed || (len(list.Items) == 1 && s.Holder != ns+"/"+list.Items[0].Name) {
+			t.Errorf("%s: want the Lease claimed by the admitted WFE, got %s", tgt, s)
+		}
+	}
+	for msg, n := range unexpected {
+		t.Errorf("%d CREATEs refused for an unexpected reason: %s", n, msg)
+	}
+	fmt.Printf("admission storm: creates=%d admitted=%d targets=%d duplicates=%d\n", creates, admitted, targets, duplicates)
+	if creates != targets*perTarget || admitted != targets || duplicates != 0 {
+		t.Fatalf("admission storm: want creates=%d admitted=%d duplicates=0", targets*perTarget, targets)
+	}
+}
