@@ -1,0 +1,315 @@
+package admission_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// newFakeHandler returns a Handler on an in-memory client.
+func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Object) (*admission.Handler, client.Client) {
+	tb.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		tb.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		tb.Fatal(err)
+	}
+	b := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).
+		WithStatusSubresource(&v1alpha1.WorkflowExecution{}).
+		WithIndex(&v1alpha1.WorkflowExecution{}, admission.TargetField, func(o client.Object) []string {
+			return []string{o.(*v1alpha1.WorkflowExecution).Spec.TargetResource}
+		})
+	if funcs != nil {
+		b = b.WithInterceptorFuncs(*funcs)
+	}
+	c := b.Build()
+	clk := clocktesting.NewFakeClock(time.Now())
+	lock, err := lease.New(c, lease.Options{Namespace: leaseNamespace, Identity: "webhook-test", ClaimGrace: claimGrace, Clock: clk})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := admission.New(admission.Options{Lock: lock, Reader: c, Clock: clk})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h, c
+}
+
+// request builds a raw admission request for obj (marshalled unless it is
+// already []byte).
+func request(op admissionv1.Operation, ns, name string, obj any) cradmission.Request {
+	raw, ok := obj.([]byte)
+	if !ok {
+		raw, _ = json.Marshal(obj)
+	}
+	return cradmission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: types.UID("req-" + name), Operation: op, Namespace: ns, Name: name,
+		Resource: metav1.GroupVersionResource{Group: "kubernaut.ai", Version: "v1alpha1", Resource: "workflowexecutions"}, Object: runtime.RawExtension{Raw: raw},
+	}}
+}
+
+func createRequest(w *v1alpha1.WorkflowExecution) cradmission.Request {
+	if w.UID == "" {
+		w.UID = types.UID("uid-" + w.Name)
+	}
+	return request(admissionv1.Create, w.Namespace, w.Name, w)
+}
+
+func leaseCount(tb testing.TB, c client.Reader, ns string) int {
+	tb.Helper()
+	list := &coordinationv1.LeaseList{}
+	if err := c.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		tb.Fatalf("listing leases: %v", err)
+	}
+	return len(list.Items)
+}
+
+// badInputs are requests the handler must refuse with a 4xx and a message
+// saying what is wrong, writing nothing. Many never reach the webhook
+// through the API server (the CRD schema refuses them first); the handler
+// must not rely on that.
+func badInputs() []struct {
+	name string
+	raw  []byte
+	want string
+} {
+	wfe := func(tgt any) []byte {
+		b, _ := json.Marshal(map[string]any{
+			"apiVersion": "kubernaut.ai/v1alpha1", "kind": "WorkflowExecution",
+			"metadata": map[string]any{"name": "bad", "namespace": "demo", "uid": "uid-bad"},
+			"spec":     map[string]any{"targetResource": tgt, "workflowRef": map[string]any{"workflowID": "x"}},
+		})
+		return b
+	}
+	long := strings.Repeat("a", 10*1024)
+	return []struct {
+		name string
+		raw  []byte
+		want string
+	}{
+		{"missing target", []byte(`{"metadata":{"name":"bad","namespace":"demo","uid":"u"},"spec":{"workflowRef":{"workflowID":"x"}}}`), target.Form},
+		{"empty target", wfe(""), target.Form},
+		{"four parts", wfe("a/b/c/d"), "got 4"},
+		{"empty namespace", wfe("/Deployment/app"), "empty namespace"},
+		{"empty kind", wfe("demo//app"), "empty kind"},
+		{"empty name", wfe("demo/Deployment/"), "empty name"},
+		{"only slashes", wfe("//"), target.Form},
+		{"10 KB name", wfe("demo/Deployment/" + long), "name"},
+		{"10 KB kind", wfe("demo/" + long + "/app"), "kind"},
+		{"10 KB namespace", wfe(long + "/Deployment/app"), "namespace"},
+		{"unicode name", wfe("demo/Deployment/äpp-☃"), "name"},
+		{"unicode kind", wfe("demo/Dëployment/app"), "kind"},
+		{"NUL byte", wfe("demo/Deployment/a\x00b"), "name"},
+		{"target is a number", wfe(42), "targetResource"},
+		{"target is an object", wfe(map[string]any{"kind": "Deployment"}), "targetResource"},
+		{"spec is a string", []byte(`{"metadata":{"name":"bad","uid":"u"},"spec":"demo/Deployment/app"}`), "spec"},
+		{"metadata is a list", []byte(`{"metadata":[],"spec":{"targetResource":"demo/Deployment/app"}}`), "metadata"},
+		{"not JSON", []byte(`{"spec":`), "decoding"},
+		{"no object", nil, "no object"},
+		{"no uid", []byte(`{"metadata":{"name":"bad","namespace":"demo"},"spec":{"targetResource":"demo/Deployment/app"}}`), "uid"},
+	}
+}
+
+func TestBadInputIsRefused(t *testing.T) {
+	h, c := newFakeHandler(t, nil)
+	for _, tc := range badInputs() {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := h.Handle(context.Background(), request(admissionv1.Create, "demo", "bad", tc.raw))
+			if resp.Allowed {
+				t.Fatalf("allowed")
+			}
+			if code := resp.Result.Code; code < 400 || code >= 500 {
+				t.Errorf("want a 4xx, got %d", code)
+			}
+			if msg := resp.Result.Message; !strings.Contains(msg, tc.want) || len(msg) > 2048 {
+				t.Errorf("want a message (< 2 kB) mentioning %q, got %d bytes: %q", tc.want, len(msg), msg)
+			}
+			if resp.AuditAnnotations[admission.AnnotationDecision] != admission.DecisionDenied {
+				t.Errorf("want audit annotation decision=denied, got %v", resp.AuditAnnotations)
+			}
+		})
+	}
+	if n := leaseCount(t, c, leaseNamespace); n != 0 {
+		t.Errorf("bad input wrote %d Leases", n)
+	}
+}
+
+// TestBadInputThroughAPIServer sends the malformed targets the CRD schema
+// lets through: the webhook refuses them with a 400 and writes nothing.
+func TestBadInputThroughAPIServer(t *testing.T) {
+	f := getFixture(t)
+	ns := newNamespace(t, f)
+	before := leaseCount(t, f.env.Client, leaseNamespace)
+	for _, tgt := range []string{"a/b/c/d", ns + "//app", "/Deployment/app", ns + "/Deployment/äpp", "Node/" + strings.Repeat("x", 300), "x/y/"} {
+		st := create(t, f, newWFE(ns, "bad", tgt))
+		if st == nil {
+			t.Errorf("target %q: admitted", tgt)
+			continue
+		}
+		if st.Code < 400 || st.Code >= 500 || !strings.Contains(st.Message, "want") {
+			t.Errorf("target %q: want a 4xx showing the expected form, got %d %q", tgt, st.Code, st.Message)
+		}
+	}
+	if after := leaseCount(t, f.env.Client, leaseNamespace); after != before {
+		t.Errorf("bad input wrote Leases: %d before, %d after", before, after)
+	}
+}
+
+func TestUpdateChangingTargetIsDenied(t *testing.T) {
+	h, _ := newFakeHandler(t, nil)
+	old := newWFE("demo", "w", "demo/Deployment/app")
+	for _, tc := range []struct {
+		target  string
+		allowed bool
+	}{
+		{"demo/Deployment/app", true},
+		{"demo/deployment/app", false}, // same key, but the string is what other components match
+		{"demo/Deployment/other", false},
+	} {
+		w := old.DeepCopy()
+		w.Spec.TargetResource = tc.target
+		req := request(admissionv1.Update, "demo", "w", w)
+		req.OldObject.Raw, _ = json.Marshal(old)
+		resp := h.Handle(context.Background(), req)
+		if resp.Allowed != tc.allowed {
+			t.Errorf("UPDATE to %q: want allowed=%v, got %v (%s)", tc.target, tc.allowed, resp.Allowed, resp.Result.Message)
+		}
+		if !tc.allowed && !strings.Contains(resp.Result.Message, admission.ReasonTargetImmutable) {
+			t.Errorf("UPDATE to %q: want reason %s, got %q", tc.target, admission.ReasonTargetImmutable, resp.Result.Message)
+		}
+	}
+	for _, op := range []admissionv1.Operation{admissionv1.Delete, admissionv1.Connect} {
+		if resp := h.Handle(context.Background(), request(op, "demo", "w", nil)); !resp.Allowed {
+			t.Errorf("%s: want allowed, got %s", op, resp.Result.Message)
+		}
+	}
+}
+
+// TestLostCompareAndSwapIsBounded: a Lease that changes on every write is
+// never admitted blindly; after the bounded retries the CREATE is denied
+// as retryable.
+func TestLostCompareAndSwapIsBounded(t *testing.T) {
+	creates := 0
+	h, c := newFakeHandler(t, &interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*coordinationv1.Lease); ok {
+				creates++
+				return apierrors.NewAlreadyExists(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, obj.GetName())
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	})
+	resp := h.Handle(context.Background(), createRequest(newWFE("demo", "w", "demo/Deployment/app")))
+	if resp.Allowed || resp.Result.Code != http.StatusConflict || !strings.Contains(resp.Result.Message, admission.ReasonContended) {
+		t.Fatalf("want 409 Contended, got allowed=%v %d %q", resp.Allowed, resp.Result.Code, resp.Result.Message)
+	}
+	if creates != admission.DefaultMaxAttempts {
+		t.Errorf("want %d claim attempts, got %d", admission.DefaultMaxAttempts, creates)
+	}
+	if n := leaseCount(t, c, leaseNamespace); n != 0 {
+		t.Errorf("want no Lease, got %d", n)
+	}
+}
+
+// TestAPIErrorsNeverAdmit: whatever read or write fails, the CREATE is
+// refused as retryable, never taken as "free".
+func TestAPIErrorsNeverAdmit(t *testing.T) {
+	boom := errors.New("etcdserver: request timed out")
+	for name, funcs := range map[string]*interceptor.Funcs{
+		"lease get": {Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*coordinationv1.Lease); ok {
+				return boom
+			}
+			return c.Get(ctx, key, obj, opts...)
+		}},
+		"wfe list": {List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			return boom
+		}},
+		"lease create": {Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			return apierrors.NewInternalError(boom)
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h, _ := newFakeHandler(t, funcs)
+			resp := h.Handle(context.Background(), createRequest(newWFE("demo", "w", "demo/Deployment/app")))
+			if resp.Allowed || resp.Result.Code != http.StatusServiceUnavailable || !strings.Contains(resp.Result.Message, "retry") {
+				t.Fatalf("want 503 asking to retry, got allowed=%v %d %q", resp.Allowed, resp.Result.Code, resp.Result.Message)
+			}
+		})
+	}
+}
+
+// TestClaimantLookupFailureNeverAdmits: a claim whose WFE cannot be read
+// (API error) is not taken to be stale.
+func TestClaimantLookupFailureNeverAdmits(t *testing.T) {
+	h, c := newFakeHandler(t, &interceptor.Funcs{
+		Get: func(ctx context.Context, cl client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*v1alpha1.WorkflowExecution); ok {
+				return apierrors.NewServiceUnavailable("try later")
+			}
+			return cl.Get(ctx, key, obj, opts...)
+		},
+	})
+	if resp := h.Handle(context.Background(), createRequest(newWFE("demo", "first", "demo/Deployment/app"))); !resp.Allowed {
+		t.Fatalf("first CREATE: %s", resp.Result.Message)
+	}
+	resp := h.Handle(context.Background(), createRequest(newWFE("demo", "second", "demo/Deployment/app")))
+	if resp.Allowed || resp.Result.Code != http.StatusServiceUnavailable {
+		t.Fatalf("want 503, got allowed=%v %d %q", resp.Allowed, resp.Result.Code, resp.Result.Message)
+	}
+	if n := leaseCount(t, c, leaseNamespace); n != 1 {
+		t.Errorf("want the first claim only, got %d Leases", n)
+	}
+}
+
+func TestDryRunDecidesWithoutWriting(t *testing.T) {
+	h, c := newFakeHandler(t, nil)
+	req := createRequest(newWFE("demo", "w", "demo/Deployment/app"))
+	req.DryRun = ptr.To(true)
+	resp := h.Handle(context.Background(), req)
+	if !resp.Allowed || resp.AuditAnnotations[admission.AnnotationReason] != admission.ReasonDryRun {
+		t.Fatalf("want allowed as %s, got allowed=%v %v", admission.ReasonDryRun, resp.Allowed, resp.AuditAnnotations)
+	}
+	if n := leaseCount(t, c, leaseNamespace); n != 0 {
+		t.Errorf("dry run wrote %d Leases", n)
+	}
+}
+
+// TestRetriedRequestIsIdempotent: the API server may call the webhook again
+// for the same object; the claim already naming it admits it again.
+func TestRetriedRequestIsIdempotent(t *testing.T) {
+	h, _ := newFakeHandler(t, nil)
+	w := newWFE("demo", "w", "demo/Deployment/app")
+	for i, want := range []string{admission.ReasonClaimed, admission.ReasonAlreadyClaimed} {
+		resp := h.Handle(context.Background(), createRequest(w))
+		if !resp.Allowed || resp.AuditAnnotations[admission.AnnotationReason] != want {
+			t.Fatalf("call %d: want allowed as %s, got allowed=%v %v %q", i, want, resp.Allowed, resp.AuditAnnotations, resp.Result.Message)
+		}
+	}
+}
