@@ -1,0 +1,187 @@
+package orchestrator_test
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+var _ = Describe("orchestrator scenarios", func() {
+	var (
+		ctx  context.Context
+		ns   string // requests and WFEs
+		lns  string // leases
+		opts orchestrator.Options
+	)
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		ns, lns = newNamespace(ctx), newNamespace(ctx)
+		// A fallback far beyond Eventually's timeout proves waits end by event.
+		opts = orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute}
+	})
+
+	It("1 replica, 2 RRs on one target: 1 WFE, the second Blocked ResourceBusy; it runs once the first ends", func() {
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig-a"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "deployment", "app", "sig-b"))).To(Succeed())
+
+		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationBlocked)))
+		b := getRR(ctx, ns, "rr-b")()
+		Expect(b.Status.BlockReason).To(Equal(v1alpha1.BlockResourceBusy))
+		Expect(b.Status.BlockingWorkflowExecution).To(Equal(ns + "/wfe-rr-a"))
+		Expect(wfesIn(ctx, ns)).To(HaveLen(1))
+		wfe := wfesIn(ctx, ns)[0]
+		Expect(wfe.Spec.TargetResource).To(Equal(ns + "/deployment/app"))
+		Expect(wfe.Annotations[v1alpha1.LockTokenAnnotation]).To(HavePrefix("replica-0_"))
+		Expect(metav1.IsControlledBy(&wfe, getRR(ctx, ns, "rr-a")())).To(BeTrue())
+
+		// Release then retry: the first WFE ends; the waiter runs at once (by event).
+		setWFEPhase(ctx, ns, "wfe-rr-a", v1alpha1.WorkflowExecutionCompleted)
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationCompleted)))
+		Eventually(getRR(ctx, ns, "rr-b"), 5*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		Expect(wfesIn(ctx, ns)).To(HaveLen(2))
+	})
+
+	It("2 replicas, same target, same instant: 1 WFE", func() {
+		startReplica(ctx, "replica-0", opts)
+		startReplica(ctx, "replica-1", opts)
+		for i := range 6 {
+			Expect(env.Client.Create(ctx, newRR(ns, name("rr", i), ns, "Deployment", "app", name("sig", i)))).To(Succeed())
+		}
+		Eventually(func() int {
+			blocked := 0
+			for i := range 6 {
+				if getRR(ctx, ns, name("rr", i))().Status.Phase == v1alpha1.RemediationBlocked {
+					blocked++
+				}
+			}
+			return blocked
+		}).Should(Equal(5))
+		Consistently(func() int { return len(wfesIn(ctx, ns)) }, time.Second).Should(Equal(1))
+	})
+
+	It("different targets proceed concurrently", func() {
+		startReplica(ctx, "replica-0", opts)
+		for i := range 5 {
+			Expect(env.Client.Create(ctx, newRR(ns, name("rr", i), ns, "Deployment", name("app", i), "sig"))).To(Succeed())
+		}
+		for i := range 5 {
+			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		}
+		Expect(wfesIn(ctx, ns)).To(HaveLen(5))
+	})
+
+	It("takes over a lock whose holder died", func() {
+		key, err := target.New("Deployment", ns, "app")
+		Expect(err).NotTo(HaveOccurred())
+		long := metav1.NewMicroTime(time.Now().Add(-time.Hour))
+		dead := &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: key.LeaseName(), Namespace: lns,
+				Labels:      map[string]string{lease.ManagedByLabel: "targetlock", lease.TargetHashLabel: key.Hash()},
+				Annotations: map[string]string{lease.TargetAnnotation: key.String()}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("crashed-pod_0"), LeaseDurationSeconds: ptr.To[int32](30), AcquireTime: &long, RenewTime: &long},
+		}
+		Expect(env.Client.Create(ctx, dead)).To(Succeed())
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+	})
+
+	It("blocks ConsecutiveFailures after the threshold, until the cooldown", func() {
+		opts.Routing.ConsecutiveFailureThreshold = 2
+		opts.Routing.ConsecutiveFailureCooldown = time.Hour
+		startReplica(ctx, "replica-0", opts)
+		for i := range 2 {
+			Expect(env.Client.Create(ctx, newRR(ns, name("rr", i), ns, "Deployment", "app", "sig"))).To(Succeed())
+			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+			setWFEPhase(ctx, ns, "wfe-"+name("rr", i), v1alpha1.WorkflowExecutionFailed)
+			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+		}
+		Expect(getRR(ctx, ns, "rr-1")().Status.ConsecutiveFailureCount).To(BeEquivalentTo(2))
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-2", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-2")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) v1alpha1.BlockReason { return rr.Status.BlockReason }, Equal(v1alpha1.BlockConsecutiveFailures)))
+		rr := getRR(ctx, ns, "rr-2")()
+		Expect(rr.Status.BlockedUntil.Time).To(BeTemporally(">", time.Now().Add(50*time.Minute)))
+		Expect(rr.Status.Conditions).To(ContainElement(HaveField("Reason", "ConsecutiveFailures")))
+	})
+
+	It("blocks DuplicateInProgress behind the oldest, then skips it when that one completes", func() {
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-old", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-old")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-new", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal("rr-old")))
+		Expect(getRR(ctx, ns, "rr-new")().Status.BlockReason).To(Equal(v1alpha1.BlockDuplicateInProgress))
+
+		setWFEPhase(ctx, ns, "wfe-rr-old", v1alpha1.WorkflowExecutionCompleted)
+		Eventually(getRR(ctx, ns, "rr-new"), 5*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationSkipped)))
+		Expect(wfesIn(ctx, ns)).To(HaveLen(1))
+	})
+
+	It("blocks RecentlyRemediated for the cooldown after the same workflow completed on the target", func() {
+		opts.Routing.RecentlyRemediatedCooldown = time.Hour
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig-a"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		setWFEPhase(ctx, ns, "wfe-rr-a", v1alpha1.WorkflowExecutionCompleted)
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationCompleted)))
+
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig-b"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) v1alpha1.BlockReason { return rr.Status.BlockReason }, Equal(v1alpha1.BlockRecentlyRemediated)))
+		Expect(getRR(ctx, ns, "rr-b")().Status.BlockedUntil).NotTo(BeNil())
+	})
+
+	It("blocks ExponentialBackoff after a failure, then runs when it passes", func() {
+		opts.Routing.BackoffBase = 2 * time.Second
+		opts.Routing.BackoffMax = 2 * time.Second
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		setWFEPhase(ctx, ns, "wfe-rr-a", v1alpha1.WorkflowExecutionFailed)
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+		Expect(getRR(ctx, ns, "rr-a")().Status.NextAllowedExecution).NotTo(BeNil())
+
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) v1alpha1.BlockReason { return rr.Status.BlockReason }, Equal(v1alpha1.BlockExponentialBackoff)))
+		Eventually(getRR(ctx, ns, "rr-b"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+	})
+
+	It("fails a request whose WFE is deleted while active, and records Events", func() {
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		Expect(env.Client.Delete(ctx, &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wfe-rr-a"}})).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+		Eventually(func() []string {
+			var reasons []string
+			list := &corev1.EventList{}
+			Expect(env.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			for _, e := range list.Items {
+				reasons = append(reasons, e.Reason)
+			}
+			return reasons
+		}).Should(ContainElements("WorkflowExecutionCreated", "WorkflowExecutionDeleted"))
+	})
+
+	It("fails a request with a malformed target, saying the expected form", func() {
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-bad", ns, "Deploy-ment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-bad")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+		Expect(getRR(ctx, ns, "rr-bad")().Status.Conditions).To(ContainElement(HaveField("Message", ContainSubstring(target.Form))))
+	})
+})

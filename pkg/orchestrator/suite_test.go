@@ -1,0 +1,138 @@
+package orchestrator_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/executor"
+	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/pkg/routing"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestOrchestrator(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	RunSpecs(t, "Orchestrator Suite (real API server)")
+}
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	env = testenv.Shared(GinkgoT())
+})
+
+// fastRouting keeps time-based blocks short so that specs and storms finish.
+var fastRouting = routing.Options{
+	ConsecutiveFailureThreshold: 1000,
+	RecentlyRemediatedCooldown:  time.Millisecond,
+	BackoffBase:                 10 * time.Millisecond,
+	BackoffMax:                  50 * time.Millisecond,
+}
+
+func newNamespace(ctx context.Context) string {
+	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "orch-"}}
+	Expect(env.Client.Create(ctx, n)).To(Succeed())
+	return n.Name
+}
+
+// startReplica runs one orchestrator replica (its own manager, cache and
+// tokens) until the spec ends.
+func startReplica(ctx context.Context, name string, opts orchestrator.Options) {
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Cache:                  orchestrator.CacheOptions(opts.LeaseNamespace),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	Expect(err).NotTo(HaveOccurred())
+	opts.Identity = name
+	opts.SkipNameValidation = true
+	Expect(orchestrator.Setup(ctx, mgr, opts)).To(Succeed())
+	run(ctx, mgr)
+}
+
+// startExecutor plays the workflow engine.
+func startExecutor(ctx context.Context, delay time.Duration) {
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	Expect(err).NotTo(HaveOccurred())
+	Expect((&executor.Executor{Client: mgr.GetClient(), Delay: delay}).Setup(mgr, "executor")).To(Succeed())
+	run(ctx, mgr)
+}
+
+func run(ctx context.Context, mgr ctrl.Manager) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	DeferCleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+func newRR(ns, name, targetNS, kind, targetName, fingerprint string) *v1alpha1.RemediationRequest {
+	return &v1alpha1.RemediationRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.RemediationRequestSpec{
+			TargetResource:    v1alpha1.ResourceIdentifier{Kind: kind, Namespace: targetNS, Name: targetName},
+			SignalFingerprint: fingerprint,
+			WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: "restart"},
+		},
+	}
+}
+
+func getRR(ctx context.Context, ns, name string) func() *v1alpha1.RemediationRequest {
+	return func() *v1alpha1.RemediationRequest {
+		rr := &v1alpha1.RemediationRequest{}
+		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rr)).To(Succeed())
+		return rr
+	}
+}
+
+func phaseOf(rr *v1alpha1.RemediationRequest) v1alpha1.RemediationPhase { return rr.Status.Phase }
+
+func wfesIn(ctx context.Context, ns string) []v1alpha1.WorkflowExecution {
+	list := &v1alpha1.WorkflowExecutionList{}
+	Expect(env.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	return list.Items
+}
+
+func leasesIn(ctx context.Context, ns string) []coordinationv1.Lease {
+	list := &coordinationv1.LeaseList{}
+	Expect(env.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	return list.Items
+}
+
+func setWFEPhase(ctx context.Context, ns, name string, phase v1alpha1.WorkflowExecutionPhase) {
+	wfe := &v1alpha1.WorkflowExecution{}
+	Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wfe)).To(Succeed())
+	wfe.Status.Phase = phase
+	if phase.Terminal() {
+		wfe.Status.CompletionTime = &metav1.Time{Time: time.Now()}
+	}
+	Expect(env.Client.Status().Update(ctx, wfe)).To(Succeed())
+}
+
+func name(prefix string, i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
