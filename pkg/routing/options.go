@@ -35,7 +35,7 @@ func (o Options) Defaults() Options {
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = 10 * time.Minute
 	}
-	if o.BackoffJitter < 0 || o.BackoffJitter >= 1 {
+	if o.BackoffJitter <= 0 || o.BackoffJitter >= 1 {
 		o.BackoffJitter = 0.1
 	}
 	return o

@@ -1,0 +1,221 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+var (
+	now  = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	key  = target.Key{Namespace: "demo", Kind: "deployment", Name: "app"}
+	opts = Options{}.Defaults()
+)
+
+func rr(name string, created time.Time, phase v1alpha1.RemediationPhase, done time.Time) v1alpha1.RemediationRequest {
+	r := v1alpha1.RemediationRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID(name), CreationTimestamp: metav1.NewTime(created)},
+		Spec: v1alpha1.RemediationRequestSpec{
+			TargetResource:    v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: "demo", Name: "app"},
+			SignalFingerprint: "sig", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"},
+		},
+		Status: v1alpha1.RemediationRequestStatus{Phase: phase},
+	}
+	if !done.IsZero() {
+		r.Status.CompletionTime = &metav1.Time{Time: done}
+	}
+	return r
+}
+
+func wfe(name string, phase v1alpha1.WorkflowExecutionPhase, workflow string, done time.Time) v1alpha1.WorkflowExecution {
+	w := v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", CreationTimestamp: metav1.NewTime(now.Add(-time.Hour))},
+		Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: "demo/Deployment/app", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: workflow}},
+		Status:     v1alpha1.WorkflowExecutionStatus{Phase: phase},
+	}
+	if !done.IsZero() {
+		w.Status.CompletionTime = &metav1.Time{Time: done}
+	}
+	return w
+}
+
+func self() *v1alpha1.RemediationRequest {
+	r := rr("self", now.Add(-time.Minute), v1alpha1.RemediationPending, time.Time{})
+	return &r
+}
+
+func TestChecks(t *testing.T) {
+	failed := v1alpha1.RemediationFailed
+	tests := []struct {
+		name  string
+		check check
+		in    Input
+		want  v1alpha1.BlockReason // "" = not blocked
+		until time.Time
+		skip  bool
+	}{
+		{name: "consecutive failures at threshold", check: consecutiveFailures, want: v1alpha1.BlockConsecutiveFailures, until: now.Add(-time.Minute + time.Hour),
+			in: Input{Peers: []v1alpha1.RemediationRequest{
+				rr("a", now.Add(-4*time.Hour), failed, now.Add(-3*time.Minute)),
+				rr("b", now.Add(-4*time.Hour), failed, now.Add(-2*time.Minute)),
+				rr("c", now.Add(-4*time.Hour), failed, now.Add(-time.Minute)),
+			}}},
+		{name: "consecutive failures broken by a success", check: consecutiveFailures,
+			in: Input{Peers: []v1alpha1.RemediationRequest{
+				rr("a", now.Add(-4*time.Hour), failed, now.Add(-4*time.Minute)),
+				rr("b", now.Add(-4*time.Hour), failed, now.Add(-3*time.Minute)),
+				rr("ok", now.Add(-4*time.Hour), v1alpha1.RemediationCompleted, now.Add(-2*time.Minute)),
+				rr("c", now.Add(-4*time.Hour), failed, now.Add(-time.Minute)),
+			}}},
+		{name: "consecutive failures past the cooldown", check: consecutiveFailures,
+			in: Input{Peers: []v1alpha1.RemediationRequest{
+				rr("a", now.Add(-4*time.Hour), failed, now.Add(-3*time.Hour)),
+				rr("b", now.Add(-4*time.Hour), failed, now.Add(-3*time.Hour)),
+				rr("c", now.Add(-4*time.Hour), failed, now.Add(-2*time.Hour)),
+			}}},
+		{name: "duplicate of an older active request", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
+			in: Input{Peers: []v1alpha1.RemediationRequest{
+				rr("newer", now, v1alpha1.RemediationPending, time.Time{}),
+				rr("older", now.Add(-time.Hour), v1alpha1.RemediationExecuting, time.Time{}),
+			}}},
+		{name: "oldest of the duplicates runs", check: duplicateInProgress,
+			in: Input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationBlocked, time.Time{})}}},
+		{name: "same creation time: the name breaks the tie", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
+			in: Input{Peers: []v1alpha1.RemediationRequest{rr("aaa", now.Add(-time.Minute), v1alpha1.RemediationPending, time.Time{})}}},
+		{name: "terminal duplicates do not block", check: duplicateInProgress,
+			in: Input{Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), failed, now)}}},
+		{name: "the original completed: skip", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress, skip: true,
+			in: Input{RR: func() *v1alpha1.RemediationRequest { r := self(); r.Status.DuplicateOf = "old"; return r }(),
+				Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now)}}},
+		{name: "busy with an active WFE", check: resourceBusy, want: v1alpha1.BlockResourceBusy,
+			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})}}},
+		{name: "not busy with ended WFEs", check: resourceBusy,
+			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionFailed, "restart", now)}}},
+		{name: "own WFE does not block", check: resourceBusy,
+			in: Input{Executions: []v1alpha1.WorkflowExecution{func() v1alpha1.WorkflowExecution {
+				w := wfe("w", "", "restart", time.Time{})
+				w.OwnerReferences = []metav1.OwnerReference{{UID: "self"}}
+				return w
+			}()}}},
+		{name: "recently remediated", check: recentlyRemediated, want: v1alpha1.BlockRecentlyRemediated, until: now.Add(4 * time.Minute),
+			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Minute))}}},
+		{name: "another workflow completed recently", check: recentlyRemediated,
+			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "scale", now.Add(-time.Minute))}}},
+		{name: "remediated long ago", check: recentlyRemediated,
+			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Hour))}}},
+		{name: "backoff from the request's own next allowed time", check: exponentialBackoff, want: v1alpha1.BlockExponentialBackoff, until: now.Add(time.Minute),
+			in: Input{RR: func() *v1alpha1.RemediationRequest {
+				r := self()
+				r.Status.NextAllowedExecution = &metav1.Time{Time: now.Add(time.Minute)}
+				return r
+			}()}},
+		{name: "backoff from the signal's last failure", check: exponentialBackoff, want: v1alpha1.BlockExponentialBackoff,
+			in: Input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-10*time.Second))}}},
+		{name: "backoff passed", check: exponentialBackoff,
+			in: Input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-time.Hour))}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in
+			in.Now, in.Key = now, key
+			if in.RR == nil {
+				in.RR = self()
+			}
+			b := tt.check(&in, opts)
+			if tt.want == "" {
+				if b != nil {
+					t.Fatalf("blocked: %+v", b)
+				}
+				return
+			}
+			if b == nil || b.Reason != tt.want || b.Skip != tt.skip {
+				t.Fatalf("got %+v, want reason %s skip %v", b, tt.want, tt.skip)
+			}
+			if !tt.until.IsZero() && !b.Until.Equal(tt.until) {
+				t.Errorf("until = %v, want %v", b.Until, tt.until)
+			}
+			if !strings.Contains(b.Message, key.String()) {
+				t.Errorf("message %q does not name the target", b.Message)
+			}
+		})
+	}
+}
+
+func TestDecideRunsChecksInOrder(t *testing.T) {
+	// Busy and recently remediated at once: ResourceBusy (3rd) wins over RecentlyRemediated (4th).
+	in := &Input{RR: self(), Key: key, Now: now, Executions: []v1alpha1.WorkflowExecution{
+		wfe("done", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Minute)),
+		wfe("busy", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{}),
+	}}
+	if b := Decide(in, opts); b == nil || b.Reason != v1alpha1.BlockResourceBusy || b.BlockingWorkflowExecution != "ns/busy" {
+		t.Errorf("Decide = %+v", b)
+	}
+	if b := Decide(&Input{RR: self(), Key: key, Now: now}, opts); b != nil {
+		t.Errorf("nothing applies, got %+v", b)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	o := Options{BackoffJitter: 0.1}.Defaults()
+	for n, want := range map[int]time.Duration{0: 0, 1: time.Minute, 2: 2 * time.Minute, 4: 8 * time.Minute, 5: 10 * time.Minute, 100: 10 * time.Minute} {
+		got := Backoff(n, "uid", o)
+		if got < time.Duration(float64(want)*0.9) || got > time.Duration(float64(want)*1.1) {
+			t.Errorf("Backoff(%d) = %v, want %v +-10%%", n, got, want)
+		}
+		if got != Backoff(n, "uid", o) {
+			t.Errorf("Backoff(%d) is not stable per request", n)
+		}
+	}
+	if Backoff(3, "a", o) == Backoff(3, "b", o) {
+		t.Error("jitter does not spread requests")
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	o := Options{}.Defaults()
+	if o.ConsecutiveFailureThreshold != 3 || o.ConsecutiveFailureCooldown != time.Hour || o.RecentlyRemediatedCooldown != 5*time.Minute ||
+		o.BackoffBase != time.Minute || o.BackoffMax != 10*time.Minute || o.BackoffJitter != 0.1 {
+		t.Errorf("defaults = %+v", o)
+	}
+}
+
+func TestEngineReadsLive(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	me := self()
+	busy := wfe("busy", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})
+	busy.Spec.TargetResource = "demo/deployment/app"
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(me, &busy).
+		WithIndex(&v1alpha1.WorkflowExecution{}, TargetField, func(o client.Object) []string {
+			return []string{o.(*v1alpha1.WorkflowExecution).Spec.TargetResource}
+		}).Build()
+	e := NewEngine(c, Options{}, clocktesting.NewFakePassiveClock(now))
+	b, err := e.Check(context.Background(), me, key)
+	if err != nil || b == nil || b.Reason != v1alpha1.BlockResourceBusy {
+		t.Fatalf("Check = %+v, %v", b, err)
+	}
+	if n, err := e.FailureStreak(context.Background(), me, key); n != 0 || err != nil {
+		t.Errorf("FailureStreak = %d, %v", n, err)
+	}
+
+	errAPI := errors.New("api down")
+	broken := interceptor.NewClient(c, interceptor.Funcs{List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error { return errAPI }})
+	if _, err := NewEngine(broken, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
+		t.Errorf("Check with a failing API = %v; an error must never read as clear", err)
+	}
+}
