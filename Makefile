@@ -39,6 +39,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=targetlock-orchestrator paths=./pkg/orchestrator/... output:rbac:artifacts:config=config/rbac/orchestrator
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail if generated files are not committed as generated.
