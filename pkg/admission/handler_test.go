@@ -15,8 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clienttesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,7 +42,10 @@ func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Obje
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		tb.Fatal(err)
 	}
-	b := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).
+	// The plain tracker: the default field-managed one rebuilds a REST
+	// mapper on every write, which would dominate the benchmark.
+	tracker := clienttesting.NewObjectTracker(s, serializer.NewCodecFactory(s).UniversalDecoder())
+	b := fake.NewClientBuilder().WithScheme(s).WithObjectTracker(tracker).WithObjects(objs...).
 		WithStatusSubresource(&v1alpha1.WorkflowExecution{}).
 		WithIndex(&v1alpha1.WorkflowExecution{}, admission.TargetField, func(o client.Object) []string {
 			return []string{o.(*v1alpha1.WorkflowExecution).Spec.TargetResource}
