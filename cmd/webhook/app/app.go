@@ -1,0 +1,53 @@
+// Package app is the webhook command: the admission server and the
+// `denials` subcommand for cluster admins.
+package app
+
+import (
+	"context"
+	"io"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+)
+
+// ControllerName reports the webhook's Events (their reportingController).
+const ControllerName = "targetlock-webhook"
+
+// Run runs the subcommand args name: `denials`, or by default the server.
+// out receives command output (tables, JSON, help); errOut, diagnostics.
+func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "denials":
+			return runDenials(ctx, args[1:], out)
+		case "serve":
+			args = args[1:]
+		}
+	}
+	return runServe(ctx, args, out)
+}
+
+func newScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// restConfig reads --kubeconfig if given, else $KUBECONFIG, the in-cluster
+// config, or ~/.kube/config, in that order.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
+}

@@ -1,0 +1,162 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/lease"
+)
+
+type serveConfig struct {
+	kubeconfig    string
+	metricsAddr   string
+	probeAddr     string
+	host          string
+	port          int
+	certDir       string
+	certName      string
+	keyName       string
+	enableHTTP2   bool
+	namespace     string
+	identity      string
+	leaseDuration time.Duration
+	claimGrace    time.Duration
+	maxAttempts   int
+	zap           zap.Options
+}
+
+func serveFlags(out io.Writer) (*flag.FlagSet, *serveConfig) {
+	c := &serveConfig{}
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, `Usage:
+  webhook [serve] [flags]     serve the WorkflowExecution validating admission webhook
+  webhook denials [flags]     list recently denied admissions (see webhook denials --help)
+
+The webhook admits a WorkflowExecution CREATE only by claiming its target's
+Lease (one compare-and-swap), so at most one is admitted per target; a CREATE
+carrying an orchestrator's lock token only while that lock is still held.
+It serves TLS (1.2 or later) on %s, reloading the certificate when the files
+in --cert-dir change; /readyz passes once the certificate is loaded and served.
+
+Flags:
+`, admission.Path)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: $KUBECONFIG, then the in-cluster config, then ~/.kube/config")
+	fs.StringVar(&c.host, "host", "", "address the webhook server listens on (default: all)")
+	fs.IntVar(&c.port, "port", webhook.DefaultPort, "port of the webhook server (HTTPS)")
+	fs.StringVar(&c.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate and key; watched, so a renewed certificate is used without a restart")
+	fs.StringVar(&c.certName, "cert-name", "tls.crt", "file name of the serving certificate in --cert-dir")
+	fs.StringVar(&c.keyName, "key-name", "tls.key", "file name of the serving key in --cert-dir")
+	fs.BoolVar(&c.enableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1 (off: HTTP/2 rapid-reset and stream-exhaustion attacks)")
+	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; \"0\" disables it")
+	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	fs.StringVar(&c.namespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the target Leases, the install namespace (default $POD_NAMESPACE); must match the orchestrator's")
+	fs.StringVar(&c.identity, "identity", os.Getenv("POD_NAME"), "this replica's name, in logs (default $POD_NAME, else the host name)")
+	fs.DurationVar(&c.leaseDuration, "lease-duration", lease.DefaultDuration, "the orchestrator's lock duration; must match the orchestrator's (a lock's expiry is read from its Lease)")
+	fs.DurationVar(&c.claimGrace, "claim-grace", lease.DefaultClaimGrace, "how long a claim stands for a WorkflowExecution that cannot be found (an admitted CREATE not stored yet); at least the API server's webhook timeout; must match the orchestrator's")
+	fs.IntVar(&c.maxAttempts, "max-attempts", admission.DefaultMaxAttempts, "attempts per CREATE when the target's Lease changes under the webhook; then the CREATE is denied as retryable")
+	c.zap.Development = false // JSON logs
+	c.zap.BindFlags(fs)
+	return fs, c
+}
+
+func runServe(ctx context.Context, args []string, out io.Writer) error {
+	fs, c := serveFlags(out)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if c.identity == "" {
+		c.identity, _ = os.Hostname()
+	}
+	if c.namespace == "" {
+		return errors.New("--lease-namespace (or $POD_NAMESPACE) is required")
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&c.zap)))
+	log := ctrl.Log.WithName("webhook")
+
+	restCfg, err := restConfig(c.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	tlsOpts := []func(*tls.Config){func(cfg *tls.Config) { cfg.MinVersion = tls.VersionTLS12 }}
+	if !c.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(cfg *tls.Config) { cfg.NextProtos = []string{"http/1.1"} })
+	}
+	server := webhook.NewServer(webhook.Options{
+		Host: c.host, Port: c.port,
+		CertDir: c.certDir, CertName: c.certName, KeyName: c.keyName,
+		TLSOpts: tlsOpts,
+	})
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: c.metricsAddr},
+		HealthProbeBindAddress: c.probeAddr,
+		WebhookServer:          server,
+		LeaderElection:         false, // every replica serves; the Leases coordinate
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	// Every decision reads live: a cache could show a target free a
+	// moment after another replica claimed it.
+	live, err := client.New(restCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	clk := clock.RealClock{}
+	lock, err := lease.New(live, lease.Options{
+		Namespace: c.namespace, Identity: c.identity,
+		Duration: c.leaseDuration, ClaimGrace: c.claimGrace, Clock: clk,
+	})
+	if err != nil {
+		return err
+	}
+	h, err := admission.New(admission.Options{
+		Lock: lock, Reader: live, Clock: clk, MaxAttempts: c.maxAttempts,
+		Recorder: mgr.GetEventRecorder(ControllerName),
+	})
+	if err != nil {
+		return err
+	}
+	server.Register(admission.Path, &cradmission.Webhook{Handler: h})
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	// The webhook server starts only once it has loaded the certificate,
+	// and this check completes a TLS handshake with it.
+	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return err
+	}
+	log.Info("Starting webhook", "identity", c.identity, "leaseNamespace", c.namespace,
+		"path", admission.Path, "port", c.port, "certDir", c.certDir, "claimGrace", c.claimGrace)
+	return mgr.Start(ctx)
+}
