@@ -40,11 +40,12 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=targetlock-orchestrator paths=./pkg/orchestrator/... output:rbac:artifacts:config=config/rbac/orchestrator
+	hack/chart-crds.sh
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail if generated files are not committed as generated.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
-		git status --porcelain -- api config; git --no-pager diff -- api config | head -50; \
+	@if [ -n "$$(git status --porcelain -- api config charts/targetlock/templates/crds)" ]; then \
+		git status --porcelain -- api config charts/targetlock/templates/crds; git --no-pager diff -- api config charts | head -50; \
 		echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; fi
 
 .PHONY: build

@@ -1,0 +1,86 @@
+{{- define "targetlock.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "targetlock.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "targetlock.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "targetlock.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Common labels; call with (dict "ctx" $ "component" "webhook"). */}}
+{{- define "targetlock.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+{{ include "targetlock.selectorLabels" . }}
+{{- end -}}
+
+{{- define "targetlock.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "targetlock.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "targetlock.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "targetlock.orchestrator" -}}{{ include "targetlock.fullname" . }}-orchestrator{{- end -}}
+{{- define "targetlock.webhook" -}}{{ include "targetlock.fullname" . }}-webhook{{- end -}}
+{{- define "targetlock.webhookCert" -}}{{ include "targetlock.fullname" . }}-webhook-cert{{- end -}}
+{{- define "targetlock.webhookSecret" -}}
+{{- if eq .Values.certs.mode "manual" -}}
+{{ required "certs.manual.secretName is required when certs.mode=manual" .Values.certs.manual.secretName }}
+{{- else -}}
+{{ include "targetlock.fullname" . }}-webhook-tls
+{{- end -}}
+{{- end -}}
+
+{{/* Restricted pod security: non-root, read-only root, no privilege escalation, no capabilities, seccomp RuntimeDefault. */}}
+{{- define "targetlock.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "targetlock.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* Preferred anti-affinity across nodes unless the user set affinity. */}}
+{{- define "targetlock.affinity" -}}
+{{- if .values.affinity -}}
+{{ toYaml .values.affinity }}
+{{- else -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "targetlock.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment every pod gets from the downward API. */}}
+{{- define "targetlock.podEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end -}}

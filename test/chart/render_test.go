@@ -1,0 +1,373 @@
+package chart_test
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/targetlock/targetlock/internal/testenv"
+)
+
+const releaseNS = "targetlock-system"
+
+var kubeVersion = &chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
+
+func chartDir(t testing.TB) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, "charts", "targetlock")
+}
+
+// render templates the chart as `helm template` would and returns its objects.
+func render(t testing.TB, vals map[string]any) ([]*unstructured.Unstructured, error) {
+	t.Helper()
+	ch, err := loader.Load(chartDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := action.NewInstall(&action.Configuration{})
+	inst.ClientOnly, inst.DryRun, inst.IncludeCRDs = true, true, true
+	inst.ReleaseName, inst.Namespace = "tl", releaseNS
+	inst.KubeVersion = kubeVersion
+	rel, err := inst.Run(ch, vals)
+	if err != nil {
+		return nil, err
+	}
+	var objs []*unstructured.Unstructured
+	for _, doc := range releaseutil.SplitManifests(rel.Manifest) {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+	return objs, nil
+}
+
+func mustRender(t testing.TB, vals map[string]any) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := render(t, vals)
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	return objs
+}
+
+func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && (name == "" || o.GetName() == name) {
+			return o
+		}
+	}
+	return nil
+}
+
+func count(objs []*unstructured.Unstructured, kind string) int {
+	n := 0
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			n++
+		}
+	}
+	return n
+}
+
+var modes = map[string]map[string]any{
+	"cert-manager": {},
+	"helm":         {"certs": map[string]any{"mode": "helm"}},
+	"manual": {"certs": map[string]any{"mode": "manual", "manual": map[string]any{
+		"secretName": "my-tls", "caBundle": base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----\n")),
+	}}},
+	"no-crds-monitoring": {"crds": map[string]any{"install": false}, "metrics": map[string]any{
+		"serviceMonitor": map[string]any{"enabled": true}, "prometheusRule": map[string]any{"enabled": true},
+	}},
+}
+
+func TestLint(t *testing.T) {
+	for name, vals := range modes {
+		t.Run(name, func(t *testing.T) {
+			l := lint.AllWithKubeVersion(chartDir(t), vals, releaseNS, kubeVersion)
+			for _, m := range l.Messages {
+				if m.Severity >= support.WarningSev {
+					t.Errorf("helm lint: %s", m)
+				}
+			}
+		})
+	}
+}
+
+func TestWorkloads(t *testing.T) {
+	objs := mustRender(t, nil)
+	for name, replicas := range map[string]int64{"tl-targetlock-orchestrator": 3, "tl-targetlock-webhook": 2} {
+		d := find(objs, "Deployment", name)
+		if d == nil {
+			t.Fatalf("no Deployment %s", name)
+		}
+		if got := num(d.Object, "spec", "replicas"); got != replicas {
+			t.Errorf("%s replicas = %d, want %d", name, got, replicas)
+		}
+		sel, _, _ := unstructured.NestedStringMap(d.Object, "spec", "selector", "matchLabels")
+		labels, _, _ := unstructured.NestedStringMap(d.Object, "spec", "template", "metadata", "labels")
+		for k, v := range sel {
+			if labels[k] != v {
+				t.Errorf("%s: selector %s=%s does not match the pod labels %v", name, k, v, labels)
+			}
+		}
+		if sel["app.kubernetes.io/component"] == "" || sel["app.kubernetes.io/instance"] != "tl" {
+			t.Errorf("%s: selector %v lacks instance/component", name, sel)
+		}
+		pod, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
+		if nonRoot, _, _ := unstructured.NestedBool(pod, "securityContext", "runAsNonRoot"); !nonRoot {
+			t.Errorf("%s: pod may run as root", name)
+		}
+		if p, _, _ := unstructured.NestedString(pod, "securityContext", "seccompProfile", "type"); p != "RuntimeDefault" {
+			t.Errorf("%s: seccompProfile = %q", name, p)
+		}
+		containers, _, _ := unstructured.NestedSlice(pod, "containers")
+		c := containers[0].(map[string]any)
+		if esc, _, _ := unstructured.NestedBool(c, "securityContext", "allowPrivilegeEscalation"); esc {
+			t.Errorf("%s: privilege escalation allowed", name)
+		}
+		if ro, _, _ := unstructured.NestedBool(c, "securityContext", "readOnlyRootFilesystem"); !ro {
+			t.Errorf("%s: root filesystem writable", name)
+		}
+		drop, _, _ := unstructured.NestedStringSlice(c, "securityContext", "capabilities", "drop")
+		if len(drop) != 1 || drop[0] != "ALL" {
+			t.Errorf("%s: capabilities.drop = %v", name, drop)
+		}
+		env, _, _ := unstructured.NestedSlice(c, "env")
+		if !strings.Contains(toYAML(t, env), "fieldPath: metadata.name") {
+			t.Errorf("%s: POD_NAME not from the downward API", name)
+		}
+		for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+			if _, ok := c[probe]; !ok {
+				t.Errorf("%s: no %s", name, probe)
+			}
+		}
+		if _, ok, _ := unstructured.NestedMap(pod, "affinity", "podAntiAffinity"); !ok {
+			t.Errorf("%s: no default anti-affinity", name)
+		}
+		args, _, _ := unstructured.NestedStringSlice(c, "args")
+		if !contains(args, "--lease-duration=30s") || !contains(args, "--claim-grace=30s") {
+			t.Errorf("%s: args %v do not share the lock settings", name, args)
+		}
+	}
+	if pdb := find(objs, "PodDisruptionBudget", ""); pdb == nil {
+		t.Error("no PodDisruptionBudget for the webhook")
+	} else if v := num(pdb.Object, "spec", "minAvailable"); v != 1 {
+		t.Errorf("PDB minAvailable = %d", v)
+	}
+	one := mustRender(t, map[string]any{"webhook": map[string]any{"replicas": 1}})
+	if v := num(find(one, "PodDisruptionBudget", "").Object, "spec", "maxUnavailable"); v != 1 {
+		t.Error("with one webhook replica the PDB must still allow an eviction")
+	}
+}
+
+func TestRBACIsLeastPrivilege(t *testing.T) {
+	objs := mustRender(t, nil)
+	for _, o := range objs {
+		if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			rule := r.(map[string]any)
+			res, _, _ := unstructured.NestedStringSlice(rule, "resources")
+			verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
+			if contains(res, "*") || contains(verbs, "*") {
+				t.Errorf("%s %s grants a wildcard: %v", o.GetKind(), o.GetName(), rule)
+			}
+			if contains(res, "leases") {
+				if o.GetKind() != "Role" || o.GetNamespace() != releaseNS {
+					t.Errorf("%s %s grants leases outside the release namespace", o.GetKind(), o.GetName())
+				}
+				if strings.HasSuffix(o.GetName(), "webhook") && contains(verbs, "delete") {
+					t.Error("the webhook may delete Leases; only the orchestrator releases")
+				}
+			}
+			if contains(res, "remediationrequests") && (contains(verbs, "delete") || contains(verbs, "create")) {
+				t.Errorf("%s may create or delete RemediationRequests", o.GetName())
+			}
+			if contains(res, "secrets") {
+				t.Errorf("%s reads Secrets", o.GetName())
+			}
+		}
+	}
+	wh := find(objs, "Role", "tl-targetlock-webhook")
+	if wh == nil || !strings.Contains(toYAML(t, wh.Object["rules"]), "update") {
+		t.Error("the webhook cannot claim Leases")
+	}
+}
+
+func TestCertManagerMode(t *testing.T) {
+	objs := mustRender(t, nil)
+	vwc := find(objs, "ValidatingWebhookConfiguration", "")
+	if got := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != releaseNS+"/tl-targetlock-webhook-cert" {
+		t.Errorf("inject-ca-from = %q", got)
+	}
+	cert := find(objs, "Certificate", "tl-targetlock-webhook-cert")
+	if cert == nil {
+		t.Fatal("no serving Certificate")
+	}
+	dns, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	for _, want := range []string{"tl-targetlock-webhook." + releaseNS + ".svc", "tl-targetlock-webhook." + releaseNS + ".svc.cluster.local"} {
+		if !contains(dns, want) {
+			t.Errorf("Certificate dnsNames %v lack %s", dns, want)
+		}
+	}
+	if p, _, _ := unstructured.NestedString(cert.Object, "spec", "privateKey", "rotationPolicy"); p != "Always" {
+		t.Errorf("private key rotationPolicy = %q", p)
+	}
+	if count(objs, "Issuer") != 2 || count(objs, "Certificate") != 2 {
+		t.Errorf("want a self-signed and a CA Issuer, a CA and a serving Certificate; got %d issuers, %d certificates", count(objs, "Issuer"), count(objs, "Certificate"))
+	}
+	assertWebhook(t, vwc)
+	if count(objs, "CustomResourceDefinition") != 2 {
+		t.Errorf("CRDs = %d, want 2", count(objs, "CustomResourceDefinition"))
+	}
+	for _, o := range objs {
+		if o.GetKind() == "CustomResourceDefinition" && o.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
+			t.Errorf("CRD %s is not kept on uninstall", o.GetName())
+		}
+	}
+}
+
+func assertWebhook(t *testing.T, vwc *unstructured.Unstructured) {
+	t.Helper()
+	s := toYAML(t, vwc.Object)
+	for _, want := range []string{"sideEffects: NoneOnDryRun", "failurePolicy: Fail", "- CREATE", "- UPDATE", "workflowexecutions",
+		"admissionReviewVersions:\n  - v1", "path: /validate-workflowexecution", "values:\n      - " + releaseNS} {
+		if !strings.Contains(s, want) {
+			t.Errorf("webhook configuration lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+func TestHelmModeIssuesAVerifiableCertificate(t *testing.T) {
+	objs := mustRender(t, modes["helm"])
+	secret := find(objs, "Secret", "tl-targetlock-webhook-tls")
+	if secret == nil {
+		t.Fatal("no serving Secret")
+	}
+	data, _, _ := unstructured.NestedStringMap(secret.Object, "data")
+	vwc := find(objs, "ValidatingWebhookConfiguration", "")
+	hooks, _, _ := unstructured.NestedSlice(vwc.Object, "webhooks")
+	caBundle, _, _ := unstructured.NestedString(hooks[0].(map[string]any), "clientConfig", "caBundle")
+	if caBundle == "" || caBundle != data["ca.crt"] {
+		t.Fatal("caBundle is not the Secret's CA")
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(decode(t, caBundle)) {
+		t.Fatal("caBundle holds no certificate")
+	}
+	block, _ := pem.Decode(decode(t, data["tls.crt"]))
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tl-targetlock-webhook." + releaseNS + ".svc", "tl-targetlock-webhook." + releaseNS + ".svc.cluster.local"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: name}); err != nil {
+			t.Errorf("serving certificate does not verify for %s: %v", name, err)
+		}
+	}
+}
+
+func TestManualModeAndBadValues(t *testing.T) {
+	objs := mustRender(t, modes["manual"])
+	if count(objs, "Certificate") != 0 || find(objs, "Secret", "") != nil {
+		t.Error("manual mode must not create certificates or Secrets")
+	}
+	if !strings.Contains(toYAML(t, find(objs, "Deployment", "tl-targetlock-webhook").Object), "secretName: my-tls") {
+		t.Error("the webhook does not mount the user's Secret")
+	}
+	for name, vals := range map[string]map[string]any{
+		"manual without a secret": {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"caBundle": "eA=="}}},
+		"manual without a bundle": {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "x"}}},
+		"unknown certs mode":      {"certs": map[string]any{"mode": "vault"}},
+		"timeout beyond 30s":      {"webhook": map[string]any{"timeoutSeconds": 60}},
+		"failure policy misspelt": {"webhook": map[string]any{"failurePolicy": "fail"}},
+		"duration not a duration": {"lock": map[string]any{"duration": "thirty"}},
+		"unknown top-level value": {"replicas": 3},
+	} {
+		if _, err := render(t, vals); err == nil {
+			t.Errorf("%s: rendered without an error", name)
+		}
+	}
+}
+
+func TestOptionalObjects(t *testing.T) {
+	objs := mustRender(t, modes["no-crds-monitoring"])
+	if count(objs, "CustomResourceDefinition") != 0 {
+		t.Error("crds.install=false still installs CRDs")
+	}
+	rule := find(objs, "PrometheusRule", "")
+	if rule == nil || find(objs, "ServiceMonitor", "") == nil {
+		t.Fatal("monitoring objects missing")
+	}
+	s := toYAML(t, rule.Object)
+	for _, alert := range []string{"TargetlockLeaseAPIErrors", "TargetlockWebhookDenialSpike", "TargetlockWebhookErrors", "TargetlockWebhookCertificateExpiring"} {
+		if !strings.Contains(s, alert) {
+			t.Errorf("PrometheusRule lacks %s", alert)
+		}
+	}
+	plain := mustRender(t, nil)
+	if find(plain, "ServiceMonitor", "") != nil || find(plain, "PrometheusRule", "") != nil {
+		t.Error("monitoring objects rendered by default")
+	}
+}
+
+func toYAML(t testing.TB, v any) string {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func decode(t testing.TB, b64 string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// num reads a number from decoded YAML, where numbers are float64.
+func num(obj map[string]any, fields ...string) int64 {
+	v, _, _ := unstructured.NestedFieldNoCopy(obj, fields...)
+	switch n := v.(type) {
+	case float64:
+		return int64(n)
+	case int64:
+		return n
+	}
+	return -1
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
