@@ -53,8 +53,9 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveConfig) {
 The webhook admits a WorkflowExecution CREATE only by claiming its target's
 Lease (one compare-and-swap), so at most one is admitted per target; a CREATE
 carrying an orchestrator's lock token only while that lock is still held.
-It serves TLS (1.2 or later) on %s, reloading the certificate when the files
-in --cert-dir change; /readyz passes once the certificate is loaded and served.
+It serves TLS (1.2 or later) at the path %s, reloading the
+certificate when the files in --cert-dir change; /readyz passes only once
+the certificate is loaded and served.
 
 Flags:
 `, admission.Path)
@@ -147,7 +148,9 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	server.Register(admission.Path, &cradmission.Webhook{Handler: h})
+	// GetWebhookServer, not the server variable: it also adds the server
+	// to the manager's runnables.
+	mgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h})
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}

@@ -1,0 +1,385 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/cmd/webhook/app"
+	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+const leaseNamespace = "targetlock-system"
+
+// server is the webhook command running in-process against a real API
+// server, which calls it over TLS.
+type server struct {
+	env        *testenv.Env
+	kubeconfig string
+	certDir    string
+	addr       string // webhook host:port
+	probe      string // http://host:port
+	metrics    string // http://host:port
+}
+
+var (
+	once    sync.Once
+	shared  *server
+	initErr error
+	stop    context.CancelFunc
+	done    = make(chan error, 1)
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if stop != nil {
+		stop()
+		<-done
+	}
+	if shared != nil {
+		_ = shared.env.Stop()
+	}
+	os.Exit(code)
+}
+
+func getServer(t *testing.T) *server {
+	t.Helper()
+	once.Do(func() { shared, initErr = start() })
+	if initErr != nil {
+		t.Fatalf("starting: %v", initErr)
+	}
+	return shared
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func start() (*server, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	env, err := testenv.Start(testenv.Options{Webhooks: envtest.WebhookInstallOptions{
+		Paths: []string{filepath.Join(root, "config", "webhook")},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	s := &server{env: env}
+	dir, err := os.MkdirTemp("", "webhook-app-")
+	if err != nil {
+		return s, err
+	}
+	s.kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := env.Kubeconfig(s.kubeconfig); err != nil {
+		return s, err
+	}
+	// A copy of the serving certificate, so the reload test can replace it.
+	wo := env.Environment.WebhookInstallOptions
+	s.certDir = filepath.Join(dir, "certs")
+	if err := os.Mkdir(s.certDir, 0o700); err != nil {
+		return s, err
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		data, err := os.ReadFile(filepath.Join(wo.LocalServingCertDir, f))
+		if err != nil {
+			return s, err
+		}
+		if err := os.WriteFile(filepath.Join(s.certDir, f), data, 0o600); err != nil {
+			return s, err
+		}
+	}
+	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}}); err != nil {
+		return s, err
+	}
+	probe, err := freeAddr()
+	if err != nil {
+		return s, err
+	}
+	metrics, err := freeAddr()
+	if err != nil {
+		return s, err
+	}
+	s.probe, s.metrics = "http://"+probe, "http://"+metrics
+	s.addr = net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stop = cancel
+	go func() {
+		done <- app.Run(ctx, []string{
+			"--kubeconfig", s.kubeconfig, "--lease-namespace", leaseNamespace, "--identity", "webhook-test",
+			"--host", wo.LocalServingHost, "--port", strconv.Itoa(wo.LocalServingPort), "--cert-dir", s.certDir,
+			"--metrics-bind-address", metrics, "--health-probe-bind-address", probe,
+			"--claim-grace", "5s", "--zap-log-level", "error",
+		}, io.Discard, io.Discard)
+	}()
+	return s, nil
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func waitReady(t *testing.T, s *server) {
+	t.Helper()
+	NewWithT(t).Eventually(func() int { code, _ := get(s.probe + "/readyz"); return code }).
+		WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(http.StatusOK))
+}
+
+func newNamespace(t *testing.T, s *server) string {
+	t.Helper()
+	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "app-"}}
+	if err := s.env.Client.Create(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	return n.Name
+}
+
+func wfe(ns, name, tgt, rr string) *v1alpha1.WorkflowExecution {
+	w := &v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: tgt, WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}},
+	}
+	if rr != "" {
+		w.Spec.RemediationRequestRef = &v1alpha1.ObjectRef{Name: rr}
+	}
+	return w
+}
+
+func runCmd(args ...string) (string, error) {
+	var out bytes.Buffer
+	err := app.Run(context.Background(), args, &out, io.Discard)
+	return out.String(), err
+}
+
+// TestServeDenyAndList: the API server calls the served webhook, a second
+// CREATE for a busy target is denied, the metric moves, and `webhook
+// denials` lists the denial.
+func TestServeDenyAndList(t *testing.T) {
+	g := NewWithT(t)
+	s := getServer(t)
+	waitReady(t, s)
+	ctx := context.Background()
+	ns := newNamespace(t, s)
+	tgt := ns + "/Deployment/checkout"
+
+	g.Expect(s.env.Client.Create(ctx, wfe(ns, "owner", tgt, "rr-owner"))).To(Succeed())
+	err := s.env.Client.Create(ctx, wfe(ns, "intruder", tgt, "rr-intruder"))
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(And(ContainSubstring("ResourceBusy"), ContainSubstring(ns+"/owner"), ContainSubstring(ns+"/deployment/checkout")))
+
+	code, body := get(s.metrics + "/metrics")
+	g.Expect(code).To(Equal(http.StatusOK))
+	g.Expect(body).To(MatchRegexp(`targetlock_webhook_admissions_total\{decision="denied",reason="ResourceBusy"\} [1-9]`))
+	g.Expect(body).To(MatchRegexp(`targetlock_webhook_admissions_total\{decision="allowed",reason="Claimed"\} [1-9]`))
+	g.Expect(body).To(ContainSubstring("targetlock_webhook_admission_duration_seconds_bucket"))
+
+	var table string
+	g.Eventually(func() string {
+		table, _ = runCmd("denials", "--kubeconfig", s.kubeconfig, "-n", ns)
+		return table
+	}).WithTimeout(20 * time.Second).WithPolling(200 * time.Millisecond).Should(ContainSubstring("ResourceBusy"))
+	fmt.Print("webhook denials -n ", ns, ":\n", table)
+	g.Expect(table).To(And(ContainSubstring("LAST SEEN"), ContainSubstring(ns+"/deployment/checkout"),
+		ContainSubstring(ns+"/owner"), ContainSubstring(ns+"/intruder"), ContainSubstring("RemediationRequest/rr-intruder")))
+
+	out, err := runCmd("denials", "--kubeconfig", s.kubeconfig, "-o", "json", "--target", ns+"/deployment/checkout")
+	g.Expect(err).NotTo(HaveOccurred())
+	var ds []app.Denial
+	g.Expect(json.Unmarshal([]byte(out), &ds)).To(Succeed(), out)
+	g.Expect(ds).To(ContainElement(And(
+		HaveField("Reason", "ResourceBusy"), HaveField("Holder", ns+"/owner"),
+		HaveField("WorkflowExecution", ns+"/intruder"), HaveField("Namespace", ns),
+		HaveField("Message", ContainSubstring("ResourceBusy")))))
+
+	out, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "--target", ns+"/Deployment/other")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("No denials found."))
+	out, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "-n", ns, "--since", "1ns")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("No denials found."))
+
+	_, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "--target", "a/b/c/d")
+	g.Expect(err).To(MatchError(ContainSubstring(target.Form)))
+	_, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "-o", "yaml")
+	g.Expect(err).To(MatchError(ContainSubstring("unknown output format")))
+}
+
+func TestTLSBelow12IsRefused(t *testing.T) {
+	s := getServer(t)
+	waitReady(t, s)
+	conn, err := tls.Dial("tcp", s.addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}) //nolint:gosec // the point of the test
+	if err == nil {
+		conn.Close()
+		t.Fatal("a TLS 1.1 handshake succeeded")
+	}
+	conn, err = tls.Dial("tcp", s.addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // self-signed test CA
+	if err != nil {
+		t.Fatalf("a TLS 1.2+ handshake failed: %v", err)
+	}
+	conn.Close()
+}
+
+func servedSerial(addr string) string {
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // comparing certificates only
+	if err != nil {
+		return "dial: " + err.Error()
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// TestCertificateHotReload replaces the certificate files and sees the new
+// certificate served without a restart; then restores the original.
+func TestCertificateHotReload(t *testing.T) {
+	g := NewWithT(t)
+	s := getServer(t)
+	waitReady(t, s)
+	original := servedSerial(s.addr)
+	crt, key := filepath.Join(s.certDir, "tls.crt"), filepath.Join(s.certDir, "tls.key")
+	oldCrt, err := os.ReadFile(crt)
+	g.Expect(err).NotTo(HaveOccurred())
+	oldKey, err := os.ReadFile(key)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	newCrt, newKey, serial := selfSigned(t)
+	replace(t, s.certDir, newCrt, newKey)
+	t.Cleanup(func() {
+		replace(t, s.certDir, oldCrt, oldKey)
+		NewWithT(t).Eventually(func() string { return servedSerial(s.addr) }).
+			WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(original))
+	})
+	g.Eventually(func() string { return servedSerial(s.addr) }).
+		WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(serial))
+}
+
+// replace swaps both files in by rename, so the watcher never reads a
+// certificate with the other's key.
+func replace(t *testing.T, dir string, crt, key []byte) {
+	t.Helper()
+	for name, data := range map[string][]byte{"tls.key": key, "tls.crt": crt} {
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func selfSigned(t *testing.T) (crt, key []byte, serial string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: sn, Subject: pkix.Name{CommonName: "reloaded"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), sn.String()
+}
+
+// TestNoCertificateNeverReady: without a certificate the server does not
+// start, so it never reports ready.
+func TestNoCertificateNeverReady(t *testing.T) {
+	s := getServer(t)
+	probe, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, _ := net.SplitHostPort(port)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = app.Run(ctx, []string{
+		"--kubeconfig", s.kubeconfig, "--lease-namespace", leaseNamespace, "--host", "127.0.0.1", "--port", p,
+		"--cert-dir", t.TempDir(), "--metrics-bind-address", "0", "--health-probe-bind-address", probe, "--zap-log-level", "error",
+	}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "tls.crt") {
+		t.Fatalf("want the server to fail on the missing certificate, got %v", err)
+	}
+	if code, _ := get("http://" + probe + "/readyz"); code == http.StatusOK {
+		t.Fatal("ready without a certificate")
+	}
+}
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	out, err := runCmd("--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"-kubeconfig", "-lease-namespace", "POD_NAMESPACE", "-identity", "POD_NAME", "-lease-duration",
+		"-claim-grace", "-cert-dir", "-port", "-host", "-metrics-bind-address", "-health-probe-bind-address", "denials"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("--help does not mention %s", f)
+		}
+	}
+	out, err = runCmd("denials", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"-namespace", "-target", "-since", "-output", "json", "-kubeconfig"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("denials --help does not mention %s", f)
+		}
+	}
+	if _, err := runCmd("--no-such-flag"); err == nil {
+		t.Error("an unknown flag was accepted")
+	}
+}
