@@ -9,4 +9,21 @@
 // Every read that decides is live. Every denial names its reason, target and
 // holder in the message, in the response's audit annotations, in an Event and
 // in a metric.
+//
+// # Time
+//
+// Expiry is judged on the webhook's clock: a lock at its Lease's renewTime
+// plus duration, a claim at the time it was written plus the claim grace.
+// A webhook whose clock runs s seconds ahead of an orchestrator's refuses that
+// orchestrator's token s seconds early (a retryable StaleLock, never a
+// duplicate). Between webhook replicas, skew shortens the claim grace: a
+// claim by a WorkflowExecution not yet stored may be taken over s seconds
+// early. With the default 30s grace and the manifest's 10s webhook timeout,
+// skew up to ~15s keeps the grace longer than any admitted CREATE takes to be
+// stored; the live list of active WorkflowExecutions backs it up.
+//
+// What is NOT guaranteed: exclusion between different spellings of one target
+// rests on the Lease alone (the list matches the string as written), and a
+// claimant deleted while active keeps its target claimed until the grace
+// period ends, unless the orchestrator releases the claim first.
 package admission

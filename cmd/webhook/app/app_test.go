@@ -379,7 +379,15 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			t.Errorf("denials --help does not mention %s", f)
 		}
 	}
-	if _, err := runCmd("--no-such-flag"); err == nil {
-		t.Error("an unknown flag was accepted")
+	for _, args := range [][]string{
+		{"--no-such-flag"},
+		{"--lease-namespace", "x", "--claim-grace", "500ms"},
+		{"--lease-namespace", "x", "--max-attempts", "0"},
+		{"--lease-namespace", ""},
+		{"denials", "stray-argument"},
+	} {
+		if _, err := runCmd(args...); err == nil {
+			t.Errorf("%v was accepted", args)
+		}
 	}
 }

@@ -97,6 +97,14 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if c.namespace == "" {
 		return errors.New("--lease-namespace (or $POD_NAMESPACE) is required")
 	}
+	// Leases count whole seconds: a shorter grace would expire every claim
+	// the moment it is written.
+	if c.claimGrace < time.Second || c.leaseDuration < time.Second {
+		return errors.New("--claim-grace and --lease-duration must be at least 1s")
+	}
+	if c.maxAttempts < 1 {
+		return errors.New("--max-attempts must be at least 1")
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&c.zap)))
 	log := ctrl.Log.WithName("webhook")
 
