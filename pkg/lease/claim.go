@@ -41,7 +41,7 @@ func (l *Lock) Claim(ctx context.Context, st State, owner Owner) error {
 		lease.Spec.RenewTime = &metav1.MicroTime{Time: now}
 		lease.Spec.LeaseTransitions = ptr.To(ptr.Deref(lease.Spec.LeaseTransitions, 0) + 1)
 	}
-	lease.Spec.LeaseDurationSeconds = ptr.To(int32(l.claimGrace.Seconds()))
+	lease.Spec.LeaseDurationSeconds = ptr.To(seconds(l.claimGrace))
 	if lease.Annotations == nil {
 		lease.Annotations = map[string]string{}
 	}

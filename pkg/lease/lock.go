@@ -85,7 +85,7 @@ func New(c Client, opts Options) (*Lock, error) {
 		client:     c,
 		namespace:  opts.Namespace,
 		identity:   opts.Identity,
-		duration:   time.Duration(math.Ceil(opts.Duration.Seconds())) * time.Second,
+		duration:   opts.Duration,
 		claimGrace: opts.ClaimGrace,
 		clock:      opts.Clock,
 	}, nil
@@ -256,6 +256,10 @@ func (l *Lock) newLease(key target.Key, holder string, now time.Time) *coordinat
 	}
 }
 
-func (l *Lock) durationSeconds() int32 {
-	return int32(min(l.duration/time.Second, math.MaxInt32))
+func (l *Lock) durationSeconds() int32 { return seconds(l.duration) }
+
+// seconds rounds d up to whole seconds, the Lease API's unit, and at least
+// one: rounding down would shorten a lock or a claim's grace.
+func seconds(d time.Duration) int32 {
+	return int32(max(1, min(math.Ceil(d.Seconds()), math.MaxInt32)))
 }

@@ -112,11 +112,14 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.duration != 2*time.Second || l.claimGrace != DefaultClaimGrace || l.clock == nil || l.Namespace() != ns {
+	if l.durationSeconds() != 2 || l.claimGrace != DefaultClaimGrace || l.clock == nil || l.Namespace() != ns {
 		t.Errorf("defaults: duration=%v grace=%v clock=%v", l.duration, l.claimGrace, l.clock)
 	}
 	if l, _ := New(nil, Options{Namespace: ns, Identity: "pod"}); l.duration != DefaultDuration {
 		t.Errorf("default duration = %v", l.duration)
+	}
+	if got := seconds(300 * time.Millisecond); got != 1 {
+		t.Errorf("a sub-second duration rounds to %ds, want 1s", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,12 +78,11 @@ func (r *RemediationReconciler) Reconcile(ctx context.Context, req reconcile.Req
 
 	// Our WFE may exist already: a retry after a lost status write, or
 	// another replica got there first. Its name is fixed per request.
-	wfe := &v1alpha1.WorkflowExecution{}
-	switch err := r.live.Get(ctx, client.ObjectKey{Namespace: rr.Namespace, Name: executionName(rr)}, wfe); {
-	case err == nil && metav1.IsControlledBy(wfe, rr):
-		return reconcile.Result{}, r.executing(ctx, rr, wfe)
-	case err != nil && !apierrors.IsNotFound(err):
-		return reconcile.Result{}, fmt.Errorf("reading workflow execution of %s: %w", req, err)
+	if wfe, err := r.existing(ctx, rr); err != nil || wfe != nil {
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{}, r.adopt(ctx, rr, wfe)
 	}
 
 	tok, acquired, err := r.lock.Acquire(ctx, key)
@@ -98,6 +98,17 @@ func (r *RemediationReconciler) Reconcile(ctx context.Context, req reconcile.Req
 		}
 	}()
 
+	// Decide on the request as stored, not as cached: a stale cache could
+	// show a finished request as Pending.
+	live := &v1alpha1.RemediationRequest{}
+	if err := r.live.Get(ctx, req.NamespacedName, live); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if live.Status.Phase != rr.Status.Phase {
+		return reconcile.Result{}, nil // the cache catches up and brings us back
+	}
+	rr = live
+
 	block, err := r.engine.Check(ctx, rr, key)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -105,7 +116,37 @@ func (r *RemediationReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	if block != nil {
 		return r.blocked(ctx, rr, block)
 	}
-	return reconcile.Result{}, r.create(ctx, rr, key, tok)
+	// Without the webhook nothing else fences a holder that paused past
+	// expiry: confirm the lock, and extend it over the CREATE.
+	if err := r.lock.Renew(ctx, tok); err != nil {
+		if errors.Is(err, lease.ErrNotHeld) {
+			return reconcile.Result{RequeueAfter: time.Second}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	return r.create(ctx, rr, key, tok)
+}
+
+// existing returns the request's WFE if it exists (read live), or nil.
+func (r *RemediationReconciler) existing(ctx context.Context, rr *v1alpha1.RemediationRequest) (*v1alpha1.WorkflowExecution, error) {
+	wfe := &v1alpha1.WorkflowExecution{}
+	switch err := r.live.Get(ctx, client.ObjectKey{Namespace: rr.Namespace, Name: executionName(rr)}, wfe); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading workflow execution of %s/%s: %w", rr.Namespace, rr.Name, err)
+	}
+	return wfe, nil
+}
+
+// adopt records an existing WFE of the request's name: ours (Executing), or
+// someone else's, which the request can never replace (Failed).
+func (r *RemediationReconciler) adopt(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {
+	if metav1.IsControlledBy(wfe, rr) {
+		return r.executing(ctx, rr, wfe)
+	}
+	return r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionNameTaken",
+		fmt.Sprintf("WorkflowExecution %s exists and does not belong to this request", wfe.Name))
 }
 
 // contended handles a lock someone else holds. A claim names the WFE that
@@ -118,7 +159,21 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 	}
 	contentions.WithLabelValues(string(st.Phase)).Inc()
 	if st.Phase != lease.Claimed {
-		return reconcile.Result{RequeueAfter: r.fallback}, nil
+		// Woken when the lock is released; at the latest when it expires.
+		wait := r.fallback
+		if until := st.Expires.Sub(r.clock.Now()); until > 0 && until < wait {
+			wait = until
+		}
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	// The checks only read, so they run without the lock: a duplicate must
+	// learn whom it duplicates, or it could not be skipped when that ends.
+	block, err := r.engine.Check(ctx, rr, key)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if block != nil {
+		return r.blocked(ctx, rr, block)
 	}
 	return r.blocked(ctx, rr, &routing.Block{
 		Reason:                    v1alpha1.BlockResourceBusy,
@@ -164,7 +219,7 @@ func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.Remedi
 
 // create makes the request's WFE, carrying the lock token so that the
 // admission webhook can check that our lock still holds.
-func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token) error {
+func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token) (reconcile.Result, error) {
 	wfe := &v1alpha1.WorkflowExecution{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        executionName(rr),
@@ -179,21 +234,25 @@ func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.Remedia
 		},
 	}
 	if err := controllerutil.SetControllerReference(rr, wfe, r.client.Scheme()); err != nil {
-		return err
+		return reconcile.Result{}, err
 	}
-	if err := r.client.Create(ctx, wfe); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			return nil // the WFE's event brings us back to record it
+	switch err := r.client.Create(ctx, wfe); {
+	case apierrors.IsAlreadyExists(err):
+		existing, err := r.existing(ctx, rr)
+		if err != nil || existing == nil {
+			return reconcile.Result{}, err
 		}
-		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
-			// Refused by admission (the webhook saw the target busy, or our
-			// lock lapsed): wait for the target like any other block.
-			r.recorder.Eventf(rr, nil, corev1.EventTypeWarning, "CreateRefused", "Route", "creating WorkflowExecution: %v", err)
-		}
-		return fmt.Errorf("creating workflow execution for %s: %w", key, err)
+		return reconcile.Result{}, r.adopt(ctx, rr, existing)
+	case apierrors.IsForbidden(err):
+		// Refused by admission: the webhook saw the target busy, or our lock
+		// lapsed. Wait for the target like any other block.
+		return r.blocked(ctx, rr, &routing.Block{Reason: v1alpha1.BlockResourceBusy,
+			Message: fmt.Sprintf("creating WorkflowExecution for %s was refused: %v", key, err)})
+	case err != nil:
+		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: %w", key, err)
 	}
 	creations.Inc()
-	return r.executing(ctx, rr, wfe)
+	return reconcile.Result{}, r.executing(ctx, rr, wfe)
 }
 
 func (r *RemediationReconciler) executing(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {

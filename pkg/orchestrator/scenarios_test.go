@@ -124,6 +124,15 @@ var _ = Describe("orchestrator scenarios", func() {
 		startReplica(ctx, "replica-0", opts)
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-old", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-old")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		// As the webhook would: the WFE claims the target. The duplicate
+		// must still learn whom it duplicates.
+		key, _ := target.New("Deployment", ns, "app")
+		lock, err := lease.New(env.Client, lease.Options{Namespace: lns, Identity: "webhook"})
+		Expect(err).NotTo(HaveOccurred())
+		st, err := lock.Inspect(ctx, key)
+		Expect(err).NotTo(HaveOccurred())
+		w := wfesIn(ctx, ns)[0]
+		Expect(lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: w.Name, UID: w.UID})).To(Succeed())
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-new", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal("rr-old")))
 		Expect(getRR(ctx, ns, "rr-new")().Status.BlockReason).To(Equal(v1alpha1.BlockDuplicateInProgress))

@@ -6,12 +6,14 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -104,7 +106,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		client:   c,
 		live:     mgr.GetAPIReader(),
 		lock:     lock,
-		engine:   routing.NewEngine(mgr.GetAPIReader(), opts.Routing, opts.Clock),
+		engine:   routing.NewEngine(mgr.GetAPIReader(), mgr.GetRESTMapper(), opts.Routing, opts.Clock),
 		recorder: mgr.GetEventRecorder("targetlock-orchestrator"),
 		clock:    opts.Clock,
 		fallback: opts.FallbackRequeue,
@@ -117,13 +119,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("remediationrequest").
 		For(&v1alpha1.RemediationRequest{}).
-		// A request that ends frees its duplicates.
-		Watches(&v1alpha1.RemediationRequest{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			if !o.(*v1alpha1.RemediationRequest).Status.Phase.Terminal() {
-				return nil
-			}
-			return waiters(ctx, c, first(indexRRByTarget(o)))
-		})).
+		// A request that ends, or is deleted, frees its duplicates.
+		Watches(&v1alpha1.RemediationRequest{}, handler.Funcs{
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				if e.ObjectNew.(*v1alpha1.RemediationRequest).Status.Phase.Terminal() {
+					enqueue(q, waiters(ctx, c, first(indexRRByTarget(e.ObjectNew))))
+				}
+			},
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueue(q, waiters(ctx, c, first(indexRRByTarget(e.Object))))
+			},
+		}).
 		// A WFE that changes moves its request; one that ends frees its target.
 		Watches(&v1alpha1.WorkflowExecution{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return waiters(ctx, c, first(indexWFEByTarget(o)))
@@ -151,6 +157,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	return mgr.Add(&Sweeper{live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval})
+}
+
+func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []reconcile.Request) {
+	for _, r := range reqs {
+		q.Add(r)
+	}
 }
 
 func first(s []string) string {

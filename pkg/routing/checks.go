@@ -127,10 +127,8 @@ func Backoff(n int, uid types.UID, o Options) time.Duration {
 	if n <= 0 {
 		return 0
 	}
-	d := o.BackoffMax
-	if n <= 32 {
-		d = min(o.BackoffBase*time.Duration(math.Pow(2, float64(n-1))), o.BackoffMax)
-	}
+	// In floating point: base*2^(n-1) overflows a Duration for n around 30.
+	d := time.Duration(math.Min(float64(o.BackoffBase)*math.Pow(2, float64(n-1)), float64(o.BackoffMax)))
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(uid))
 	spread := float64(h.Sum64()%2001)/1000 - 1 // in [-1, 1]

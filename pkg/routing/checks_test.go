@@ -204,7 +204,7 @@ func TestEngineReadsLive(t *testing.T) {
 		WithIndex(&v1alpha1.WorkflowExecution{}, TargetField, func(o client.Object) []string {
 			return []string{o.(*v1alpha1.WorkflowExecution).Spec.TargetResource}
 		}).Build()
-	e := NewEngine(c, Options{}, clocktesting.NewFakePassiveClock(now))
+	e := NewEngine(c, nil, Options{}, clocktesting.NewFakePassiveClock(now))
 	b, err := e.Check(context.Background(), me, key)
 	if err != nil || b == nil || b.Reason != v1alpha1.BlockResourceBusy {
 		t.Fatalf("Check = %+v, %v", b, err)
@@ -215,7 +215,7 @@ func TestEngineReadsLive(t *testing.T) {
 
 	errAPI := errors.New("api down")
 	broken := interceptor.NewClient(c, interceptor.Funcs{List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error { return errAPI }})
-	if _, err := NewEngine(broken, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
+	if _, err := NewEngine(broken, nil, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
 		t.Errorf("Check with a failing API = %v; an error must never read as clear", err)
 	}
 }

@@ -3,10 +3,11 @@ package routing
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -52,16 +53,18 @@ var checks = []check{consecutiveFailures, duplicateInProgress, resourceBusy, rec
 // Engine runs the checks on live reads.
 type Engine struct {
 	reader client.Reader
+	mapper meta.RESTMapper
 	opts   Options
 	clock  clock.PassiveClock
 }
 
-// NewEngine returns an Engine. reader must read live (a manager's API reader).
-func NewEngine(reader client.Reader, opts Options, clk clock.PassiveClock) *Engine {
+// NewEngine returns an Engine. reader must read live (a manager's API
+// reader). mapper, if not nil, supplies the API's own spelling of a kind.
+func NewEngine(reader client.Reader, mapper meta.RESTMapper, opts Options, clk clock.PassiveClock) *Engine {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Engine{reader: reader, opts: opts.Defaults(), clock: clk}
+	return &Engine{reader: reader, mapper: mapper, opts: opts.Defaults(), clock: clk}
 }
 
 // Options returns the engine's options with defaults applied.
@@ -89,9 +92,10 @@ func Decide(in *Input, o Options) *Block {
 func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*Input, error) {
 	in := &Input{RR: rr, Key: key, Now: e.clock.Now()}
 
+	// Requests for one target may live in any namespace (a Node's surely do).
 	rrs := &v1alpha1.RemediationRequestList{}
-	if err := e.reader.List(ctx, rrs, client.InNamespace(rr.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing remediation requests in %s: %w", rr.Namespace, err)
+	if err := e.reader.List(ctx, rrs); err != nil {
+		return nil, fmt.Errorf("listing remediation requests: %w", err)
 	}
 	for _, p := range rrs.Items {
 		if p.UID == rr.UID || p.Spec.SignalFingerprint != rr.Spec.SignalFingerprint {
@@ -103,14 +107,20 @@ func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key 
 	}
 
 	// The selector matches the string as written: ask for the canonical
-	// form and the request's own spelling of the kind.
-	spellings := []string{key.String()}
-	if t := rr.Spec.TargetResource; t.Namespace != "" {
-		spellings = append(spellings, t.Namespace+"/"+t.Kind+"/"+t.Name)
-	} else {
-		spellings = append(spellings, t.Kind+"/"+t.Name)
+	// form, the request's spelling of the kind, and the API's.
+	kinds := []string{key.Kind, rr.Spec.TargetResource.Kind}
+	if e.mapper != nil {
+		if gvk, err := e.mapper.KindFor(schema.GroupVersionResource{Resource: key.Kind}); err == nil {
+			kinds = append(kinds, gvk.Kind)
+		}
 	}
-	for _, s := range slices.Compact(spellings) {
+	seen := map[string]bool{}
+	for _, kind := range kinds {
+		s := target.Key{Namespace: key.Namespace, Kind: kind, Name: key.Name}.String()
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
 		wfes := &v1alpha1.WorkflowExecutionList{}
 		if err := e.reader.List(ctx, wfes, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector(TargetField, s)}); err != nil {
 			return nil, fmt.Errorf("listing workflow executions for %s: %w", s, err)
