@@ -354,4 +354,3 @@ func executionName(rr *v1alpha1.RemediationRequest) string {
 	sum := sha256.Sum256([]byte(rr.Name))
 	return prefix + hex.EncodeToString(sum[:20])
 }
-
