@@ -81,3 +81,54 @@ func TestAdmissionStorm(t *testing.T) {
 		t.Fatalf("admission storm: want creates=%d admitted=%d duplicates=0", targets*perTarget, targets)
 	}
 }
+
+// TestWebhookReplicas: two webhook replicas (or one restarted: a new
+// Handler with no memory of the old) share nothing but the Leases. Called
+// concurrently for the same targets, they admit one CREATE per target.
+func TestWebhookReplicas(t *testing.T) {
+	const (
+		targets   = 10
+		perTarget = 20
+	)
+	f := getFixture(t)
+	ctx := context.Background()
+	ns := newNamespace(t, f)
+	replicas := make([]*admission.Handler, 2)
+	for i := range replicas {
+		lock, err := lease.New(f.env.Client, lease.Options{Namespace: leaseNamespace, Identity: fmt.Sprintf("webhook-%d", i+1),
+			Duration: lockDuration, ClaimGrace: claimGrace, Clock: f.clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if replicas[i], err = admission.New(admission.Options{Lock: lock, Reader: f.env.Client, Clock: f.clock}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range targets {
+		tgt := fmt.Sprintf("%s/Deployment/replicas-%02d", ns, i)
+		var (
+			mu      sync.Mutex
+			wg      sync.WaitGroup
+			allowed []string
+		)
+		for j := range perTarget {
+			wg.Go(func() {
+				w := newWFE(ns, fmt.Sprintf("r-%02d-%02d", i, j), tgt)
+				resp := replicas[j%2].Handle(ctx, createRequest(w))
+				if resp.Allowed {
+					mu.Lock()
+					allowed = append(allowed, w.Name)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(allowed) != 1 {
+			t.Errorf("%s: want exactly one CREATE admitted across replicas, got %v", tgt, allowed)
+			continue
+		}
+		if s := inspect(t, f, tgt); s.Holder != ns+"/"+allowed[0] {
+			t.Errorf("%s: want the Lease claimed by %s, got %s", tgt, allowed[0], s)
+		}
+	}
+}
