@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -31,6 +32,10 @@ type Env struct {
 type Options struct {
 	// Webhooks are registered with the API server, which then calls them over TLS.
 	Webhooks envtest.WebhookInstallOptions
+	// SkipOwnCRDs leaves targetlock's CRDs out (a test that installs them itself).
+	SkipOwnCRDs bool
+	// CRDPaths are more CRD files or directories to install.
+	CRDPaths []string
 }
 
 // Start brings up etcd and kube-apiserver and installs the CRDs. The binaries
@@ -51,9 +56,16 @@ func Start(opts Options) (*Env, error) {
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		return nil, err
 	}
+	if err := apiextensionsv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	crds := opts.CRDPaths
+	if !opts.SkipOwnCRDs {
+		crds = append(crds, filepath.Join(root, "config", "crd", "bases"))
+	}
 	te := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		CRDDirectoryPaths:     crds,
 		ErrorIfCRDPathMissing: true,
 		Scheme:                s,
 		WebhookInstallOptions: opts.Webhooks,

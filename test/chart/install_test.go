@@ -1,0 +1,201 @@
+package chart_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"sync"
+	"testing"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/kube"
+	"helm.sh/helm/v3/pkg/release"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+const mainRelease = "tl"
+
+var (
+	mainOnce sync.Once
+	mainErr  error
+)
+
+// install installs the chart as a release, as `helm install` would.
+func install(t *testing.T, name, ns string, vals map[string]any) (*release.Release, error) {
+	t.Helper()
+	cfg := new(action.Configuration)
+	if err := cfg.Init(kube.GetConfig(kubeconfig, "", ns), ns, "secret", t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := loader.Load(chartDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := action.NewInstall(cfg)
+	inst.ReleaseName, inst.Namespace, inst.CreateNamespace = name, ns, true
+	inst.Timeout = 2 * time.Minute
+	return inst.Run(ch, vals)
+}
+
+// mainInstall installs the default chart (CRDs, cert-manager mode) once.
+func mainInstall(t *testing.T) {
+	t.Helper()
+	apiServer(t)
+	mainOnce.Do(func() { _, mainErr = install(t, mainRelease, releaseNS, nil) })
+	if mainErr != nil {
+		t.Fatalf("helm install: %v", mainErr)
+	}
+}
+
+func TestInstallIsAcceptedByTheAPIServer(t *testing.T) {
+	mainInstall(t)
+	ctx := context.Background()
+	c := env.Client
+	for _, o := range []client.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: "tl-targetlock-orchestrator"}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: "tl-targetlock-webhook"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: "tl-targetlock-webhook"}},
+		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock"}},
+		&apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "workflowexecutions.kubernaut.ai"}},
+	} {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+			t.Errorf("%T %s not installed: %v", o, o.GetName(), err)
+		}
+	}
+	certs := &unstructured.UnstructuredList{}
+	certs.SetAPIVersion("cert-manager.io/v1")
+	certs.SetKind("CertificateList")
+	if err := c.List(ctx, certs, client.InNamespace(releaseNS)); err != nil || len(certs.Items) != 2 {
+		t.Errorf("Certificates: %d, %v; want 2", len(certs.Items), err)
+	}
+}
+
+// cert-manager's own cainjector, run in-process, fills the webhook
+// configuration's caBundle from the Secret of the chart's Certificate,
+// written here as cert-manager's CA issuer would write it.
+func TestCAInjectorFillsTheCABundle(t *testing.T) {
+	mainInstall(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme, apiextensionsv1.AddToScheme, apiregistrationv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(testWriter{t}), zap.UseDevMode(true)))
+	cfg := rest.CopyConfig(env.Config)
+	cfg.UserAgent = "cert-manager-cainjector" // its server-side apply field manager
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: s, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
+		EnableCertificatesDataSource: true,
+		EnabledReconcilersFor:        map[string]bool{"validatingwebhookconfiguration": true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+
+	caPEM, certPEM, keyPEM := issue(t, []string{"tl-targetlock-webhook.targetlock-system.svc"})
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: "tl-targetlock-webhook-tls",
+			Annotations: map[string]string{cmv1.CertificateNameKey: "tl-targetlock-webhook-cert"}},
+		Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"ca.crt": caPEM, "tls.crt": certPEM, "tls.key": keyPEM},
+	}
+	if err := env.Client.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: "tl-targetlock"}, vwc); err != nil {
+			t.Fatal(err)
+		}
+		if string(vwc.Webhooks[0].ClientConfig.CABundle) == string(caPEM) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caBundle not injected; got %q", vwc.Webhooks[0].ClientConfig.CABundle)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("cainjector stopped: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("cainjector: %v", err)
+	}
+}
+
+// issue makes a CA and a serving certificate for dnsNames signed by it.
+func issue(t testing.TB, dnsNames []string) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"}, IsCA: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: dnsNames[0]}, DNSNames: dnsNames,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// testWriter sends logs to the test's log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

@@ -1,0 +1,100 @@
+package chart_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/admission"
+)
+
+var (
+	envOnce    sync.Once
+	env        *testenv.Env
+	envErr     error
+	kubeconfig string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if env != nil {
+		_ = env.Stop()
+		_ = os.RemoveAll(filepath.Dir(kubeconfig))
+	}
+	os.Exit(code)
+}
+
+// apiServer starts, once per test binary, a control plane with cert-manager's
+// CRDs (from its Go module) and without targetlock's (the chart installs
+// them). The API server also knows a local WFE webhook, served in-process
+// by the RBAC test.
+func apiServer(t *testing.T) *testenv.Env {
+	t.Helper()
+	envOnce.Do(func() {
+		var dir string
+		if dir, envErr = moduleDir("github.com/cert-manager/cert-manager"); envErr != nil {
+			return
+		}
+		env, envErr = testenv.Start(testenv.Options{
+			SkipOwnCRDs: true,
+			CRDPaths:    []string{filepath.Join(dir, "deploy", "crds")},
+			Webhooks: envtest.WebhookInstallOptions{
+				ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{localWebhook()},
+			},
+		})
+		if envErr != nil {
+			return
+		}
+		tmp, err := os.MkdirTemp("", "chart-test-")
+		if err != nil {
+			envErr = err
+			return
+		}
+		kubeconfig = filepath.Join(tmp, "kubeconfig")
+		envErr = env.Kubeconfig(kubeconfig)
+	})
+	if envErr != nil {
+		t.Fatalf("starting the control plane: %v", envErr)
+	}
+	return env
+}
+
+func localWebhook() *admissionregistrationv1.ValidatingWebhookConfiguration {
+	fail, none := admissionregistrationv1.Fail, admissionregistrationv1.SideEffectClassNoneOnDryRun
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "targetlock-local"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    "workflowexecutions.targetlock.kubernaut.ai",
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{
+				Service: &admissionregistrationv1.ServiceReference{Name: "local", Namespace: "default", Path: ptr.To(admission.Path)},
+			},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"kubernaut.ai"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"workflowexecutions"}},
+			}},
+			FailurePolicy:  &fail,
+			SideEffects:    &none,
+			TimeoutSeconds: ptr.To[int32](10),
+		}},
+	}
+}
+
+// moduleDir is where the Go module cache holds a dependency's source.
+func moduleDir(module string) (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
+	if err != nil {
+		return "", fmt.Errorf("locating module %s: %w", module, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
