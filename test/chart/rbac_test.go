@@ -1,0 +1,225 @@
+package chart_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/executor"
+	"github.com/targetlock/targetlock/internal/invariant"
+	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/pkg/routing"
+)
+
+const rbacNS = "rbac-system"
+
+// serviceAccount returns a config that acts as the chart's ServiceAccount.
+func serviceAccount(name string) *rest.Config {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: fmt.Sprintf("system:serviceaccount:%s:%s", rbacNS, name),
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + rbacNS, "system:authenticated"},
+	}
+	return cfg
+}
+
+// The orchestrator and the webhook, each acting only as the chart's
+// ServiceAccount, complete a storm; writes outside their rights are refused.
+func TestRBACIsSufficientAndMinimal(t *testing.T) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(testWriter{t}), zap.UseDevMode(true)))
+	mainInstall(t) // the CRDs
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The main release's webhook has no pods here; this test serves its own.
+	if err := env.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock"}}); client.IgnoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
+	if _, err := install(t, "rbac", rbacNS, map[string]any{
+		"crds":    map[string]any{"install": false},
+		"certs":   map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "none", "caBundle": "eA=="}},
+		"webhook": map[string]any{"objectSelector": map[string]any{"matchLabels": map[string]any{"never": "true"}}},
+	}); err != nil {
+		t.Fatalf("helm install: %v", err)
+	}
+	orchCfg, hookCfg := serviceAccount("rbac-targetlock-orchestrator"), serviceAccount("rbac-targetlock-webhook")
+
+	// The webhook, served where the API server's local registration points.
+	wio := env.Environment.WebhookInstallOptions
+	server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
+	hookMgr, err := ctrl.NewManager(hookCfg, ctrl.Options{Scheme: env.Scheme, WebhookServer: server, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookClient, err := client.New(hookCfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookLock, err := lease.New(hookClient, lease.Options{Namespace: rbacNS, Identity: "webhook-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := admission.New(admission.Options{Lock: hookLock, Reader: hookClient, Recorder: hookMgr.GetEventRecorder("targetlock-webhook")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookMgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h}) // also adds the server to the manager
+	start(ctx, t, hookMgr)
+
+	for i := range 2 {
+		mgr, err := ctrl.NewManager(orchCfg, ctrl.Options{Scheme: env.Scheme, Cache: orchestrator.CacheOptions(rbacNS), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := orchestrator.Setup(ctx, mgr, orchestrator.Options{
+			LeaseNamespace: rbacNS, Identity: fmt.Sprintf("orchestrator-%d", i), SkipNameValidation: true,
+			Routing: routing.Options{RecentlyRemediatedCooldown: time.Millisecond, BackoffBase: 10 * time.Millisecond, BackoffMax: 10 * time.Millisecond},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		start(ctx, t, mgr)
+	}
+	execMgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&executor.Executor{Client: execMgr.GetClient(), Delay: 20 * time.Millisecond}).Setup(execMgr, "executor"); err != nil {
+		t.Fatal(err)
+	}
+	start(ctx, t, execMgr)
+
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher, err := invariant.Watch(ctx, wc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A small storm: 5 targets x 4 requests, distinct signals.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rbac-storm-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	for tg := range 5 {
+		for i := range 4 {
+			rr := &v1alpha1.RemediationRequest{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("rr-%d-%d", tg, i)},
+				Spec: v1alpha1.RemediationRequestSpec{
+					TargetResource:    v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: ns.Name, Name: fmt.Sprintf("app-%d", tg)},
+					SignalFingerprint: fmt.Sprintf("sig-%d", i), WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"},
+				},
+			}
+			if err := env.Client.Create(ctx, rr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 3*time.Minute, func() error {
+		list := &v1alpha1.RemediationRequestList{}
+		if err := env.Client.List(ctx, list, client.InNamespace(ns.Name)); err != nil {
+			return err
+		}
+		for _, rr := range list.Items {
+			if rr.Status.Phase != v1alpha1.RemediationCompleted {
+				return fmt.Errorf("%s is %s: %s", rr.Name, rr.Status.Phase, rr.Status.BlockMessage)
+			}
+		}
+		return nil
+	})
+	if max, worst := watcher.MaxActive(); max != 1 {
+		t.Errorf("max active WFEs per target = %d (%s)", max, worst)
+	}
+	eventually(t, time.Minute, func() error {
+		leases := &coordinationv1.LeaseList{}
+		if err := env.Client.List(ctx, leases, client.InNamespace(rbacNS)); err != nil {
+			return err
+		}
+		if len(leases.Items) > 0 {
+			return fmt.Errorf("%d leases left", len(leases.Items))
+		}
+		return nil
+	})
+
+	// The webhook, as its ServiceAccount, claimed: a direct second CREATE
+	// for a busy target is refused, the first admitted.
+	direct := func(name string) error {
+		return env.Client.Create(ctx, &v1alpha1.WorkflowExecution{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
+			Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: ns.Name + "/Deployment/direct", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}},
+		})
+	}
+	if err := direct("direct-1"); err != nil {
+		t.Fatalf("first direct CREATE: %v", err)
+	}
+	if err := direct("direct-2"); !apierrors.IsForbidden(err) {
+		t.Errorf("second direct CREATE for a busy target: %v, want denied", err)
+	}
+
+	// Minimal: nothing beyond what the components need.
+	orch, err := client.New(orchCfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forbidden := map[string]error{
+		"orchestrator writes a Lease in another namespace": orch.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}),
+		"orchestrator deletes a RemediationRequest":        orch.Delete(ctx, &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "rr-0-0"}}),
+		"orchestrator reads Secrets":                       orch.Get(ctx, client.ObjectKey{Namespace: rbacNS, Name: "none"}, &corev1.Secret{}),
+		"webhook deletes a Lease":                          hookClient.DeleteAllOf(ctx, &coordinationv1.Lease{}, client.InNamespace(rbacNS)),
+		"webhook writes a Lease in another namespace":      hookClient.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}),
+		"webhook creates a WorkflowExecution":              hookClient.Create(ctx, &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "w"}, Spec: v1alpha1.WorkflowExecutionSpec{TargetResource: "Node/n", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "x"}}}),
+	}
+	for what, err := range forbidden {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: got %v, want Forbidden", what, err)
+		}
+	}
+}
+
+func start(ctx context.Context, t *testing.T, mgr ctrl.Manager) {
+	t.Helper()
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+}
+
+// eventually retries check until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %v", timeout, err)
+		}
+		<-tick.C
+	}
+}
