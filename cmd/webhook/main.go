@@ -1,5 +1,6 @@
 // Command webhook serves the WorkflowExecution validating admission webhook,
-// and `webhook denials` lists the admissions it refused.
+// `webhook denials` lists the admissions it refused, and `webhook certs
+// verify` checks its certificates for CI.
 package main
 
 import (

@@ -37,6 +37,8 @@ import (
 
 const mainRelease = "tl"
 
+var inert = map[string]any{"webhook": map[string]any{"objectSelector": map[string]any{"matchLabels": map[string]any{"targetlock.io/never": "true"}}}}
+
 var (
 	mainOnce sync.Once
 	mainErr  error
@@ -63,7 +65,10 @@ func install(t *testing.T, name, ns string, vals map[string]any) (*release.Relea
 func mainInstall(t *testing.T) {
 	t.Helper()
 	apiServer(t)
-	mainOnce.Do(func() { _, mainErr = install(t, mainRelease, releaseNS, nil) })
+	// No webhook pod runs here, and the API server must never dial the
+	// Service's DNS name: an object selector that matches nothing keeps the
+	// installed configuration inert.
+	mainOnce.Do(func() { _, mainErr = install(t, mainRelease, releaseNS, inert) })
 	if mainErr != nil {
 		t.Fatalf("helm install: %v", mainErr)
 	}
@@ -122,7 +127,7 @@ func TestCAInjectorFillsTheCABundle(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 
-	caPEM, certPEM, keyPEM := issue(t, []string{"tl-targetlock-webhook.targetlock-system.svc"})
+	caPEM, certPEM, keyPEM := issue(t, []string{"tl-targetlock-webhook.targetlock-system.svc"}, 90*24*time.Hour)
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: "tl-targetlock-webhook-tls",
 			Annotations: map[string]string{cmv1.CertificateNameKey: "tl-targetlock-webhook-cert"}},
@@ -158,7 +163,7 @@ func TestCAInjectorFillsTheCABundle(t *testing.T) {
 }
 
 // issue makes a CA and a serving certificate for dnsNames signed by it.
-func issue(t testing.TB, dnsNames []string) (caPEM, certPEM, keyPEM []byte) {
+func issue(t testing.TB, dnsNames []string, validFor time.Duration) (caPEM, certPEM, keyPEM []byte) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -177,7 +182,7 @@ func issue(t testing.TB, dnsNames []string) (caPEM, certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: dnsNames[0]}, DNSNames: dnsNames,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(validFor),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"github.com/targetlock/targetlock/pkg/admission"
 )
 
+const unreachableNS = "certs-unreachable"
+
 var (
 	envOnce    sync.Once
 	env        *testenv.Env
@@ -83,6 +85,10 @@ func localWebhook() *admissionregistrationv1.ValidatingWebhookConfiguration {
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"kubernaut.ai"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"workflowexecutions"}},
 			}},
+			// certs verify points a webhook that cannot be reached at this namespace.
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{unreachableNS},
+			}}},
 			FailurePolicy:  &fail,
 			SideEffects:    &none,
 			TimeoutSeconds: ptr.To[int32](10),

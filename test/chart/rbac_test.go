@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,40 +46,17 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	mainInstall(t) // the CRDs
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// The main release's webhook has no pods here; this test serves its own.
-	if err := env.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock"}}); client.IgnoreNotFound(err) != nil {
-		t.Fatal(err)
-	}
 	if _, err := install(t, "rbac", rbacNS, map[string]any{
 		"crds":    map[string]any{"install": false},
 		"certs":   map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "none", "caBundle": "eA=="}},
-		"webhook": map[string]any{"objectSelector": map[string]any{"matchLabels": map[string]any{"never": "true"}}},
+		"webhook": inert["webhook"],
 	}); err != nil {
 		t.Fatalf("helm install: %v", err)
 	}
 	orchCfg, hookCfg := serviceAccount("rbac-targetlock-orchestrator"), serviceAccount("rbac-targetlock-webhook")
 
 	// The webhook, served where the API server's local registration points.
-	wio := env.Environment.WebhookInstallOptions
-	server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
-	hookMgr, err := ctrl.NewManager(hookCfg, ctrl.Options{Scheme: env.Scheme, WebhookServer: server, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hookClient, err := client.New(hookCfg, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hookLock, err := lease.New(hookClient, lease.Options{Namespace: rbacNS, Identity: "webhook-0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := admission.New(admission.Options{Lock: hookLock, Reader: hookClient, Recorder: hookMgr.GetEventRecorder("targetlock-webhook")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hookMgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h}) // also adds the server to the manager
-	start(ctx, t, hookMgr)
+	hookClient := serveWebhook(ctx, t, hookCfg, rbacNS)
 
 	for i := range 2 {
 		mgr, err := ctrl.NewManager(orchCfg, ctrl.Options{Scheme: env.Scheme, Cache: orchestrator.CacheOptions(rbacNS), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
@@ -102,7 +78,8 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	if err := (&executor.Executor{Client: execMgr.GetClient(), Delay: 20 * time.Millisecond}).Setup(execMgr, "executor"); err != nil {
 		t.Fatal(err)
 	}
-	start(ctx, t, execMgr)
+	execCtx, stopExecutor := context.WithCancel(ctx)
+	start(execCtx, t, execMgr)
 
 	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
 	if err != nil {
@@ -158,6 +135,8 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 		return nil
 	})
 
+	stopExecutor() // WFEs created from here on stay active
+
 	// The webhook, as its ServiceAccount, claimed: a direct second CREATE
 	// for a busy target is refused, the first admitted.
 	direct := func(name string) error {
@@ -191,6 +170,35 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 			t.Errorf("%s: got %v, want Forbidden", what, err)
 		}
 	}
+}
+
+// serveWebhook serves the admission handler, acting as cfg, at the address
+// the API server's local webhook registration points to, until ctx ends.
+// It returns the handler's client.
+func serveWebhook(ctx context.Context, t *testing.T, cfg *rest.Config, leaseNS string) client.Client {
+	t.Helper()
+	wio := env.Environment.WebhookInstallOptions
+	server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, WebhookServer: server, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lease.New(c, lease.Options{Namespace: leaseNS, Identity: "webhook-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := admission.New(admission.Options{Lock: l, Reader: c, Recorder: mgr.GetEventRecorder("targetlock-webhook")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h}) // also adds the server to the manager
+	start(ctx, t, mgr)
+	eventually(t, 30*time.Second, func() error { return server.StartedChecker()(nil) })
+	return c
 }
 
 func start(ctx context.Context, t *testing.T, mgr ctrl.Manager) {

@@ -1,5 +1,5 @@
-// Package app is the webhook command: the admission server and the
-// `denials` subcommand for cluster admins.
+// Package app is the webhook command: the admission server, the `denials`
+// subcommand for cluster admins and `certs verify` for CI.
 package app
 
 import (
@@ -25,6 +25,8 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 		switch args[0] {
 		case "denials":
 			return runDenials(ctx, args[1:], out)
+		case "certs":
+			return runCerts(ctx, args[1:], out)
 		case "serve":
 			args = args[1:]
 		}

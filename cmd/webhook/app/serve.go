@@ -49,6 +49,7 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveConfig) {
 		fmt.Fprintf(out, `Usage:
   webhook [serve] [flags]     serve the WorkflowExecution validating admission webhook
   webhook denials [flags]     list recently denied admissions (see webhook denials --help)
+  webhook certs verify [flags] check the webhook's certificates as the API server sees them (CI)
 
 The webhook admits a WorkflowExecution CREATE only by claiming its target's
 Lease (one compare-and-swap), so at most one is admitted per target; a CREATE

@@ -1,0 +1,152 @@
+package chart_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/targetlock/targetlock/cmd/webhook/app"
+	"github.com/targetlock/targetlock/pkg/certcheck"
+)
+
+// certsVerify runs `webhook certs verify` and returns its output.
+func certsVerify(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := app.Run(context.Background(), append([]string{"certs", "verify", "--kubeconfig", kubeconfig}, args...), &out, &out)
+	return out.String(), err
+}
+
+func TestCertsVerify(t *testing.T) {
+	mainInstall(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := env.Client
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "certs-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: unreachableNS}}); err != nil {
+		t.Fatal(err)
+	}
+	secret := func(name string, crt, key []byte) {
+		t.Helper()
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key}}
+		if err := c.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// webhookConfig registers a configuration that intercepts nothing but
+	// the unreachable namespace: the checks read it, the API server calls it
+	// only there.
+	webhookConfig := func(name string, caBundle []byte, cc admissionregistrationv1.WebhookClientConfig) {
+		t.Helper()
+		cc.CABundle = caBundle
+		none, fail := admissionregistrationv1.SideEffectClassNoneOnDryRun, admissionregistrationv1.Fail
+		w := localWebhook()
+		w.Name = name
+		w.Webhooks[0].Name = name + ".targetlock.kubernaut.ai"
+		w.Webhooks[0].ClientConfig = cc
+		w.Webhooks[0].SideEffects, w.Webhooks[0].FailurePolicy = &none, &fail
+		w.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": unreachableNS}}
+		if err := c.Create(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Good: the webhook the API server really calls, with its real certificate.
+	serveWebhook(ctx, t, env.Config, ns.Name)
+	dir := env.Environment.WebhookInstallOptions.LocalServingCertDir
+	crt, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret("good", crt, key)
+	out, err := certsVerify(t, "--webhook-configuration", "targetlock-local", "--namespace", ns.Name, "--secret", "good",
+		"--certificate", "-", "--min-validity", "1h", "--dry-run-create", "--dry-run-namespace", ns.Name)
+	fmt.Printf("certs verify (good):\n%s", out)
+	if err != nil {
+		t.Errorf("certs verify on a good install: %v\n%s", err, out)
+	}
+	if strings.Count(out, "PASS") != 9 {
+		t.Errorf("want 9 passing checks:\n%s", out)
+	}
+
+	svc := admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Name: "tl-targetlock-webhook", Namespace: releaseNS, Path: ptr.To("/validate-workflowexecution")}}
+	dns := []string{"tl-targetlock-webhook.targetlock-system.svc", "tl-targetlock-webhook.targetlock-system.svc.cluster.local"}
+	ca, crt, key := issue(t, dns, 90*24*time.Hour)
+	otherCA, _, otherKey := issue(t, dns, 90*24*time.Hour)
+	_, shortCrt, shortKey := issue(t, dns, 2*24*time.Hour)
+	noSANCA, noSANCrt, noSANKey := issue(t, dns[:1], 90*24*time.Hour)
+
+	secret("good-static", crt, key)
+	secret("short", shortCrt, shortKey)
+	secret("mismatched", crt, otherKey)
+	secret("no-san", noSANCrt, noSANKey)
+	webhookConfig("right-ca", ca, svc)
+	webhookConfig("wrong-ca", otherCA, svc)
+	webhookConfig("no-san-ca", noSANCA, svc)
+	// Loopback only: nothing listens on port 1.
+	webhookConfig("unreachable", ca, admissionregistrationv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:1/validate-workflowexecution")})
+
+	for _, tc := range []struct {
+		name, config, secret string
+		extra                []string
+		failing, message     string
+	}{
+		{name: "static checks pass", config: "right-ca", secret: "good-static"},
+		{name: "wrong caBundle", config: "wrong-ca", secret: "good-static", failing: "ca-bundle-verifies-chain", message: "different CAs"},
+		{name: "missing SAN", config: "no-san-ca", secret: "no-san", failing: "subject-alternative-names", message: "svc.cluster.local"},
+		{name: "soon expiring", config: "right-ca", secret: "short", failing: "validity", message: "less than --min-validity"},
+		{name: "mismatched key", config: "right-ca", secret: "mismatched", failing: "key-matches-certificate", message: "do not belong together"},
+		{name: "missing secret", config: "right-ca", secret: "nope", failing: "serving-secret", message: "not found"},
+		{name: "certificate not ready", config: "right-ca", secret: "good-static", extra: []string{"--certificate", "tl-targetlock-webhook-cert"}, failing: "certificate-ready", message: "tl-targetlock-webhook-cert"},
+		{name: "webhook unreachable", config: "unreachable", secret: "good-static", extra: []string{"--dry-run-create", "--dry-run-namespace", unreachableNS}, failing: "dry-run-create", message: "could not call the webhook"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--webhook-configuration", tc.config, "--namespace", ns.Name, "--secret", tc.secret, "--certificate", "-", "-o", "json"}, tc.extra...)
+			out, err := certsVerify(t, args...)
+			var rs []certcheck.Result
+			if jerr := json.Unmarshal([]byte(out), &rs); jerr != nil {
+				t.Fatalf("output is not JSON: %v\n%s", jerr, out)
+			}
+			if tc.failing == "" {
+				if err != nil {
+					t.Errorf("want pass, got %v\n%s", err, out)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("want failure of %s, passed:\n%s", tc.failing, out)
+			}
+			for _, r := range rs {
+				if r.Check == tc.failing {
+					if r.OK || !strings.Contains(r.Detail+" "+r.Fix, tc.message) || r.Fix == "" {
+						t.Errorf("%s: %+v; want a failure mentioning %q with a fix", tc.failing, r, tc.message)
+					}
+					if tc.name == "wrong caBundle" {
+						fmt.Printf("certs verify (%s): %s: %s -> fix: %s\n", tc.name, r.Check, r.Detail, r.Fix)
+					}
+					return
+				}
+			}
+			t.Errorf("no %s check in:\n%s", tc.failing, out)
+		})
+	}
+}
