@@ -53,7 +53,7 @@ build: ## Build the binaries into bin/.
 	go build -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: tools verify-generated ## Run every test (unit + integration on a real API server) with -race.
+test: tools verify-generated build ## Run every test (unit + integration on a real API server) with -race.
 	go vet ./...
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
@@ -61,9 +61,11 @@ test: tools verify-generated ## Run every test (unit + integration on a real API
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
+DEMO_FLAGS ?=
+
 .PHONY: demo
-demo: tools ## Start a local control plane with the CRDs installed (Ctrl-C stops it).
-	go run ./test/demo
+demo: tools build ## Run the whole system on a local control plane under a storm; DEMO_FLAGS=--keep leaves it up.
+	go run ./test/demo $(DEMO_FLAGS)
 
 ##@ Tools
 

@@ -29,6 +29,10 @@ var (
 		Name: "targetlock_orchestrator_lock_contentions_total",
 		Help: "Reconciles that found the target's lock taken, by what held it: Locked (another reconcile) or Claimed (an active WFE).",
 	}, []string{"holder"})
+	conflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "targetlock_orchestrator_status_conflicts_total",
+		Help: "Request writes that lost to another replica's write of the same request.",
+	})
 	sweeps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "targetlock_orchestrator_sweeps_total",
 		Help: "Periodic sweeps of expired locks and stale claims, by result.",
@@ -36,7 +40,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, contentions, sweeps)
+	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, contentions, conflicts, sweeps)
 }
 
 func transition(from, to v1alpha1.RemediationPhase) {

@@ -53,7 +53,18 @@ var _ reconcile.Reconciler = (*RemediationReconciler)(nil)
 func (r *RemediationReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	start := r.clock.Now()
 	defer func() { reconcileSeconds.Observe(r.clock.Since(start).Seconds()) }()
+	res, err := r.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		// Another replica wrote the request first (every replica is active).
+		// Its write is an event that brings the request back with the new
+		// version; retrying with backoff here would only delay it.
+		conflicts.Inc()
+		return reconcile.Result{}, nil
+	}
+	return res, err
+}
 
+func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	rr := &v1alpha1.RemediationRequest{}
 	if err := r.client.Get(ctx, req.NamespacedName, rr); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)

@@ -129,10 +129,14 @@ var _ = Describe("orchestrator scenarios", func() {
 		key, _ := target.New("Deployment", ns, "app")
 		lock, err := lease.New(env.Client, lease.Options{Namespace: lns, Identity: "webhook"})
 		Expect(err).NotTo(HaveOccurred())
-		st, err := lock.Inspect(ctx, key)
-		Expect(err).NotTo(HaveOccurred())
 		w := wfesIn(ctx, ns)[0]
-		Expect(lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: w.Name, UID: w.UID})).To(Succeed())
+		Eventually(func() error { // once the orchestrator has released its lock
+			st, err := lock.Inspect(ctx, key)
+			if err != nil {
+				return err
+			}
+			return lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: w.Name, UID: w.UID})
+		}).Should(Succeed())
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-new", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal("rr-old")))
 		Expect(getRR(ctx, ns, "rr-new")().Status.BlockReason).To(Equal(v1alpha1.BlockDuplicateInProgress))
@@ -192,5 +196,29 @@ var _ = Describe("orchestrator scenarios", func() {
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-bad", ns, "Deploy-ment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-bad")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
 		Expect(getRR(ctx, ns, "rr-bad")().Status.Conditions).To(ContainElement(HaveField("Message", ContainSubstring(target.Form))))
+	})
+})
+
+var _ = Describe("claims", func() {
+	It("releases a WFE's claim as soon as the WFE ends, long before any sweep", func() {
+		ctx := context.Background()
+		ns, lns := newNamespace(ctx), newNamespace(ctx)
+		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		key, _ := target.New("Deployment", ns, "app")
+		lock, err := lease.New(env.Client, lease.Options{Namespace: lns, Identity: "webhook"})
+		Expect(err).NotTo(HaveOccurred())
+		w := wfesIn(ctx, ns)[0]
+		Eventually(func() error { // once the orchestrator has released its lock
+			st, err := lock.Inspect(ctx, key)
+			if err != nil {
+				return err
+			}
+			return lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: w.Name, UID: w.UID})
+		}).Should(Succeed())
+
+		setWFEPhase(ctx, ns, w.Name, v1alpha1.WorkflowExecutionCompleted)
+		Eventually(func() int { return len(leasesIn(ctx, lns)) }, 5*time.Second).Should(BeZero())
 	})
 })

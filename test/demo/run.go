@@ -4,55 +4,315 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
+	"maps"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/cluster"
+	"github.com/targetlock/targetlock/internal/executor"
+	"github.com/targetlock/targetlock/internal/invariant"
 	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
+const demoNS = "demo"
+
 type options struct {
-	kubeconfig string
-	runFor     time.Duration
+	targets, rrsPerTarget, directPerTarget int
+	orchestrators, webhooks                int
+	executorDelay, timeout                 time.Duration
+	keep                                   bool
+	binDir                                 string
 }
 
-// run brings up the control plane, tells the user how to reach it, and stops
-// it cleanly when ctx ends.
-func run(ctx context.Context, opts options, out io.Writer) (err error) {
-	fmt.Fprintln(out, "starting etcd and kube-apiserver...")
-	env, err := testenv.Start(testenv.Options{})
+func defaults() options {
+	bin := "bin"
+	if root, err := testenv.RepoRoot(); err == nil {
+		bin = filepath.Join(root, "bin")
+	}
+	return options{targets: 20, rrsPerTarget: 10, directPerTarget: 2, orchestrators: 3, webhooks: 2,
+		executorDelay: 100 * time.Millisecond, timeout: 10 * time.Minute, binDir: bin}
+}
+
+// The demo shortens the routing cooldowns (5m, 1m backoff by default) so a
+// storm ends in a minute; everything else runs with its production defaults.
+var orchestratorArgs = []string{
+	"--recently-remediated-cooldown=1s", "--backoff-base=200ms", "--backoff-max=1s",
+	"--consecutive-failure-threshold=5", "--consecutive-failure-cooldown=2s",
+	"--sweep-interval=5s", "--max-concurrent-reconciles=4",
+}
+
+// run plays the storm and reports; ok is false when the invariant broke or
+// a Lease was left behind.
+func run(ctx context.Context, o options, out io.Writer) (ok bool, err error) {
+	fmt.Fprintf(out, "starting etcd, kube-apiserver, %d webhook and %d orchestrator processes...\n", o.webhooks, o.orchestrators)
+	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: o.orchestrators, Webhooks: o.webhooks, BinDir: o.binDir, OrchestratorArgs: orchestratorArgs})
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
-		fmt.Fprintln(out, "stopping the control plane...")
-		if stopErr := env.Stop(); stopErr != nil && err == nil {
+		fmt.Fprintln(out, "stopping...")
+		if stopErr := c.Stop(); stopErr != nil && err == nil {
 			err = stopErr
 		}
 	}()
+	fmt.Fprintf(out, "control plane: %s\nkubeconfig:    %s\nlogs:          %s/*.log\n", c.Env.Config.Host, c.Kubeconfig, c.Dir)
 
-	path := opts.kubeconfig
-	if path == "" {
-		dir, err := os.MkdirTemp("", "targetlock-demo-")
+	api := c.Env.Client
+	if err := api.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNS}}); err != nil {
+		return false, err
+	}
+	stopExec, err := startExecutor(ctx, c, o.executorDelay)
+	if err != nil {
+		return false, err
+	}
+	defer stopExec()
+	wc, err := client.NewWithWatch(c.Env.Config, client.Options{Scheme: c.Env.Scheme})
+	if err != nil {
+		return false, err
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch() // before the control plane stops: an open watch delays its shutdown
+	watcher, err := invariant.Watch(watchCtx, wc)
+	if err != nil {
+		return false, err
+	}
+
+	direct := storm(ctx, api, o)
+	fmt.Fprintf(out, "storm: %d RemediationRequests on %d targets, %d direct WorkflowExecution CREATEs\n", o.targets*o.rrsPerTarget, o.targets, o.targets*o.directPerTarget)
+	start := time.Now()
+	if err := waitForEnd(ctx, api, o, out, watcher); err != nil {
+		return false, err
+	}
+	fmt.Fprintf(out, "storm ended in %s\n", time.Since(start).Round(100*time.Millisecond))
+	leases := waitForLeases(ctx, api, 60*time.Second)
+
+	ok = summary(ctx, out, c, watcher, direct, leases)
+	if o.keep {
+		fmt.Fprintf(out, "\nthe cluster stays up; try:\n  export KUBECONFIG=%s\n  kubectl get rr,wfe -n %s\n  go run ./cmd/webhook denials --since 1h\npress Ctrl-C to stop\n", c.Kubeconfig, demoNS)
+		<-ctx.Done()
+	}
+	return ok, nil
+}
+
+type directResult struct{ admitted, denied atomic.Int64 }
+
+// storm creates every request at once, and the direct CREATEs alongside.
+func storm(ctx context.Context, api client.Client, o options) *directResult {
+	res := &directResult{}
+	var wg sync.WaitGroup
+	for t := range o.targets {
+		for i := range o.rrsPerTarget {
+			rr := &v1alpha1.RemediationRequest{
+				ObjectMeta: metav1.ObjectMeta{Namespace: demoNS, Name: fmt.Sprintf("rr-%02d-%02d", t, i)},
+				Spec: v1alpha1.RemediationRequestSpec{
+					TargetResource:    v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: demoNS, Name: fmt.Sprintf("app-%02d", t)},
+					SignalFingerprint: fmt.Sprintf("signal-%d", i%7), // some requests duplicate others
+					WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: fmt.Sprintf("workflow-%d", i%3)},
+				},
+			}
+			if i%4 == 3 {
+				rr.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
+			}
+			wg.Go(func() { _ = api.Create(ctx, rr) })
+		}
+		for i := range o.directPerTarget {
+			wfe := &v1alpha1.WorkflowExecution{
+				ObjectMeta: metav1.ObjectMeta{Namespace: demoNS, Name: fmt.Sprintf("direct-%02d-%d", t, i)},
+				Spec: v1alpha1.WorkflowExecutionSpec{
+					TargetResource: fmt.Sprintf("%s/Deployment/app-%02d", demoNS, t),
+					WorkflowRef:    v1alpha1.WorkflowRef{WorkflowID: "manual"},
+				},
+			}
+			wg.Go(func() {
+				switch err := api.Create(ctx, wfe); {
+				case err == nil:
+					res.admitted.Add(1)
+				case apierrors.IsForbidden(err):
+					res.denied.Add(1)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return res
+}
+
+// waitForEnd prints progress every second until every request and every
+// WorkflowExecution has ended.
+func waitForEnd(ctx context.Context, api client.Client, o options, out io.Writer, w *invariant.Watcher) error {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		rrs, wfes, err := lists(ctx, api)
 		if err != nil {
 			return err
 		}
-		path = filepath.Join(dir, "kubeconfig")
+		phases := map[string]int{}
+		active := 0
+		for _, rr := range rrs.Items {
+			phases[phaseName(string(rr.Status.Phase))]++
+		}
+		for _, wfe := range wfes.Items {
+			if !wfe.Status.Phase.Terminal() {
+				active++
+			}
+		}
+		max, _ := w.MaxActive()
+		fmt.Fprintf(out, "  %s | WFEs %d (active %d) | max active per target so far %d\n", counts(phases), len(wfes.Items), active, max)
+		done := len(rrs.Items) == o.targets*o.rrsPerTarget && active == 0
+		for _, rr := range rrs.Items {
+			done = done && rr.Status.Phase.Terminal()
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the storm did not end: %w", ctx.Err())
+		case <-tick.C:
+		}
 	}
-	if err := env.Kubeconfig(path); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "control plane up at %s with the targetlock CRDs installed\n", env.Config.Host)
-	fmt.Fprintf(out, "kubeconfig: %s\n", path)
-	fmt.Fprintf(out, "try:\n  export KUBECONFIG=%s\n  kubectl get crds\n  kubectl get rr,wfe -A\n", path)
+}
 
-	if opts.runFor > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.runFor)
-		defer cancel()
-	} else {
-		fmt.Fprintln(out, "press Ctrl-C to stop")
+func waitForLeases(ctx context.Context, api client.Client, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		list := &coordinationv1.LeaseList{}
+		if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace)); err == nil && (len(list.Items) == 0 || time.Now().After(deadline)) {
+			return len(list.Items)
+		}
+		select {
+		case <-ctx.Done():
+			return -1
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	<-ctx.Done()
-	return nil
+}
+
+func summary(ctx context.Context, out io.Writer, c *cluster.Cluster, w *invariant.Watcher, direct *directResult, leases int) bool {
+	rrs, wfes, err := lists(ctx, c.Env.Client)
+	if err != nil {
+		fmt.Fprintln(out, "summary:", err)
+		return false
+	}
+	fmt.Fprintln(out, "\n== RemediationRequests by final phase")
+	phases := map[string]int{}
+	for _, rr := range rrs.Items {
+		phases[phaseName(string(rr.Status.Phase))]++
+	}
+	fmt.Fprintln(out, "  "+counts(phases))
+
+	fmt.Fprintln(out, "== blocks along the way (Events by reason)")
+	events := &corev1.EventList{}
+	blocks := map[string]int{}
+	if err := c.Env.Client.List(ctx, events, client.InNamespace(demoNS)); err == nil {
+		for _, e := range events.Items {
+			switch v1alpha1.BlockReason(e.Reason) {
+			case v1alpha1.BlockConsecutiveFailures, v1alpha1.BlockDuplicateInProgress, v1alpha1.BlockResourceBusy,
+				v1alpha1.BlockRecentlyRemediated, v1alpha1.BlockExponentialBackoff:
+				if e.Source.Component != "targetlock-webhook" && e.ReportingController != "targetlock-webhook" {
+					blocks[e.Reason] += max(1, int(e.Count))
+				}
+			}
+		}
+	}
+	fmt.Fprintln(out, "  "+counts(blocks))
+
+	perTarget := map[string]int{}
+	for _, wfe := range wfes.Items {
+		if k, err := target.ForExecution(&wfe); err == nil {
+			perTarget[k.String()]++
+		}
+	}
+	lo, hi := len(wfes.Items), 0
+	for _, n := range perTarget {
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	maxActive, worst := w.MaxActive()
+	fmt.Fprintf(out, "== WorkflowExecutions\n  %d in all on %d targets (%d to %d per target); most active at once on one target: %d\n", len(wfes.Items), len(perTarget), lo, hi, maxActive)
+	if maxActive > 1 {
+		fmt.Fprintf(out, "  INVARIANT BROKEN: %s\n", worst)
+	}
+
+	adm := c.Admissions(ctx)
+	denied := 0.0
+	fmt.Fprintln(out, "== admissions (webhook metrics, all processes)")
+	for _, k := range slices.Sorted(maps.Keys(adm)) {
+		fmt.Fprintf(out, "  %-40s %6.0f\n", k, adm[k])
+		if strings.HasPrefix(k, "denied/") { // the webhook's decisions: admitted, denied, errored
+			denied += adm[k]
+		}
+	}
+	fmt.Fprintf(out, "  direct CREATEs: %d admitted, %d denied\n", direct.admitted.Load(), direct.denied.Load())
+	fmt.Fprintf(out, "== Leases left in %s: %d\n\n", cluster.LeaseNamespace, leases)
+
+	fmt.Fprintf(out, "demo summary: rrs=%d wfes=%d max_active_per_target=%d denied=%.0f leaked_leases=%d\n",
+		len(rrs.Items), len(wfes.Items), maxActive, denied, leases)
+	return maxActive == 1 && leases == 0
+}
+
+func lists(ctx context.Context, api client.Client) (*v1alpha1.RemediationRequestList, *v1alpha1.WorkflowExecutionList, error) {
+	rrs := &v1alpha1.RemediationRequestList{}
+	if err := api.List(ctx, rrs, client.InNamespace(demoNS)); err != nil {
+		return nil, nil, err
+	}
+	wfes := &v1alpha1.WorkflowExecutionList{}
+	if err := api.List(ctx, wfes, client.InNamespace(demoNS)); err != nil {
+		return nil, nil, err
+	}
+	return rrs, wfes, nil
+}
+
+func startExecutor(ctx context.Context, c *cluster.Cluster, delay time.Duration) (func(), error) {
+	mgr, err := ctrl.NewManager(c.Env.Config, ctrl.Options{Scheme: c.Env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return nil, err
+	}
+	if err := (&executor.Executor{Client: mgr.GetClient(), Delay: delay}).Setup(mgr, "executor"); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = mgr.Start(ctx)
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+func phaseName(p string) string {
+	if p == "" {
+		return "Pending"
+	}
+	return p
+}
+
+func counts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := slices.Collect(maps.Keys(m))
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
 }

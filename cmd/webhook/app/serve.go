@@ -19,12 +19,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 )
 
 type serveConfig struct {
-	kubeconfig    string
+	kube          kubeflags.Flags
 	metricsAddr   string
 	probeAddr     string
 	host          string
@@ -62,7 +63,7 @@ Flags:
 `, admission.Path)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: $KUBECONFIG, then the in-cluster config, then ~/.kube/config")
+	c.kube.Bind(fs)
 	fs.StringVar(&c.host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&c.port, "port", webhook.DefaultPort, "port of the webhook server (HTTPS)")
 	fs.StringVar(&c.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate and key; watched, so a renewed certificate is used without a restart")
@@ -109,7 +110,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&c.zap)))
 	log := ctrl.Log.WithName("webhook")
 
-	restCfg, err := restConfig(c.kubeconfig)
+	restCfg, err := c.kube.Config()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}

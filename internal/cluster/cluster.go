@@ -1,0 +1,198 @@
+// Package cluster runs targetlock on one machine for the demo and the
+// benchmarks: a real control plane, webhook processes behind the one address
+// the API server calls (over TLS, with generated certificates), and
+// orchestrator processes, each with its own log.
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/targetlock/targetlock/internal/testenv"
+)
+
+// LeaseNamespace is where the components keep the target Leases.
+const LeaseNamespace = "targetlock-system"
+
+// Options say what to run.
+type Options struct {
+	Orchestrators int
+	// Webhooks is the number of webhook processes; 0 registers no webhook.
+	Webhooks int
+	// BinDir holds the orchestrator and webhook binaries (make build).
+	BinDir string
+	// OrchestratorArgs and WebhookArgs are added to every process's flags.
+	OrchestratorArgs, WebhookArgs []string
+	// OrchestratorEnv is added to the orchestrators' environment.
+	OrchestratorEnv []string
+}
+
+// Cluster is a running control plane with targetlock's processes.
+type Cluster struct {
+	Env           *testenv.Env
+	Kubeconfig    string
+	Dir           string // kubeconfig and logs
+	Orchestrators []*Process
+	Webhooks      []*Process
+
+	metrics []string // webhook /metrics URLs
+	proxy   *proxy
+}
+
+// Start brings everything up. Stop it with Stop.
+func Start(ctx context.Context, o Options) (c *Cluster, err error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	for _, bin := range []string{"orchestrator", "webhook"} {
+		if _, err := os.Stat(filepath.Join(o.BinDir, bin)); err != nil {
+			return nil, fmt.Errorf("%s not built (run `make build`): %w", bin, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "targetlock-")
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	defer func() {
+		if err != nil {
+			_ = c.Stop()
+		}
+	}()
+
+	var hooks envtest.WebhookInstallOptions
+	if o.Webhooks > 0 {
+		hooks.Paths = []string{filepath.Join(root, "config", "webhook")}
+	}
+	if c.Env, err = testenv.Start(testenv.Options{Webhooks: hooks}); err != nil {
+		return c, err
+	}
+	if err := c.Env.Kubeconfig(c.Kubeconfig); err != nil {
+		return c, err
+	}
+	if err := c.Env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}}); err != nil {
+		return c, err
+	}
+
+	if o.Webhooks > 0 {
+		wio := c.Env.Environment.WebhookInstallOptions
+		var backends []string
+		for i := range o.Webhooks {
+			port, err := freePort()
+			if err != nil {
+				return c, err
+			}
+			metricsPort, err := freePort()
+			if err != nil {
+				return c, err
+			}
+			backends = append(backends, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			c.metrics = append(c.metrics, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+			args := append([]string{
+				"--kubeconfig=" + c.Kubeconfig, "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
+				"--cert-dir=" + wio.LocalServingCertDir, "--lease-namespace=" + LeaseNamespace,
+				fmt.Sprintf("--identity=webhook-%d", i), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+				"--health-probe-bind-address=0",
+			}, o.WebhookArgs...)
+			p := newProcess(fmt.Sprintf("webhook-%d", i), filepath.Join(o.BinDir, "webhook"), dir, args...)
+			if err := p.Start(); err != nil {
+				return c, err
+			}
+			c.Webhooks = append(c.Webhooks, p)
+		}
+		addr := net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))
+		if c.proxy, err = startProxy(addr, backends); err != nil {
+			return c, fmt.Errorf("listening on the webhook address %s: %w", addr, err)
+		}
+	}
+
+	for i := range o.Orchestrators {
+		args := append([]string{
+			"--kubeconfig=" + c.Kubeconfig, "--lease-namespace=" + LeaseNamespace,
+			fmt.Sprintf("--identity=orchestrator-%d", i), "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		}, o.OrchestratorArgs...)
+		p := newProcess(fmt.Sprintf("orchestrator-%d", i), filepath.Join(o.BinDir, "orchestrator"), dir, args...)
+		if err := p.Start(); err != nil {
+			return c, err
+		}
+		c.Orchestrators = append(c.Orchestrators, p)
+	}
+	return c, nil
+}
+
+// Stop ends every process, then the control plane.
+func (c *Cluster) Stop() error {
+	var errs []error
+	for _, p := range append(c.Orchestrators, c.Webhooks...) {
+		errs = append(errs, p.Stop())
+	}
+	if c.proxy != nil {
+		c.proxy.close()
+	}
+	if c.Env != nil {
+		errs = append(errs, c.Env.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+// Admissions sums the webhooks' targetlock_webhook_admissions_total by
+// "decision/reason". Webhooks that do not answer are skipped.
+func (c *Cluster) Admissions(ctx context.Context) map[string]float64 {
+	sums := map[string]float64{}
+	for _, url := range c.metrics {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			continue
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, "targetlock_webhook_admissions_total{") {
+				continue
+			}
+			labels, value, _ := strings.Cut(strings.TrimPrefix(line, "targetlock_webhook_admissions_total{"), "} ")
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				continue
+			}
+			sums[label(labels, "decision")+"/"+label(labels, "reason")] += v
+		}
+		_ = resp.Body.Close()
+	}
+	return sums
+}
+
+func label(labels, name string) string {
+	for _, kv := range strings.Split(labels, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
