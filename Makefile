@@ -15,6 +15,8 @@ KUBE_APISERVER := $(BIN)/kube-apiserver
 ETCD := $(BIN)/etcd
 CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT := $(BIN)/golangci-lint
+HELM := $(BIN)/helm
+HELM_VERSION := v3.22.0
 
 KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 \
@@ -53,13 +55,19 @@ build: ## Build the binaries into bin/.
 	go build -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: tools verify-generated build ## Run every test (unit + integration on a real API server) with -race.
+test: tools verify-generated build helm-lint ## Run every test (unit + integration on a real API server) with -race.
 	go vet ./...
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+lint: $(GOLANGCI_LINT) helm-lint ## Run golangci-lint and helm lint.
 	$(GOLANGCI_LINT) run ./...
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the chart in each certificate mode with the helm CLI.
+	$(HELM) lint --strict charts/targetlock
+	$(HELM) lint --strict charts/targetlock --set certs.mode=helm
+	$(HELM) lint --strict charts/targetlock --set certs.mode=manual,certs.manual.secretName=tls,certs.manual.caBundle=eA==,crds.install=false
 
 DEMO_FLAGS ?=
 
@@ -83,3 +91,6 @@ $(CONTROLLER_GEN):
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+$(HELM):
+	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
