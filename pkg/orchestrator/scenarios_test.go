@@ -126,17 +126,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		Eventually(getRR(ctx, ns, "rr-old")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		// As the webhook would: the WFE claims the target. The duplicate
 		// must still learn whom it duplicates.
-		key, _ := target.New("Deployment", ns, "app")
-		lock, err := lease.New(env.Client, lease.Options{Namespace: lns, Identity: "webhook"})
-		Expect(err).NotTo(HaveOccurred())
-		w := wfesIn(ctx, ns)[0]
-		Eventually(func() error { // once the orchestrator has released its lock
-			st, err := lock.Inspect(ctx, key)
-			if err != nil {
-				return err
-			}
-			return lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: w.Name, UID: w.UID})
-		}).Should(Succeed())
+		claimAsWebhook(ctx, ns, lns)
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-new", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal("rr-old")))
 		Expect(getRR(ctx, ns, "rr-new")().Status.BlockReason).To(Equal(v1alpha1.BlockDuplicateInProgress))
@@ -206,19 +196,27 @@ var _ = Describe("claims", func() {
 		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-		key, _ := target.New("Deployment", ns, "app")
-		lock, err := lease.New(env.Client, lease.Options{Namespace: lns, Identity: "webhook"})
-		Expect(err).NotTo(HaveOccurred())
-		w := wfesIn(ctx, ns)[0]
-		Eventually(func() error { // once the orchestrator has released its lock
-			st, err := lock.Inspect(ctx, key)
-			if err != nil {
-				return err
-			}
-			return lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: w.Name, UID: w.UID})
-		}).Should(Succeed())
+		w := claimAsWebhook(ctx, ns, lns)
 
 		setWFEPhase(ctx, ns, w.Name, v1alpha1.WorkflowExecutionCompleted)
 		Eventually(func() int { return len(leasesIn(ctx, lns)) }, 5*time.Second).Should(BeZero())
 	})
 })
+
+// claimAsWebhook claims the target of the namespace's one WFE, as the
+// admission webhook would, once the orchestrator has released its lock.
+func claimAsWebhook(ctx context.Context, ns, lns string) v1alpha1.WorkflowExecution {
+	key, err := target.New("Deployment", ns, "app")
+	Expect(err).NotTo(HaveOccurred())
+	lock, err := lease.New(env.Client, lease.Options{Namespace: lns, Identity: "webhook"})
+	Expect(err).NotTo(HaveOccurred())
+	w := wfesIn(ctx, ns)[0]
+	Eventually(func() error {
+		st, err := lock.Inspect(ctx, key)
+		if err != nil {
+			return err
+		}
+		return lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: w.Name, UID: w.UID})
+	}).Should(Succeed())
+	return w
+}

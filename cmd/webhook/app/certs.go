@@ -11,8 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	"github.com/targetlock/targetlock/pkg/certcheck"
 )
 
@@ -84,15 +82,7 @@ Flags:
 		o.DryRunNamespace = ""
 	}
 
-	cfg, err := restConfig(kubeconfig)
-	if err != nil {
-		return fmt.Errorf("loading kubeconfig: %w", err)
-	}
-	scheme, err := newScheme()
-	if err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := newClient(kubeconfig)
 	if err != nil {
 		return err
 	}

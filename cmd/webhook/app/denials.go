@@ -175,17 +175,9 @@ Flags:
 	if allNamespaces {
 		namespace = ""
 	}
-	cfg, err := restConfig(kubeconfig)
-	if err != nil {
-		return fmt.Errorf("loading kubeconfig: %w", err)
-	}
-	scheme, err := newScheme()
+	c, err := newClient(kubeconfig)
 	if err != nil {
 		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
 	}
 	now := time.Now()
 	f := DenialFilter{Namespace: namespace, Target: tgt}
