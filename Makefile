@@ -75,6 +75,14 @@ DEMO_FLAGS ?=
 demo: tools build ## Run the whole system on a local control plane under a storm; DEMO_FLAGS=--keep leaves it up.
 	go run ./test/demo $(DEMO_FLAGS)
 
+.PHONY: bench
+bench: tools build ## Measure lock overhead, handoff, admission, throughput and safety under faults; report in bench/report/.
+	go run ./test/bench --out bench/report
+
+.PHONY: bench-quick
+bench-quick: tools build ## Every bench section at small scale (under 5 minutes).
+	go run ./test/bench --out bench/report --quick
+
 ##@ Tools
 
 .PHONY: tools

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/cluster"
+	"github.com/targetlock/targetlock/pkg/orchestrator"
+)
+
+type lockResult struct {
+	on, off []time.Duration
+	lost    int
+}
+
+func (r lockResult) line() string {
+	on, off := percentiles(r.on), percentiles(r.off)
+	ratio := 0.0
+	if off.p95 > 0 {
+		ratio = on.p95 / off.p95
+	}
+	return fmt.Sprintf("bench lock_overhead p50_on_ms=%.1f p95_on_ms=%.1f p99_on_ms=%.1f p50_off_ms=%.1f p95_off_ms=%.1f p99_off_ms=%.1f added_p95_ms=%.1f ratio_p95=%.2f",
+		on.p50, on.p95, on.p99, off.p50, off.p95, off.p99, on.p95-off.p95, ratio)
+}
+
+// benchLock measures RR created -> WFE created (as received by a watch) by
+// two in-process replicas on the same API server at the same time, each
+// watching its own namespace: one takes the target's Lease (the protocol),
+// the other keeps its Leases in memory (a fake client: no API round trips)
+// and creates WFEs without a lock token, which the webhook admits on a free
+// target. Both WFEs go through the webhook; the difference is the lock.
+func benchLock(ctx context.Context, c *cluster.Cluster, s scale) (lockResult, error) {
+	env := c.Env
+	progress("lock overhead: %d requests with the lock, %d without", s.lockSamples, s.lockSamples)
+	for _, ns := range []string{"lock-on", "lock-off"} {
+		if err := newNamespace(ctx, env.Client, ns); err != nil {
+			return lockResult{}, err
+		}
+	}
+	stopOn, err := replica{name: "bench-lock-on", namespaces: []string{"lock-on"}}.start(ctx, env)
+	if err != nil {
+		return lockResult{}, err
+	}
+	defer stopOn()
+	memory := fake.NewClientBuilder().WithScheme(env.Scheme).Build()
+	stopOff, err := replica{name: "bench-lock-off", namespaces: []string{"lock-off"},
+		opts: orchestrator.Options{LeaseClient: memory},
+		newClient: func(cfg *rest.Config, o client.Options) (client.Client, error) {
+			c, err := client.New(cfg, o)
+			return noToken{c}, err
+		}}.start(ctx, env)
+	if err != nil {
+		return lockResult{}, err
+	}
+	defer stopOff()
+	arr, err := watchArrivals(ctx, env.Config, env)
+	if err != nil {
+		return lockResult{}, err
+	}
+	api, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return lockResult{}, err
+	}
+	time.Sleep(2 * time.Second) // caches synced
+
+	var (
+		mu  sync.Mutex
+		res lockResult
+		wg  sync.WaitGroup
+	)
+	measure := func(ns string, i int, into *[]time.Duration) {
+		name := fmt.Sprintf("rr-%04d", i)
+		rr := newRR(ns, name, fmt.Sprintf("app-%04d", i), "sig", "restart")
+		start := time.Now()
+		if err := api.Create(ctx, rr); err != nil {
+			mu.Lock()
+			res.lost++
+			mu.Unlock()
+			return
+		}
+		wg.Go(func() {
+			at, ok := arr.wait(ctx, ns+"/wfe-"+name, 30*time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if !ok {
+				res.lost++
+				return
+			}
+			*into = append(*into, at.Sub(start))
+		})
+	}
+	tick := time.NewTicker(40 * time.Millisecond)
+	defer tick.Stop()
+	for i := range s.lockSamples {
+		// Alternate which goes first so neither always meets a quieter server.
+		if i%2 == 0 {
+			measure("lock-on", i, &res.on)
+			measure("lock-off", i, &res.off)
+		} else {
+			measure("lock-off", i, &res.off)
+			measure("lock-on", i, &res.on)
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	wg.Wait()
+	if len(res.on) == 0 || len(res.off) == 0 {
+		return res, fmt.Errorf("no WorkflowExecution arrived (%d lost)", res.lost)
+	}
+	return res, nil
+}
+
+// noToken creates WFEs without the lock-token annotation: the lock-off
+// replica's WFEs then look to the webhook like any tokenless CREATE.
+type noToken struct{ client.Client }
+
+func (n noToken) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if wfe, ok := obj.(*v1alpha1.WorkflowExecution); ok {
+		delete(wfe.Annotations, v1alpha1.LockTokenAnnotation)
+	}
+	return n.Client.Create(ctx, obj, opts...)
+}

@@ -1,0 +1,339 @@
+// Command bench measures targetlock on one machine (issue 7): lock overhead,
+// handoff, admission, throughput and cost, and safety under faults. It runs
+// a real control plane (etcd + kube-apiserver built by `make tools`), the
+// webhook and orchestrator binaries (`make build`) and, where a fault or a
+// count must be injected, in-process replicas. It prints a markdown report,
+// writes it with SVG plots to --out, and prints one `bench <section> ...`
+// line per section. It exits non-zero if any target ever had two active
+// WorkflowExecutions.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/cluster"
+	"github.com/targetlock/targetlock/internal/executor"
+	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/pkg/routing"
+)
+
+// scale is how much each section does; --quick shrinks it.
+type scale struct {
+	lockSamples, handoffSamples      int
+	admissionSamples, admissionBurst int
+	throughputTargets                int
+	faultTargets, faultRRsPerTarget  int
+	faultWindow                      time.Duration
+	faultKills                       int
+	throughputReplicas               []int
+}
+
+var (
+	full  = scale{300, 60, 300, 1000, 1000, 100, 8, 60 * time.Second, 6, []int{1, 3, 5}}
+	quick = scale{60, 15, 60, 150, 100, 20, 5, 20 * time.Second, 2, []int{1, 3, 5}}
+)
+
+// fastRouting shortens the time-based blocks (5m and 1m by default) so
+// that runs end; the lock and the webhook run with their defaults.
+var fastRouting = routing.Options{
+	ConsecutiveFailureThreshold: 1000,
+	RecentlyRemediatedCooldown:  time.Millisecond,
+	BackoffBase:                 10 * time.Millisecond,
+	BackoffMax:                  100 * time.Millisecond,
+}
+
+// processArgs are the same settings for orchestrator processes.
+var processArgs = []string{
+	"--recently-remediated-cooldown=1ms", "--backoff-base=10ms", "--backoff-max=100ms",
+	"--consecutive-failure-threshold=1000", "--max-concurrent-reconciles=4",
+	"--kube-api-qps=200", "--kube-api-burst=400",
+}
+
+func main() {
+	q := flag.Bool("quick", false, "every section at small scale (under 5 minutes)")
+	out := flag.String("out", "bench/report", "directory for report.md and the SVG plots")
+	bin := flag.String("bin", "", "directory with the orchestrator and webhook binaries (default <repo>/bin)")
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	s, mode := full, "full"
+	if *q {
+		s, mode = quick, "quick"
+	}
+	if *bin == "" {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			fatal(err)
+		}
+		*bin = filepath.Join(root, "bin")
+	}
+	r := &report{mode: mode, started: time.Now()}
+	if err := run(ctx, s, *bin, r); err != nil {
+		fatal(err)
+	}
+	r.elapsed = time.Since(r.started)
+	if err := r.write(os.Stdout, *out); err != nil {
+		fatal(err)
+	}
+	if r.faults.duplicates != 0 {
+		fmt.Fprintf(os.Stderr, "bench: INVARIANT BROKEN: %d duplicate(s): %s\n", r.faults.duplicates, r.faults.worst)
+		os.Exit(2)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+// run plays every section: 1-4 on one control plane with two webhook
+// processes, 5 on its own with orchestrator processes to kill.
+func run(ctx context.Context, s scale, bin string, r *report) error {
+	progress("starting control plane and 2 webhook processes")
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
+	if err != nil {
+		return err
+	}
+	err = func() error {
+		defer func() { _ = c.Stop() }()
+		if r.lock, err = benchLock(ctx, c, s); err != nil {
+			return fmt.Errorf("lock overhead: %w", err)
+		}
+		fmt.Println(r.lock.line())
+		if r.handoff, err = benchHandoff(ctx, c, s); err != nil {
+			return fmt.Errorf("handoff: %w", err)
+		}
+		fmt.Println(r.handoff.line())
+		if r.admission, err = benchAdmission(ctx, c, s); err != nil {
+			return fmt.Errorf("admission: %w", err)
+		}
+		fmt.Println(r.admission.line())
+		for _, n := range s.throughputReplicas {
+			t, err := benchThroughput(ctx, c, bin, n, s.throughputTargets)
+			if err != nil {
+				return fmt.Errorf("throughput with %d replicas: %w", n, err)
+			}
+			fmt.Println(t.line())
+			r.throughput = append(r.throughput, t)
+		}
+		return nil
+	}()
+	if err != nil {
+		return err
+	}
+	if r.faults, err = benchFaults(ctx, bin, s); err != nil {
+		return fmt.Errorf("faults: %w", err)
+	}
+	fmt.Println(r.faults.line())
+	return nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// fastConfig is cfg without client-side rate limits: the harness and the
+// in-process replicas measure the protocol, not client-go's throttle.
+func fastConfig(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 1000, 2000
+	return cfg
+}
+
+func newNamespace(ctx context.Context, c client.Client, name string) error {
+	return c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+}
+
+// replica is one in-process orchestrator: its own manager, cache and
+// identity, watching only namespaces (all when empty).
+type replica struct {
+	name       string
+	namespaces []string
+	opts       orchestrator.Options
+	newClient  client.NewClientFunc
+}
+
+// start runs the replica until the returned stop is called.
+func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err error) {
+	co := orchestrator.CacheOptions(cluster.LeaseNamespace)
+	if len(rp.namespaces) > 0 {
+		co.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range rp.namespaces {
+			co.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(fastConfig(env.Config), ctrl.Options{
+		Scheme: env.Scheme, Cache: co, NewClient: rp.newClient,
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	o := rp.opts
+	o.LeaseNamespace, o.Identity, o.SkipNameValidation = cluster.LeaseNamespace, rp.name, true
+	if o.Routing == (routing.Options{}) {
+		o.Routing = fastRouting
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if err := orchestrator.Setup(ctx, mgr, o); err != nil {
+		return nil, err
+	}
+	return runManager(ctx, mgr), nil
+}
+
+// startExecutor plays the workflow engine in the given namespaces.
+func startExecutor(ctx context.Context, env *testenv.Env, delay time.Duration, namespaces ...string) (func(), error) {
+	co := cache.Options{DefaultNamespaces: map[string]cache.Config{}}
+	for _, ns := range namespaces {
+		co.DefaultNamespaces[ns] = cache.Config{}
+	}
+	mgr, err := ctrl.NewManager(fastConfig(env.Config), ctrl.Options{Scheme: env.Scheme, Cache: co,
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return nil, err
+	}
+	if err := (&executor.Executor{Client: mgr.GetClient(), Delay: delay}).Setup(mgr, "executor"); err != nil {
+		return nil, err
+	}
+	return runManager(ctx, mgr), nil
+}
+
+func runManager(ctx context.Context, mgr ctrl.Manager) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			progress("manager: %v", err)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func newRR(ns, name, targetName, fingerprint, workflow string) *v1alpha1.RemediationRequest {
+	return &v1alpha1.RemediationRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.RemediationRequestSpec{
+			TargetResource:    v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: ns, Name: targetName},
+			SignalFingerprint: fingerprint,
+			WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: workflow},
+		},
+	}
+}
+
+// arrivals records when this process first received each WFE (by
+// "namespace/name") from a watch: a WFE's creationTimestamp has only
+// whole seconds.
+type arrivals struct {
+	mu      sync.Mutex
+	at      map[string]time.Time
+	waiters map[string]chan struct{}
+}
+
+func watchArrivals(ctx context.Context, cfg *rest.Config, env *testenv.Env) (*arrivals, error) {
+	wc, err := client.NewWithWatch(fastConfig(cfg), client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return nil, err
+	}
+	a := &arrivals{at: map[string]time.Time{}, waiters: map[string]chan struct{}{}}
+	list := &v1alpha1.WorkflowExecutionList{}
+	if err := wc.List(ctx, list); err != nil {
+		return nil, err
+	}
+	rv := list.ResourceVersion
+	go func() {
+		for ctx.Err() == nil {
+			w, err := wc.Watch(ctx, &v1alpha1.WorkflowExecutionList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				wfe, ok := ev.Object.(*v1alpha1.WorkflowExecution)
+				if !ok {
+					continue
+				}
+				rv = wfe.ResourceVersion
+				if ev.Type == watch.Added {
+					a.add(wfe.Namespace+"/"+wfe.Name, time.Now())
+				}
+			}
+		}
+	}()
+	return a, nil
+}
+
+func (a *arrivals) add(id string, t time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.at[id]; ok {
+		return
+	}
+	a.at[id] = t
+	if ch, ok := a.waiters[id]; ok {
+		close(ch)
+	}
+}
+
+// wait returns when id arrived, or false after timeout.
+func (a *arrivals) wait(ctx context.Context, id string, timeout time.Duration) (time.Time, bool) {
+	a.mu.Lock()
+	if t, ok := a.at[id]; ok {
+		a.mu.Unlock()
+		return t, true
+	}
+	ch, ok := a.waiters[id]
+	if !ok {
+		ch = make(chan struct{})
+		a.waiters[id] = ch
+	}
+	a.mu.Unlock()
+	select {
+	case <-ch:
+	case <-time.After(timeout):
+		return time.Time{}, false
+	case <-ctx.Done():
+		return time.Time{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.at[id], true
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/cluster"
+)
+
+type throughputResult struct {
+	replicas, targets int
+	elapsed           time.Duration
+	requests          float64 // by the orchestrators, from their client-go counters
+	peakRSS           []float64
+	webhookRSS        []float64
+}
+
+func (r throughputResult) rrsPerSecond() float64 { return float64(r.targets) / r.elapsed.Seconds() }
+
+func (r throughputResult) line() string {
+	return fmt.Sprintf("bench throughput replicas=%d targets=%d rrs_per_s=%.1f api_requests_per_rr=%.1f peak_rss_mb=%.0f",
+		r.replicas, r.targets, r.rrsPerSecond(), r.requests/float64(r.targets), maxOf(r.peakRSS))
+}
+
+// benchThroughput runs n orchestrator processes over one request per target
+// on `targets` targets, with the simulated executor finishing each WFE at
+// once, and times from the first CREATE until every request is terminal.
+// API requests are the orchestrators' own count (client-go's
+// rest_client_requests_total, counted per request by the client); peak RSS
+// is each process's VmHWM.
+func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, targets int) (throughputResult, error) {
+	ns := fmt.Sprintf("throughput-%d", n)
+	env := c.Env
+	res := throughputResult{replicas: n, targets: targets}
+	progress("throughput: %d orchestrator processes, %d targets", n, targets)
+	if err := newNamespace(ctx, env.Client, ns); err != nil {
+		return res, err
+	}
+	stopExec, err := startExecutor(ctx, env, 0, ns)
+	if err != nil {
+		return res, err
+	}
+	defer stopExec()
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	for i := range n {
+		p, err := startOrchestrator(c, bin, fmt.Sprintf("throughput-%d-%d", n, i))
+		if err != nil {
+			return res, err
+		}
+		procs = append(procs, p)
+	}
+	for _, p := range procs {
+		if err := p.ready(ctx, 60*time.Second); err != nil {
+			return res, err
+		}
+	}
+	api, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return res, err
+	}
+
+	start := time.Now()
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(targets) {
+					return
+				}
+				rr := newRR(ns, fmt.Sprintf("rr-%04d", i), fmt.Sprintf("app-%04d", i), "sig", "restart")
+				if err := api.Create(ctx, rr); err != nil {
+					progress("creating %s: %v", rr.Name, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	err = waitFor(ctx, 10*time.Minute, func() bool {
+		list := &v1alpha1.RemediationRequestList{}
+		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false
+		}
+		done := 0
+		for _, rr := range list.Items {
+			if rr.Status.Phase.Terminal() {
+				done++
+			}
+		}
+		return done == targets
+	})
+	res.elapsed = time.Since(start)
+	if err != nil {
+		return res, fmt.Errorf("requests not terminal: %w", err)
+	}
+	for _, p := range procs {
+		reqs, err := p.requests(ctx)
+		if err != nil {
+			return res, err
+		}
+		res.requests += reqs
+		res.peakRSS = append(res.peakRSS, peakRSS(p.pid()))
+	}
+	for _, w := range c.Webhooks {
+		res.webhookRSS = append(res.webhookRSS, peakRSS(w.Pid()))
+	}
+	return res, nil
+}
+
+// proc is an orchestrator process with its own metrics and probe ports.
+type proc struct {
+	cmd              *exec.Cmd
+	metrics, healthz string
+	done             chan struct{}
+}
+
+func startOrchestrator(c *cluster.Cluster, bin, identity string) (*proc, error) {
+	mp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	hp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(c.Dir, identity+".log"))
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--kubeconfig=" + c.Kubeconfig, "--lease-namespace=" + cluster.LeaseNamespace, "--identity=" + identity,
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mp), fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp)}, processArgs...)
+	cmd := exec.Command(filepath.Join(bin, "orchestrator"), args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = log.Close()
+		return nil, err
+	}
+	p := &proc{cmd: cmd, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mp), healthz: fmt.Sprintf("http://127.0.0.1:%d/readyz", hp), done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = log.Close(); close(p.done) }()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) ready(ctx context.Context, timeout time.Duration) error {
+	return waitFor(ctx, timeout, func() bool {
+		resp, err := http.Get(p.healthz)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// requests sums the process's rest_client_requests_total.
+func (p *proc) requests(ctx context.Context) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metrics, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum, sc.Err()
+}
+
+// peakRSS is a process's VmHWM in MiB, or 0 if it cannot be read.
+func peakRSS(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func maxOf(xs []float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
