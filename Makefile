@@ -44,11 +44,14 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=targetlock-orchestrator paths=./pkg/orchestrator/... output:rbac:artifacts:config=config/rbac/orchestrator
 	hack/chart-crds.sh
 
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/orchestrator/role.yaml charts/targetlock/templates/crds
+
 .PHONY: verify-generated
-verify-generated: generate manifests ## Fail if generated files are not committed as generated.
-	@if [ -n "$$(git status --porcelain -- api config charts/targetlock/templates/crds)" ]; then \
-		git status --porcelain -- api config charts/targetlock/templates/crds; git --no-pager diff -- api config charts | head -50; \
-		echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; fi
+verify-generated: $(CONTROLLER_GEN) ## Fail if a generated file differs from what generate/manifests produce.
+	@before=$$(mktemp -d); cp -r --parents $(GENERATED) $$before; \
+	$(MAKE) --no-print-directory generate manifests >/dev/null; \
+	stale=0; for f in $(GENERATED); do diff -ru $$before/$$f $$f || stale=1; done; rm -rf $$before; \
+	if [ $$stale = 1 ]; then echo "generated files were stale (now regenerated): commit them"; exit 1; fi
 
 .PHONY: build
 build: ## Build the binaries into bin/.

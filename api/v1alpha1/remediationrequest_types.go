@@ -143,7 +143,3 @@ type RemediationRequestList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RemediationRequest `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&RemediationRequest{}, &RemediationRequestList{})
-}

@@ -57,9 +57,8 @@ type objectRef struct {
 	uid                   types.UID
 }
 
-func (v verdict) allow(reason, holder, format string, args ...any) verdict {
-	v.allowed, v.reason, v.holder = true, reason, holder
-	v.message = fmt.Sprintf(format, args...)
+func (v verdict) allow(reason, holder, message string) verdict {
+	v.allowed, v.reason, v.holder, v.message = true, reason, holder, message
 	return v
 }
 

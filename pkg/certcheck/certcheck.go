@@ -208,7 +208,7 @@ func certificateReady(ctx context.Context, c client.Client, ns, name string) err
 	cert.SetAPIVersion("cert-manager.io/v1")
 	cert.SetKind("Certificate")
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cert); err != nil {
-		return fmt.Errorf("Certificate %s/%s: %w", ns, name, err)
+		return fmt.Errorf("certificate %s/%s: %w", ns, name, err)
 	}
 	conds, _, _ := unstructured.NestedSlice(cert.Object, "status", "conditions")
 	for _, raw := range conds {
@@ -217,10 +217,10 @@ func certificateReady(ctx context.Context, c client.Client, ns, name string) err
 			if cond["status"] == "True" {
 				return nil
 			}
-			return fmt.Errorf("Certificate %s/%s is not Ready: %v", ns, name, cond["message"])
+			return fmt.Errorf("certificate %s/%s is not Ready: %v", ns, name, cond["message"])
 		}
 	}
-	return fmt.Errorf("Certificate %s/%s has no Ready condition yet", ns, name)
+	return fmt.Errorf("certificate %s/%s has no Ready condition yet", ns, name)
 }
 
 func parseChain(data []byte) ([]*x509.Certificate, error) {

@@ -78,7 +78,7 @@ func runStress(t *testing.T, cfg stressConfig) *stressResult {
 	}
 
 	res := &stressResult{}
-	c := client.WithWatch(base)
+	c := base
 	if cfg.failRate > 0 {
 		c = flaky(base, cfg.failRate, &res.injected)
 	}

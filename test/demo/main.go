@@ -32,9 +32,7 @@ func main() {
 	flag.Parse()
 
 	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ok, err := run(ctx, o, os.Stdout)
+	ok, err := runMain(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
@@ -42,4 +40,10 @@ func main() {
 	if !ok {
 		os.Exit(2)
 	}
+}
+
+func runMain(o options) (bool, error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, o, os.Stdout)
 }

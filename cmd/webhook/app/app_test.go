@@ -61,7 +61,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if stop != nil {
 		stop()
-		<-done
+		if err := <-done; err != nil {
+			os.Stderr.WriteString("webhook server: " + err.Error() + "\n")
+		}
 	}
 	if shared != nil {
 		_ = shared.env.Stop()
