@@ -32,8 +32,8 @@ func consecutiveFailures(in *Input, o Options) *Block {
 	}
 }
 
-// duplicateInProgress blocks all but the oldest of the active requests for
-// the same signal and target. A duplicate whose original completed is
+// duplicateInProgress blocks all but one of the active requests for the
+// same signal and target: the one executing, else the oldest. A duplicate whose original completed is
 // skipped: the remediation it asks for has been done.
 func duplicateInProgress(in *Input, _ Options) *Block {
 	if orig := in.RR.Status.DuplicateOf; orig != "" {
@@ -44,13 +44,16 @@ func duplicateInProgress(in *Input, _ Options) *Block {
 			}
 		}
 	}
+	// One already executing wins whatever its age (creation times have
+	// one-second resolution, so "older" can tie); otherwise the oldest does.
 	var oldest *v1alpha1.RemediationRequest
 	for i := range in.Peers {
 		p := &in.Peers[i]
-		if p.Status.Phase.Terminal() || !older(p, in.RR) {
+		executing := p.Status.Phase == v1alpha1.RemediationExecuting
+		if p.Status.Phase.Terminal() || (!executing && !older(p, in.RR)) {
 			continue
 		}
-		if oldest == nil || older(p, oldest) {
+		if oldest == nil || executing || (oldest.Status.Phase != v1alpha1.RemediationExecuting && older(p, oldest)) {
 			oldest = p
 		}
 	}

@@ -91,6 +91,8 @@ func TestChecks(t *testing.T) {
 				rr("newer", now, v1alpha1.RemediationPending, time.Time{}),
 				rr("older", now.Add(-time.Hour), v1alpha1.RemediationExecuting, time.Time{}),
 			}}},
+		{name: "an executing duplicate wins even if newer", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
+			in: Input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationExecuting, time.Time{})}}},
 		{name: "oldest of the duplicates runs", check: duplicateInProgress,
 			in: Input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationBlocked, time.Time{})}}},
 		{name: "same creation time: the name breaks the tie", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
