@@ -47,7 +47,13 @@ func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResu
 	if err != nil {
 		return handoffResult{}, err
 	}
-	time.Sleep(time.Second)
+	warm := newRR(ns, "warm-up", "warm-up", "sig", "restart")
+	if err := api.Create(ctx, warm); err != nil {
+		return handoffResult{}, err
+	}
+	if _, ok := arr.wait(ctx, ns+"/wfe-warm-up", time.Minute); !ok {
+		return handoffResult{}, fmt.Errorf("the replica did not create a WFE")
+	}
 
 	var (
 		mu  sync.Mutex
@@ -94,7 +100,7 @@ func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResu
 	// A few targets at a time, each handoff timed on its own.
 	var wg sync.WaitGroup
 	errs := make(chan error, s.handoffSamples)
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, 2)
 	for i := range s.handoffSamples {
 		sem <- struct{}{}
 		wg.Go(func() {

@@ -15,6 +15,9 @@ import (
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 )
 
+// pause between one request's WFE and the next request, on each side.
+const pause = 50 * time.Millisecond
+
 type lockResult struct {
 	on, off []time.Duration
 	lost    int
@@ -68,52 +71,44 @@ func benchLock(ctx context.Context, c *cluster.Cluster, s scale) (lockResult, er
 	if err != nil {
 		return lockResult{}, err
 	}
-	time.Sleep(2 * time.Second) // caches synced
-
-	var (
-		mu  sync.Mutex
-		res lockResult
-		wg  sync.WaitGroup
-	)
-	measure := func(ns string, i int, into *[]time.Duration) {
-		name := fmt.Sprintf("rr-%04d", i)
-		rr := newRR(ns, name, fmt.Sprintf("app-%04d", i), "sig", "restart")
-		start := time.Now()
-		if err := api.Create(ctx, rr); err != nil {
-			mu.Lock()
-			res.lost++
-			mu.Unlock()
-			return
+	// Warm up: both replicas running and the webhook connections open.
+	for _, ns := range []string{"lock-on", "lock-off"} {
+		if err := api.Create(ctx, newRR(ns, "warm-up", "warm-up", "sig", "restart")); err != nil {
+			return lockResult{}, err
 		}
-		wg.Go(func() {
+		if _, ok := arr.wait(ctx, ns+"/wfe-warm-up", time.Minute); !ok {
+			return lockResult{}, fmt.Errorf("replica for %s did not create a WFE", ns)
+		}
+	}
+
+	// Closed loop per side, both sides at once: each request waits for the
+	// previous one's WFE, so the figures are latency, not queueing.
+	var (
+		res     lockResult
+		wg      sync.WaitGroup
+		lostOff int
+	)
+	loop := func(ns string, into *[]time.Duration, lost *int) {
+		for i := range s.lockSamples {
+			name := fmt.Sprintf("rr-%04d", i)
+			start := time.Now()
+			if err := api.Create(ctx, newRR(ns, name, fmt.Sprintf("app-%04d", i), "sig", "restart")); err != nil {
+				*lost++
+				continue
+			}
 			at, ok := arr.wait(ctx, ns+"/wfe-"+name, 30*time.Second)
-			mu.Lock()
-			defer mu.Unlock()
 			if !ok {
-				res.lost++
-				return
+				*lost++
+				continue
 			}
 			*into = append(*into, at.Sub(start))
-		})
-	}
-	tick := time.NewTicker(40 * time.Millisecond)
-	defer tick.Stop()
-	for i := range s.lockSamples {
-		// Alternate which goes first so neither always meets a quieter server.
-		if i%2 == 0 {
-			measure("lock-on", i, &res.on)
-			measure("lock-off", i, &res.off)
-		} else {
-			measure("lock-off", i, &res.off)
-			measure("lock-on", i, &res.on)
-		}
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-tick.C:
+			time.Sleep(pause)
 		}
 	}
+	wg.Go(func() { loop("lock-on", &res.on, &res.lost) })
+	wg.Go(func() { loop("lock-off", &res.off, &lostOff) })
 	wg.Wait()
+	res.lost += lostOff
 	if len(res.on) == 0 || len(res.off) == 0 {
 		return res, fmt.Errorf("no WorkflowExecution arrived (%d lost)", res.lost)
 	}

@@ -69,7 +69,7 @@ var fastRouting = routing.Options{
 var processArgs = []string{
 	"--recently-remediated-cooldown=1ms", "--backoff-base=10ms", "--backoff-max=100ms",
 	"--consecutive-failure-threshold=1000", "--max-concurrent-reconciles=4",
-	"--kube-api-qps=200", "--kube-api-burst=400",
+	"--kube-api-qps=500", "--kube-api-burst=1000",
 }
 
 func main() {
@@ -77,7 +77,14 @@ func main() {
 	out := flag.String("out", "bench/report", "directory for report.md and the SVG plots")
 	bin := flag.String("bin", "", "directory with the orchestrator and webhook binaries (default <repo>/bin)")
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
+	// The in-process replicas' errors (many injected) go to a file, not the report.
+	logs, err := os.CreateTemp("", "targetlock-bench-*.log")
+	if err != nil {
+		fatal(err)
+	}
+	defer logs.Close()
+	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel), zap.WriteTo(logs)))
+	progress("in-process replica logs: %s", logs.Name())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

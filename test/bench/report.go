@@ -81,7 +81,8 @@ func (r *report) markdown() string {
 	p("RemediationRequest CREATE sent -> its WorkflowExecution received on a watch (creationTimestamp has whole seconds only).")
 	p("Two in-process replicas on the same API server at the same time, each on its own namespace and distinct targets:")
 	p("*lock on* takes the target's Lease (acquire, live checks, renew, CREATE with token, release); *lock off* keeps its Leases in memory")
-	p("(no Lease API calls) and creates WFEs without a token. Both WFEs pass the webhook (2 processes). Requests alternate every 40 ms.")
+	p("(no Lease API calls) and creates WFEs without a token. Both WFEs pass the webhook (2 processes). ")
+	p("Each side is a closed loop (the next request %s after the previous WFE arrived), after a warm-up request.", pause)
 	p("")
 	p("| | samples | P50 ms | P95 ms | P99 ms | max ms |")
 	p("|---|---:|---:|---:|---:|---:|")
@@ -126,7 +127,7 @@ func (r *report) markdown() string {
 
 	p("## 4. Throughput and cost")
 	p("")
-	p("Orchestrator processes (`--kube-api-qps=200 --kube-api-burst=400 --max-concurrent-reconciles=4`), one request per target, the simulated")
+	p("Orchestrator processes (`--kube-api-qps=500 --kube-api-burst=1000 --max-concurrent-reconciles=4`), one request per target, the simulated")
 	p("executor finishing each WFE at once; from the first RR CREATE until every RR is terminal. API requests are the orchestrators' own")
 	p("(client-go's `rest_client_requests_total`, counted per request in the client; includes start-up lists and watches). Peak RSS is VmHWM.")
 	p("")
