@@ -127,7 +127,7 @@ func (r *report) markdown() string {
 
 	p("## 4. Throughput and cost")
 	p("")
-	p("Orchestrator processes (`--kube-api-qps=500 --kube-api-burst=1000 --max-concurrent-reconciles=4`), one request per target, the simulated")
+	p("Each run on a fresh control plane with 2 webhook processes. Orchestrator processes (`--kube-api-qps=500 --kube-api-burst=1000 --max-concurrent-reconciles=4`), one request per target, the simulated")
 	p("executor finishing each WFE at once; from the first RR CREATE until every RR is terminal. API requests are the orchestrators' own")
 	p("(client-go's `rest_client_requests_total`, counted per request in the client; includes start-up lists and watches). Peak RSS is VmHWM.")
 	p("")
