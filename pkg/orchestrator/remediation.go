@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,12 +39,14 @@ const (
 // Pending -> (lock, checks) -> Executing | Blocked, and mirrors the end of
 // its WFE into Completed | Failed.
 type RemediationReconciler struct {
-	client   client.Client // cached reads of the request; writes
-	live     client.Reader // live reads that decide
-	lock     *lease.Lock
-	engine   *routing.Engine
-	recorder events.EventRecorder
-	clock    clock.PassiveClock
+	client client.Client // cached reads of the request; writes
+	live   client.Reader // live reads that decide
+	lock   *lease.Lock
+	engine *routing.Engine
+	// staleClaim reports a claim whose WFE has ended or vanished (Sweeper's rule).
+	staleClaim func(context.Context, lease.State) (bool, error)
+	recorder   events.EventRecorder
+	clock      clock.PassiveClock
 	// fallback requeues event-driven waits in case an event was missed.
 	fallback time.Duration
 }
@@ -177,6 +180,14 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 		}
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
+	// A claim whose WFE has ended is released here rather than waiting for
+	// the WFE controller: the waiter that sees it first frees the target
+	// (compare-and-swap, so racing releases are harmless) and tries again.
+	if stale, err := r.staleClaim(ctx, st); err == nil && stale {
+		if released, err := r.lock.ReleaseClaim(ctx, st, st.ClaimUID); err == nil && released {
+			return reconcile.Result{Requeue: true}, nil
+		}
+	}
 	// The checks only read, so they run without the lock: a duplicate must
 	// learn whom it duplicates, or it could not be skipped when that ends.
 	block, err := r.engine.Check(ctx, rr, key)
@@ -199,6 +210,7 @@ func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.Remedi
 		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationSkipped, string(b.Reason), b.Message)
 	}
 	s := &rr.Status
+	before := *s.DeepCopy()
 	changed := s.Phase != v1alpha1.RemediationBlocked || s.BlockReason != b.Reason ||
 		s.BlockingWorkflowExecution != b.BlockingWorkflowExecution || s.DuplicateOf != b.DuplicateOf
 	from := s.Phase
@@ -217,6 +229,9 @@ func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.Remedi
 		}
 	}
 	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionRouted, Status: metav1.ConditionFalse, Reason: string(b.Reason), Message: b.Message, ObservedGeneration: rr.Generation})
+	if !changed && equality.Semantic.DeepEqual(before, *s) {
+		return result, nil // already recorded: a write would only race the other replicas
+	}
 	if err := r.client.Status().Update(ctx, rr); err != nil {
 		return reconcile.Result{}, err
 	}

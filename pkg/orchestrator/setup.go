@@ -102,14 +102,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 
 	c := mgr.GetClient()
+	sweeper := &Sweeper{live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval}
 	rrs := &RemediationReconciler{
-		client:   c,
-		live:     mgr.GetAPIReader(),
-		lock:     lock,
-		engine:   routing.NewEngine(mgr.GetAPIReader(), mgr.GetRESTMapper(), opts.Routing, opts.Clock),
-		recorder: mgr.GetEventRecorder("targetlock-orchestrator"),
-		clock:    opts.Clock,
-		fallback: opts.FallbackRequeue,
+		staleClaim: sweeper.staleClaim,
+		client:     c,
+		live:       mgr.GetAPIReader(),
+		lock:       lock,
+		engine:     routing.NewEngine(mgr.GetAPIReader(), mgr.GetRESTMapper(), opts.Routing, opts.Clock),
+		recorder:   mgr.GetEventRecorder("targetlock-orchestrator"),
+		clock:      opts.Clock,
+		fallback:   opts.FallbackRequeue,
 	}
 	ctrlOpts := controller.Options{
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
@@ -156,7 +158,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	return mgr.Add(&Sweeper{live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval})
+	return mgr.Add(sweeper)
 }
 
 func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []reconcile.Request) {
