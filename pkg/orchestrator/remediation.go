@@ -185,7 +185,7 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 	// (compare-and-swap, so racing releases are harmless) and tries again.
 	if stale, err := r.staleClaim(ctx, st); err == nil && stale {
 		if released, err := r.lock.ReleaseClaim(ctx, st, st.ClaimUID); err == nil && released {
-			return reconcile.Result{Requeue: true}, nil
+			return reconcile.Result{RequeueAfter: time.Millisecond}, nil // at once: the target is free
 		}
 	}
 	// The checks only read, so they run without the lock: a duplicate must

@@ -72,7 +72,10 @@ var processArgs = []string{
 	"--kube-api-qps=500", "--kube-api-burst=1000",
 }
 
-func main() {
+func main() { os.Exit(bench()) }
+
+// bench runs the sections and returns the exit code: 2 if the invariant broke.
+func bench() int {
 	q := flag.Bool("quick", false, "every section at small scale (under 5 minutes)")
 	out := flag.String("out", "bench/report", "directory for report.md and the SVG plots")
 	bin := flag.String("bin", "", "directory with the orchestrator and webhook binaries (default <repo>/bin)")
@@ -109,8 +112,9 @@ func main() {
 	}
 	if r.faults.duplicates != 0 {
 		fmt.Fprintf(os.Stderr, "bench: INVARIANT BROKEN: %d duplicate(s): %s\n", r.faults.duplicates, r.faults.worst)
-		os.Exit(2)
+		return 2
 	}
+	return 0
 }
 
 func fatal(err error) {
