@@ -91,11 +91,11 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		wio := c.Env.Environment.WebhookInstallOptions
 		var backends []string
 		for i := range o.Webhooks {
-			port, err := freePort()
+			port, err := FreePort()
 			if err != nil {
 				return c, err
 			}
-			metricsPort, err := freePort()
+			metricsPort, err := FreePort()
 			if err != nil {
 				return c, err
 			}
@@ -107,7 +107,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 				fmt.Sprintf("--identity=webhook-%d", i), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
 				"--health-probe-bind-address=0",
 			}, o.WebhookArgs...)
-			p := newProcess(fmt.Sprintf("webhook-%d", i), filepath.Join(o.BinDir, "webhook"), dir, args...)
+			p := NewProcess(fmt.Sprintf("webhook-%d", i), filepath.Join(o.BinDir, "webhook"), dir, args...)
 			if err := p.Start(); err != nil {
 				return c, err
 			}
@@ -124,7 +124,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			"--kubeconfig=" + c.Kubeconfig, "--lease-namespace=" + LeaseNamespace,
 			fmt.Sprintf("--identity=orchestrator-%d", i), "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		}, o.OrchestratorArgs...)
-		p := newProcess(fmt.Sprintf("orchestrator-%d", i), filepath.Join(o.BinDir, "orchestrator"), dir, args...)
+		p := NewProcess(fmt.Sprintf("orchestrator-%d", i), filepath.Join(o.BinDir, "orchestrator"), dir, args...)
 		if err := p.Start(); err != nil {
 			return c, err
 		}
@@ -188,7 +188,8 @@ func label(labels, name string) string {
 	return ""
 }
 
-func freePort() (int, error) {
+// FreePort is a loopback port free at the time of the call.
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

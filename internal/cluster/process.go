@@ -24,7 +24,8 @@ type Process struct {
 	done chan error
 }
 
-func newProcess(name, path, logDir string, args ...string) *Process {
+// NewProcess describes a process that logs to logDir/name.log; Start runs it.
+func NewProcess(name, path, logDir string, args ...string) *Process {
 	return &Process{Name: name, path: path, args: args, log: filepath.Join(logDir, name+".log")}
 }
 

@@ -27,7 +27,7 @@ func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.Burst, "kube-api-burst", 100, "request burst to the API server (client-side limit)")
 }
 
-// Config loads the REST config and applies the rate limits.
+// Config loads the REST config and applies the rate limits, if set.
 func (f *Flags) Config() (*rest.Config, error) {
 	var (
 		cfg *rest.Config
@@ -41,6 +41,8 @@ func (f *Flags) Config() (*rest.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.QPS, cfg.Burst = float32(f.QPS), f.Burst
+	if f.QPS > 0 {
+		cfg.QPS, cfg.Burst = float32(f.QPS), f.Burst
+	}
 	return cfg, nil
 }

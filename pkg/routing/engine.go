@@ -90,30 +90,47 @@ func Decide(in *Input, o Options) *Block {
 }
 
 func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*Input, error) {
-	in := &Input{RR: rr, Key: key, Now: e.clock.Now()}
+	peers, err := e.peers(ctx, rr, key)
+	if err != nil {
+		return nil, err
+	}
+	executions, err := e.executions(ctx, rr, key)
+	if err != nil {
+		return nil, err
+	}
+	return &Input{RR: rr, Key: key, Now: e.clock.Now(), Peers: peers, Executions: executions}, nil
+}
 
-	// Requests for one target may live in any namespace (a Node's surely do).
+// peers are the other requests with rr's signal and target. Requests for
+// one target may live in any namespace (a Node's surely do).
+func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) ([]v1alpha1.RemediationRequest, error) {
 	rrs := &v1alpha1.RemediationRequestList{}
 	if err := e.reader.List(ctx, rrs); err != nil {
 		return nil, fmt.Errorf("listing remediation requests: %w", err)
 	}
+	var peers []v1alpha1.RemediationRequest
 	for _, p := range rrs.Items {
 		if p.UID == rr.UID || p.Spec.SignalFingerprint != rr.Spec.SignalFingerprint {
 			continue
 		}
 		if k, err := target.ForRemediation(&p); err == nil && k == key {
-			in.Peers = append(in.Peers, p)
+			peers = append(peers, p)
 		}
 	}
+	return peers, nil
+}
 
-	// The selector matches the string as written: ask for the canonical
-	// form, the request's spelling of the kind, and the API's.
+// executions are the WFEs for the target in every namespace. The selector
+// matches the string as written: ask for the canonical form, the request's
+// spelling of the kind, and the API's.
+func (e *Engine) executions(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) ([]v1alpha1.WorkflowExecution, error) {
 	kinds := []string{key.Kind, rr.Spec.TargetResource.Kind}
 	if e.mapper != nil {
 		if gvk, err := e.mapper.KindFor(schema.GroupVersionResource{Resource: key.Kind}); err == nil {
 			kinds = append(kinds, gvk.Kind)
 		}
 	}
+	var executions []v1alpha1.WorkflowExecution
 	seen := map[string]bool{}
 	for _, kind := range kinds {
 		s := target.Key{Namespace: key.Namespace, Kind: kind, Name: key.Name}.String()
@@ -125,18 +142,18 @@ func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key 
 		if err := e.reader.List(ctx, wfes, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector(TargetField, s)}); err != nil {
 			return nil, fmt.Errorf("listing workflow executions for %s: %w", s, err)
 		}
-		in.Executions = append(in.Executions, wfes.Items...)
+		executions = append(executions, wfes.Items...)
 	}
-	return in, nil
+	return executions, nil
 }
 
 // FailureStreak counts the failures in a row of rr's signal on its target,
 // including rr itself when it has failed.
 func (e *Engine) FailureStreak(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (int, error) {
-	in, err := e.read(ctx, rr, key)
+	peers, err := e.peers(ctx, rr, key) // the WFEs play no part in a streak
 	if err != nil {
 		return 0, err
 	}
-	n, _ := failureStreak(append(in.Peers, *rr))
+	n, _ := failureStreak(append(peers, *rr))
 	return n, nil
 }

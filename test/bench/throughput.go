@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -58,7 +56,7 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, tar
 	var procs []*proc
 	defer func() {
 		for _, p := range procs {
-			p.stop()
+			_ = p.Stop()
 		}
 	}()
 	for i := range n {
@@ -121,7 +119,7 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, tar
 			return res, err
 		}
 		res.requests += reqs
-		res.peakRSS = append(res.peakRSS, peakRSS(p.pid()))
+		res.peakRSS = append(res.peakRSS, peakRSS(p.Pid()))
 	}
 	for _, w := range c.Webhooks {
 		res.webhookRSS = append(res.webhookRSS, peakRSS(w.Pid()))
@@ -131,39 +129,28 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, tar
 
 // proc is an orchestrator process with its own metrics and probe ports.
 type proc struct {
-	cmd              *exec.Cmd
+	*cluster.Process
 	metrics, healthz string
-	done             chan struct{}
 }
 
 func startOrchestrator(c *cluster.Cluster, bin, identity string) (*proc, error) {
-	mp, err := freePort()
+	mp, err := cluster.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	hp, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	log, err := os.Create(filepath.Join(c.Dir, identity+".log"))
+	hp, err := cluster.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	args := append([]string{"--kubeconfig=" + c.Kubeconfig, "--lease-namespace=" + cluster.LeaseNamespace, "--identity=" + identity,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mp), fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp)}, processArgs...)
-	cmd := exec.Command(filepath.Join(bin, "orchestrator"), args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		_ = log.Close()
-		return nil, err
+	p := &proc{
+		Process: cluster.NewProcess(identity, filepath.Join(bin, "orchestrator"), c.Dir, args...),
+		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mp),
+		healthz: fmt.Sprintf("http://127.0.0.1:%d/readyz", hp),
 	}
-	p := &proc{cmd: cmd, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mp), healthz: fmt.Sprintf("http://127.0.0.1:%d/readyz", hp), done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); _ = log.Close(); close(p.done) }()
-	return p, nil
+	return p, p.Start()
 }
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 func (p *proc) ready(ctx context.Context, timeout time.Duration) error {
 	return waitFor(ctx, timeout, func() bool {
@@ -174,16 +161,6 @@ func (p *proc) ready(ctx context.Context, timeout time.Duration) error {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
 
 // requests sums the process's rest_client_requests_total.

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"sync"
 	"testing"
@@ -138,24 +139,21 @@ func TestCAInjectorFillsTheCABundle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if err := env.Client.Get(ctx, client.ObjectKey{Name: "tl-targetlock"}, vwc); err != nil {
-			t.Fatal(err)
-		}
-		if string(vwc.Webhooks[0].ClientConfig.CABundle) == string(caPEM) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caBundle not injected; got %q", vwc.Webhooks[0].ClientConfig.CABundle)
-		}
+	eventually(t, 30*time.Second, func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("cainjector stopped: %v", err)
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
-	}
+		vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: "tl-targetlock"}, vwc); err != nil {
+			return err
+		}
+		if got := vwc.Webhooks[0].ClientConfig.CABundle; string(got) != string(caPEM) {
+			return fmt.Errorf("caBundle not injected; got %q", got)
+		}
+		return nil
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("cainjector: %v", err)

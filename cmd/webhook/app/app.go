@@ -9,12 +9,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/kubeflags"
 )
 
 // ControllerName reports the webhook's Events (their reportingController).
@@ -47,18 +45,9 @@ func newScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// restConfig reads --kubeconfig if given, else $KUBECONFIG, the in-cluster
-// config, or ~/.kube/config, in that order.
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	return ctrl.GetConfig()
-}
-
 // newClient is the admin subcommands' uncached client.
 func newClient(kubeconfig string) (client.Client, error) {
-	cfg, err := restConfig(kubeconfig)
+	cfg, err := (&kubeflags.Flags{Kubeconfig: kubeconfig}).Config()
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
 	}
