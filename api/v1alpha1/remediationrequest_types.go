@@ -91,7 +91,8 @@ type RemediationRequestStatus struct {
 	// BlockingWorkflowExecution names the active WFE that holds the target.
 	// +optional
 	BlockingWorkflowExecution string `json:"blockingWorkflowExecution,omitempty"`
-	// DuplicateOf names the older request for the same signal and target.
+	// DuplicateOf names the original request for the same signal and target,
+	// as "namespace/name": requests for one object may live in any namespace.
 	// +optional
 	DuplicateOf string `json:"duplicateOf,omitempty"`
 

@@ -9,6 +9,17 @@ import (
 // still holds the target's lock.
 const LockTokenAnnotation = "kubernaut.ai/lock-token"
 
+// TargetField is the field selector on spec.targetResource (a selectable
+// field of the CRD). It matches one spelling only; TargetHashLabel matches
+// every spelling of one object.
+const TargetField = "spec.targetResource"
+
+// TargetHashLabel carries the hash of the canonical identity of the object a
+// WFE or RR targets (target.Key.Hash), so that one label selector finds every
+// WFE and RR of an object however its target was spelled. The webhook sets it
+// on every WFE it admits; the orchestrator sets it on RRs and repairs WFEs.
+const TargetHashLabel = "targetlock.io/target-hash"
+
 // WorkflowExecutionPhase is the lifecycle phase of a WorkflowExecution.
 // +kubebuilder:validation:Enum=Pending;Running;Completed;Failed
 type WorkflowExecutionPhase string
@@ -87,6 +98,7 @@ type WorkflowExecutionStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=wfe
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Completed', 'Failed']) || (has(self.status) && has(self.status.phase) && self.status.phase == oldSelf.status.phase)",message="a Completed or Failed WorkflowExecution is final: its phase cannot change"
 // +kubebuilder:selectablefield:JSONPath=`.spec.targetResource`
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.targetResource`
 // +kubebuilder:printcolumn:name="Workflow",type=string,JSONPath=`.spec.workflowRef.workflowID`

@@ -1,35 +1,54 @@
 // Package invariant watches WorkflowExecutions and records the most that
-// were ever active at once on one target: the number targetlock keeps at 1.
+// were ever active at once on one object: the number targetlock keeps at 1.
+//
+// It is the checker of the project's promise, so it shares no code with what
+// it checks: the caller says which object a WFE acts on, from what the test
+// knows by construction, never through pkg/target.
 package invariant
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/pkg/target"
 )
+
+// Identify names the object a WFE acts on; "" leaves the WFE uncounted.
+type Identify func(*v1alpha1.WorkflowExecution) string
+
+// ByName identifies a WFE's object by the name in its target, whatever the
+// namespace and kind are spelled as: right for a test whose objects all
+// have distinct names, and it can only over-count otherwise.
+func ByName(w *v1alpha1.WorkflowExecution) string {
+	return w.Spec.TargetResource[strings.LastIndexByte(w.Spec.TargetResource, '/')+1:]
+}
 
 // Watcher follows every WFE event in resourceVersion order, so it sees each
 // state the API server stored, however briefly.
 type Watcher struct {
-	mu      sync.Mutex
-	active  map[string]map[string]bool // target key -> active WFEs
-	seen    map[string]bool            // every WFE ever seen
-	max     int
-	worst   string
-	stopped chan struct{}
+	identify Identify
+
+	mu     sync.Mutex
+	active map[string]map[string]bool // object -> active WFEs
+	seen   map[string]bool            // every WFE ever seen
+	max    int
+	worst  string
+	err    error
 }
 
 // Watch starts watching WFEs in all namespaces until ctx ends. Call it
-// before the WFEs are created.
-func Watch(ctx context.Context, c client.WithWatch) (*Watcher, error) {
-	w := &Watcher{active: map[string]map[string]bool{}, seen: map[string]bool{}, stopped: make(chan struct{})}
+// before the WFEs are created. A watch that cannot resume (410 Gone) ends
+// the evidence: Err says so, and no maximum is trusted after it.
+func Watch(ctx context.Context, c client.WithWatch, identify Identify) (*Watcher, error) {
+	w := &Watcher{identify: identify, active: map[string]map[string]bool{}, seen: map[string]bool{}}
 	list := &v1alpha1.WorkflowExecutionList{}
 	if err := c.List(ctx, list); err != nil {
 		return nil, err
@@ -37,18 +56,27 @@ func Watch(ctx context.Context, c client.WithWatch) (*Watcher, error) {
 	for i := range list.Items {
 		w.observe(watch.Added, &list.Items[i])
 	}
-	rv := list.ResourceVersion
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lister{c})
+	if err != nil {
+		return nil, err
+	}
 	go func() {
-		defer close(w.stopped)
-		for ctx.Err() == nil {
-			wi, err := c.Watch(ctx, &v1alpha1.WorkflowExecutionList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
-			if err != nil {
-				continue
-			}
-			for ev := range wi.ResultChan() {
-				if wfe, ok := ev.Object.(*v1alpha1.WorkflowExecution); ok {
-					w.observe(ev.Type, wfe)
-					rv = wfe.ResourceVersion
+		defer rw.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-rw.ResultChan():
+				if !ok {
+					w.fail(errors.New("the watch of WorkflowExecutions ended"))
+					return
+				}
+				switch o := ev.Object.(type) {
+				case *v1alpha1.WorkflowExecution:
+					w.observe(ev.Type, o)
+				case *metav1.Status:
+					w.fail(fmt.Errorf("the watch of WorkflowExecutions failed: %s", o.Message))
+					return
 				}
 			}
 		}
@@ -56,19 +84,34 @@ func Watch(ctx context.Context, c client.WithWatch) (*Watcher, error) {
 	return w, nil
 }
 
+// lister adapts a controller-runtime client to the RetryWatcher.
+type lister struct{ c client.WithWatch }
+
+func (l lister) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	return l.c.Watch(ctx, &v1alpha1.WorkflowExecutionList{}, &client.ListOptions{Raw: &opts})
+}
+
+func (w *Watcher) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
 func (w *Watcher) observe(t watch.EventType, wfe *v1alpha1.WorkflowExecution) {
-	k, err := target.ForExecution(wfe)
-	if err != nil {
+	obj := w.identify(wfe)
+	if obj == "" {
 		return
 	}
 	id := wfe.Namespace + "/" + wfe.Name
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.seen[id] = true
-	set := w.active[k.String()]
+	set := w.active[obj]
 	if set == nil {
 		set = map[string]bool{}
-		w.active[k.String()] = set
+		w.active[obj] = set
 	}
 	if t == watch.Deleted || wfe.Status.Phase.Terminal() {
 		delete(set, id)
@@ -77,16 +120,23 @@ func (w *Watcher) observe(t watch.EventType, wfe *v1alpha1.WorkflowExecution) {
 	set[id] = true
 	if len(set) > w.max {
 		w.max = len(set)
-		w.worst = fmt.Sprintf("%s: %v", k, set)
+		w.worst = fmt.Sprintf("%s: %v", obj, set)
 	}
 }
 
-// MaxActive is the most WFEs ever active at once on one target, with the
-// target and WFEs where that maximum was first reached.
+// MaxActive is the most WFEs ever active at once on one object, with the
+// object and WFEs where that maximum was first reached.
 func (w *Watcher) MaxActive() (int, string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.max, w.worst
+}
+
+// Active is how many WFEs are active on obj now, as far as the watch has seen.
+func (w *Watcher) Active(obj string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.active[obj])
 }
 
 // Seen is how many distinct WFEs were observed.
@@ -94,4 +144,12 @@ func (w *Watcher) Seen() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.seen)
+}
+
+// Err is why the watch ended before its context did, if it did: then the
+// evidence is incomplete and must not be reported as kept.
+func (w *Watcher) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }

@@ -1,10 +1,12 @@
 package admission
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -26,6 +28,24 @@ const (
 	// EventAction is the action of every denial Event.
 	EventAction = "AdmitWorkflowExecution"
 )
+
+// CauseType marks the status cause that carries the reason of a denial.
+const CauseType metav1.CauseType = "targetlock.io/reason"
+
+// DenialReason returns the reason of a refusal by this webhook carried by
+// err (a CREATE's error), and whether err is such a refusal at all.
+func DenialReason(err error) (string, bool) {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Details == nil {
+		return "", false
+	}
+	for _, c := range status.Status().Details.Causes {
+		if c.Type == CauseType {
+			return c.Message, true
+		}
+	}
+	return "", false
+}
 
 // Decisions, as in the decision audit annotation and metric label.
 const (
@@ -117,6 +137,9 @@ func (v verdict) response() cradmission.Response {
 		resp = cradmission.Denied(v.message)
 		resp.Result.Code = v.code
 		resp.Result.Reason = statusReason(v.code)
+		// The API server passes the status through to the client, so a
+		// client can tell this webhook's refusals, by reason, from others.
+		resp.Result.Details = &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: CauseType, Message: v.reason}}}
 	}
 	resp.AuditAnnotations = v.annotations()
 	return resp

@@ -69,7 +69,7 @@ func TestDenialIsAudited(t *testing.T) {
 
 	// Through the API server: the message names reason, target and holder.
 	st := mustDeny(t, f, newWFE(ns, "intruder", tgt, withRR("rr-intruder")), admission.ReasonResourceBusy)
-	for _, want := range []string{"ResourceBusy", ns + "/statefulset/db", ns + "/owner"} {
+	for _, want := range []string{"ResourceBusy", ns + "/StatefulSet.apps/db", ns + "/owner", "phase Pending"} {
 		g.Expect(st.Message).To(ContainSubstring(want))
 	}
 
@@ -80,7 +80,7 @@ func TestDenialIsAudited(t *testing.T) {
 	g.Expect(resp.AuditAnnotations).To(Equal(map[string]string{
 		admission.AnnotationDecision:          admission.DecisionDenied,
 		admission.AnnotationReason:            admission.ReasonResourceBusy,
-		admission.AnnotationTarget:            ns + "/statefulset/db",
+		admission.AnnotationTarget:            ns + "/StatefulSet.apps/db",
 		admission.AnnotationHolder:            ns + "/owner",
 		admission.AnnotationWorkflowExecution: ns + "/intruder-2",
 	}))

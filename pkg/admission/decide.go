@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,11 +17,6 @@ import (
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
-// TargetField is the field selector that finds the WorkflowExecutions of a
-// target string. It matches the string as written: two spellings of one
-// target meet only on the Lease, which is the real guard.
-const TargetField = "spec.targetResource"
-
 // Reasons, as they appear in messages, audit annotations, Events and metrics.
 const (
 	ReasonClaimed        = "Claimed"        // admitted: the target's Lease now names this WFE
@@ -30,13 +24,12 @@ const (
 	ReasonDryRun         = "DryRun"         // would be admitted; nothing written
 	ReasonNotGuarded     = "NotGuarded"     // an operation or change the webhook does not restrict
 
-	ReasonLockHeld        = "LockHeld"        // an orchestrator holds the lock; a direct CREATE must wait
-	ReasonLockLost        = "LockLost"        // the WFE's lock token no longer holds the target (fencing)
-	ReasonStaleLock       = "StaleLock"       // the WFE's lock token holds the target, but expired
-	ReasonResourceBusy    = "ResourceBusy"    // a non-terminal WFE owns the target
-	ReasonClaimPending    = "ClaimPending"    // claimed by a WFE not stored (yet), within the grace period
-	ReasonContended       = "Contended"       // the Lease kept changing; retry
-	ReasonTargetImmutable = "TargetImmutable" // an UPDATE changed spec.targetResource
+	ReasonLockHeld     = "LockHeld"     // an orchestrator holds the lock; a direct CREATE must wait
+	ReasonLockLost     = "LockLost"     // the WFE's lock token no longer holds the target (fencing)
+	ReasonStaleLock    = "StaleLock"    // the WFE's lock token holds the target, but expired
+	ReasonResourceBusy = "ResourceBusy" // a non-terminal WFE owns the target
+	ReasonClaimPending = "ClaimPending" // claimed by a WFE not stored (yet), within the grace period
+	ReasonContended    = "Contended"    // the Lease kept changing; retry
 
 	ReasonInvalidObject = "InvalidObject" // the object cannot be decoded or lacks name/uid
 	ReasonInvalidTarget = "InvalidTarget" // spec.targetResource is malformed
@@ -60,9 +53,12 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		return v.invalid(ReasonInvalidObject, errors.New("the WorkflowExecution has no namespace, name or uid; "+
 			"the API server sets them before validating admission"))
 	}
-	key, err := target.ForExecution(wfe)
-	if err != nil {
+	key, err := h.resolver.ForExecution(wfe)
+	switch {
+	case errors.Is(err, target.ErrInvalid):
 		return v.invalid(ReasonInvalidTarget, fmt.Errorf("spec.targetResource: %w", err))
+	case err != nil:
+		return v.errored(err)
 	}
 	v.target = key.String()
 	token := wfe.Annotations[v1alpha1.LockTokenAnnotation]
@@ -77,7 +73,7 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 			return d
 		}
 		if !checked {
-			other, err := h.activeOther(ctx, wfe.Spec.TargetResource, owner)
+			other, err := h.activeOther(ctx, key, owner)
 			if err != nil {
 				return v.errored(err)
 			}
@@ -113,20 +109,22 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 	switch st.Phase {
 	case lease.Free:
 		if token != "" {
-			return v.deny(ReasonLockLost, "", "lock token %q does not hold the target: its lock was released or swept", token), false
+			return v.deny(ReasonLockLost, "", "the WorkflowExecution's lock token does not hold the target: its lock was released or swept"), false
 		}
 		return verdict{}, true
 
 	case lease.Locked:
+		// A lock's holder is a token, a capability: messages name its pod only.
+		pod := lease.PodOf(st.Holder)
 		switch {
 		case token == "" && st.Expired(now):
 			return verdict{}, true // an abandoned lock: a direct CREATE may take it over
 		case token == "":
-			return v.deny(ReasonLockHeld, st.Holder, "an orchestrator holds the target's lock until %s; create through the orchestrator or retry later", stamp(st.Expires)), false
+			return v.deny(ReasonLockHeld, pod, "an orchestrator holds the target's lock; create through the orchestrator or retry later"), false
 		case token != st.Holder:
-			return v.deny(ReasonLockLost, st.Holder, "lock token %q no longer holds the target: it was taken over", token), false
+			return v.deny(ReasonLockLost, pod, "the WorkflowExecution's lock token no longer holds the target: it was taken over"), false
 		case st.Expired(now):
-			return v.deny(ReasonStaleLock, st.Holder, "lock token %q expired at %s", token, stamp(st.Expires)), false
+			return v.deny(ReasonStaleLock, pod, "the WorkflowExecution's lock expired before its CREATE arrived"), false
 		}
 		return verdict{}, true
 
@@ -140,14 +138,21 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 		}
 		switch {
 		case w != nil && !w.Status.Phase.Terminal():
-			return v.deny(ReasonResourceBusy, st.Holder, "WorkflowExecution %s owns the target (phase %q)", st.Holder, w.Status.Phase), false
+			return v.deny(ReasonResourceBusy, st.Holder, "WorkflowExecution %s owns the target (phase %s)", st.Holder, phaseOrPending(w.Status.Phase)), false
 		case token != "":
-			return v.deny(ReasonLockLost, st.Holder, "lock token %q does not hold the target: it is claimed by WorkflowExecution %s", token, st.Holder), false
+			return v.deny(ReasonLockLost, st.Holder, "the WorkflowExecution's lock token does not hold the target: it is claimed by WorkflowExecution %s", st.Holder), false
 		case w == nil && !st.Expired(now):
-			return v.deny(ReasonClaimPending, st.Holder, "WorkflowExecution %s claimed the target but is not stored (yet); the claim lapses at %s if it never is", st.Holder, stamp(st.Expires)), false
+			return v.deny(ReasonClaimPending, st.Holder, "WorkflowExecution %s claimed the target but is not stored (yet); the claim lapses if it never is", st.Holder), false
 		}
 		return verdict{}, true // the claimant ended, or never got stored: take over
 	}
+}
+
+func phaseOrPending(p v1alpha1.WorkflowExecutionPhase) v1alpha1.WorkflowExecutionPhase {
+	if p == "" {
+		return v1alpha1.WorkflowExecutionPending
+	}
+	return p
 }
 
 // claimant reads the WFE that claimed st live; nil means it does not exist
@@ -170,12 +175,12 @@ func (h *Handler) claimant(ctx context.Context, st lease.State) (*v1alpha1.Workf
 	return w, nil
 }
 
-// activeOther returns "namespace/name" of a non-terminal WFE with the same
-// target string, other than owner, or "" if there is none.
-func (h *Handler) activeOther(ctx context.Context, targetResource string, owner lease.Owner) (string, error) {
+// activeOther returns "namespace/name" of a non-terminal WFE of the same
+// object, however its target is spelled, other than owner, or "" if none.
+func (h *Handler) activeOther(ctx context.Context, key target.Key, owner lease.Owner) (string, error) {
 	list := &v1alpha1.WorkflowExecutionList{}
-	if err := h.reader.List(ctx, list, client.MatchingFields{TargetField: targetResource}); err != nil {
-		return "", fmt.Errorf("listing WorkflowExecutions of %q: %w", targetResource, err)
+	if err := h.reader.List(ctx, list, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()}); err != nil {
+		return "", fmt.Errorf("listing WorkflowExecutions of %s: %w", key, err)
 	}
 	for i := range list.Items {
 		w := &list.Items[i]
@@ -185,23 +190,6 @@ func (h *Handler) activeOther(ctx context.Context, targetResource string, owner 
 		return w.Namespace + "/" + w.Name, nil
 	}
 	return "", nil
-}
-
-func (h *Handler) decideUpdate(req cradmission.Request) verdict {
-	wfe, err := decode(req.Object.Raw)
-	if err != nil {
-		return verdict{reason: ReasonInvalidObject, code: http.StatusBadRequest, message: err.Error()}
-	}
-	old, err := decode(req.OldObject.Raw)
-	if err != nil {
-		return verdict{reason: ReasonInvalidObject, code: http.StatusBadRequest, message: "old object: " + err.Error()}
-	}
-	v := verdict{target: old.Spec.TargetResource, object: req.Namespace + "/" + old.Name,
-		regarding: regarding(wfe, lease.Owner{Namespace: req.Namespace, Name: old.Name, UID: old.UID})}
-	if wfe.Spec.TargetResource != old.Spec.TargetResource {
-		return v.deny(ReasonTargetImmutable, "", "spec.targetResource is immutable (from %s to %s)", quote(old.Spec.TargetResource), quote(wfe.Spec.TargetResource))
-	}
-	return v.allow(ReasonNotGuarded, "", "target unchanged")
 }
 
 // decode reads a WorkflowExecution from the raw request object.
@@ -215,9 +203,6 @@ func decode(raw []byte) (*v1alpha1.WorkflowExecution, error) {
 	}
 	return wfe, nil
 }
-
-// stamp formats a time for messages.
-func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // regarding is the object a denial's Event is about: the WFE's
 // RemediationRequest when it names one, else the WFE itself.

@@ -14,6 +14,7 @@ import (
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
 // Path is where the webhook server serves the Handler.
@@ -35,9 +36,10 @@ type EventRecorder interface {
 type Options struct {
 	// Lock inspects and claims target Leases. Its client must read live.
 	Lock *lease.Lock
+	// Resolver turns spec.targetResource into the object's key.
+	Resolver *target.Resolver
 	// Reader reads WorkflowExecutions. It must read live: a cache can miss
-	// the WorkflowExecution another writer stored a moment ago. Its List must
-	// support the field selector spec.targetResource.
+	// the WorkflowExecution another writer stored a moment ago.
 	Reader client.Reader
 	// Recorder records an Event for every denial. Optional.
 	Recorder EventRecorder
@@ -49,9 +51,11 @@ type Options struct {
 	MaxAttempts int
 }
 
-// Handler validates WorkflowExecution CREATEs and UPDATEs.
+// Handler validates WorkflowExecution CREATEs. Other operations are not
+// guarded: the CRD keeps the target immutable and a terminal phase final.
 type Handler struct {
 	lock        *lease.Lock
+	resolver    *target.Resolver
 	reader      client.Reader
 	recorder    EventRecorder
 	clock       clock.PassiveClock
@@ -60,10 +64,10 @@ type Handler struct {
 
 var _ cradmission.Handler = (*Handler)(nil)
 
-// New returns a Handler. Lock and Reader are required.
+// New returns a Handler. Lock, Resolver and Reader are required.
 func New(opts Options) (*Handler, error) {
-	if opts.Lock == nil || opts.Reader == nil {
-		return nil, errors.New("admission: lock and reader are required")
+	if opts.Lock == nil || opts.Resolver == nil || opts.Reader == nil {
+		return nil, errors.New("admission: lock, resolver and reader are required")
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -73,6 +77,7 @@ func New(opts Options) (*Handler, error) {
 	}
 	return &Handler{
 		lock:        opts.Lock,
+		resolver:    opts.Resolver,
 		reader:      opts.Reader,
 		recorder:    opts.Recorder,
 		clock:       opts.Clock,
@@ -108,8 +113,6 @@ func (h *Handler) decide(ctx context.Context, req cradmission.Request) verdict {
 	switch req.Operation {
 	case admissionv1.Create:
 		return h.decideCreate(ctx, req)
-	case admissionv1.Update:
-		return h.decideUpdate(req)
 	default:
 		return verdict{allowed: true, reason: ReasonNotGuarded, message: "operation not guarded"}
 	}

@@ -2,6 +2,8 @@ package admission_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -9,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,6 +31,7 @@ import (
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/targettest"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
@@ -46,10 +51,7 @@ func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Obje
 	// mapper on every write, which would dominate the benchmark.
 	tracker := clienttesting.NewObjectTracker(s, serializer.NewCodecFactory(s).UniversalDecoder())
 	b := fake.NewClientBuilder().WithScheme(s).WithObjectTracker(tracker).WithObjects(objs...).
-		WithStatusSubresource(&v1alpha1.WorkflowExecution{}).
-		WithIndex(&v1alpha1.WorkflowExecution{}, admission.TargetField, func(o client.Object) []string {
-			return []string{o.(*v1alpha1.WorkflowExecution).Spec.TargetResource}
-		})
+		WithStatusSubresource(&v1alpha1.WorkflowExecution{})
 	if funcs != nil {
 		b = b.WithInterceptorFuncs(*funcs)
 	}
@@ -59,7 +61,7 @@ func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Obje
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := admission.New(admission.Options{Lock: lock, Reader: c, Clock: clk})
+	h, err := admission.New(admission.Options{Lock: lock, Resolver: targettest.Resolver(), Reader: c, Clock: clk})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -186,34 +188,74 @@ func TestBadInputThroughAPIServer(t *testing.T) {
 	}
 }
 
-func TestUpdateChangingTargetIsDenied(t *testing.T) {
+// Only CREATEs are guarded: the CRD keeps the target immutable and a
+// terminal phase final, so no other operation depends on the webhook.
+func TestOtherOperationsAreNotGuarded(t *testing.T) {
 	h, _ := newFakeHandler(t, nil)
-	old := newWFE("demo", "w", "demo/Deployment/app")
-	for _, tc := range []struct {
-		target  string
-		allowed bool
-	}{
-		{"demo/Deployment/app", true},
-		{"demo/deployment/app", false}, // same key, but the string is what other components match
-		{"demo/Deployment/other", false},
-	} {
-		w := old.DeepCopy()
-		w.Spec.TargetResource = tc.target
-		req := request(admissionv1.Update, "demo", "w", w)
-		req.OldObject.Raw, _ = json.Marshal(old)
-		resp := h.Handle(context.Background(), req)
-		if resp.Allowed != tc.allowed {
-			t.Errorf("UPDATE to %q: want allowed=%v, got %v (%s)", tc.target, tc.allowed, resp.Allowed, resp.Result.Message)
-		}
-		if !tc.allowed && !strings.Contains(resp.Result.Message, admission.ReasonTargetImmutable) {
-			t.Errorf("UPDATE to %q: want reason %s, got %q", tc.target, admission.ReasonTargetImmutable, resp.Result.Message)
-		}
-	}
-	for _, op := range []admissionv1.Operation{admissionv1.Delete, admissionv1.Connect} {
-		if resp := h.Handle(context.Background(), request(op, "demo", "w", nil)); !resp.Allowed {
+	w := newWFE("demo", "w", "demo/Deployment/app")
+	for _, op := range []admissionv1.Operation{admissionv1.Update, admissionv1.Delete, admissionv1.Connect} {
+		if resp := h.Handle(context.Background(), request(op, "demo", "w", w)); !resp.Allowed {
 			t.Errorf("%s: want allowed, got %s", op, resp.Result.Message)
 		}
 	}
+}
+
+// TestLabelerStampsEverySpelling: the mutating handler gives every spelling
+// of one object the same identity label, overwriting a forged one, and
+// leaves targets it cannot resolve to the validating handler.
+func TestLabelerStampsEverySpelling(t *testing.T) {
+	l := admission.NewLabeler(targettest.Resolver())
+	const want = "demo/Deployment.apps/app" // known by construction
+	sum := sha256.Sum256([]byte(want))
+	hash := hex.EncodeToString(sum[:])[:40]
+	for _, tc := range []struct {
+		target string
+		labels map[string]string
+	}{
+		{"demo/Deployment/app", nil},
+		{"demo/deployments/app", map[string]string{"team": "a"}},
+		{"demo/deploy.apps/app", map[string]string{v1alpha1.TargetHashLabel: "forged"}},
+	} {
+		w := newWFE("demo", "w", tc.target)
+		w.Labels = tc.labels
+		resp := l.Handle(context.Background(), createRequest(w))
+		if !resp.Allowed || len(resp.Patches) != 1 {
+			t.Fatalf("%s: want one patch, got allowed=%v %v", tc.target, resp.Allowed, resp.Patches)
+		}
+		raw, _ := json.Marshal(w)
+		patched := applyPatch(t, raw, resp.Patches)
+		if got := patched.Labels[v1alpha1.TargetHashLabel]; got != hash {
+			t.Errorf("%s: label %q, want %q", tc.target, got, hash)
+		}
+		for k, v := range tc.labels {
+			if k != v1alpha1.TargetHashLabel && patched.Labels[k] != v {
+				t.Errorf("%s: label %s lost", tc.target, k)
+			}
+		}
+	}
+	for _, tgt := range []string{"demo/Gadget/app", "x", "demo/Event/e"} {
+		if resp := l.Handle(context.Background(), createRequest(newWFE("demo", "w", tgt))); !resp.Allowed || len(resp.Patches) != 0 {
+			t.Errorf("%s: want allowed unchanged, got %v %v", tgt, resp.Allowed, resp.Patches)
+		}
+	}
+}
+
+func applyPatch(t *testing.T, raw []byte, ops []jsonpatch.JsonPatchOperation) *v1alpha1.WorkflowExecution {
+	t.Helper()
+	b, _ := json.Marshal(ops)
+	p, err := jsonpatchapply.DecodePatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("applying %s: %v", b, err)
+	}
+	w := &v1alpha1.WorkflowExecution{}
+	if err := json.Unmarshal(out, w); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
 
 // TestLostCompareAndSwapIsBounded: a Lease that changes on every write is

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/targettest"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
 )
@@ -66,7 +67,7 @@ func newNamespace(t testing.TB, f *fixture) string {
 
 func mustKey(t testing.TB, s string) target.Key {
 	t.Helper()
-	k, err := target.Parse(s)
+	k, err := targettest.Resolver().Parse(s)
 	if err != nil {
 		t.Fatalf("parsing %q: %v", s, err)
 	}

@@ -57,7 +57,7 @@ func TestAdmissionStorm(t *testing.T) {
 		admitted += accepted
 
 		list := &v1alpha1.WorkflowExecutionList{}
-		if err := f.env.Client.List(ctx, list, client.MatchingFields{admission.TargetField: tgt}); err != nil {
+		if err := f.env.Client.List(ctx, list, client.MatchingFields{v1alpha1.TargetField: tgt}); err != nil {
 			t.Fatalf("listing WFEs of %s: %v", tgt, err)
 		}
 		if len(list.Items) > 1 {
@@ -100,7 +100,7 @@ func TestWebhookReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if replicas[i], err = admission.New(admission.Options{Lock: lock, Reader: f.env.Client, Clock: f.clock}); err != nil {
+		if replicas[i], err = admission.New(admission.Options{Lock: lock, Resolver: f.resolver, Reader: f.env.Client, Clock: f.clock}); err != nil {
 			t.Fatal(err)
 		}
 	}

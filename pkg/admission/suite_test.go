@@ -13,6 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
 const (
@@ -40,9 +42,10 @@ const (
 // server calls it over TLS. It starts on first use, so unit tests, fuzzing
 // and benchmarks in this package do not pay for it.
 type fixture struct {
-	env     *testenv.Env
-	clock   *clocktesting.FakeClock
-	handler *admission.Handler
+	env      *testenv.Env
+	clock    *clocktesting.FakeClock
+	handler  *admission.Handler
+	resolver *target.Resolver
 	// orchestrator locks the way an orchestrator replica would.
 	orchestrator func(identity string) *lease.Lock
 	// denied counts the requests the deny-every-other webhook saw.
@@ -145,8 +148,13 @@ func (f *fixture) serve(ctx context.Context) error {
 	if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
 		return err
 	}
+	dc, err := discovery.NewDiscoveryClientForConfig(f.env.Config)
+	if err != nil {
+		return err
+	}
+	f.resolver = target.NewResolver(dc, nil)
 	f.handler, err = admission.New(admission.Options{
-		Lock: lock, Reader: c, Clock: f.clock,
+		Lock: lock, Resolver: f.resolver, Reader: c, Clock: f.clock,
 		Recorder: broadcaster.NewRecorder(f.env.Scheme, "targetlock-webhook").(admission.EventRecorder),
 	})
 	if err != nil {
@@ -156,6 +164,7 @@ func (f *fixture) serve(ctx context.Context) error {
 	wo := f.env.Environment.WebhookInstallOptions
 	srv := webhook.NewServer(webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
 	srv.Register(admission.Path, &cradmission.Webhook{Handler: f.handler})
+	srv.Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(f.resolver)})
 	srv.Register(denyEveryOtherPath, &cradmission.Webhook{Handler: cradmission.HandlerFunc(
 		func(context.Context, cradmission.Request) cradmission.Response {
 			if f.otherCalls.Add(1)%2 == 1 {

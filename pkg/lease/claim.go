@@ -60,11 +60,16 @@ func (l *Lock) Claim(ctx context.Context, st State, owner Owner) error {
 	case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err), apierrors.IsNotFound(err):
 		claims.WithLabelValues("conflict").Inc()
 		return fmt.Errorf("claiming %s for %s: %w", st.Key, owner, ErrConflict)
-	default:
-		claims.WithLabelValues("error").Inc()
-		apiErrors.WithLabelValues("claim").Inc()
-		return fmt.Errorf("claiming %s for %s: %w", st.Key, owner, err)
 	}
+	apiErrors.WithLabelValues("claim").Inc()
+	// The write may have been applied with its response lost: a claim by
+	// this very WFE on the Lease is ours.
+	if now, ierr := l.Inspect(ctx, st.Key); ierr == nil && now.ClaimedBy(owner.UID) && now.Holder == owner.String() {
+		claims.WithLabelValues("claimed").Inc()
+		return nil
+	}
+	claims.WithLabelValues("error").Inc()
+	return fmt.Errorf("claiming %s for %s: %w", st.Key, owner, err)
 }
 
 // ReleaseClaim deletes st's Lease if it is a claim by the WFE with this

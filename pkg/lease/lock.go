@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -65,6 +66,12 @@ type Lock struct {
 	duration   time.Duration
 	claimGrace time.Duration
 	clock      clock.PassiveClock
+
+	mu sync.Mutex
+	// orphans maps a Lease name to the token of an acquisition whose write
+	// failed without a clear answer: if that write was applied, the phantom
+	// lock is ours to take over.
+	orphans map[string]string
 }
 
 // New returns a Lock. Namespace and Identity are required.
@@ -88,6 +95,7 @@ func New(c Client, opts Options) (*Lock, error) {
 		duration:   opts.Duration,
 		claimGrace: opts.ClaimGrace,
 		clock:      opts.Clock,
+		orphans:    map[string]string{},
 	}, nil
 }
 
@@ -108,7 +116,10 @@ func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error)
 			acquisitions.WithLabelValues("acquired").Inc()
 			return tok, true, nil
 		case !apierrors.IsAlreadyExists(err):
-			return l.acquireFailed(fmt.Errorf("creating lease for %s: %w", key, err), "create")
+			if l.applied(ctx, key, tok.ID) {
+				return l.acquired(tok, now), true, nil
+			}
+			return l.acquireFailed(key, tok, fmt.Errorf("creating lease for %s: %w", key, err), "create")
 		}
 
 		st, err := l.Inspect(ctx, key)
@@ -119,12 +130,13 @@ func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error)
 		switch {
 		case st.Phase == Free:
 			continue // released between our Create and Get: try again
-		case st.Phase == Claimed, !st.Expired(now):
+		case st.Phase == Claimed, !st.Expired(now) && !l.isOrphan(key, st.Holder):
 			acquisitions.WithLabelValues("contended").Inc()
 			return Token{}, false, nil
 		}
 
-		// The lock expired: take it over against the version we read, so of
+		// The lock expired, or it is one of ours whose acquisition we could
+		// not confirm: take it over against the version we read, so of
 		// several contenders exactly one wins.
 		lease := st.lease.DeepCopy()
 		lease.Spec.HolderIdentity = ptr.To(tok.ID)
@@ -135,25 +147,53 @@ func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error)
 		err = l.client.Update(ctx, lease)
 		switch {
 		case err == nil:
-			tok.acquired = now
 			takeovers.Inc()
-			acquisitions.WithLabelValues("acquired").Inc()
-			return tok, true, nil
+			return l.acquired(tok, now), true, nil
 		case apierrors.IsConflict(err), apierrors.IsNotFound(err):
 			acquisitions.WithLabelValues("contended").Inc()
 			return Token{}, false, nil
+		case l.applied(ctx, key, tok.ID):
+			takeovers.Inc()
+			return l.acquired(tok, now), true, nil
 		default:
-			return l.acquireFailed(fmt.Errorf("taking over expired lease of %s: %w", key, err), "update")
+			return l.acquireFailed(key, tok, fmt.Errorf("taking over expired lease of %s: %w", key, err), "update")
 		}
 	}
 	acquisitions.WithLabelValues("contended").Inc()
 	return Token{}, false, nil
 }
 
-func (l *Lock) acquireFailed(err error, op string) (Token, bool, error) {
+func (l *Lock) acquired(tok Token, now time.Time) Token {
+	tok.acquired = now
+	acquisitions.WithLabelValues("acquired").Inc()
+	return tok
+}
+
+// acquireFailed reports a write whose outcome is unknown: it may have been
+// applied with its response lost. The token is remembered, so that the next
+// Acquire of the key takes over that phantom lock at once instead of waiting
+// for it to expire.
+func (l *Lock) acquireFailed(key target.Key, tok Token, err error, op string) (Token, bool, error) {
+	l.mu.Lock()
+	l.orphans[key.LeaseName()] = tok.ID
+	l.mu.Unlock()
 	apiErrors.WithLabelValues(op).Inc()
 	acquisitions.WithLabelValues("error").Inc()
 	return Token{}, false, err
+}
+
+func (l *Lock) isOrphan(key target.Key, holder string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return holder != "" && l.orphans[key.LeaseName()] == holder
+}
+
+// applied re-reads the Lease after a write that failed without a clear
+// answer (a timeout, a lost connection): the write may have been applied.
+// It reports whether the Lease now holds our write, identified by holder.
+func (l *Lock) applied(ctx context.Context, key target.Key, holder string) bool {
+	st, err := l.Inspect(ctx, key)
+	return err == nil && st.Phase != Free && st.Holder == holder
 }
 
 // Renew extends the lock held by tok. It returns ErrNotHeld when the lock
@@ -168,19 +208,29 @@ func (l *Lock) Renew(ctx context.Context, tok Token) error {
 			return fmt.Errorf("renewing %s: %w (now %s)", tok.Key, ErrNotHeld, st)
 		}
 		lease := st.lease.DeepCopy()
-		lease.Spec.RenewTime = &metav1.MicroTime{Time: l.clock.Now()}
+		renewed := metav1.NewMicroTime(l.clock.Now())
+		lease.Spec.RenewTime = &renewed
 		err = l.client.Update(ctx, lease)
 		switch {
 		case err == nil:
 			return nil
 		case apierrors.IsConflict(err):
 			continue // re-read: someone wrote, it may no longer be ours
+		case l.renewed(ctx, tok, st.lease.ResourceVersion, renewed):
+			return nil
 		default:
 			apiErrors.WithLabelValues("update").Inc()
 			return fmt.Errorf("renewing lease of %s: %w", tok.Key, err)
 		}
 	}
 	return fmt.Errorf("renewing %s: %w (lost %d compare-and-swaps)", tok.Key, ErrNotHeld, maxAttempts)
+}
+
+// renewed reports whether a renewal whose response was lost was applied:
+// the Lease changed from the version renewed, and holds our token and time.
+func (l *Lock) renewed(ctx context.Context, tok Token, from string, at metav1.MicroTime) bool {
+	st, err := l.Inspect(ctx, tok.Key)
+	return err == nil && st.lease.ResourceVersion != from && st.Phase == Locked && st.Holder == tok.ID && st.Renewed.Equal(at.Time)
 }
 
 // Release deletes the lock if, and only if, tok still holds it: the delete
@@ -233,10 +283,19 @@ func (l *Lock) deleteObserved(ctx context.Context, st State) error {
 		return nil
 	case apierrors.IsConflict(err):
 		return err
-	default:
-		apiErrors.WithLabelValues("delete").Inc()
-		return err
 	}
+	apiErrors.WithLabelValues("delete").Inc()
+	// The delete may have been applied with its response lost: if the
+	// version we deleted is gone, it is done; if it is still there, or
+	// another replaced it, the caller decides again.
+	now := &coordinationv1.Lease{}
+	switch gerr := l.client.Get(ctx, client.ObjectKeyFromObject(st.lease), now); {
+	case apierrors.IsNotFound(gerr):
+		return nil
+	case gerr == nil && now.UID != uid:
+		return nil
+	}
+	return err
 }
 
 func (l *Lock) newLease(key target.Key, holder string, now time.Time) *coordinationv1.Lease {

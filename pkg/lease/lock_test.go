@@ -139,7 +139,7 @@ func TestAcquireWritesAReadableLease(t *testing.T) {
 	if l.Labels[TargetHashLabel] != key.Hash() || l.Labels[ManagedByLabel] != "targetlock" {
 		t.Errorf("labels = %v", l.Labels)
 	}
-	if l.Annotations[TargetAnnotation] != "demo/deployment/app" {
+	if l.Annotations[TargetAnnotation] != "demo/Deployment/app" {
 		t.Errorf("annotations = %v", l.Annotations)
 	}
 	st, err := f.lock.Inspect(context.Background(), key)

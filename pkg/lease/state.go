@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
@@ -18,8 +19,9 @@ const (
 	// ManagedByLabel marks the Leases this package owns (for List and Sweep).
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	managedBy      = "targetlock"
-	// TargetHashLabel carries target.Key.Hash, to find a target's Lease by label.
-	TargetHashLabel = "targetlock.io/target-hash"
+	// TargetHashLabel carries target.Key.Hash, to find a target's Lease by
+	// label; WFEs and RRs carry the same label.
+	TargetHashLabel = v1alpha1.TargetHashLabel
 	// TargetAnnotation carries the readable canonical key.
 	TargetAnnotation = "targetlock.io/target"
 	// ClaimUIDAnnotation is set on a claimed Lease: the UID of the owning WFE.

@@ -3,6 +3,7 @@ package lease
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
 	"time"
 
 	"github.com/targetlock/targetlock/pkg/target"
@@ -23,4 +24,13 @@ func newID(identity string) string {
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails on supported platforms
 	return identity + "_" + hex.EncodeToString(nonce[:])
+}
+
+// PodOf returns the identity part of a token ID (the pod that holds a lock),
+// without the nonce that makes the ID a capability.
+func PodOf(id string) string {
+	if i := strings.LastIndexByte(id, '_'); i > 0 {
+		return id[:i]
+	}
+	return id
 }

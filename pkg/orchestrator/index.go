@@ -2,6 +2,8 @@ package orchestrator
 
 import (
 	"context"
+	"sync"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -10,30 +12,23 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
-	"github.com/targetlock/targetlock/pkg/target"
 )
 
-// targetIndex indexes requests and executions by canonical target key.
-const targetIndex = ".targetKey"
+// targetIndex indexes requests by the identity hash of their object.
+const targetIndex = ".targetHash"
 
 // holderIndex indexes Leases by holder, to find a WFE's claim.
 const holderIndex = ".holder"
 
-func indexRRByTarget(obj client.Object) []string {
-	k, err := target.ForRemediation(obj.(*v1alpha1.RemediationRequest))
-	if err != nil {
-		return nil
+func indexByTarget(obj client.Object) []string {
+	if h := targetHash(obj); h != "" {
+		return []string{h}
 	}
-	return []string{k.String()}
+	return nil
 }
 
-func indexWFEByTarget(obj client.Object) []string {
-	k, err := target.ForExecution(obj.(*v1alpha1.WorkflowExecution))
-	if err != nil {
-		return nil
-	}
-	return []string{k.String()}
-}
+// targetHash is the object identity an RR, WFE or Lease carries.
+func targetHash(obj client.Object) string { return obj.GetLabels()[v1alpha1.TargetHashLabel] }
 
 func indexLeaseByHolder(obj client.Object) []string {
 	l := obj.(*coordinationv1.Lease)
@@ -43,13 +38,13 @@ func indexLeaseByHolder(obj client.Object) []string {
 	return []string{*l.Spec.HolderIdentity}
 }
 
-// waiters lists the active requests for a target key, from the cache.
-func waiters(ctx context.Context, c client.Reader, key string) []reconcile.Request {
-	if key == "" {
+// waiters lists the active requests for an object, from the cache.
+func waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Request {
+	if hash == "" {
 		return nil
 	}
 	list := &v1alpha1.RemediationRequestList{}
-	if err := c.List(ctx, list, client.MatchingFields{targetIndex: key}); err != nil {
+	if err := c.List(ctx, list, client.MatchingFields{targetIndex: hash}); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
@@ -59,4 +54,40 @@ func waiters(ctx context.Context, c client.Reader, key string) []reconcile.Reque
 		}
 	}
 	return reqs
+}
+
+// tombstones remembers the UIDs of WFEs seen deleted. A claim naming such a
+// UID is proof that its WFE was stored and is gone, so it is released at
+// once; a claim whose WFE was never seen may be a CREATE still in flight and
+// waits out its grace.
+type tombstones struct {
+	mu     sync.Mutex
+	uids   map[types.UID]time.Time
+	keep   time.Duration
+	pruned time.Time
+}
+
+func newTombstones(keep time.Duration) *tombstones {
+	return &tombstones{uids: map[types.UID]time.Time{}, keep: keep}
+}
+
+func (t *tombstones) add(uid types.UID, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.pruned) > t.keep {
+		for u, at := range t.uids {
+			if now.Sub(at) > t.keep {
+				delete(t.uids, u)
+			}
+		}
+		t.pruned = now
+	}
+	t.uids[uid] = now
+}
+
+func (t *tombstones) has(uid types.UID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.uids[uid]
+	return ok
 }

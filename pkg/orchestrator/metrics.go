@@ -25,6 +25,10 @@ var (
 		Name: "targetlock_orchestrator_workflowexecutions_created_total",
 		Help: "WorkflowExecutions created.",
 	})
+	createRefusals = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "targetlock_orchestrator_workflowexecution_refusals_total",
+		Help: "WorkflowExecution CREATEs refused for a reason other than the target (RBAC, quota, another policy); each fails its request.",
+	})
 	contentions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "targetlock_orchestrator_lock_contentions_total",
 		Help: "Reconciles that found the target's lock taken, by what held it: Locked (another reconcile) or Claimed (an active WFE).",
@@ -40,7 +44,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, contentions, conflicts, sweeps)
+	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, createRefusals, contentions, conflicts, sweeps)
 }
 
 func transition(from, to v1alpha1.RemediationPhase) {

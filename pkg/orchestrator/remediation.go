@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
@@ -39,10 +40,11 @@ const (
 // Pending -> (lock, checks) -> Executing | Blocked, and mirrors the end of
 // its WFE into Completed | Failed.
 type RemediationReconciler struct {
-	client client.Client // cached reads of the request; writes
-	live   client.Reader // live reads that decide
-	lock   *lease.Lock
-	engine *routing.Engine
+	client   client.Client // cached reads of the request; writes
+	live     client.Reader // live reads that decide
+	lock     *lease.Lock
+	resolver *target.Resolver
+	engine   *routing.Engine
 	// staleClaim reports a claim whose WFE has ended or vanished (Sweeper's rule).
 	staleClaim func(context.Context, lease.State) (bool, error)
 	recorder   events.EventRecorder
@@ -75,9 +77,21 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 	if rr.Status.Phase.Terminal() {
 		return reconcile.Result{}, nil
 	}
-	key, err := target.ForRemediation(rr)
-	if err != nil {
+	key, err := r.resolver.ForRemediation(rr)
+	switch {
+	case errors.Is(err, target.ErrInvalid):
 		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "InvalidTarget", err.Error())
+	case err != nil:
+		return reconcile.Result{}, err
+	}
+	// The request carries its object's identity, so that every replica and
+	// every check finds it by label however its target is spelled.
+	if targetHash(rr) != key.Hash() {
+		patch := client.MergeFrom(rr.DeepCopy())
+		metav1.SetMetaDataLabel(&rr.ObjectMeta, v1alpha1.TargetHashLabel, key.Hash())
+		if err := r.client.Patch(ctx, rr, patch); err != nil {
+			return reconcile.Result{}, client.IgnoreNotFound(err)
+		}
 	}
 	if rr.Status.Phase == v1alpha1.RemediationExecuting {
 		return reconcile.Result{}, r.mirror(ctx, rr)
@@ -250,10 +264,11 @@ func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.Remedia
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        executionName(rr),
 			Namespace:   rr.Namespace,
+			Labels:      map[string]string{v1alpha1.TargetHashLabel: key.Hash()},
 			Annotations: map[string]string{v1alpha1.LockTokenAnnotation: tok.ID},
 		},
 		Spec: v1alpha1.WorkflowExecutionSpec{
-			TargetResource:        key.String(),
+			TargetResource:        r.resolver.Spelling(key),
 			RemediationRequestRef: &v1alpha1.ObjectRef{Name: rr.Name, Namespace: rr.Namespace},
 			WorkflowRef:           rr.Spec.WorkflowRef,
 			Parameters:            rr.Spec.Parameters,
@@ -269,16 +284,38 @@ func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.Remedia
 			return reconcile.Result{}, err
 		}
 		return reconcile.Result{}, r.adopt(ctx, rr, existing)
-	case apierrors.IsForbidden(err):
-		// Refused by admission: the webhook saw the target busy, or our lock
-		// lapsed. Wait for the target like any other block.
-		return r.blocked(ctx, rr, &routing.Block{Reason: v1alpha1.BlockResourceBusy,
-			Message: fmt.Sprintf("creating WorkflowExecution for %s was refused: %v", key, err)})
 	case err != nil:
-		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: %w", key, err)
+		return r.refused(ctx, rr, key, err)
 	}
 	creations.Inc()
 	return reconcile.Result{}, r.executing(ctx, rr, wfe)
+}
+
+// refused handles a CREATE the API server did not store. The webhook's own
+// refusals are told apart by their reason: a busy target is waited for like
+// any other block; a lock that lapsed under us is retried with backoff.
+// Any other refusal (RBAC, quota, another policy, validation) will not pass
+// by waiting for the target: the request fails with the API's message, so
+// it neither retries forever nor holds its duplicates.
+func (r *RemediationReconciler) refused(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, err error) (reconcile.Result, error) {
+	reason, ours := admission.DenialReason(err)
+	switch {
+	case ours && (reason == admission.ReasonResourceBusy || reason == admission.ReasonClaimPending || reason == admission.ReasonLockHeld):
+		return r.blocked(ctx, rr, &routing.Block{Reason: v1alpha1.BlockResourceBusy,
+			Message: fmt.Sprintf("%s is busy: the admission webhook refused the WorkflowExecution (%s)", key, reason)})
+	case ours && reason == admission.ReasonInvalidTarget:
+		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "InvalidTarget", err.Error())
+	case ours:
+		// Our lock lapsed under us, or the Lease was contended: retried with
+		// the work queue's backoff (the error is not wrapped: a webhook's 409
+		// must not read as a conflict on the request).
+		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: refused by the admission webhook (%s)", key, reason)
+	case !(apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)):
+		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: %w", key, err)
+	}
+	createRefusals.Inc()
+	return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionRefused",
+		fmt.Sprintf("the API server refused to create the WorkflowExecution for %s: %v", key, err))
 }
 
 func (r *RemediationReconciler) executing(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {
@@ -332,7 +369,10 @@ func (r *RemediationReconciler) mirror(ctx context.Context, rr *v1alpha1.Remedia
 // failed records the failure streak of the request's signal on its target
 // and the backoff that the next request for them waits.
 func (r *RemediationReconciler) failed(ctx context.Context, rr *v1alpha1.RemediationRequest, msg string) error {
-	key, _ := target.ForRemediation(rr)
+	key, err := r.resolver.ForRemediation(rr)
+	if err != nil {
+		return err
+	}
 	now := r.clock.Now()
 	failedAt := rr.DeepCopy()
 	failedAt.Status.Phase = v1alpha1.RemediationFailed

@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -9,7 +10,9 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,7 +49,10 @@ var _ = Describe("orchestrator scenarios", func() {
 		Expect(b.Status.BlockingWorkflowExecution).To(Equal(ns + "/wfe-rr-a"))
 		Expect(wfesIn(ctx, ns)).To(HaveLen(1))
 		wfe := wfesIn(ctx, ns)[0]
-		Expect(wfe.Spec.TargetResource).To(Equal(ns + "/deployment/app"))
+		// Written as kubernaut's executors read it, and labelled with the
+		// object's identity.
+		Expect(wfe.Spec.TargetResource).To(Equal(ns + "/Deployment/app"))
+		Expect(wfe.Labels).To(HaveKeyWithValue(v1alpha1.TargetHashLabel, appKey(ns).Hash()))
 		Expect(wfe.Annotations[v1alpha1.LockTokenAnnotation]).To(HavePrefix("replica-0_"))
 		Expect(metav1.IsControlledBy(&wfe, getRR(ctx, ns, "rr-a")())).To(BeTrue())
 
@@ -87,8 +93,7 @@ var _ = Describe("orchestrator scenarios", func() {
 	})
 
 	It("takes over a lock whose holder died", func() {
-		key, err := target.New("Deployment", ns, "app")
-		Expect(err).NotTo(HaveOccurred())
+		key := appKey(ns)
 		long := metav1.NewMicroTime(time.Now().Add(-time.Hour))
 		dead := &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: key.LeaseName(), Namespace: lns,
@@ -128,7 +133,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		// must still learn whom it duplicates.
 		claimAsWebhook(ctx, ns, lns)
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-new", ns, "Deployment", "app", "sig"))).To(Succeed())
-		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal("rr-old")))
+		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal(ns+"/rr-old")))
 		Expect(getRR(ctx, ns, "rr-new")().Status.BlockReason).To(Equal(v1alpha1.BlockDuplicateInProgress))
 
 		setWFEPhase(ctx, ns, "wfe-rr-old", v1alpha1.WorkflowExecutionCompleted)
@@ -150,8 +155,12 @@ var _ = Describe("orchestrator scenarios", func() {
 	})
 
 	It("blocks ExponentialBackoff after a failure, then runs when it passes", func() {
-		opts.Routing.BackoffBase = 2 * time.Second
-		opts.Routing.BackoffMax = 2 * time.Second
+		// On a stepped clock: a spec that waits for real time to pass fails
+		// on a loaded machine.
+		clk := clocktesting.NewFakeClock(time.Now())
+		opts.Clock = clk
+		opts.Routing.BackoffBase = time.Hour
+		opts.Routing.BackoffMax = time.Hour
 		startReplica(ctx, "replica-0", opts)
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
@@ -161,7 +170,11 @@ var _ = Describe("orchestrator scenarios", func() {
 
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) v1alpha1.BlockReason { return rr.Status.BlockReason }, Equal(v1alpha1.BlockExponentialBackoff)))
-		Eventually(getRR(ctx, ns, "rr-b"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		Consistently(getRR(ctx, ns, "rr-b"), time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationBlocked)))
+
+		clk.Step(2 * time.Hour)
+		poke(ctx, ns, "rr-b") // an event, as the requeue timer would be on a real clock
+		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 	})
 
 	It("fails a request whose WFE is deleted while active, and records Events", func() {
@@ -181,15 +194,79 @@ var _ = Describe("orchestrator scenarios", func() {
 		}).Should(ContainElements("WorkflowExecutionCreated", "WorkflowExecutionDeleted"))
 	})
 
-	It("fails a request with a malformed target, saying the expected form", func() {
+	It("fails a request with a malformed, unknown or ambiguous target, saying the expected form", func() {
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-bad", ns, "Deploy-ment", "app", "sig"))).To(Succeed())
-		Eventually(getRR(ctx, ns, "rr-bad")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
-		Expect(getRR(ctx, ns, "rr-bad")().Status.Conditions).To(ContainElement(HaveField("Message", ContainSubstring(target.Form))))
+		for i, kind := range []string{"Deploy-ment", "Gadget", "Event"} {
+			Expect(env.Client.Create(ctx, newRR(ns, name("rr-bad", i), ns, kind, "app", "sig"))).To(Succeed())
+		}
+		for i, want := range []string{"kind must be", `serves no kind "Gadget"`, "write one of Event, Event.events.k8s.io"} {
+			Eventually(getRR(ctx, ns, name("rr-bad", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+			Expect(getRR(ctx, ns, name("rr-bad", i))().Status.Conditions).To(ContainElement(And(
+				HaveField("Reason", "InvalidTarget"), HaveField("Message", ContainSubstring(target.Form)), HaveField("Message", ContainSubstring(want)))))
+		}
+		Expect(wfesIn(ctx, ns)).To(BeEmpty())
+	})
+
+	It("fails a request whose CREATE is refused for a reason other than the target, instead of waiting forever", func() {
+		// A quota of zero WFEs: a 403 from the API server, not from the webhook.
+		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-wfes"},
+			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/workflowexecutions.kubernaut.ai": resource.MustParse("0")}}}
+		Expect(env.Client.Create(ctx, q)).To(Succeed())
+		q.Status = corev1.ResourceQuotaStatus{Hard: q.Spec.Hard, Used: corev1.ResourceList{"count/workflowexecutions.kubernaut.ai": resource.MustParse("0")}}
+		Expect(env.Client.Status().Update(ctx, q)).To(Succeed())
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig"))).To(Succeed())
+		for _, n := range []string{"rr-a", "rr-b"} {
+			Eventually(getRR(ctx, ns, n)).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+			rr := getRR(ctx, ns, n)()
+			Expect(rr.Status.BlockReason).To(BeEmpty())
+			Expect(rr.Status.Conditions).To(ContainElement(And(HaveField("Reason", "WorkflowExecutionRefused"), HaveField("Message", ContainSubstring("quota")))))
+		}
+	})
+
+	It("finds a request's peers in every namespace, however the target is spelled", func() {
+		other := newNamespace(ctx)
+		startReplica(ctx, "replica-0", opts)
+		Expect(env.Client.Create(ctx, newRR(ns, "alert-1", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "alert-1")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		// The same signal on the same object, spelled otherwise, from another namespace.
+		Expect(env.Client.Create(ctx, newRR(other, "alert-1", ns, "deployments.apps", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, other, "alert-1")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal(ns+"/alert-1")))
+		Expect(getRR(ctx, other, "alert-1")().Labels).To(HaveKeyWithValue(v1alpha1.TargetHashLabel, appKey(ns).Hash()))
 	})
 })
 
 var _ = Describe("claims", func() {
+	It("frees the target within a second when the WFE holding the claim is deleted", func() {
+		ctx := context.Background()
+		ns, lns := newNamespace(ctx), newNamespace(ctx)
+		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		w := claimAsWebhook(ctx, ns, lns)
+		start := time.Now()
+		Expect(env.Client.Delete(ctx, &w)).To(Succeed())
+		Eventually(func() int { return len(leasesIn(ctx, lns)) }, time.Second, 10*time.Millisecond).Should(BeZero())
+		fmt.Fprintf(GinkgoWriter, "claim freed %s after the delete\n", time.Since(start))
+	})
+
+	It("labels a WFE stored without its identity (created before the webhook was installed)", func() {
+		ctx := context.Background()
+		ns, lns := newNamespace(ctx), newNamespace(ctx)
+		old := &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy", Labels: map[string]string{v1alpha1.TargetHashLabel: "forged"}},
+			Spec: v1alpha1.WorkflowExecutionSpec{TargetResource: ns + "/deploy/app", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}}}
+		Expect(env.Client.Create(ctx, old)).To(Succeed())
+		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute})
+		Eventually(func() string {
+			Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(old), old)).To(Succeed())
+			return old.Labels[v1alpha1.TargetHashLabel]
+		}).Should(Equal(appKey(ns).Hash()))
+		// And so a request for the object finds it busy.
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.BlockingWorkflowExecution }, Equal(ns+"/legacy")))
+	})
+
 	It("releases a WFE's claim as soon as the WFE ends, long before any sweep", func() {
 		ctx := context.Background()
 		ns, lns := newNamespace(ctx), newNamespace(ctx)
@@ -206,8 +283,7 @@ var _ = Describe("claims", func() {
 // claimAsWebhook claims the target of the namespace's one WFE, as the
 // admission webhook would, once the orchestrator has released its lock.
 func claimAsWebhook(ctx context.Context, ns, lns string) v1alpha1.WorkflowExecution {
-	key, err := target.New("Deployment", ns, "app")
-	Expect(err).NotTo(HaveOccurred())
+	key := appKey(ns)
 	lock, err := lease.New(env.Client, lease.Options{Namespace: lns, Identity: "webhook"})
 	Expect(err).NotTo(HaveOccurred())
 	w := wfesIn(ctx, ns)[0]
@@ -219,4 +295,18 @@ func claimAsWebhook(ctx context.Context, ns, lns string) v1alpha1.WorkflowExecut
 		return lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: w.Name, UID: w.UID})
 	}).Should(Succeed())
 	return w
+}
+
+// appKey is the key of Deployment ns/app, known by construction.
+func appKey(ns string) target.Key {
+	return target.Key{Group: "apps", Kind: "Deployment", Namespace: ns, Name: "app"}
+}
+
+// poke changes an annotation of a request: an update event that brings it
+// back to the reconciler.
+func poke(ctx context.Context, ns, name string) {
+	rr := getRR(ctx, ns, name)()
+	patch := client.MergeFrom(rr.DeepCopy())
+	metav1.SetMetaDataAnnotation(&rr.ObjectMeta, "test/poke", time.Now().String())
+	Expect(env.Client.Patch(ctx, rr, patch)).To(Succeed())
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -43,6 +44,8 @@ type Options struct {
 	// SweepInterval between sweeps of expired locks and stale claims. Default 30s.
 	SweepInterval time.Duration
 	Clock         clock.PassiveClock
+	// Resolver resolves targets; default: one reading the API's discovery.
+	Resolver *target.Resolver
 	// LeaseClient replaces the live client used for Leases (tests inject faults).
 	LeaseClient lease.Client
 	// SkipNameValidation lets one process run several managers (tests).
@@ -94,13 +97,21 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &v1alpha1.RemediationRequest{}, targetIndex, indexRRByTarget); err != nil {
+	if err := idx.IndexField(ctx, &v1alpha1.RemediationRequest{}, targetIndex, indexByTarget); err != nil {
 		return err
 	}
 	if err := idx.IndexField(ctx, &coordinationv1.Lease{}, holderIndex, indexLeaseByHolder); err != nil {
 		return err
 	}
 
+	resolver := opts.Resolver
+	if resolver == nil {
+		dc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("creating discovery client: %w", err)
+		}
+		resolver = target.NewResolver(dc, opts.Clock)
+	}
 	c := mgr.GetClient()
 	sweeper := &Sweeper{live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval}
 	rrs := &RemediationReconciler{
@@ -108,7 +119,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		client:     c,
 		live:       mgr.GetAPIReader(),
 		lock:       lock,
-		engine:     routing.NewEngine(mgr.GetAPIReader(), mgr.GetRESTMapper(), opts.Routing, opts.Clock),
+		resolver:   resolver,
+		engine:     routing.NewEngine(mgr.GetAPIReader(), opts.Routing, opts.Clock),
 		recorder:   mgr.GetEventRecorder("targetlock-orchestrator"),
 		clock:      opts.Clock,
 		fallback:   opts.FallbackRequeue,
@@ -125,24 +137,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Watches(&v1alpha1.RemediationRequest{}, handler.Funcs{
 			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 				if e.ObjectNew.(*v1alpha1.RemediationRequest).Status.Phase.Terminal() {
-					enqueue(q, waiters(ctx, c, first(indexRRByTarget(e.ObjectNew))))
+					enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew)))
 				}
 			},
 			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueue(q, waiters(ctx, c, first(indexRRByTarget(e.Object))))
+				enqueue(q, waiters(ctx, c, targetHash(e.Object)))
 			},
 		}).
 		// A WFE that changes moves its request; one that ends frees its target.
 		Watches(&v1alpha1.WorkflowExecution{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return waiters(ctx, c, first(indexWFEByTarget(o)))
+			return waiters(ctx, c, targetHash(o))
 		})).
 		// A Lease released or claimed wakes the requests waiting on its target.
 		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			k, err := target.Parse(o.GetAnnotations()[lease.TargetAnnotation])
-			if err != nil {
-				return nil
-			}
-			return waiters(ctx, c, k.String())
+			return waiters(ctx, c, targetHash(o))
 		})).
 		WithOptions(ctrlOpts).
 		Complete(rrs)
@@ -150,11 +158,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 
+	deleted := newTombstones(max(10*time.Minute, opts.ClaimGrace))
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("workflowexecution").
 		For(&v1alpha1.WorkflowExecution{}).
+		// A deleted WFE's UID is proof that its claim may go at once.
+		Watches(&v1alpha1.WorkflowExecution{}, handler.Funcs{
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				deleted.add(e.Object.GetUID(), opts.Clock.Now())
+				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)})
+			},
+		}).
 		WithOptions(ctrlOpts).
-		Complete(&ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock})
+		Complete(&ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, resolver: resolver, deleted: deleted, clock: opts.Clock})
 	if err != nil {
 		return err
 	}
@@ -165,11 +181,4 @@ func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []r
 	for _, r := range reqs {
 		q.Add(r)
 	}
-}
-
-func first(s []string) string {
-	if len(s) == 0 {
-		return ""
-	}
-	return s[0]
 }

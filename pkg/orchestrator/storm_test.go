@@ -31,7 +31,7 @@ var _ = Describe("orchestrator storm", func() {
 		Expect(err).NotTo(HaveOccurred())
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		DeferCleanup(stopWatch)
-		watcher, err := invariant.Watch(watchCtx, wc)
+		watcher, err := invariant.Watch(watchCtx, wc, invariant.ByName)
 		Expect(err).NotTo(HaveOccurred())
 
 		for i := range replicas {
@@ -70,6 +70,7 @@ var _ = Describe("orchestrator storm", func() {
 		}, 5*time.Minute, 200*time.Millisecond).Should(Succeed())
 		Eventually(func() int { return len(leasesIn(ctx, lns)) }, 30*time.Second).Should(BeZero(), "leases left behind")
 
+		Expect(watcher.Err()).NotTo(HaveOccurred())
 		maxActive, worst := watcher.MaxActive()
 		wfes := len(wfesIn(ctx, ns))
 		fmt.Printf("orchestrator storm: replicas=%d rrs=%d wfes=%d max_active_per_target=%d leaked_leases=%d concurrency=%d\n",

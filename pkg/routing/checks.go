@@ -38,7 +38,7 @@ func consecutiveFailures(in *Input, o Options) *Block {
 func duplicateInProgress(in *Input, _ Options) *Block {
 	if orig := in.RR.Status.DuplicateOf; orig != "" {
 		for _, p := range in.Peers {
-			if p.Name == orig && p.Status.Phase == v1alpha1.RemediationCompleted {
+			if nameOf(&p) == orig && p.Status.Phase == v1alpha1.RemediationCompleted {
 				return &Block{Reason: v1alpha1.BlockDuplicateInProgress, DuplicateOf: orig, Skip: true,
 					Message: fmt.Sprintf("duplicate of %s, which completed the remediation of %s", orig, in.Key)}
 			}
@@ -60,8 +60,8 @@ func duplicateInProgress(in *Input, _ Options) *Block {
 	if oldest == nil {
 		return nil
 	}
-	return &Block{Reason: v1alpha1.BlockDuplicateInProgress, DuplicateOf: oldest.Name,
-		Message: fmt.Sprintf("duplicate of %s, still in progress for signal %q on %s", oldest.Name, in.RR.Spec.SignalFingerprint, in.Key)}
+	return &Block{Reason: v1alpha1.BlockDuplicateInProgress, DuplicateOf: nameOf(oldest),
+		Message: fmt.Sprintf("duplicate of %s, still in progress for signal %q on %s", nameOf(oldest), in.RR.Spec.SignalFingerprint, in.Key)}
 }
 
 // resourceBusy blocks while any WFE other than the request's own is active
@@ -169,6 +169,9 @@ func older(a, b *v1alpha1.RemediationRequest) bool {
 	}
 	return cmp.Less(a.Name, b.Name)
 }
+
+// nameOf is "namespace/name": peers come from every namespace.
+func nameOf(rr *v1alpha1.RemediationRequest) string { return rr.Namespace + "/" + rr.Name }
 
 func ownedBy(w *v1alpha1.WorkflowExecution, rr *v1alpha1.RemediationRequest) bool {
 	for _, ref := range w.OwnerReferences {

@@ -21,7 +21,7 @@ import (
 
 var (
 	now  = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	key  = target.Key{Namespace: "demo", Kind: "deployment", Name: "app"}
+	key  = target.Key{Group: "apps", Kind: "Deployment", Namespace: "demo", Name: "app"}
 	opts = Options{}.Defaults()
 )
 
@@ -100,7 +100,7 @@ func TestChecks(t *testing.T) {
 		{name: "terminal duplicates do not block", check: duplicateInProgress,
 			in: Input{Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), failed, now)}}},
 		{name: "the original completed: skip", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress, skip: true,
-			in: Input{RR: func() *v1alpha1.RemediationRequest { r := self(); r.Status.DuplicateOf = "old"; return r }(),
+			in: Input{RR: func() *v1alpha1.RemediationRequest { r := self(); r.Status.DuplicateOf = "ns/old"; return r }(),
 				Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now)}}},
 		{name: "busy with an active WFE", check: resourceBusy, want: v1alpha1.BlockResourceBusy,
 			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})}}},
@@ -200,13 +200,21 @@ func TestEngineReadsLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	me := self()
+	// Found by the object's label, whatever the spelling; another object's
+	// busy WFE (no label of ours) is not.
 	busy := wfe("busy", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})
-	busy.Spec.TargetResource = "demo/deployment/app"
-	c := fake.NewClientBuilder().WithScheme(s).WithObjects(me, &busy).
-		WithIndex(&v1alpha1.WorkflowExecution{}, TargetField, func(o client.Object) []string {
-			return []string{o.(*v1alpha1.WorkflowExecution).Spec.TargetResource}
-		}).Build()
-	e := NewEngine(c, nil, Options{}, clocktesting.NewFakePassiveClock(now))
+	busy.Spec.TargetResource = "demo/deploy/app"
+	busy.Labels = map[string]string{v1alpha1.TargetHashLabel: key.Hash()}
+	elsewhere := wfe("elsewhere", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})
+	elsewhere.Labels = map[string]string{v1alpha1.TargetHashLabel: "other"}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(me, &elsewhere).Build()
+	e := NewEngine(c, Options{}, clocktesting.NewFakePassiveClock(now))
+	if b, err := e.Check(context.Background(), me, key); err != nil || b != nil {
+		t.Fatalf("Check with another object's WFE = %+v, %v", b, err)
+	}
+	if err := c.Create(context.Background(), &busy); err != nil {
+		t.Fatal(err)
+	}
 	b, err := e.Check(context.Background(), me, key)
 	if err != nil || b == nil || b.Reason != v1alpha1.BlockResourceBusy {
 		t.Fatalf("Check = %+v, %v", b, err)
@@ -217,7 +225,7 @@ func TestEngineReadsLive(t *testing.T) {
 
 	errAPI := errors.New("api down")
 	broken := interceptor.NewClient(c, interceptor.Funcs{List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error { return errAPI }})
-	if _, err := NewEngine(broken, nil, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
+	if _, err := NewEngine(broken, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
 		t.Errorf("Check with a failing API = %v; an error must never read as clear", err)
 	}
 }

@@ -5,18 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/target"
 )
-
-// TargetField is the WFE field the API server can select on.
-const TargetField = "spec.targetResource"
 
 // Block says why a request may not run now.
 type Block struct {
@@ -53,18 +47,18 @@ var checks = []check{consecutiveFailures, duplicateInProgress, resourceBusy, rec
 // Engine runs the checks on live reads.
 type Engine struct {
 	reader client.Reader
-	mapper meta.RESTMapper
 	opts   Options
 	clock  clock.PassiveClock
 }
 
 // NewEngine returns an Engine. reader must read live (a manager's API
-// reader). mapper, if not nil, supplies the API's own spelling of a kind.
-func NewEngine(reader client.Reader, mapper meta.RESTMapper, opts Options, clk clock.PassiveClock) *Engine {
+// reader): it finds an object's requests and executions by their
+// v1alpha1.TargetHashLabel, so a decision costs the object's history only.
+func NewEngine(reader client.Reader, opts Options, clk clock.PassiveClock) *Engine {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Engine{reader: reader, mapper: mapper, opts: opts.Defaults(), clock: clk}
+	return &Engine{reader: reader, opts: opts.Defaults(), clock: clk}
 }
 
 // Options returns the engine's options with defaults applied.
@@ -94,7 +88,7 @@ func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key 
 	if err != nil {
 		return nil, err
 	}
-	executions, err := e.executions(ctx, rr, key)
+	executions, err := e.executions(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -102,49 +96,29 @@ func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key 
 }
 
 // peers are the other requests with rr's signal and target. Requests for
-// one target may live in any namespace (a Node's surely do).
+// one object may live in any namespace (a Node's surely do).
 func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) ([]v1alpha1.RemediationRequest, error) {
 	rrs := &v1alpha1.RemediationRequestList{}
-	if err := e.reader.List(ctx, rrs); err != nil {
-		return nil, fmt.Errorf("listing remediation requests: %w", err)
+	if err := e.reader.List(ctx, rrs, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()}); err != nil {
+		return nil, fmt.Errorf("listing remediation requests of %s: %w", key, err)
 	}
 	var peers []v1alpha1.RemediationRequest
 	for _, p := range rrs.Items {
-		if p.UID == rr.UID || p.Spec.SignalFingerprint != rr.Spec.SignalFingerprint {
-			continue
-		}
-		if k, err := target.ForRemediation(&p); err == nil && k == key {
+		if p.UID != rr.UID && p.Spec.SignalFingerprint == rr.Spec.SignalFingerprint {
 			peers = append(peers, p)
 		}
 	}
 	return peers, nil
 }
 
-// executions are the WFEs for the target in every namespace. The selector
-// matches the string as written: ask for the canonical form, the request's
-// spelling of the kind, and the API's.
-func (e *Engine) executions(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) ([]v1alpha1.WorkflowExecution, error) {
-	kinds := []string{key.Kind, rr.Spec.TargetResource.Kind}
-	if e.mapper != nil {
-		if gvk, err := e.mapper.KindFor(schema.GroupVersionResource{Resource: key.Kind}); err == nil {
-			kinds = append(kinds, gvk.Kind)
-		}
+// executions are the WFEs of the object in every namespace, however their
+// targets are spelled.
+func (e *Engine) executions(ctx context.Context, key target.Key) ([]v1alpha1.WorkflowExecution, error) {
+	wfes := &v1alpha1.WorkflowExecutionList{}
+	if err := e.reader.List(ctx, wfes, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()}); err != nil {
+		return nil, fmt.Errorf("listing workflow executions of %s: %w", key, err)
 	}
-	var executions []v1alpha1.WorkflowExecution
-	seen := map[string]bool{}
-	for _, kind := range kinds {
-		s := target.Key{Namespace: key.Namespace, Kind: kind, Name: key.Name}.String()
-		if seen[s] {
-			continue
-		}
-		seen[s] = true
-		wfes := &v1alpha1.WorkflowExecutionList{}
-		if err := e.reader.List(ctx, wfes, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector(TargetField, s)}); err != nil {
-			return nil, fmt.Errorf("listing workflow executions for %s: %w", s, err)
-		}
-		executions = append(executions, wfes.Items...)
-	}
-	return executions, nil
+	return wfes.Items, nil
 }
 
 // FailureStreak counts the failures in a row of rr's signal on its target,

@@ -72,7 +72,7 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 	if err != nil {
 		return res, err
 	}
-	w, err := invariant.Watch(watchCtx, wc)
+	w, err := invariant.Watch(watchCtx, wc, invariant.ByName)
 	if err != nil {
 		return res, err
 	}
@@ -173,6 +173,9 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 		return res, fmt.Errorf("the storm did not end: %w", err)
 	}
 	time.Sleep(time.Second) // the watch catches up
+	if err := w.Err(); err != nil {
+		return res, err
+	}
 	maxActive, worst := w.MaxActive()
 	res.rrs, res.wfes, res.duplicates, res.worst = total, w.Seen(), max(maxActive-1, 0), worst
 	res.recovery = recovery

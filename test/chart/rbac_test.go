@@ -85,7 +85,7 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	watcher, err := invariant.Watch(ctx, wc)
+	watcher, err := invariant.Watch(ctx, wc, invariant.ByName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +121,9 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 		}
 		return nil
 	})
+	if err := watcher.Err(); err != nil {
+		t.Errorf("the invariant's watch: %v", err)
+	}
 	if max, worst := watcher.MaxActive(); max != 1 {
 		t.Errorf("max active WFEs per target = %d (%s)", max, worst)
 	}

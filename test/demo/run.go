@@ -26,7 +26,6 @@ import (
 	"github.com/targetlock/targetlock/internal/executor"
 	"github.com/targetlock/targetlock/internal/invariant"
 	"github.com/targetlock/targetlock/internal/testenv"
-	"github.com/targetlock/targetlock/pkg/target"
 )
 
 const demoNS = "demo"
@@ -87,7 +86,7 @@ func run(ctx context.Context, o options, out io.Writer) (ok bool, err error) {
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch() // before the control plane stops: an open watch delays its shutdown
-	watcher, err := invariant.Watch(watchCtx, wc)
+	watcher, err := invariant.Watch(watchCtx, wc, invariant.ByName)
 	if err != nil {
 		return false, err
 	}
@@ -237,9 +236,7 @@ func summary(ctx context.Context, out io.Writer, c *cluster.Cluster, w *invarian
 
 	perTarget := map[string]int{}
 	for _, wfe := range wfes.Items {
-		if k, err := target.ForExecution(&wfe); err == nil {
-			perTarget[k.String()]++
-		}
+		perTarget[invariant.ByName(&wfe)]++
 	}
 	lo, hi := len(wfes.Items), 0
 	for _, n := range perTarget {
@@ -249,6 +246,10 @@ func summary(ctx context.Context, out io.Writer, c *cluster.Cluster, w *invarian
 	fmt.Fprintf(out, "== WorkflowExecutions\n  %d in all on %d targets (%d to %d per target); most active at once on one target: %d\n", len(wfes.Items), len(perTarget), lo, hi, maxActive)
 	if maxActive > 1 {
 		fmt.Fprintf(out, "  INVARIANT BROKEN: %s\n", worst)
+	}
+	if err := w.Err(); err != nil {
+		fmt.Fprintf(out, "  EVIDENCE INCOMPLETE: %v\n", err)
+		maxActive = -1
 	}
 
 	adm := c.Admissions(ctx)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/client-go/discovery"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,9 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
 type serveConfig struct {
@@ -48,19 +51,21 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprintf(out, `Usage:
-  webhook [serve] [flags]     serve the WorkflowExecution validating admission webhook
+  webhook [serve] [flags]     serve the WorkflowExecution admission webhooks
   webhook denials [flags]     list recently denied admissions (see webhook denials --help)
   webhook certs verify [flags] check the webhook's certificates as the API server sees them (CI)
 
 The webhook admits a WorkflowExecution CREATE only by claiming its target's
 Lease (one compare-and-swap), so at most one is admitted per target; a CREATE
 carrying an orchestrator's lock token only while that lock is still held.
+A mutating path, %s, first labels every WorkflowExecution with the
+identity of its target object (%s), however the target is spelled.
 It serves TLS (1.2 or later) at the path %s, reloading the
 certificate when the files in --cert-dir change; /readyz passes only once
 the certificate is loaded and served.
 
 Flags:
-`, admission.Path)
+`, admission.LabelPath, v1alpha1.TargetHashLabel, admission.Path)
 		fs.PrintDefaults()
 	}
 	c.kube.Bind(fs)
@@ -151,8 +156,13 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	dc, err := discovery.NewDiscoveryClientForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("creating discovery client: %w", err)
+	}
+	resolver := target.NewResolver(dc, clk)
 	h, err := admission.New(admission.Options{
-		Lock: lock, Reader: live, Clock: clk, MaxAttempts: c.maxAttempts,
+		Lock: lock, Resolver: resolver, Reader: live, Clock: clk, MaxAttempts: c.maxAttempts,
 		Recorder: mgr.GetEventRecorder(ControllerName),
 	})
 	if err != nil {
@@ -161,6 +171,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	// GetWebhookServer, not the server variable: it also adds the server
 	// to the manager's runnables.
 	mgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h})
+	mgr.GetWebhookServer().Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(resolver)})
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
