@@ -24,6 +24,8 @@ const OutcomeParameter = "outcome"
 type Executor struct {
 	Client client.Client
 	Delay  time.Duration
+	// Select, if set, picks the WFEs to run; the others stay as they are.
+	Select func(*v1alpha1.WorkflowExecution) bool
 }
 
 // Setup registers the executor with mgr.
@@ -37,6 +39,9 @@ func (e *Executor) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 	wfe := &v1alpha1.WorkflowExecution{}
 	if err := e.Client.Get(ctx, req.NamespacedName, wfe); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if e.Select != nil && !e.Select(wfe) {
+		return reconcile.Result{}, nil
 	}
 	now := metav1.Now()
 	switch wfe.Status.Phase {

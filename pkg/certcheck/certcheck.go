@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,6 +78,9 @@ func Verify(ctx context.Context, c client.Client, o Options) []Result {
 		"install the chart, or pass --webhook-configuration with the release's name") {
 		return rs
 	}
+	unguarded := guardedScope(vwc.Webhooks[0])
+	add("guarded-scope", unguarded, "the webhook guards WorkflowExecution CREATEs in every namespace, failing closed",
+		"remove the selector or rule change: WorkflowExecutions created where the webhook does not look bypass the per-object claim")
 	cc := vwc.Webhooks[0].ClientConfig
 	names, dialed := serverNames(cc)
 
@@ -151,6 +155,37 @@ func Verify(ctx context.Context, c client.Client, o Options) []Result {
 			"check the webhook pods are Ready, the Service selects them, the serving port matches, and NetworkPolicies allow the API server")
 	}
 	return rs
+}
+
+// guardedScope reports what a webhook leaves unguarded: selectors that let
+// a namespace or a labelled WFE through, rules without WFE CREATEs, or a
+// failure policy that admits when the webhook is down.
+func guardedScope(w admissionregistrationv1.ValidatingWebhook) error {
+	var gaps []string
+	if s := w.NamespaceSelector; s != nil && (len(s.MatchLabels) > 0 || len(s.MatchExpressions) > 0) {
+		gaps = append(gaps, fmt.Sprintf("namespaceSelector %s skips every namespace it does not match", metav1.FormatLabelSelector(s)))
+	}
+	if s := w.ObjectSelector; s != nil && (len(s.MatchLabels) > 0 || len(s.MatchExpressions) > 0) {
+		gaps = append(gaps, fmt.Sprintf("objectSelector %s lets a WFE creator opt out with a label", metav1.FormatLabelSelector(s)))
+	}
+	if w.FailurePolicy != nil && *w.FailurePolicy == admissionregistrationv1.Ignore {
+		gaps = append(gaps, "failurePolicy Ignore admits every CREATE while the webhook is unreachable")
+	}
+	creates := false
+	for _, r := range w.Rules {
+		if (slices.Contains(r.Operations, admissionregistrationv1.Create) || slices.Contains(r.Operations, admissionregistrationv1.OperationAll)) &&
+			(slices.Contains(r.Resources, "workflowexecutions") || slices.Contains(r.Resources, "*")) &&
+			(slices.Contains(r.APIGroups, v1alpha1.GroupVersion.Group) || slices.Contains(r.APIGroups, "*")) {
+			creates = true
+		}
+	}
+	if !creates {
+		gaps = append(gaps, "its rules do not match WorkflowExecution CREATEs")
+	}
+	if len(gaps) == 0 {
+		return nil
+	}
+	return errors.New("unguarded: " + strings.Join(gaps, "; "))
 }
 
 // OK reports whether every check passed.

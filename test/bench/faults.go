@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -17,6 +15,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
 	"github.com/targetlock/targetlock/internal/executor"
+	"github.com/targetlock/targetlock/internal/faults"
 	"github.com/targetlock/targetlock/internal/invariant"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
@@ -86,7 +85,7 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 	if err != nil {
 		return res, err
 	}
-	faulty := &failingLeases{Client: live, rate: leaseFailureRate}
+	faulty := &faults.Leases{Client: live, Rate: leaseFailureRate}
 	base := orchestrator.Options{LeaseClient: faulty, LeaseDuration: faultLeaseDuration, SweepInterval: time.Second, FallbackRequeue: 5 * time.Second}
 	skewed := base
 	skewed.Clock = skewedClock{clock.RealClock{}, clockSkew}
@@ -179,7 +178,7 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 	maxActive, worst := w.MaxActive()
 	res.rrs, res.wfes, res.duplicates, res.worst = total, w.Seen(), max(maxActive-1, 0), worst
 	res.recovery = recovery
-	res.injected, res.leaseWrites = faulty.injected.Load(), faulty.writes.Load()
+	res.injected, res.leaseWrites = faulty.Injected.Load(), faulty.Writes.Load()
 	return res, nil
 }
 
@@ -233,39 +232,6 @@ func awaitRecovery(ctx context.Context, api client.Client, held map[string]strin
 		time.Sleep(100 * time.Millisecond)
 	}
 	return out
-}
-
-// failingLeases fails a share of Lease writes: half before the write
-// reaches the API server, half after it was applied (the response lost).
-type failingLeases struct {
-	client.Client
-	rate             float64
-	writes, injected atomic.Int64
-}
-
-func (f *failingLeases) fail(write func() error) error {
-	f.writes.Add(1)
-	if rand.Float64() >= f.rate {
-		return write()
-	}
-	f.injected.Add(1)
-	if rand.IntN(2) == 0 {
-		return apierrors.NewServiceUnavailable("injected: lease write failed before it was sent")
-	}
-	_ = write()
-	return apierrors.NewTimeoutError("injected: lease write applied, response lost", 1)
-}
-
-func (f *failingLeases) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
-	return f.fail(func() error { return f.Client.Create(ctx, obj, opts...) })
-}
-
-func (f *failingLeases) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
-	return f.fail(func() error { return f.Client.Update(ctx, obj, opts...) })
-}
-
-func (f *failingLeases) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
-	return f.fail(func() error { return f.Client.Delete(ctx, obj, opts...) })
 }
 
 // skewedClock runs ahead of the real clock by skew.

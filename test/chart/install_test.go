@@ -38,7 +38,6 @@ import (
 
 const mainRelease = "tl"
 
-var inert = map[string]any{"webhook": map[string]any{"objectSelector": map[string]any{"matchLabels": map[string]any{"targetlock.io/never": "true"}}}}
 
 var (
 	mainOnce sync.Once
@@ -66,13 +65,40 @@ func install(t *testing.T, name, ns string, vals map[string]any) (*release.Relea
 func mainInstall(t *testing.T) {
 	t.Helper()
 	apiServer(t)
-	// No webhook pod runs here, and the API server must never dial the
-	// Service's DNS name: an object selector that matches nothing keeps the
-	// installed configuration inert.
-	mainOnce.Do(func() { _, mainErr = install(t, mainRelease, releaseNS, inert) })
+	mainOnce.Do(func() {
+		if _, mainErr = install(t, mainRelease, releaseNS, nil); mainErr == nil {
+			mainErr = makeInert(mainRelease + "-targetlock")
+		}
+	})
 	if mainErr != nil {
 		t.Fatalf("helm install: %v", mainErr)
 	}
+}
+
+// makeInert narrows a release's webhooks to objects that never exist: no
+// webhook pod runs here, and the API server must never dial the Service's
+// DNS name. (The chart itself offers no selector: it guards everything.)
+func makeInert(name string) error {
+	ctx := context.Background()
+	never := &metav1.LabelSelector{MatchLabels: map[string]string{"targetlock.io/test-never": "true"}}
+	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
+		return err
+	}
+	for i := range m.Webhooks {
+		m.Webhooks[i].ObjectSelector = never
+	}
+	if err := env.Client.Update(ctx, m); err != nil {
+		return err
+	}
+	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, v); err != nil {
+		return err
+	}
+	for i := range v.Webhooks {
+		v.Webhooks[i].ObjectSelector = never
+	}
+	return env.Client.Update(ctx, v)
 }
 
 func TestInstallIsAcceptedByTheAPIServer(t *testing.T) {
@@ -84,6 +110,7 @@ func TestInstallIsAcceptedByTheAPIServer(t *testing.T) {
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: "tl-targetlock-webhook"}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: "tl-targetlock-webhook"}},
 		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock"}},
+		&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock"}},
 		&apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "workflowexecutions.kubernaut.ai"}},
 	} {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,6 +26,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/routing"
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
 const rbacNS = "rbac-system"
@@ -48,10 +50,12 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	defer cancel()
 	if _, err := install(t, "rbac", rbacNS, map[string]any{
 		"crds":    map[string]any{"install": false},
-		"certs":   map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "none", "caBundle": "eA=="}},
-		"webhook": inert["webhook"],
+		"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "none", "caBundle": "eA=="}},
 	}); err != nil {
 		t.Fatalf("helm install: %v", err)
+	}
+	if err := makeInert("rbac-targetlock"); err != nil {
+		t.Fatal(err)
 	}
 	orchCfg, hookCfg := serviceAccount("rbac-targetlock-orchestrator"), serviceAccount("rbac-targetlock-webhook")
 
@@ -194,11 +198,17 @@ func serveWebhook(ctx context.Context, t *testing.T, cfg *rest.Config, leaseNS s
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := admission.New(admission.Options{Lock: l, Reader: c, Recorder: mgr.GetEventRecorder("targetlock-webhook")})
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver := target.NewResolver(dc, nil)
+	h, err := admission.New(admission.Options{Lock: l, Resolver: resolver, Reader: c, Recorder: mgr.GetEventRecorder("targetlock-webhook")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h}) // also adds the server to the manager
+	mgr.GetWebhookServer().Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(resolver)})
 	start(ctx, t, mgr)
 	eventually(t, 30*time.Second, func() error { return server.StartedChecker()(nil) })
 	return c

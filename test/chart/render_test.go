@@ -240,6 +240,7 @@ func TestCertManagerMode(t *testing.T) {
 		t.Errorf("want a self-signed and a CA Issuer, a CA and a serving Certificate; got %d issuers, %d certificates", count(objs, "Issuer"), count(objs, "Certificate"))
 	}
 	assertWebhook(t, vwc)
+	assertWebhook(t, find(objs, "MutatingWebhookConfiguration", ""))
 	if count(objs, "CustomResourceDefinition") != 2 {
 		t.Errorf("CRDs = %d, want 2", count(objs, "CustomResourceDefinition"))
 	}
@@ -253,10 +254,20 @@ func TestCertManagerMode(t *testing.T) {
 func assertWebhook(t *testing.T, vwc *unstructured.Unstructured) {
 	t.Helper()
 	s := toYAML(t, vwc.Object)
-	for _, want := range []string{"sideEffects: NoneOnDryRun", "failurePolicy: Fail", "- CREATE", "- UPDATE", "workflowexecutions",
-		"admissionReviewVersions:\n  - v1", "path: /validate-workflowexecution", "values:\n      - " + releaseNS} {
+	path, sideEffects := "path: /validate-workflowexecution", "sideEffects: NoneOnDryRun"
+	if vwc.GetKind() == "MutatingWebhookConfiguration" {
+		path, sideEffects = "path: /label-workflowexecution", "sideEffects: None"
+	}
+	for _, want := range []string{sideEffects, "failurePolicy: Fail", "- CREATE", "workflowexecutions",
+		"admissionReviewVersions:\n  - v1", path, "timeoutSeconds: 5"} {
 		if !strings.Contains(s, want) {
-			t.Errorf("webhook configuration lacks %q:\n%s", want, s)
+			t.Errorf("%s lacks %q:\n%s", vwc.GetKind(), want, s)
+		}
+	}
+	// Every namespace is guarded, the release's included; only CREATEs are sent.
+	for _, unwanted := range []string{"UPDATE", "namespaceSelector", "objectSelector"} {
+		if strings.Contains(s, unwanted) {
+			t.Errorf("%s has %q:\n%s", vwc.GetKind(), unwanted, s)
 		}
 	}
 }

@@ -207,7 +207,7 @@ func TestServeDenyAndList(t *testing.T) {
 	g.Expect(s.env.Client.Create(ctx, wfe(ns, "owner", tgt, "rr-owner"))).To(Succeed())
 	err := s.env.Client.Create(ctx, wfe(ns, "intruder", tgt, "rr-intruder"))
 	g.Expect(err).To(HaveOccurred())
-	g.Expect(err.Error()).To(And(ContainSubstring("ResourceBusy"), ContainSubstring(ns+"/owner"), ContainSubstring(ns+"/deployment/checkout")))
+	g.Expect(err.Error()).To(And(ContainSubstring("ResourceBusy"), ContainSubstring(ns+"/owner"), ContainSubstring(ns+"/Deployment.apps/checkout")))
 
 	code, body := get(s.metrics + "/metrics")
 	g.Expect(code).To(Equal(http.StatusOK))
@@ -221,7 +221,7 @@ func TestServeDenyAndList(t *testing.T) {
 		return table
 	}).WithTimeout(20 * time.Second).WithPolling(200 * time.Millisecond).Should(ContainSubstring("ResourceBusy"))
 	fmt.Print("webhook denials -n ", ns, ":\n", table)
-	g.Expect(table).To(And(ContainSubstring("LAST SEEN"), ContainSubstring(ns+"/deployment/checkout"),
+	g.Expect(table).To(And(ContainSubstring("LAST SEEN"), ContainSubstring(ns+"/Deployment.apps/checkout"),
 		ContainSubstring(ns+"/owner"), ContainSubstring(ns+"/intruder"), ContainSubstring("RemediationRequest/rr-intruder")))
 
 	out, err := runCmd("denials", "--kubeconfig", s.kubeconfig, "-o", "json", "--target", ns+"/deployment/checkout")

@@ -14,8 +14,10 @@ import (
 
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/target"
 )
@@ -37,8 +39,10 @@ type Denial struct {
 type DenialFilter struct {
 	// Namespace of the Events (the RemediationRequest's or WFE's); "" for all.
 	Namespace string
-	// Target in any accepted spelling; compared by canonical key.
-	Target string
+	// Target in any accepted spelling; compared by canonical key, so it
+	// needs Resolver.
+	Target   string
+	Resolver *target.Resolver
 	// Since keeps denials seen at or after this time.
 	Since time.Time
 }
@@ -47,7 +51,7 @@ type DenialFilter struct {
 func ListDenials(ctx context.Context, c client.Reader, f DenialFilter) ([]Denial, error) {
 	var want string
 	if f.Target != "" {
-		key, err := target.Parse(f.Target)
+		key, err := f.Resolver.Parse(f.Target)
 		if err != nil {
 			return nil, fmt.Errorf("--target: %w", err)
 		}
@@ -181,6 +185,17 @@ Flags:
 	}
 	now := time.Now()
 	f := DenialFilter{Namespace: namespace, Target: tgt}
+	if tgt != "" {
+		cfg, err := (&kubeflags.Flags{Kubeconfig: kubeconfig}).Config()
+		if err != nil {
+			return fmt.Errorf("loading kubeconfig: %w", err)
+		}
+		dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		f.Resolver = target.NewResolver(dc, nil)
+	}
 	if since > 0 {
 		f.Since = now.Add(-since)
 	}
