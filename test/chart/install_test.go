@@ -38,7 +38,6 @@ import (
 
 const mainRelease = "tl"
 
-
 var (
 	mainOnce sync.Once
 	mainErr  error

@@ -49,7 +49,7 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if _, err := install(t, "rbac", rbacNS, map[string]any{
-		"crds":    map[string]any{"install": false},
+		"crds":  map[string]any{"install": false},
 		"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "none", "caBundle": "eA=="}},
 	}); err != nil {
 		t.Fatalf("helm install: %v", err)
