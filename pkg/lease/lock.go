@@ -244,18 +244,21 @@ func (l *Lock) Release(ctx context.Context, tok Token) error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
 	}
+	// An API error is retried too: a lock left behind blocks its target
+	// for the whole duration. If every attempt fails, the token is
+	// remembered, so that this Lock's next Acquire takes the lock over.
+	var last error
 	for range maxAttempts {
 		st, err := l.Inspect(ctx, tok.Key)
 		if err != nil {
-			releases.WithLabelValues("error").Inc()
-			return err
+			last = err
+			continue
 		}
 		if st.Phase != Locked || st.Holder != tok.ID {
 			releases.WithLabelValues("not_held").Inc()
 			return nil
 		}
-		err = l.deleteObserved(ctx, st)
-		switch {
+		switch err := l.deleteObserved(ctx, st); {
 		case err == nil:
 			releases.WithLabelValues("released").Inc()
 			if !tok.acquired.IsZero() {
@@ -263,14 +266,16 @@ func (l *Lock) Release(ctx context.Context, tok Token) error {
 			}
 			return nil
 		case apierrors.IsConflict(err):
-			continue
+			last = fmt.Errorf("lost the compare-and-swap: %w", err)
 		default:
-			releases.WithLabelValues("error").Inc()
-			return fmt.Errorf("releasing lease of %s: %w", tok.Key, err)
+			last = err
 		}
 	}
 	releases.WithLabelValues("error").Inc()
-	return fmt.Errorf("releasing lease of %s: lost %d compare-and-swaps", tok.Key, maxAttempts)
+	l.mu.Lock()
+	l.orphans[tok.Key.LeaseName()] = tok.ID
+	l.mu.Unlock()
+	return fmt.Errorf("releasing lease of %s after %d attempts: %w", tok.Key, maxAttempts, last)
 }
 
 // deleteObserved deletes exactly the Lease version st observed. NotFound

@@ -314,8 +314,32 @@ func (r *RemediationReconciler) refused(ctx context.Context, rr *v1alpha1.Remedi
 		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: %w", key, err)
 	}
 	createRefusals.Inc()
+	// Our webhook may have claimed the object for this CREATE before the
+	// refusal: nothing was stored, so the claim would only stand in the way
+	// of the next request until its grace ends.
+	if err := r.releaseUnstored(ctx, rr, key); err != nil {
+		return reconcile.Result{}, err
+	}
 	return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionRefused",
 		fmt.Sprintf("the API server refused to create the WorkflowExecution for %s: %v", key, err))
+}
+
+// releaseUnstored releases a claim on key by the request's WFE after its
+// CREATE was refused. The claim can only be ours: the webhook made it for
+// our CREATE, and refuses any other CREATE while the claim stands. It is
+// released only if that WFE is confirmed absent, against the version read.
+func (r *RemediationReconciler) releaseUnstored(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) error {
+	st, err := r.lock.Inspect(ctx, key)
+	if err != nil || st.Phase != lease.Claimed || st.Holder != rr.Namespace+"/"+executionName(rr) {
+		return err
+	}
+	if wfe, err := r.existing(ctx, rr); err != nil || wfe != nil {
+		return err
+	}
+	if _, err := r.lock.ReleaseClaim(ctx, st, st.ClaimUID); err != nil && !errors.Is(err, lease.ErrConflict) {
+		return err
+	}
+	return nil
 }
 
 func (r *RemediationReconciler) executing(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {
