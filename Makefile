@@ -81,6 +81,17 @@ verify-generated: $(CONTROLLER_GEN) ## Fail if a generated file differs from wha
 	stale=0; for f in $(GENERATED); do diff -ru $$before/$$f $$f || stale=1; done; rm -rf $$before; \
 	if [ $$stale = 1 ]; then echo "generated files were stale (now regenerated): commit them"; exit 1; fi
 
+.PHONY: chart-docs
+chart-docs: $(HELM_DOCS) ## Generate charts/targetlock/README.md from values.yaml (helm-docs) and README.md.gotmpl.
+	$(HELM_DOCS) --chart-search-root charts --template-files README.md.gotmpl --log-level warning
+
+.PHONY: verify-chart-docs
+verify-chart-docs: $(HELM_DOCS) ## Fail if the chart README differs from what helm-docs generates (checked in a copy; the tree is not touched).
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cp -r charts $$tmp/ && \
+	$(HELM_DOCS) --chart-search-root $$tmp/charts --template-files README.md.gotmpl --log-level warning && \
+	diff -u charts/targetlock/README.md $$tmp/charts/targetlock/README.md || \
+	{ echo "charts/targetlock/README.md is stale: run make chart-docs and commit it"; exit 1; }
+
 .PHONY: build
 build: ## Build the binaries into bin/.
 	go build -ldflags "-X github.com/targetlock/targetlock/internal/version.Version=$(VERSION)" -o $(BIN)/ ./cmd/...
@@ -105,7 +116,7 @@ release: image $(HELM) $(CYCLONEDX_GOMOD) ## Write the chart package (pinned to 
 	grep -q "digest: \"sha256:" $$tmp/targetlock/values.yaml && \
 	$(HELM) package $$tmp/targetlock --version $(VERSION) --app-version $(VERSION) -d $(DIST)
 	cp $(IMAGE_TAR) $(DIST)/
-	$(CYCLONEDX_GOMOD) mod -json -licenses=false -output $(DIST)/targetlock-$(VERSION).sbom.cdx.json .
+	$(CYCLONEDX_GOMOD) mod -json -licenses=false -noserial -notimestamp -output $(DIST)/targetlock-$(VERSION).sbom.cdx.json .
 	cd $(DIST) && sha256sum * > SHA256SUMS && cat SHA256SUMS
 	@echo "release $(VERSION): $(DIST) image $(IMAGE_REPOSITORY):$(VERSION)@$$(cat $(IMAGE_DIGEST_FILE))"
 
@@ -115,7 +126,7 @@ e2e: tools node-tools build image $(HELM) ## Install the chart with helm on a re
 	IMAGE_DIGEST=$$(cat $(IMAGE_DIGEST_FILE)) KUBE_VERSION=$(KUBE_VERSION) hack/e2e/run.sh
 
 .PHONY: test
-test: tools verify-generated build helm-lint ## Run every test (unit + integration on a real API server) with -race.
+test: tools verify-generated verify-chart-docs build helm-lint ## Run every test (unit + integration on a real API server) with -race.
 	go vet ./...
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
@@ -126,7 +137,7 @@ lint: $(GOLANGCI_LINT) helm-lint ## Run golangci-lint and helm lint.
 .PHONY: helm-lint
 helm-lint: $(HELM) ## Lint the chart in each certificate mode with the helm CLI.
 	$(HELM) lint --strict charts/targetlock
-	$(HELM) lint --strict charts/targetlock --set certs.mode=helm
+	$(HELM) lint --strict charts/targetlock --set certs.mode=helm,metrics.grafanaDashboard.enabled=true,metrics.serviceMonitor.enabled=true
 	$(HELM) lint --strict charts/targetlock --set certs.mode=manual,certs.manual.secretName=tls,certs.manual.caBundle=eA==,crds.install=false
 
 DEMO_FLAGS ?=
