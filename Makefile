@@ -7,16 +7,44 @@ SHELL := /usr/bin/env bash -o pipefail
 BIN := $(CURDIR)/bin
 export KUBEBUILDER_ASSETS ?= $(BIN)
 
+# The one version of a release: the chart's appVersion. The chart version,
+# the image tag and the binaries' version all come from it.
+VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/targetlock/Chart.yaml)
+IMAGE_REPOSITORY ?= ghcr.io/targetlock/targetlock
+IMAGE_DIR := $(BIN)/image
+IMAGE_TAR := $(IMAGE_DIR)/targetlock-$(VERSION).oci.tar
+IMAGE_DIGEST_FILE := $(IMAGE_DIR)/targetlock-$(VERSION).digest
+DIST := $(CURDIR)/dist/$(VERSION)
+GO_LDFLAGS := -s -w -buildid= -X github.com/targetlock/targetlock/internal/version.Version=$(VERSION)
+
 KUBE_VERSION := v1.37.2
+ETCD_VERSION := v3.7.0
 CONTROLLER_TOOLS_VERSION := v0.23.0
 GOLANGCI_LINT_VERSION := v2.15.0
-
-KUBE_APISERVER := $(BIN)/kube-apiserver
-ETCD := $(BIN)/etcd
-CONTROLLER_GEN := $(BIN)/controller-gen
-GOLANGCI_LINT := $(BIN)/golangci-lint
-HELM := $(BIN)/helm
 HELM_VERSION := v3.22.0
+HELM_DOCS_VERSION := v1.14.2
+CYCLONEDX_GOMOD_VERSION := v1.10.0
+
+# Each tool's file name carries its version, so a version bump rebuilds it;
+# envtest and scripts find kube-apiserver and etcd by their plain names
+# (symlinks to the versioned files).
+KUBE_APISERVER := $(BIN)/kube-apiserver-$(KUBE_VERSION)
+ETCD := $(BIN)/etcd-$(ETCD_VERSION)
+CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+HELM := $(BIN)/helm-$(HELM_VERSION)
+HELM_DOCS := $(BIN)/helm-docs-$(HELM_DOCS_VERSION)
+CYCLONEDX_GOMOD := $(BIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
+NODE_TOOLS := $(foreach t,kubelet kube-controller-manager kube-scheduler kube-proxy,$(BIN)/$(t)-$(KUBE_VERSION))
+
+# helm's own Makefile sets these; without them helm assumes Kubernetes v1.20
+# (`helm template` then refuses the chart's kubeVersion). The k8s minor is that
+# of the client-go helm is built on.
+K8S_MINOR := $(word 2,$(subst ., ,$(shell go list -m -f '{{.Version}}' k8s.io/client-go)))
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(K8S_MINOR) \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(K8S_MINOR)
 
 KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 \
@@ -53,12 +81,52 @@ verify-generated: $(CONTROLLER_GEN) ## Fail if a generated file differs from wha
 	stale=0; for f in $(GENERATED); do diff -ru $$before/$$f $$f || stale=1; done; rm -rf $$before; \
 	if [ $$stale = 1 ]; then echo "generated files were stale (now regenerated): commit them"; exit 1; fi
 
+.PHONY: chart-docs
+chart-docs: $(HELM_DOCS) ## Generate charts/targetlock/README.md from values.yaml (helm-docs) and README.md.gotmpl.
+	$(HELM_DOCS) --chart-search-root charts --template-files README.md.gotmpl --log-level warning
+
+.PHONY: verify-chart-docs
+verify-chart-docs: $(HELM_DOCS) ## Fail if the chart README differs from what helm-docs generates (checked in a copy; the tree is not touched).
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cp -r charts $$tmp/ && \
+	$(HELM_DOCS) --chart-search-root $$tmp/charts --template-files README.md.gotmpl --log-level warning && \
+	diff -u charts/targetlock/README.md $$tmp/charts/targetlock/README.md || \
+	{ echo "charts/targetlock/README.md is stale: run make chart-docs and commit it"; exit 1; }
+
 .PHONY: build
 build: ## Build the binaries into bin/.
-	go build -o $(BIN)/ ./cmd/...
+	go build -ldflags "-X github.com/targetlock/targetlock/internal/version.Version=$(VERSION)" -o $(BIN)/ ./cmd/...
+
+##@ Release
+
+.PHONY: image
+image: ## Build the image (both binaries, static, non-root, no shell) as an OCI tarball without a daemon; prints its digest.
+	@mkdir -p $(IMAGE_DIR)/rootfs
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(IMAGE_DIR)/rootfs/ ./cmd/orchestrator ./cmd/webhook
+	@cd hack/image && go run . --repository $(IMAGE_REPOSITORY) --tag $(VERSION) \
+		--file $(IMAGE_DIR)/rootfs/orchestrator:/orchestrator --file $(IMAGE_DIR)/rootfs/webhook:/webhook \
+		--label org.opencontainers.image.version=$(VERSION) --label org.opencontainers.image.source=https://github.com/targetlock/targetlock \
+		--out $(IMAGE_TAR) --digest-file $(IMAGE_DIGEST_FILE)
+	@echo "image: $(IMAGE_TAR)"
+
+.PHONY: release
+release: image $(HELM) $(CYCLONEDX_GOMOD) ## Write the chart package (pinned to the image digest), image tarball, SBOM and SHA256SUMS into dist/VERSION/.
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cp -r charts/targetlock $$tmp/ && \
+	sed -i 's|^  digest: ""$$|  digest: "'$$(cat $(IMAGE_DIGEST_FILE))'"|' $$tmp/targetlock/values.yaml && \
+	grep -q "digest: \"sha256:" $$tmp/targetlock/values.yaml && \
+	$(HELM) package $$tmp/targetlock --version $(VERSION) --app-version $(VERSION) -d $(DIST)
+	cp $(IMAGE_TAR) $(DIST)/
+	$(CYCLONEDX_GOMOD) mod -json -licenses=false -noserial -notimestamp -output $(DIST)/targetlock-$(VERSION).sbom.cdx.json .
+	cd $(DIST) && sha256sum * > SHA256SUMS && cat SHA256SUMS
+	@echo "release $(VERSION): $(DIST) image $(IMAGE_REPOSITORY):$(VERSION)@$$(cat $(IMAGE_DIGEST_FILE))"
+
+.PHONY: e2e
+e2e: tools node-tools build image $(HELM) ## Install the chart with helm on a real single-node cluster (kubelet, containerd), storm it, upgrade, uninstall. Needs root.
+	BIN=$(BIN) HELM=$(HELM) IMAGE_TAR=$(IMAGE_TAR) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) \
+	IMAGE_DIGEST=$$(cat $(IMAGE_DIGEST_FILE)) KUBE_VERSION=$(KUBE_VERSION) hack/e2e/run.sh
 
 .PHONY: test
-test: tools verify-generated build helm-lint ## Run every test (unit + integration on a real API server) with -race.
+test: tools verify-generated verify-chart-docs build helm-lint ## Run every test (unit + integration on a real API server) with -race.
 	go vet ./...
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
@@ -69,7 +137,7 @@ lint: $(GOLANGCI_LINT) helm-lint ## Run golangci-lint and helm lint.
 .PHONY: helm-lint
 helm-lint: $(HELM) ## Lint the chart in each certificate mode with the helm CLI.
 	$(HELM) lint --strict charts/targetlock
-	$(HELM) lint --strict charts/targetlock --set certs.mode=helm
+	$(HELM) lint --strict charts/targetlock --set certs.mode=helm,metrics.grafanaDashboard.enabled=true,metrics.serviceMonitor.enabled=true
 	$(HELM) lint --strict charts/targetlock --set certs.mode=manual,certs.manual.secretName=tls,certs.manual.caBundle=eA==,crds.install=false
 
 DEMO_FLAGS ?=
@@ -91,17 +159,39 @@ bench-quick: tools build ## Every bench section at small scale (under 5 minutes)
 .PHONY: tools
 tools: $(KUBE_APISERVER) $(ETCD) $(CONTROLLER_GEN) ## Build kube-apiserver, etcd and controller-gen from pinned sources (idempotent).
 
+.PHONY: node-tools
+node-tools: $(NODE_TOOLS) ## Build kubelet, kube-controller-manager, kube-scheduler and kube-proxy from pinned sources (for make e2e).
+
 $(KUBE_APISERVER): hack/tools/go.mod
 	cd hack/tools && go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+	ln -sf $(notdir $@) $(BIN)/kube-apiserver
 
 $(ETCD): hack/tools/go.mod
 	cd hack/tools && go build -o $@ go.etcd.io/etcd/server/v3
+	ln -sf $(notdir $@) $(BIN)/etcd
+
+# One go build for the four, so they share the compilation of what they share.
+$(NODE_TOOLS) &: hack/tools/go.mod
+	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cd hack/tools && \
+	CGO_ENABLED=0 go build -ldflags "$(KUBE_LDFLAGS)" -o $$tmp/ $(foreach t,kubelet kube-controller-manager kube-scheduler kube-proxy,k8s.io/kubernetes/cmd/$(t)) && \
+	for t in kubelet kube-controller-manager kube-scheduler kube-proxy; do mv $$tmp/$$t $(BIN)/$$t-$(KUBE_VERSION); done
+
+# go install names the file after the command; versioned here.
+define go-install
+	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && GOBIN=$$tmp go install $(3) $(2) && mv $$tmp/$(notdir $(firstword $(subst @, ,$(2)))) $(1)
+endef
 
 $(CONTROLLER_GEN):
-	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	$(call go-install,$@,sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION))
 
 $(GOLANGCI_LINT):
-	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	$(call go-install,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION))
 
 $(HELM):
-	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	$(call go-install,$@,helm.sh/helm/v3/cmd/helm@$(HELM_VERSION),-trimpath -ldflags "$(HELM_LDFLAGS)")
+
+$(HELM_DOCS):
+	$(call go-install,$@,github.com/norwoodj/helm-docs/cmd/helm-docs@$(HELM_DOCS_VERSION),-ldflags "-X main.version=$(HELM_DOCS_VERSION)")
+
+$(CYCLONEDX_GOMOD):
+	$(call go-install,$@,github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION))

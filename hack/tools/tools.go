@@ -1,10 +1,16 @@
 //go:build tools
 
-// Package tools pins the binaries the tests and the demo run: the real
-// kube-apiserver and etcd, built from source at fixed versions.
+// Package tools pins the binaries the tests, the demo and the e2e node run:
+// the real kube-apiserver and etcd, and for the node kubelet,
+// kube-controller-manager, kube-scheduler and kube-proxy, built from source
+// at fixed versions.
 package tools
 
 import (
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )

@@ -33,7 +33,9 @@ type Options struct {
 	// SecretNamespace and Secret name the serving certificate's Secret.
 	SecretNamespace, Secret string
 	// Certificate, if set, names the cert-manager Certificate (in
-	// SecretNamespace) that must be Ready.
+	// SecretNamespace) that must be Ready. The check is skipped when the
+	// webhook configuration has no cert-manager.io/inject-ca-from
+	// annotation: such a release (certs.mode helm or manual) has none.
 	Certificate string
 	// MinValidity is how long the certificate must stay valid from now.
 	MinValidity time.Duration
@@ -45,9 +47,11 @@ type Options struct {
 
 // Result is one named check.
 type Result struct {
-	Check  string `json:"check"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
+	Check string `json:"check"`
+	OK    bool   `json:"ok"`
+	// Skipped checks do not apply to this install; they count as passed.
+	Skipped bool   `json:"skipped,omitempty"`
+	Detail  string `json:"detail"`
 	// Fix says what to do when the check fails.
 	Fix string `json:"fix,omitempty"`
 }
@@ -145,7 +149,12 @@ func Verify(ctx context.Context, c client.Client, o Options) []Result {
 	add("validity", err, fmt.Sprintf("valid until %s (%s left)", leaf.NotAfter.UTC().Format(time.RFC3339), left.Round(time.Hour)),
 		"renew the certificate (cert-manager: check renewBefore and the Certificate's events; helm mode: helm upgrade after deleting the Secret)")
 
-	if o.Certificate != "" {
+	switch {
+	case o.Certificate == "":
+	case vwc.Annotations[InjectCAFromAnnotation] == "":
+		rs = append(rs, Result{Check: "certificate-ready", OK: true, Skipped: true,
+			Detail: "skipped: the webhook configuration has no " + InjectCAFromAnnotation + " annotation, so no cert-manager Certificate serves it (certs.mode helm or manual)"})
+	default:
 		add("certificate-ready", certificateReady(ctx, c, o.SecretNamespace, o.Certificate), fmt.Sprintf("Certificate %s/%s is Ready", o.SecretNamespace, o.Certificate),
 			"kubectl describe certificate: check the Issuer and the CertificateRequest's events")
 	}
@@ -188,7 +197,11 @@ func guardedScope(w admissionregistrationv1.ValidatingWebhook) error {
 	return errors.New("unguarded: " + strings.Join(gaps, "; "))
 }
 
-// OK reports whether every check passed.
+// InjectCAFromAnnotation marks a webhook configuration whose caBundle
+// cert-manager's cainjector fills from a Certificate.
+const InjectCAFromAnnotation = "cert-manager.io/inject-ca-from"
+
+// OK reports whether every check passed (or was skipped).
 func OK(rs []Result) bool {
 	for _, r := range rs {
 		if !r.OK {

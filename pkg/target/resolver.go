@@ -49,9 +49,10 @@ type Resolver struct {
 	discovery Discovery
 	clock     clock.PassiveClock
 
-	mu     sync.Mutex
-	names  map[string][]kind // lower-case spelling -> kinds it may mean
-	loaded time.Time
+	mu        sync.Mutex
+	names     map[string][]kind // lower-case spelling -> kinds it may mean
+	resources map[schema.GroupKind]string
+	loaded    time.Time
 }
 
 // NewResolver returns a Resolver reading d. clk may be nil (the real clock).
@@ -124,6 +125,14 @@ func (r *Resolver) Spelling(key Key) string {
 	return key.String()
 }
 
+// Resource is the plural resource name of key's kind ("deployments"), as
+// authorization checks name it; "" if discovery does not know the kind.
+func (r *Resolver) Resource(key Key) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resources[key.GroupKind()]
+}
+
 // kind looks a spelling up, re-reading discovery once on a miss.
 func (r *Resolver) kind(spelling string) (kind, error) {
 	name, group, _ := strings.Cut(strings.ToLower(spelling), ".")
@@ -166,7 +175,7 @@ func (r *Resolver) load() error {
 	if err != nil && (len(lists) == 0 || !discovery.IsGroupDiscoveryFailedError(err)) {
 		return fmt.Errorf("discovering the API's kinds: %w", err)
 	}
-	names := map[string][]kind{}
+	names, resources := map[string][]kind{}, map[schema.GroupKind]string{}
 	add := func(spelling string, k kind) {
 		spelling = strings.ToLower(spelling)
 		if spelling != "" && !slices.Contains(names[spelling], k) {
@@ -183,12 +192,13 @@ func (r *Resolver) load() error {
 				continue
 			}
 			k := kind{gk: schema.GroupKind{Group: gv.Group, Kind: res.Kind}, namespaced: res.Namespaced}
+			resources[k.gk] = res.Name
 			for _, s := range append([]string{res.Name, res.SingularName, res.Kind}, res.ShortNames...) {
 				add(s, k)
 			}
 		}
 	}
-	r.names, r.loaded = names, r.clock.Now()
+	r.names, r.resources, r.loaded = names, resources, r.clock.Now()
 	return nil
 }
 

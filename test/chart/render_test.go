@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -382,34 +381,4 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
-}
-
-// The chart README documents every value in values.yaml.
-func TestREADMEDocumentsEveryValue(t *testing.T) {
-	dir := chartDir(t)
-	raw, err := os.ReadFile(filepath.Join(dir, "values.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vals map[string]any
-	if err := yaml.Unmarshal(raw, &vals); err != nil {
-		t.Fatal(err)
-	}
-	var walk func(prefix string, m map[string]any)
-	walk = func(prefix string, m map[string]any) {
-		for k, v := range m {
-			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && k != "resources" && k != "requests" && k != "limits" {
-				walk(prefix+k+".", sub)
-				continue
-			}
-			if !strings.Contains(string(readme), "`"+k+"`") && !strings.Contains(string(readme), k+"`") && !strings.Contains(string(readme), " "+k+",") {
-				t.Errorf("charts/targetlock/README.md does not document %s%s", prefix, k)
-			}
-		}
-	}
-	walk("", vals)
 }

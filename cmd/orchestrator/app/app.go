@@ -11,15 +11,18 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/kubeflags"
+	"github.com/targetlock/targetlock/internal/lockmetrics"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 )
@@ -114,6 +117,10 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if err := orchestrator.Setup(ctx, mgr, c.orch); err != nil {
 		return err
+	}
+	// Already registered only when a test runs the command twice in one process.
+	if err := metrics.Registry.Register(lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return fmt.Errorf("registering the lock gauge: %w", err)
 	}
 	ctrl.Log.Info("Starting orchestrator", "identity", c.orch.Identity, "leaseNamespace", c.orch.LeaseNamespace)
 	return mgr.Start(ctx)

@@ -1,18 +1,19 @@
-// Package app is the webhook command: the admission server, the `denials`
-// subcommand for cluster admins and `certs verify` for CI.
+// Package app is the webhook command: the admission server. `webhook
+// denials` and `webhook certs verify` remain as aliases of the kubectl
+// plugin's commands (kubectl targetlock denials, certs verify).
 package app
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/kubeflags"
+	"github.com/targetlock/targetlock/internal/plugin"
 )
 
 // ControllerName reports the webhook's Events (their reportingController).
@@ -23,10 +24,10 @@ const ControllerName = "targetlock-webhook"
 func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
-		case "denials":
-			return runDenials(ctx, args[1:], out)
-		case "certs":
-			return runCerts(ctx, args[1:], out)
+		case "denials", "certs":
+			cmd := plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut})
+			cmd.SetArgs(args)
+			return cmd.ExecuteContext(ctx)
 		case "serve":
 			args = args[1:]
 		}
@@ -43,21 +44,4 @@ func newScheme() (*runtime.Scheme, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// newClient is the admin subcommands' uncached client.
-func newClient(kubeconfig string) (client.Client, error) {
-	cfg, err := (&kubeflags.Flags{Kubeconfig: kubeconfig}).Config()
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig: %w", err)
-	}
-	scheme, err := newScheme()
-	if err != nil {
-		return nil, err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, fmt.Errorf("creating client: %w", err)
-	}
-	return c, nil
 }

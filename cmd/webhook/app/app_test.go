@@ -32,6 +32,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/cmd/webhook/app"
+	"github.com/targetlock/targetlock/internal/plugin"
 	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/target"
 )
@@ -224,16 +225,16 @@ func TestServeDenyAndList(t *testing.T) {
 	g.Expect(table).To(And(ContainSubstring("LAST SEEN"), ContainSubstring(ns+"/Deployment.apps/checkout"),
 		ContainSubstring(ns+"/owner"), ContainSubstring(ns+"/intruder"), ContainSubstring("RemediationRequest/rr-intruder")))
 
-	out, err := runCmd("denials", "--kubeconfig", s.kubeconfig, "-o", "json", "--target", ns+"/deployment/checkout")
+	out, err := runCmd("denials", "--kubeconfig", s.kubeconfig, "-A", "-o", "json", "--target", ns+"/deployment/checkout")
 	g.Expect(err).NotTo(HaveOccurred())
-	var ds []app.Denial
+	var ds []plugin.Denial
 	g.Expect(json.Unmarshal([]byte(out), &ds)).To(Succeed(), out)
 	g.Expect(ds).To(ContainElement(And(
 		HaveField("Reason", "ResourceBusy"), HaveField("Holder", ns+"/owner"),
 		HaveField("WorkflowExecution", ns+"/intruder"), HaveField("Namespace", ns),
 		HaveField("Message", ContainSubstring("ResourceBusy")))))
 
-	out, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "--target", ns+"/Deployment/other")
+	out, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "-A", "--target", ns+"/Deployment/other")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(out).To(ContainSubstring("No denials found."))
 	out, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "-n", ns, "--since", "1ns")
@@ -242,7 +243,7 @@ func TestServeDenyAndList(t *testing.T) {
 
 	_, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "--target", "a/b/c/d")
 	g.Expect(err).To(MatchError(ContainSubstring(target.Form)))
-	_, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "-o", "yaml")
+	_, err = runCmd("denials", "--kubeconfig", s.kubeconfig, "-o", "xml")
 	g.Expect(err).To(MatchError(ContainSubstring("unknown output format")))
 }
 

@@ -1,0 +1,91 @@
+// Command image assembles an OCI image from static binaries, without a
+// container daemon: one layer holding the files, a non-root user, no shell.
+// It writes the image as an OCI image layout in a tarball (loadable with
+// `ctr images import`, `docker load` or `skopeo copy oci-archive:`) and prints
+// the manifest digest, the name a pod pins the image by.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "image:", err)
+		os.Exit(1)
+	}
+}
+
+// files is a repeatable --file src:dst flag.
+type files []file
+
+func (f *files) String() string { return fmt.Sprint(*f) }
+
+func (f *files) Set(v string) error {
+	src, dst, ok := strings.Cut(v, ":")
+	if !ok || src == "" || !strings.HasPrefix(dst, "/") {
+		return fmt.Errorf("%q: want SRC:/DST", v)
+	}
+	*f = append(*f, file{src: src, dst: dst})
+	return nil
+}
+
+// labels is a repeatable --label key=value flag.
+type labels map[string]string
+
+func (l labels) String() string { return fmt.Sprint(map[string]string(l)) }
+
+func (l labels) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q: want KEY=VALUE", v)
+	}
+	l[k] = val
+	return nil
+}
+
+func run(args []string) error {
+	o := options{Labels: labels{}}
+	fs := flag.NewFlagSet("image", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: image --file SRC:/DST... --repository REPO --tag TAG --out FILE.tar [flags]
+
+Builds a single-layer OCI image holding the given files (mode 0755, owned by
+root, modification time 0, so equal inputs give an equal digest) with no
+entrypoint shell, and writes it as an OCI image layout tarball. Prints
+"REPO:TAG@DIGEST".
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.Var((*files)(&o.Files), "file", "a file to put in the image as SRC:/DST (repeatable)")
+	fs.Var(o.Labels, "label", "an image label KEY=VALUE (repeatable)")
+	fs.StringVar(&o.Repository, "repository", "", "image repository, e.g. ghcr.io/targetlock/targetlock")
+	fs.StringVar(&o.Tag, "tag", "", "image tag")
+	fs.StringVar(&o.User, "user", "65532:65532", "numeric UID:GID the image runs as")
+	fs.StringVar(&o.Platform, "platform", "linux/amd64", "OS/ARCH of the binaries")
+	fs.StringVar(&o.Entrypoint, "entrypoint", "", "entrypoint path in the image (default none: the pod sets its command)")
+	fs.StringVar(&o.Out, "out", "", "tarball to write")
+	fs.StringVar(&o.DigestFile, "digest-file", "", "also write the manifest digest to this file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if len(o.Files) == 0 || o.Repository == "" || o.Tag == "" || o.Out == "" {
+		fs.Usage()
+		return errors.New("--file, --repository, --tag and --out are required")
+	}
+	digest, err := build(o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s:%s@%s\n", o.Repository, o.Tag, digest)
+	return nil
+}

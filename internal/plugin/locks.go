@@ -1,0 +1,196 @@
+package plugin
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
+)
+
+// Lock is one object's Lease: locked by an orchestrator deciding, or
+// claimed by the WorkflowExecution that owns the object until it ends.
+type Lock struct {
+	Target string `json:"target"`
+	// State is Locked or Claimed.
+	State string `json:"state"`
+	// Holder is the orchestrator pod (Locked) or the WFE "namespace/name"
+	// (Claimed). A lock's token is never shown: it is a capability.
+	Holder string    `json:"holder"`
+	Since  time.Time `json:"since"`
+	// Expires is when a lock lapses unless renewed, or a claim's grace
+	// for a WFE that cannot be found ends.
+	Expires time.Time `json:"expires"`
+	// Phase is the claiming WFE's phase (Pending when not started), or
+	// NotFound.
+	Phase    string `json:"phase,omitempty"`
+	Lease    string `json:"lease"`
+	ClaimUID string `json:"claimUID,omitempty"`
+}
+
+// ListLocks reads the lock Leases in leaseNamespace whose object is in
+// namespace ("" for all), with the phase of each claiming WFE.
+func ListLocks(ctx context.Context, c client.Reader, leaseNamespace, namespace string) ([]Lock, error) {
+	list := &coordinationv1.LeaseList{}
+	if err := c.List(ctx, list, client.InNamespace(leaseNamespace), client.MatchingLabels{lease.ManagedByLabel: "targetlock"}); err != nil {
+		return nil, fmt.Errorf("listing Leases in %s: %w", leaseNamespace, err)
+	}
+	out := []Lock{}
+	for i := range list.Items {
+		l := lockOf(&list.Items[i])
+		if namespace != "" && objectNamespace(l.Target) != namespace {
+			continue
+		}
+		if l.State == string(lease.Claimed) {
+			phase, err := wfePhase(ctx, c, l.Holder)
+			if err != nil {
+				return nil, err
+			}
+			l.Phase = phase
+		}
+		out = append(out, l)
+	}
+	slices.SortFunc(out, func(a, b Lock) int { return cmp.Compare(a.Target, b.Target) })
+	return out, nil
+}
+
+func lockOf(le *coordinationv1.Lease) Lock {
+	l := Lock{Target: le.Annotations[lease.TargetAnnotation], State: string(lease.Locked), Lease: le.Name}
+	if le.Spec.HolderIdentity != nil {
+		l.Holder = *le.Spec.HolderIdentity
+	}
+	if uid, ok := le.Annotations[lease.ClaimUIDAnnotation]; ok {
+		l.State, l.ClaimUID = string(lease.Claimed), uid
+	} else if i := strings.LastIndex(l.Holder, "_"); i > 0 {
+		l.Holder = l.Holder[:i] // the pod; the rest is the token's nonce
+	}
+	switch {
+	case le.Spec.AcquireTime != nil:
+		l.Since = le.Spec.AcquireTime.Time
+	case le.Spec.RenewTime != nil:
+		l.Since = le.Spec.RenewTime.Time
+	default:
+		l.Since = le.CreationTimestamp.Time
+	}
+	if le.Spec.RenewTime != nil && le.Spec.LeaseDurationSeconds != nil {
+		l.Expires = le.Spec.RenewTime.Add(time.Duration(*le.Spec.LeaseDurationSeconds) * time.Second)
+	}
+	return l
+}
+
+// objectNamespace is the namespace in a "namespace/Kind/name" key; "" for
+// a cluster-scoped "Kind/name".
+func objectNamespace(key string) string {
+	if parts := strings.Split(key, "/"); len(parts) == 3 {
+		return parts[0]
+	}
+	return ""
+}
+
+func wfePhase(ctx context.Context, c client.Reader, holder string) (string, error) {
+	ns, name, ok := strings.Cut(holder, "/")
+	if !ok {
+		return "Unknown", nil
+	}
+	wfe := &v1alpha1.WorkflowExecution{}
+	switch err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wfe); {
+	case apierrors.IsNotFound(err):
+		return "NotFound", nil
+	case apierrors.IsForbidden(err):
+		return "Forbidden", nil
+	case err != nil:
+		return "", fmt.Errorf("reading WorkflowExecution %s: %w", holder, err)
+	}
+	return cmp.Or(string(wfe.Status.Phase), string(v1alpha1.WorkflowExecutionPending)), nil
+}
+
+// PrintLocks writes locks as a table ("" or "wide"), JSON or YAML.
+func PrintLocks(out io.Writer, ls []Lock, format output, now time.Time) error {
+	if ok, err := format.structured(out, ls); ok {
+		return err
+	}
+	if len(ls) == 0 {
+		_, err := fmt.Fprintln(out, "No locks found.")
+		return err
+	}
+	header := []string{"TARGET", "STATE", "HOLDER", "PHASE", "AGE", "EXPIRES"}
+	if format == "wide" {
+		header = append(header, "LEASE", "CLAIM UID")
+	}
+	rows := make([][]string, 0, len(ls))
+	for _, l := range ls {
+		expires := "-"
+		if !l.Expires.IsZero() {
+			if left := l.Expires.Sub(now); left > 0 {
+				expires = "in " + duration.HumanDuration(left)
+			} else {
+				expires = duration.HumanDuration(-left) + " ago"
+			}
+		}
+		r := []string{l.Target, l.State, l.Holder, dash(l.Phase), duration.HumanDuration(now.Sub(l.Since)), expires}
+		if format == "wide" {
+			r = append(r, l.Lease, dash(l.ClaimUID))
+		}
+		rows = append(rows, r)
+	}
+	return table(out, header, rows)
+}
+
+func newLocksCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	var (
+		all            bool
+		leaseNamespace string
+		format         output
+	)
+	cmd := &cobra.Command{
+		Use:   "locks",
+		Short: "Show who holds or claims which object, since when, with the WFE's phase",
+		Long: `Show each object's Lease: Locked while an orchestrator replica decides
+(the holder is the pod; the lock's token is never shown), or Claimed by the
+WorkflowExecution that owns the object until it ends, with that WFE's phase.
+A claim whose WFE is NotFound past EXPIRES is stale and is taken over by the
+next CREATE or removed by the orchestrator's sweep.
+
+-n and -A select the objects' namespaces; the Leases themselves live in the
+release's namespace (--lease-namespace). Needs list on coordination.k8s.io
+leases there, and get on workflowexecutions.`,
+		Example: `  kubectl targetlock locks -A
+  kubectl targetlock locks -n shop -o wide`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := format.validate(); err != nil {
+				return err
+			}
+			ns, err := namespaceScope(flags, all)
+			if err != nil {
+				return err
+			}
+			c, err := newClient(flags)
+			if err != nil {
+				return err
+			}
+			ls, err := ListLocks(cmd.Context(), c, leaseNamespace, ns)
+			if err != nil {
+				return err
+			}
+			return PrintLocks(streams.Out, ls, format, time.Now())
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "objects in every namespace")
+	cmd.Flags().StringVar(&leaseNamespace, "lease-namespace", DefaultReleaseNamespace, "namespace of the release, where the Leases live")
+	format.bind(cmd)
+	return cmd
+}

@@ -1,0 +1,58 @@
+package plugin
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+)
+
+// output is the -o flag: "" (a table), wide, json or yaml.
+type output string
+
+func (o *output) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVarP((*string)(o), "output", "o", "", "output format: wide, json or yaml (default: a table)")
+}
+
+func (o output) validate() error {
+	switch o {
+	case "", "wide", "json", "yaml":
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q: want wide, json or yaml", string(o))
+}
+
+// structured writes v as JSON or YAML; ok is false for a table format.
+func (o output) structured(out io.Writer, v any) (ok bool, err error) {
+	switch o {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return true, enc.Encode(v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return true, err
+		}
+		_, err = out.Write(b)
+		return true, err
+	}
+	return false, nil
+}
+
+// table writes rows under a header with kubectl's spacing.
+func table(out io.Writer, header []string, rows [][]string) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(w, strings.Join(r, "\t"))
+	}
+	return w.Flush()
+}
+
+func dash(s string) string { return cmp.Or(s, "-") }

@@ -1,0 +1,76 @@
+package chart_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+// values.schema.json and values.yaml describe the same values: every value
+// has a typed schema entry, and the schema names no value that values.yaml
+// lacks. (The chart README is generated from values.yaml by helm-docs and
+// checked by `make verify-chart-docs`.)
+func TestSchemaTypesEveryValue(t *testing.T) {
+	dir := chartDir(t)
+	var values map[string]any
+	var schema map[string]any
+	raw, err := os.ReadFile(filepath.Join(dir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		t.Fatal(err)
+	}
+	raw, err = os.ReadFile(filepath.Join(dir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	var walk func(path string, vals, sch map[string]any)
+	walk = func(path string, vals, sch map[string]any) {
+		props, _ := sch["properties"].(map[string]any)
+		if sch["additionalProperties"] != false {
+			t.Errorf("%s: schema allows values it does not name (want additionalProperties: false)", or(path, "(root)"))
+		}
+		for k, v := range vals {
+			p := path + k
+			node, ok := props[k].(map[string]any)
+			if !ok {
+				t.Errorf("%s is in values.yaml but not in values.schema.json", p)
+				continue
+			}
+			checked++
+			if !slices.ContainsFunc([]string{"type", "enum", "const", "oneOf", "anyOf"}, func(kw string) bool { _, ok := node[kw]; return ok }) {
+				t.Errorf("%s has no type in values.schema.json", p)
+			}
+			// Nested values with a schema of their own are checked key by
+			// key; a free-form object (resources, affinity) is typed as a whole.
+			if sub, ok := v.(map[string]any); ok && node["properties"] != nil {
+				walk(p+".", sub, node)
+			}
+		}
+		for k := range props {
+			if _, ok := vals[k]; !ok {
+				t.Errorf("%s%s is in values.schema.json but not in values.yaml", path, k)
+			}
+		}
+	}
+	walk("", values, schema)
+	if checked < 50 {
+		t.Errorf("only %d values checked; the walk is broken", checked)
+	}
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+)
+
+// certManagerMode installs the chart in its default mode. cert-manager's
+// controller cannot be built here, so this plays its part as the chart tests
+// do: it writes the serving Secret the CA issuer would write (owned by the
+// Certificate, as with cert-manager's --enable-certificate-owner-ref) and
+// marks the Certificate Ready; cert-manager's own cainjector, run in this
+// process, fills the caBundle.
+func (e *e2e) certManagerMode(ctx context.Context) error {
+	step("cert-manager CRDs from " + e.certManagerCRDs)
+	if err := e.applyCRDs(ctx, e.certManagerCRDs); err != nil {
+		return err
+	}
+	step("helm install (certs.mode=cert-manager)")
+	if err := e.helm(ctx, append([]string{"install", e.release, e.chart, "-n", e.namespace, "--create-namespace"},
+		e.setFlags([]string{"certs.mode=cert-manager"})...)...); err != nil {
+		return err
+	}
+	stopInjector, err := e.startCAInjector(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopInjector()
+	if err := e.issue(ctx); err != nil {
+		return err
+	}
+	if err := e.waitCABundle(ctx); err != nil {
+		return err
+	}
+	n, err := e.waitPodsReady(ctx, 5)
+	if err != nil {
+		return err
+	}
+	step(fmt.Sprintf("%d pods Ready", n))
+	if err := e.plugin(ctx, "certs", "verify", "--release", e.release, "-n", e.namespace, "--dry-run-create", "--dry-run-namespace", "default"); err != nil {
+		return fmt.Errorf("certs verify: %w", err)
+	}
+	wfe := func(name string) *v1alpha1.WorkflowExecution {
+		return &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: stormNS, Name: name},
+			Spec: v1alpha1.WorkflowExecutionSpec{TargetResource: stormNS + "/Deployment/cert-manager-mode", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "manual"}}}
+	}
+	first := wfe("cert-manager-mode-1")
+	if err := e.c.Create(ctx, first); err != nil {
+		return fmt.Errorf("the first WFE for a free object: %w", err)
+	}
+	if err := e.c.Create(ctx, wfe("cert-manager-mode-2")); !apierrors.IsForbidden(err) {
+		return fmt.Errorf("a second active WFE for one object: got %v, want Forbidden", err)
+	}
+	if err := e.c.Delete(ctx, first); err != nil {
+		return err
+	}
+	return e.waitLocksReleased(ctx)
+}
+
+// issue writes the serving Secret as cert-manager's CA issuer would, and
+// marks the serving Certificate Ready.
+func (e *e2e) issue(ctx context.Context) error {
+	name := e.release + "-targetlock"
+	if bytes.Contains([]byte(e.release), []byte("targetlock")) {
+		name = e.release
+	}
+	certName := name + "-webhook-cert"
+	cert := &cmv1.Certificate{}
+	if err := poll(ctx, time.Minute, "the serving Certificate", func(ctx context.Context) error {
+		return e.c.Get(ctx, client.ObjectKey{Namespace: e.namespace, Name: certName}, cert)
+	}); err != nil {
+		return err
+	}
+	caPEM, certPEM, keyPEM, err := selfIssued(cert.Spec.DNSNames)
+	if err != nil {
+		return err
+	}
+	yes := true
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.namespace, Name: cert.Spec.SecretName,
+			Annotations: map[string]string{cmv1.CertificateNameKey: certName},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "cert-manager.io/v1", Kind: "Certificate", Name: cert.Name, UID: cert.UID,
+				Controller: &yes, BlockOwnerDeletion: &yes}}},
+		Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"ca.crt": caPEM, corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM},
+	}
+	if err := e.c.Create(ctx, secret); err != nil {
+		return fmt.Errorf("writing the serving Secret: %w", err)
+	}
+	now := metav1.Now()
+	cert.Status.Conditions = []cmv1.CertificateCondition{{Type: cmv1.CertificateConditionReady, Status: cmmeta.ConditionTrue,
+		Reason: "Ready", Message: "issued by the e2e test", LastTransitionTime: &now}}
+	if err := e.c.Status().Update(ctx, cert); err != nil {
+		return fmt.Errorf("marking the Certificate Ready: %w", err)
+	}
+	step("serving Secret " + secret.Name + " issued, Certificate " + certName + " Ready")
+	return nil
+}
+
+func selfIssued(dnsNames []string) (caPEM, certPEM, keyPEM []byte, err error) {
+	if len(dnsNames) == 0 {
+		return nil, nil, nil, errors.New("the Certificate has no dnsNames")
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "targetlock-e2e-webhook-ca"}, IsCA: true,
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour), KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: dnsNames[0]}, DNSNames: dnsNames,
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// startCAInjector runs cert-manager's cainjector for webhook configurations.
+func (e *e2e) startCAInjector(ctx context.Context) (func(), error) {
+	cfg := rest.CopyConfig(e.cfg)
+	cfg.UserAgent = "cert-manager-cainjector" // its server-side apply field manager
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: e.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	if err := cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
+		EnableCertificatesDataSource: true,
+		EnabledReconcilersFor:        map[string]bool{"validatingwebhookconfiguration": true},
+	}); err != nil {
+		cancel()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Println("    cainjector:", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// waitCABundle waits until cainjector has filled the release's caBundle.
+func (e *e2e) waitCABundle(ctx context.Context) error {
+	return poll(ctx, time.Minute, "the caBundle injected", func(ctx context.Context) error {
+		vwcs := &admissionregistrationv1.ValidatingWebhookConfigurationList{}
+		if err := e.c.List(ctx, vwcs, client.MatchingLabels{"app.kubernetes.io/instance": e.release}); err != nil {
+			return err
+		}
+		for _, v := range vwcs.Items {
+			for _, w := range v.Webhooks {
+				if len(w.ClientConfig.CABundle) > 0 {
+					return nil
+				}
+			}
+		}
+		return errors.New("no caBundle yet")
+	})
+}
+
+// applyCRDs creates every CRD in dir (if absent) and waits until each is
+// established.
+func (e *e2e) applyCRDs(ctx context.Context, dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no CRD manifests in %q: %v", dir, err)
+	}
+	var names []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096).Decode(crd); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if crd.Kind != "CustomResourceDefinition" {
+			continue
+		}
+		if err := e.c.Create(ctx, crd); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
+		}
+		names = append(names, crd.Name)
+	}
+	return poll(ctx, time.Minute, "cert-manager's CRDs to be established", func(ctx context.Context) error {
+		for _, n := range names {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := e.c.Get(ctx, client.ObjectKey{Name: n}, crd); err != nil {
+				return err
+			}
+			established := false
+			for _, c := range crd.Status.Conditions {
+				established = established || (c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue)
+			}
+			if !established {
+				return fmt.Errorf("CRD %s not established", n)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// helm runs the helm CLI against the e2e cluster, echoing its output.
+func (e *e2e) helm(ctx context.Context, args ...string) error {
+	return e.exec(ctx, e.options.helm, append(args, "--kubeconfig", e.kubeconfig)...)
+}
+
+// plugin runs the kubectl-targetlock plugin against the e2e cluster.
+func (e *e2e) plugin(ctx context.Context, args ...string) error {
+	return e.exec(ctx, e.options.plugin, append(args, "--kubeconfig", e.kubeconfig)...)
+}
+
+func (e *e2e) exec(ctx context.Context, bin string, args ...string) error {
+	fmt.Printf("$ %s %s\n", bin, strings.Join(args, " "))
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if b := indent(out.Bytes()); len(b) > 0 {
+		os.Stdout.Write(append(b, '\n'))
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", bin, args[0], err)
+	}
+	return nil
+}
+
+func indent(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte("    "), bytes.ReplaceAll(bytes.TrimRight(b, "\n"), []byte("\n"), []byte("\n    "))...)
+}
+
+// setFlags turns values into --set flags, adding the image under test.
+func (e *e2e) setFlags(values []string) []string {
+	values = append([]string{"image.repository=" + e.repository, "image.digest=" + e.digest, "image.pullPolicy=Never"}, values...)
+	var out []string
+	for _, v := range values {
+		out = append(out, "--set", v)
+	}
+	return out
+}
+
+// poll runs cond every 500ms until it returns nil or timeout passes; the
+// last error says what was still missing.
+func poll(ctx context.Context, timeout time.Duration, what string, cond func(context.Context) error) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		last = cond(ctx)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s: %w (last: %v)", what, err, last)
+	}
+	return nil
+}
+
+// waitPodsReady waits until the release namespace has exactly want pods,
+// all Ready and all running the image by digest, and returns how many.
+func (e *e2e) waitPodsReady(ctx context.Context, want int) (int, error) {
+	n := 0
+	err := poll(ctx, 3*time.Minute, fmt.Sprintf("%d Ready pods in %s", want, e.namespace), func(ctx context.Context) error {
+		pods := &corev1.PodList{}
+		if err := e.c.List(ctx, pods, client.InNamespace(e.namespace)); err != nil {
+			return err
+		}
+		n = 0
+		for _, p := range pods.Items {
+			if err := podReady(&p, e.digest); err != nil {
+				return err
+			}
+			n++
+		}
+		if n != want {
+			return fmt.Errorf("%d pods, want %d", n, want)
+		}
+		return nil
+	})
+	return n, err
+}
+
+func podReady(p *corev1.Pod, digest string) error {
+	if p.DeletionTimestamp != nil {
+		return fmt.Errorf("pod %s is terminating", p.Name)
+	}
+	ready := false
+	for _, c := range p.Status.Conditions {
+		ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+	}
+	if !ready {
+		return fmt.Errorf("pod %s is not Ready (phase %s)", p.Name, p.Status.Phase)
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if !strings.HasSuffix(cs.ImageID, "@"+digest) {
+			return fmt.Errorf("pod %s container %s runs image %q, want digest %s", p.Name, cs.Name, cs.ImageID, digest)
+		}
+	}
+	return nil
+}
+
+// killPod takes one Ready pod of a component away: by eviction (which the
+// PodDisruptionBudget must allow) or by deletion without grace (a crash).
+func (e *e2e) killPod(ctx context.Context, component string, evict bool) (string, error) {
+	pods := &corev1.PodList{}
+	if err := e.c.List(ctx, pods, client.InNamespace(e.namespace), client.MatchingLabels{"app.kubernetes.io/component": component}); err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		if podReady(&p, e.digest) != nil {
+			continue
+		}
+		if evict {
+			ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
+			return p.Name, e.c.SubResource("eviction").Create(ctx, &p, ev)
+		}
+		return p.Name, e.c.Delete(ctx, &p, client.GracePeriodSeconds(0))
+	}
+	return "", fmt.Errorf("no Ready %s pod to kill", component)
+}

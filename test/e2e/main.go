@@ -1,0 +1,67 @@
+// Command e2e drives `make e2e` once hack/e2e has brought up a real node:
+// it installs the chart with the helm CLI, waits for every pod, verifies the
+// certificates with the kubectl plugin, storms the installed orchestrators
+// and webhook while deleting a pod of each, upgrades, uninstalls, and prints
+// one summary line. It exits non-zero when any step fails.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+func main() {
+	o := options{}
+	// Its own flag set: controller-runtime registers --kubeconfig on the global one.
+	flag := flag.NewFlagSet("e2e", flag.ExitOnError)
+	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the e2e cluster")
+	flag.StringVar(&o.helm, "helm", "helm", "helm CLI")
+	flag.StringVar(&o.plugin, "plugin", "kubectl-targetlock", "kubectl-targetlock binary")
+	flag.StringVar(&o.chart, "chart", "charts/targetlock", "chart to install")
+	flag.StringVar(&o.repository, "image-repository", "", "image repository loaded on the node")
+	flag.StringVar(&o.digest, "image-digest", "", "image manifest digest (sha256:...) the pods must run")
+	flag.StringVar(&o.namespace, "namespace", "targetlock-system", "release namespace")
+	flag.StringVar(&o.release, "release", "targetlock", "release name")
+	flag.IntVar(&o.objects, "objects", 10, "objects the storm targets")
+	flag.IntVar(&o.rrsPerObject, "rrs-per-object", 6, "RemediationRequests per object")
+	flag.IntVar(&o.directPerObject, "direct-per-object", 3, "direct WorkflowExecution CREATEs per object")
+	flag.DurationVar(&o.executorDelay, "executor-delay", 300*time.Millisecond, "how long the simulated executor keeps each WFE in Pending and in Running")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "limit for the whole run")
+	flag.BoolVar(&o.certManager, "cert-manager", true, "after the helm-mode install, also install in certs.mode=cert-manager (the issued Secret written as cert-manager would)")
+	flag.Int64Var(&o.started, "started", 0, "unix time the e2e began (for seconds=); default: now")
+	flag.StringVar(&o.certManagerCRDs, "cert-manager-crds", "", "folder of cert-manager's CRD manifests (for --cert-manager)")
+	_ = flag.Parse(os.Args[1:])
+	if o.kubeconfig == "" || o.repository == "" || o.digest == "" {
+		flag.Usage()
+		fmt.Fprintln(os.Stderr, "e2e: --kubeconfig, --image-repository and --image-digest are required")
+		os.Exit(2)
+	}
+	// The in-process executor and cainjector log errors only.
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	if o.started == 0 {
+		o.started = time.Now().Unix()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	err := run(ctx, o)
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	cancel()
+	stop()
+	if err != nil {
+		if timedOut {
+			err = fmt.Errorf("%w (--timeout %s)", err, o.timeout)
+		}
+		fmt.Fprintln(os.Stderr, "e2e: FAIL:", err)
+		os.Exit(1)
+	}
+}
