@@ -105,6 +105,9 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 				"--kubeconfig=" + c.Kubeconfig, "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
 				"--cert-dir=" + wio.LocalServingCertDir, "--lease-namespace=" + LeaseNamespace,
 				fmt.Sprintf("--identity=webhook-%d", i), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+				// Every process here runs as the admin user: it plays the
+				// orchestrator's ServiceAccount.
+				"--orchestrator-user=" + testenv.AdminUser,
 				"--health-probe-bind-address=0",
 			}, o.WebhookArgs...)
 			p := NewProcess(fmt.Sprintf("webhook-%d", i), filepath.Join(o.BinDir, "webhook"), dir, args...)

@@ -4,6 +4,7 @@ package kubeflags
 
 import (
 	"flag"
+	"strings"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -45,4 +46,17 @@ func (f *Flags) Config() (*rest.Config, error) {
 		cfg.QPS, cfg.Burst = float32(f.QPS), f.Burst
 	}
 	return cfg, nil
+}
+
+// StringList registers a comma-separated list flag.
+func StringList(fs *flag.FlagSet, p *[]string, name, usage string) {
+	fs.Func(name, usage, func(s string) error {
+		*p = nil
+		for _, item := range strings.Split(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				*p = append(*p, item)
+			}
+		}
+		return nil
+	})
 }

@@ -87,9 +87,13 @@ func (e *Env) Stop() error {
 	return e.Environment.Stop()
 }
 
+// AdminUser is the user of envtest's own client config and of the
+// kubeconfig Kubeconfig writes.
+const AdminUser = "admin"
+
 // Kubeconfig writes an admin kubeconfig for this control plane to path.
 func (e *Env) Kubeconfig(path string) error {
-	user, err := e.Environment.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	user, err := e.Environment.ControlPlane.AddUser(envtest.User{Name: AdminUser, Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return fmt.Errorf("adding admin user: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -30,6 +31,9 @@ const (
 	ReasonResourceBusy = "ResourceBusy" // a non-terminal WFE owns the target
 	ReasonClaimPending = "ClaimPending" // claimed by a WFE not stored (yet), within the grace period
 	ReasonContended    = "Contended"    // the Lease kept changing; retry
+
+	ReasonNotPermitted     = "NotPermitted"     // the requester may not name an object outside its namespace
+	ReasonTokenNotAccepted = "TokenNotAccepted" // a lock token from anyone but the orchestrator
 
 	ReasonInvalidObject = "InvalidObject" // the object cannot be decoded or lacks name/uid
 	ReasonInvalidTarget = "InvalidTarget" // spec.targetResource is malformed
@@ -61,7 +65,13 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		return v.errored(err)
 	}
 	v.target = key.String()
+	if d, ok := h.permitted(ctx, req, owner.Namespace, key, v); !ok {
+		return d
+	}
 	token := wfe.Annotations[v1alpha1.LockTokenAnnotation]
+	if token != "" && (h.trust.Orchestrator == "" || req.UserInfo.Username != h.trust.Orchestrator) {
+		return v.deny(ReasonTokenNotAccepted, "", "the %s annotation is accepted only from the orchestrator's ServiceAccount; remove it to create the WorkflowExecution directly", v1alpha1.LockTokenAnnotation)
+	}
 
 	checked := false
 	for range h.maxAttempts {
@@ -78,7 +88,8 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 				return v.errored(err)
 			}
 			if other != "" {
-				return v.deny(ReasonResourceBusy, other, "WorkflowExecution %s is still active for this target", other)
+				other = hideForeign(other, owner.Namespace)
+				return v.deny(ReasonResourceBusy, other, "%s is still active for this target", describe(other))
 			}
 			checked = true
 		}
@@ -136,13 +147,16 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 		if err != nil {
 			return v.errored(err), false
 		}
+		holder := hideForeign(st.Holder, owner.Namespace)
 		switch {
+		case w != nil && !w.Status.Phase.Terminal() && holder == anotherNamespace:
+			return v.deny(ReasonResourceBusy, holder, "%s owns the target", describe(holder)), false
 		case w != nil && !w.Status.Phase.Terminal():
-			return v.deny(ReasonResourceBusy, st.Holder, "WorkflowExecution %s owns the target (phase %s)", st.Holder, phaseOrPending(w.Status.Phase)), false
+			return v.deny(ReasonResourceBusy, holder, "%s owns the target (phase %s)", describe(holder), phaseOrPending(w.Status.Phase)), false
 		case token != "":
-			return v.deny(ReasonLockLost, st.Holder, "the WorkflowExecution's lock token does not hold the target: it is claimed by WorkflowExecution %s", st.Holder), false
+			return v.deny(ReasonLockLost, holder, "the WorkflowExecution's lock token does not hold the target: it is claimed by %s", describe(holder)), false
 		case w == nil && !st.Expired(now):
-			return v.deny(ReasonClaimPending, st.Holder, "WorkflowExecution %s claimed the target but is not stored (yet); the claim lapses if it never is", st.Holder), false
+			return v.deny(ReasonClaimPending, holder, "%s claimed the target but is not stored (yet); the claim lapses if it never is", describe(holder)), false
 		}
 		return verdict{}, true // the claimant ended, or never got stored: take over
 	}
@@ -205,14 +219,13 @@ func decode(raw []byte) (*v1alpha1.WorkflowExecution, error) {
 }
 
 // regarding is the object a denial's Event is about: the WFE's
-// RemediationRequest when it names one, else the WFE itself.
+// RemediationRequest when it names one in the WFE's own namespace, else the
+// WFE itself. The requester chooses the reference: an Event must never land
+// in a namespace other than the one the request was made in.
 func regarding(wfe *v1alpha1.WorkflowExecution, owner lease.Owner) objectRef {
-	if ref := wfe.Spec.RemediationRequestRef; ref != nil && ref.Name != "" {
-		ns := ref.Namespace
-		if ns == "" {
-			ns = owner.Namespace
-		}
-		return objectRef{kind: "RemediationRequest", namespace: ns, name: ref.Name}
+	if ref := wfe.Spec.RemediationRequestRef; ref != nil && ref.Name != "" && (ref.Namespace == "" || ref.Namespace == owner.Namespace) &&
+		len(validation.IsDNS1123Subdomain(ref.Name)) == 0 {
+		return objectRef{kind: "RemediationRequest", namespace: owner.Namespace, name: ref.Name}
 	}
 	return objectRef{kind: "WorkflowExecution", namespace: owner.Namespace, name: owner.Name, uid: owner.UID}
 }

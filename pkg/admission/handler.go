@@ -46,6 +46,11 @@ type Options struct {
 	// Clock must be the clock the Lock was built with: lock expiry and claim
 	// grace are judged against it. Default: the real clock.
 	Clock clock.PassiveClock
+	// Trust says who may name objects outside their own namespace, and
+	// whose lock tokens count.
+	Trust Trust
+	// Authorizer creates the SubjectAccessReviews of Trust.Verb.
+	Authorizer Creator
 	// MaxAttempts bounds re-reads after a lost compare-and-swap. Default
 	// DefaultMaxAttempts.
 	MaxAttempts int
@@ -56,6 +61,8 @@ type Options struct {
 type Handler struct {
 	lock        *lease.Lock
 	resolver    *target.Resolver
+	trust       Trust
+	authorizer  Creator
 	reader      client.Reader
 	recorder    EventRecorder
 	clock       clock.PassiveClock
@@ -78,6 +85,8 @@ func New(opts Options) (*Handler, error) {
 	return &Handler{
 		lock:        opts.Lock,
 		resolver:    opts.Resolver,
+		trust:       opts.Trust,
+		authorizer:  opts.Authorizer,
 		reader:      opts.Reader,
 		recorder:    opts.Recorder,
 		clock:       opts.Clock,

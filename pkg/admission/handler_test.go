@@ -14,6 +14,7 @@ import (
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,6 +37,10 @@ import (
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
 )
+
+// orchestratorUser makes the requests of the handler's unit tests: the one
+// requester trusted with lock tokens and any target.
+const orchestratorUser = "system:serviceaccount:targetlock-system:targetlock-orchestrator"
 
 // newFakeHandler returns a Handler on an in-memory client.
 func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Object) (*admission.Handler, client.Client) {
@@ -61,7 +66,8 @@ func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Obje
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := admission.New(admission.Options{Lock: lock, Resolver: targettest.Resolver(), Reader: c, Clock: clk})
+	h, err := admission.New(admission.Options{Lock: lock, Resolver: targettest.Resolver(), Reader: c, Clock: clk,
+		Trust: admission.Trust{Orchestrator: orchestratorUser}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -76,7 +82,7 @@ func request(op admissionv1.Operation, ns, name string, obj any) cradmission.Req
 		raw, _ = json.Marshal(obj)
 	}
 	return cradmission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID: types.UID("req-" + name), Operation: op, Namespace: ns, Name: name,
+		UID: types.UID("req-" + name), Operation: op, Namespace: ns, Name: name, UserInfo: authenticationv1.UserInfo{Username: orchestratorUser},
 		Resource: metav1.GroupVersionResource{Group: "kubernaut.ai", Version: "v1alpha1", Resource: "workflowexecutions"}, Object: runtime.RawExtension{Raw: raw},
 	}}
 }

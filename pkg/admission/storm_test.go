@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 )
@@ -100,7 +101,7 @@ func TestWebhookReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if replicas[i], err = admission.New(admission.Options{Lock: lock, Resolver: f.resolver, Reader: f.env.Client, Clock: f.clock}); err != nil {
+		if replicas[i], err = admission.New(admission.Options{Lock: lock, Resolver: f.resolver, Reader: f.env.Client, Clock: f.clock, Trust: admission.Trust{Orchestrator: testenv.AdminUser}}); err != nil {
 			t.Fatal(err)
 		}
 	}

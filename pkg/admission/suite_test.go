@@ -155,6 +155,7 @@ func (f *fixture) serve(ctx context.Context) error {
 	f.resolver = target.NewResolver(dc, nil)
 	f.handler, err = admission.New(admission.Options{
 		Lock: lock, Resolver: f.resolver, Reader: c, Clock: f.clock,
+		Trust:    admission.Trust{Orchestrator: testenv.AdminUser}, // the tests' client plays the orchestrator
 		Recorder: broadcaster.NewRecorder(f.env.Scheme, "targetlock-webhook").(admission.EventRecorder),
 	})
 	if err != nil {

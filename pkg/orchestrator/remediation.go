@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,7 +45,9 @@ type RemediationReconciler struct {
 	live     client.Reader // live reads that decide
 	lock     *lease.Lock
 	resolver *target.Resolver
-	engine   *routing.Engine
+	// trusted namespaces may hold requests for any object.
+	trusted []string
+	engine  *routing.Engine
 	// staleClaim reports a claim whose WFE has ended or vanished (Sweeper's rule).
 	staleClaim func(context.Context, lease.State) (bool, error)
 	recorder   events.EventRecorder
@@ -83,6 +86,15 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "InvalidTarget", err.Error())
 	case err != nil:
 		return reconcile.Result{}, err
+	}
+	if key.Namespace != rr.Namespace && !slices.Contains(r.trusted, rr.Namespace) && !slices.Contains(r.trusted, "*") {
+		where := "in namespace " + key.Namespace
+		if key.Namespace == "" {
+			where = "cluster-scoped"
+		}
+		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "TargetNotPermitted", fmt.Sprintf(
+			"a RemediationRequest in namespace %s may name only objects in namespace %s, and %s is %s; create it there, or ask an admin to trust this namespace (orchestrator --trusted-namespaces, chart value tenancy.trustedNamespaces)",
+			rr.Namespace, rr.Namespace, key, where))
 	}
 	// The request carries its object's identity, so that every replica and
 	// every check finds it by label however its target is spelled.

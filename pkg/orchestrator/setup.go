@@ -44,6 +44,11 @@ type Options struct {
 	// SweepInterval between sweeps of expired locks and stale claims. Default 30s.
 	SweepInterval time.Duration
 	Clock         clock.PassiveClock
+	// TrustedNamespaces may hold requests for objects in other namespaces
+	// and cluster-scoped ones ("*": every namespace); so may LeaseNamespace,
+	// the orchestrator's own. Requests elsewhere may name only objects in
+	// their own namespace.
+	TrustedNamespaces []string
 	// Resolver resolves targets; default: one reading the API's discovery.
 	Resolver *target.Resolver
 	// LeaseClient replaces the live client used for Leases (tests inject faults).
@@ -120,6 +125,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		live:       mgr.GetAPIReader(),
 		lock:       lock,
 		resolver:   resolver,
+		trusted:    append([]string{opts.LeaseNamespace}, opts.TrustedNamespaces...),
 		engine:     routing.NewEngine(mgr.GetAPIReader(), opts.Routing, opts.Clock),
 		recorder:   mgr.GetEventRecorder("targetlock-orchestrator"),
 		clock:      opts.Clock,

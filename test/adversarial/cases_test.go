@@ -23,6 +23,18 @@ import (
 	"github.com/targetlock/targetlock/pkg/routing"
 )
 
+// opsA and opsB are namespaces the orchestrators trust to name any object:
+// requests for Nodes come from there.
+const opsA, opsB = "adv-ops-a", "adv-ops-b"
+
+func namedNamespace(t *testing.T, name string) string {
+	t.Helper()
+	if err := api.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
 // deleteFrees are the delays from deleting the WFE that owns an object to
 // the next CREATE for it being admitted.
 var deleteFrees []time.Duration
@@ -207,8 +219,8 @@ var cases = []adversarialCase{
 		expectRefused(t, ns, "adversarial policy")
 	}},
 
-	{"RRs for one Node from two namespaces, spelled differently, run one at a time", func(t *testing.T) {
-		a, b := newNamespace(t, nil), newNamespace(t, nil)
+	{"RRs for one Node from two trusted namespaces, spelled differently, run one at a time", func(t *testing.T) {
+		a, b := namedNamespace(t, opsA), namedNamespace(t, opsB)
 		rrs := []*v1alpha1.RemediationRequest{
 			newRR(a, "n-0", "Node", "", "node-rr", "sig-0"),
 			newRR(b, "n-1", "node", b, "node-rr", "sig-1"),

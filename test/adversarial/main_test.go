@@ -73,7 +73,8 @@ func run(m *testing.M) (int, error) {
 	}
 	c, err = cluster.Start(ctx, cluster.Options{
 		Orchestrators: 2, Webhooks: 2, BinDir: filepath.Join(root, "bin"),
-		OrchestratorArgs: []string{"--recently-remediated-cooldown=1ms", "--backoff-base=10ms", "--backoff-max=50ms", "--sweep-interval=2s"},
+		OrchestratorArgs: []string{"--recently-remediated-cooldown=1ms", "--backoff-base=10ms", "--backoff-max=50ms", "--sweep-interval=2s",
+			"--trusted-namespaces=" + opsA + "," + opsB},
 	})
 	if c != nil {
 		defer func() { _ = c.Stop() }()

@@ -1,6 +1,7 @@
 package chart_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -227,4 +228,66 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// upgrade upgrades a release, as `helm upgrade` would.
+func upgrade(t *testing.T, name, ns string, vals map[string]any) error {
+	t.Helper()
+	cfg := new(action.Configuration)
+	if err := cfg.Init(kube.GetConfig(kubeconfig, "", ns), ns, "secret", t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := loader.Load(chartDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := action.NewUpgrade(cfg)
+	up.Namespace, up.Timeout = ns, 2*time.Minute
+	_, err = up.Run(name, ch, vals)
+	return err
+}
+
+// In helm mode the chart's CA and certificate are kept on upgrade while
+// more than 30 days remain, and re-issued when less do: an expired serving
+// certificate would fail every WFE CREATE closed.
+func TestHelmModeRenewsCertificatesBeforeExpiry(t *testing.T) {
+	mainInstall(t) // the CRDs
+	const ns, name = "renew-system", "renew"
+	vals := map[string]any{"certs": map[string]any{"mode": "helm"}, "crds": map[string]any{"install": false}}
+	if _, err := install(t, name, ns, vals); err != nil {
+		t.Fatalf("helm install: %v", err)
+	}
+	if err := makeInert(name + "-targetlock"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	secret := func() *corev1.Secret {
+		s := &corev1.Secret{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-targetlock-webhook-tls"}, s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := secret()
+	notAfter, err := time.Parse(time.RFC3339, first.Annotations["targetlock.io/not-after"])
+	if err != nil || notAfter.Before(time.Now().Add(300*24*time.Hour)) {
+		t.Fatalf("not-after annotation %q: %v", first.Annotations["targetlock.io/not-after"], err)
+	}
+	if err := upgrade(t, name, ns, vals); err != nil {
+		t.Fatalf("helm upgrade: %v", err)
+	}
+	if !bytes.Equal(secret().Data["ca.crt"], first.Data["ca.crt"]) {
+		t.Error("an upgrade with a year left re-issued the CA")
+	}
+	soon := secret()
+	soon.Annotations["targetlock.io/not-after"] = time.Now().Add(10 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	if err := env.Client.Update(ctx, soon); err != nil {
+		t.Fatal(err)
+	}
+	if err := upgrade(t, name, ns, vals); err != nil {
+		t.Fatalf("helm upgrade: %v", err)
+	}
+	if renewed := secret(); bytes.Equal(renewed.Data["ca.crt"], first.Data["ca.crt"]) || bytes.Equal(renewed.Data["tls.crt"], first.Data["tls.crt"]) {
+		t.Error("an upgrade with 10 days left kept the certificates")
+	}
 }

@@ -50,7 +50,7 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	defer cancel()
 	if _, err := install(t, "rbac", rbacNS, map[string]any{
 		"crds":  map[string]any{"install": false},
-		"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "none", "caBundle": "eA=="}},
+		"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "none", "caBundle": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1BPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="}},
 	}); err != nil {
 		t.Fatalf("helm install: %v", err)
 	}
@@ -203,7 +203,8 @@ func serveWebhook(ctx context.Context, t *testing.T, cfg *rest.Config, leaseNS s
 		t.Fatal(err)
 	}
 	resolver := target.NewResolver(dc, nil)
-	h, err := admission.New(admission.Options{Lock: l, Resolver: resolver, Reader: c, Recorder: mgr.GetEventRecorder("targetlock-webhook")})
+	h, err := admission.New(admission.Options{Lock: l, Resolver: resolver, Reader: c, Recorder: mgr.GetEventRecorder("targetlock-webhook"),
+		Trust: admission.Trust{Orchestrator: admission.ServiceAccountUser(rbacNS, "rbac-targetlock-orchestrator")}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,13 +36,19 @@ func chartDir(t testing.TB) string {
 // render templates the chart as `helm template` would and returns its objects.
 func render(t testing.TB, vals map[string]any) ([]*unstructured.Unstructured, error) {
 	t.Helper()
+	return renderIn(t, releaseNS, vals)
+}
+
+// renderIn renders the chart as `helm template -n ns` would.
+func renderIn(t testing.TB, ns string, vals map[string]any) ([]*unstructured.Unstructured, error) {
+	t.Helper()
 	ch, err := loader.Load(chartDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	inst := action.NewInstall(&action.Configuration{})
 	inst.ClientOnly, inst.DryRun, inst.IncludeCRDs = true, true, true
-	inst.ReleaseName, inst.Namespace = "tl", releaseNS
+	inst.ReleaseName, inst.Namespace = "tl", ns
 	inst.KubeVersion = kubeVersion
 	rel, err := inst.Run(ch, vals)
 	if err != nil {
@@ -311,6 +317,8 @@ func TestManualModeAndBadValues(t *testing.T) {
 	for name, vals := range map[string]map[string]any{
 		"manual without a secret": {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"caBundle": "eA=="}}},
 		"manual without a bundle": {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "x"}}},
+		"manual bundle not PEM":   {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "x", "caBundle": "eA=="}}},
+		"trusted namespace typo":  {"tenancy": map[string]any{"trustedNamespaces": []any{"Team A"}}},
 		"unknown certs mode":      {"certs": map[string]any{"mode": "vault"}},
 		"timeout beyond 30s":      {"webhook": map[string]any{"timeoutSeconds": 60}},
 		"failure policy misspelt": {"webhook": map[string]any{"failurePolicy": "fail"}},
@@ -320,6 +328,47 @@ func TestManualModeAndBadValues(t *testing.T) {
 		if _, err := render(t, vals); err == nil {
 			t.Errorf("%s: rendered without an error", name)
 		}
+	}
+}
+
+// Installed where the control plane keeps its own Leases, the chart's Role
+// could update and delete them: it refuses, saying where to install.
+func TestRefusesControlPlaneNamespaces(t *testing.T) {
+	for _, ns := range []string{"kube-system", "default", "kube-node-lease", "kube-public"} {
+		_, err := renderIn(t, ns, nil)
+		if err == nil || !strings.Contains(err.Error(), "refusing to install into namespace \""+ns+"\"") || !strings.Contains(err.Error(), "targetlock-system") {
+			t.Errorf("-n %s: %v; want a refusal naming a namespace to use", ns, err)
+		}
+	}
+}
+
+// Who may claim what reaches both components; only the webhook checks
+// tokens, against the orchestrator's ServiceAccount; SubjectAccessReviews
+// are granted only when the chart uses them.
+func TestTenancyFlags(t *testing.T) {
+	orchUser := "--orchestrator-user=system:serviceaccount:" + releaseNS + ":tl-targetlock-orchestrator"
+	objs := mustRender(t, nil)
+	hook := toYAML(t, find(objs, "Deployment", "tl-targetlock-webhook").Object)
+	if !strings.Contains(hook, orchUser) || strings.Contains(hook, "--trusted-") || strings.Contains(hook, "--authorize-verb") {
+		t.Errorf("default webhook args:\n%s", hook)
+	}
+	if strings.Contains(toYAML(t, find(objs, "ClusterRole", "tl-targetlock-webhook").Object), "subjectaccessreviews") {
+		t.Error("the webhook may create SubjectAccessReviews without tenancy.authorizeVerb")
+	}
+	objs = mustRender(t, map[string]any{"tenancy": map[string]any{
+		"trustedNamespaces": []any{"ops", "monitoring"}, "trustedServiceAccounts": []any{"ci/deployer"}, "authorizeVerb": "patch"}})
+	hook = toYAML(t, find(objs, "Deployment", "tl-targetlock-webhook").Object)
+	orch := toYAML(t, find(objs, "Deployment", "tl-targetlock-orchestrator").Object)
+	for _, want := range []string{"--trusted-namespaces=ops,monitoring", "--trusted-service-accounts=ci/deployer", "--authorize-verb=patch", orchUser} {
+		if !strings.Contains(hook, want) {
+			t.Errorf("webhook args lack %s", want)
+		}
+	}
+	if !strings.Contains(orch, "--trusted-namespaces=ops,monitoring") {
+		t.Error("orchestrator args lack --trusted-namespaces")
+	}
+	if !strings.Contains(toYAML(t, find(objs, "ClusterRole", "tl-targetlock-webhook").Object), "subjectaccessreviews") {
+		t.Error("tenancy.authorizeVerb without the RBAC to create SubjectAccessReviews")
 	}
 }
 

@@ -42,6 +42,7 @@ type serveConfig struct {
 	leaseDuration time.Duration
 	claimGrace    time.Duration
 	maxAttempts   int
+	trust         admission.Trust
 	zap           zap.Options
 }
 
@@ -82,6 +83,10 @@ Flags:
 	fs.DurationVar(&c.leaseDuration, "lease-duration", lease.DefaultDuration, "the orchestrator's lock duration; must match the orchestrator's (a lock's expiry is read from its Lease)")
 	fs.DurationVar(&c.claimGrace, "claim-grace", lease.DefaultClaimGrace, "how long a claim stands for a WorkflowExecution that cannot be found (an admitted CREATE not stored yet); at least the API server's webhook timeout; must match the orchestrator's")
 	fs.IntVar(&c.maxAttempts, "max-attempts", admission.DefaultMaxAttempts, "attempts per CREATE when the target's Lease changes under the webhook; then the CREATE is denied as retryable")
+	fs.StringVar(&c.trust.Orchestrator, "orchestrator-user", "", "username of the orchestrator's ServiceAccount (system:serviceaccount:<ns>:<name>): the only requester whose lock tokens are accepted, and trusted to name any object; empty: no lock token is accepted")
+	kubeflags.StringList(fs, &c.trust.Namespaces, "trusted-namespaces", "comma-separated namespaces whose WorkflowExecutions may name objects in other namespaces and cluster-scoped ones (\"*\": every namespace, for single-tenant clusters); by default a WorkflowExecution may name only objects in its own namespace")
+	kubeflags.StringList(fs, &c.trust.ServiceAccounts, "trusted-service-accounts", "comma-separated ServiceAccounts (namespace/name) trusted to name any object")
+	fs.StringVar(&c.trust.Verb, "authorize-verb", "", "if set (e.g. patch), anyone else may name an object they are allowed this verb on, by a SubjectAccessReview (needs RBAC to create subjectaccessreviews)")
 	c.zap.Development = false // JSON logs
 	c.zap.BindFlags(fs)
 	return fs, c
@@ -163,6 +168,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	resolver := target.NewResolver(dc, clk)
 	h, err := admission.New(admission.Options{
 		Lock: lock, Resolver: resolver, Reader: live, Clock: clk, MaxAttempts: c.maxAttempts,
+		Trust: c.trust, Authorizer: live,
 		Recorder: mgr.GetEventRecorder(ControllerName),
 	})
 	if err != nil {
