@@ -27,6 +27,8 @@ const (
 	EventAnnotationPrefix = "targetlock.io/"
 	// EventAction is the action of every denial Event.
 	EventAction = "AdmitWorkflowExecution"
+	// ReportingController reports every denial Event.
+	ReportingController = "targetlock-webhook"
 )
 
 // CauseType marks the status cause that carries the reason of a denial.

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"github.com/targetlock/targetlock/pkg/admission"
 	"io"
 	"strings"
 
@@ -17,7 +18,7 @@ import (
 )
 
 // ControllerName reports the webhook's Events (their reportingController).
-const ControllerName = "targetlock-webhook"
+const ControllerName = admission.ReportingController
 
 // Run runs the subcommand args name: `denials`, or by default the server.
 // out receives command output (tables, JSON, help); errOut, diagnostics.

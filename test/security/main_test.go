@@ -1,0 +1,262 @@
+// Package security makes requests as tenants — impersonated users with RBAC
+// only in their own namespace — against a real API server that calls the
+// webhook over TLS, with an orchestrator running as its ServiceAccount. It
+// proves who may claim what: cross-namespace and cluster-scoped claims
+// refused unless trusted, the lock token worthless to anyone but the
+// orchestrator and never shown, Events kept in the requester's namespace,
+// and the denial listing immune to forged Events. It ends with one line:
+//
+//	security: cases=N passed=N
+package security_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// The cast, known by construction.
+const (
+	installNS  = "targetlock-system"
+	orchSA     = "targetlock-orchestrator"
+	tenantA    = "tenant-a" // alice
+	tenantB    = "tenant-b" // bob
+	tenantC    = "tenant-c" // carol, who may patch Deployments in tenant-b
+	opsNS      = "ops"      // trusted namespace (opsuser)
+	ciNS       = "ci"       // ci/deployer: trusted ServiceAccount
+	authorVerb = "patch"
+)
+
+var (
+	env       *testenv.Env
+	orchUser  = admission.ServiceAccountUser(installNS, orchSA)
+	trustedSA = admission.ServiceAccountUser(ciNS, "deployer")
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "security:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return 1, err
+	}
+	if env, err = testenv.Start(testenv.Options{Webhooks: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}}}); err != nil {
+		return 1, err
+	}
+	defer func() { _ = env.Stop() }()
+	if err := setupRBAC(ctx); err != nil {
+		return 1, err
+	}
+	if err := serveWebhook(ctx); err != nil {
+		return 1, err
+	}
+	if err := runOrchestrator(ctx); err != nil {
+		return 1, err
+	}
+	return m.Run(), nil
+}
+
+// as returns a client acting as user (with groups).
+func as(user string, groups ...string) client.Client {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: append(groups, "system:authenticated")}
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func setupRBAC(ctx context.Context) error {
+	c := env.Client
+	var objs []client.Object
+	for _, ns := range []string{installNS, tenantA, tenantB, tenantC, opsNS, ciNS} {
+		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
+	tenantRules := []rbacv1.PolicyRule{
+		{APIGroups: []string{"kubernaut.ai"}, Resources: []string{"workflowexecutions", "remediationrequests"}, Verbs: []string{"create", "get", "list", "watch"}},
+		{APIGroups: []string{"events.k8s.io", ""}, Resources: []string{"events"}, Verbs: []string{"create", "get", "list"}},
+	}
+	grant := func(ns, name string, rules []rbacv1.PolicyRule, subject rbacv1.Subject) {
+		objs = append(objs,
+			&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: rules},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Subjects: []rbacv1.Subject{subject},
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}})
+	}
+	user := func(n string) rbacv1.Subject { return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n} }
+	grant(tenantA, "tenant", tenantRules, user("alice"))
+	grant(tenantB, "tenant", tenantRules, user("bob"))
+	grant(tenantC, "tenant", tenantRules, user("carol"))
+	grant(opsNS, "tenant", tenantRules, user("opsuser"))
+	grant(ciNS, "tenant", tenantRules, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ciNS, Name: "deployer"})
+	grant(tenantB, "carol-patches-deployments", []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{authorVerb}}}, user("carol"))
+	// The orchestrator: trusted; here simply a cluster admin.
+	objs = append(objs, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "targetlock-orchestrator"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: installNS, Name: orchSA}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"}})
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// serveWebhook serves both webhooks where envtest registered them, with the
+// chart's default trust plus a trusted namespace, a trusted ServiceAccount
+// and a SubjectAccessReview verb.
+func serveWebhook(ctx context.Context) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(env.Config)
+	if err != nil {
+		return err
+	}
+	resolver := target.NewResolver(dc, nil)
+	lock, err := lease.New(env.Client, lease.Options{Namespace: installNS, Identity: "webhook-0"})
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return err
+	}
+	h, err := admission.New(admission.Options{
+		Lock: lock, Resolver: resolver, Reader: env.Client, Authorizer: env.Client,
+		Recorder: mgr.GetEventRecorder(admission.ReportingController),
+		Trust:    admission.Trust{Orchestrator: orchUser, Namespaces: []string{opsNS}, ServiceAccounts: []string{ciNS + "/deployer"}, Verb: authorVerb},
+	})
+	if err != nil {
+		return err
+	}
+	wo := env.Environment.WebhookInstallOptions
+	srv := webhook.NewServer(webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
+	srv.Register(admission.Path, &cradmission.Webhook{Handler: h})
+	srv.Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(resolver)})
+	if err := mgr.Add(srv); err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return srv.StartedChecker()(nil) == nil, nil
+	})
+}
+
+// runOrchestrator runs one replica as the orchestrator's ServiceAccount,
+// trusting the ops namespace.
+func runOrchestrator(ctx context.Context) error {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: orchUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, Cache: orchestrator.CacheOptions(installNS),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return err
+	}
+	if err := orchestrator.Setup(ctx, mgr, orchestrator.Options{LeaseNamespace: installNS, Identity: "orchestrator-0", TrustedNamespaces: []string{opsNS}}); err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	return nil
+}
+
+// TestSecurity runs every case and prints the summary line.
+func TestSecurity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a control plane")
+	}
+	passed := 0
+	for _, tc := range cases {
+		if t.Run(tc.name, tc.run) {
+			passed++
+		}
+	}
+	fmt.Printf("security: cases=%d passed=%d\n", len(cases), passed)
+}
+
+type securityCase struct {
+	name string
+	run  func(t *testing.T)
+}
+
+func newWFE(ns, name, tgt string) *v1alpha1.WorkflowExecution {
+	return &v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: tgt, WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}},
+	}
+}
+
+// refusal is the webhook's reason for refusing err's CREATE, or "".
+func refusal(err error) string {
+	const marker = "denied the request: "
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	i := strings.Index(msg, marker)
+	if i < 0 {
+		return "not by the webhook: " + msg
+	}
+	reason, _, _ := strings.Cut(msg[i+len(marker):], ":")
+	return reason
+}
+
+func mustCreate(t *testing.T, c client.Client, o client.Object) {
+	t.Helper()
+	if err := c.Create(context.Background(), o); err != nil {
+		t.Fatalf("creating %s/%s: %v", o.GetNamespace(), o.GetName(), err)
+	}
+}
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	var last error
+	if err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		last = f()
+		return last == nil, nil
+	}); err != nil {
+		t.Fatalf("after %s: %v", timeout, last)
+	}
+}
+
+func isForbidden(err error) bool {
+	var st apierrors.APIStatus
+	return errors.As(err, &st) && st.Status().Code == 403
+}
