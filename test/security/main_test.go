@@ -123,7 +123,9 @@ func setupRBAC(ctx context.Context) error {
 			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Subjects: []rbacv1.Subject{subject},
 				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}})
 	}
-	user := func(n string) rbacv1.Subject { return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n} }
+	user := func(n string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n}
+	}
 	grant(tenantA, "tenant", tenantRules, user("alice"))
 	grant(tenantB, "tenant", tenantRules, user("bob"))
 	grant(tenantC, "tenant", tenantRules, user("carol"))
