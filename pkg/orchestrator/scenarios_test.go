@@ -227,6 +227,7 @@ var _ = Describe("orchestrator scenarios", func() {
 
 	It("finds a request's peers in every namespace, however the target is spelled", func() {
 		other := newNamespace(ctx)
+		opts.TrustedNamespaces = []string{other} // its requests may name objects elsewhere
 		startReplica(ctx, "replica-0", opts)
 		Expect(env.Client.Create(ctx, newRR(ns, "alert-1", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "alert-1")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))

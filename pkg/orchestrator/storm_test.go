@@ -31,7 +31,14 @@ var _ = Describe("orchestrator storm", func() {
 		Expect(err).NotTo(HaveOccurred())
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		DeferCleanup(stopWatch)
-		watcher, err := invariant.Watch(watchCtx, wc, invariant.ByName)
+		// Its objects are the Deployments app-<n> in ns, known by construction;
+		// other specs' WFEs (other namespaces) are not its business.
+		watcher, err := invariant.Watch(watchCtx, wc, func(w *v1alpha1.WorkflowExecution) string {
+			if w.Namespace != ns {
+				return ""
+			}
+			return invariant.ByName(w)
+		})
 		Expect(err).NotTo(HaveOccurred())
 
 		for i := range replicas {
