@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -143,7 +141,7 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 		if st.ClaimedBy(owner.UID) {
 			return verdict{}, true
 		}
-		w, err := h.claimant(ctx, st)
+		w, err := lease.Claimant(ctx, h.reader, st)
 		if err != nil {
 			return v.errored(err), false
 		}
@@ -155,7 +153,7 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 			return v.deny(ReasonResourceBusy, holder, "%s owns the target (phase %s)", describe(holder), phaseOrPending(w.Status.Phase)), false
 		case token != "":
 			return v.deny(ReasonLockLost, holder, "the WorkflowExecution's lock token does not hold the target: it is claimed by %s", describe(holder)), false
-		case w == nil && !st.Expired(now):
+		case !st.Stale(w, now):
 			return v.deny(ReasonClaimPending, holder, "%s claimed the target but is not stored (yet); the claim lapses if it never is", describe(holder)), false
 		}
 		return verdict{}, true // the claimant ended, or never got stored: take over
@@ -167,26 +165,6 @@ func phaseOrPending(p v1alpha1.WorkflowExecutionPhase) v1alpha1.WorkflowExecutio
 		return v1alpha1.WorkflowExecutionPending
 	}
 	return p
-}
-
-// claimant reads the WFE that claimed st live; nil means it does not exist
-// (never stored, deleted, or replaced by another object of the same name).
-func (h *Handler) claimant(ctx context.Context, st lease.State) (*v1alpha1.WorkflowExecution, error) {
-	ns, name, ok := strings.Cut(st.Holder, "/")
-	if !ok || ns == "" || name == "" {
-		return nil, nil
-	}
-	w := &v1alpha1.WorkflowExecution{}
-	switch err := h.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, w); {
-	case apierrors.IsNotFound(err):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("reading claimant WorkflowExecution %s: %w", st.Holder, err)
-	}
-	if st.ClaimUID != "" && w.UID != st.ClaimUID {
-		return nil, nil
-	}
-	return w, nil
 }
 
 // activeOther returns "namespace/name" of a non-terminal WFE of the same

@@ -22,8 +22,9 @@
 // skew up to ~15s keeps the grace longer than any admitted CREATE takes to be
 // stored; the live list of active WorkflowExecutions backs it up.
 //
-// What is NOT guaranteed: exclusion between different spellings of one target
-// rests on the Lease alone (the list matches the string as written), and a
-// claimant deleted while active keeps its target claimed until the grace
-// period ends, unless the orchestrator releases the claim first.
+// What is NOT guaranteed: a claimant deleted while active keeps its target
+// claimed until the grace period ends unless an orchestrator runs (it
+// releases the claim of a deleted WFE at once), and a CREATE refused after
+// this webhook admitted it leaves its claim until the grace ends unless it
+// was the orchestrator's (which releases it on the refusal).
 package admission

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
@@ -115,4 +117,31 @@ func (f *fixture) holder(t *testing.T) string {
 		return ""
 	}
 	return *l.Spec.HolderIdentity
+}
+
+// One rule for every judge of a claim: ended, or missing past the grace.
+func TestStale(t *testing.T) {
+	now := t0
+	st := State{Phase: Claimed, Holder: "demo/w", ClaimUID: "u", Expires: now.Add(time.Second)}
+	running := &v1alpha1.WorkflowExecution{Status: v1alpha1.WorkflowExecutionStatus{Phase: v1alpha1.WorkflowExecutionRunning}}
+	done := &v1alpha1.WorkflowExecution{Status: v1alpha1.WorkflowExecutionStatus{Phase: v1alpha1.WorkflowExecutionCompleted}}
+	for _, tc := range []struct {
+		w     *v1alpha1.WorkflowExecution
+		at    time.Time
+		stale bool
+	}{
+		{running, now.Add(time.Hour), false},
+		{done, now, true},
+		{nil, now, false},
+		{nil, now.Add(time.Second), true},
+	} {
+		if got := st.Stale(tc.w, tc.at); got != tc.stale {
+			t.Errorf("Stale(%v at %s) = %v, want %v", tc.w, tc.at, got, tc.stale)
+		}
+	}
+	for holder, ok := range map[string]bool{"demo/w": true, "w": false, "/w": false, "demo/": false} {
+		if _, got := ParseOwner(holder); got != ok {
+			t.Errorf("ParseOwner(%q) ok = %v", holder, got)
+		}
+	}
 }

@@ -2,16 +2,13 @@ package orchestrator
 
 import (
 	"context"
-	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
 )
 
@@ -47,27 +44,12 @@ func (s *Sweeper) Sweep(ctx context.Context) int {
 	return n
 }
 
-// staleClaim: the claiming WFE has ended, or it is gone (or replaced) and
-// the claim's grace for a CREATE in flight has passed.
+// staleClaim reports a claim whose WFE has ended, or is gone (or replaced)
+// past the grace for a CREATE in flight: lease.State.Stale's rule.
 func (s *Sweeper) staleClaim(ctx context.Context, st lease.State) (bool, error) {
-	ns, name, ok := cutHolder(st.Holder)
-	if !ok {
-		return st.Expired(s.clock.Now()), nil
-	}
-	wfe := &v1alpha1.WorkflowExecution{}
-	switch err := s.live.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wfe); {
-	case apierrors.IsNotFound(err):
-		return st.Expired(s.clock.Now()), nil
-	case err != nil:
+	w, err := lease.Claimant(ctx, s.live, st)
+	if err != nil {
 		return false, err
-	case wfe.UID != st.ClaimUID:
-		return st.Expired(s.clock.Now()), nil
-	default:
-		return wfe.Status.Phase.Terminal(), nil
 	}
-}
-
-func cutHolder(holder string) (ns, name string, ok bool) {
-	ns, name, ok = strings.Cut(holder, "/")
-	return ns, name, ok && ns != "" && name != ""
+	return st.Stale(w, s.clock.Now()), nil
 }

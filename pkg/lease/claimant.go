@@ -1,0 +1,51 @@
+package lease
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+)
+
+// ParseOwner reads a claim's holder, "namespace/name" of its WFE.
+func ParseOwner(holder string) (Owner, bool) {
+	ns, name, ok := strings.Cut(holder, "/")
+	return Owner{Namespace: ns, Name: name}, ok && ns != "" && name != ""
+}
+
+// Claimant reads live the WorkflowExecution that made the claim st. It
+// returns nil when that WFE does not exist: never stored (yet), deleted, or
+// replaced by another object of the same name (a different UID).
+func Claimant(ctx context.Context, r client.Reader, st State) (*v1alpha1.WorkflowExecution, error) {
+	owner, ok := ParseOwner(st.Holder)
+	if !ok {
+		return nil, nil
+	}
+	w := &v1alpha1.WorkflowExecution{}
+	switch err := r.Get(ctx, client.ObjectKey{Namespace: owner.Namespace, Name: owner.Name}, w); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading claimant WorkflowExecution %s: %w", st.Holder, err)
+	}
+	if st.ClaimUID != "" && w.UID != st.ClaimUID {
+		return nil, nil
+	}
+	return w, nil
+}
+
+// Stale reports whether the claim st no longer holds its target at now:
+// its WFE w (from Claimant) has ended, or is missing and the grace for a
+// CREATE in flight has passed. The webhook and the orchestrator both judge
+// claims by this one rule.
+func (s State) Stale(w *v1alpha1.WorkflowExecution, now time.Time) bool {
+	if w == nil {
+		return s.Expired(now)
+	}
+	return w.Status.Phase.Terminal()
+}
