@@ -17,6 +17,7 @@ func TestCRDs(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
+	testenv.SkipShort(GinkgoT())
 	var err error
 	env, err = testenv.Start(testenv.Options{})
 	Expect(err).NotTo(HaveOccurred())

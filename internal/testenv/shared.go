@@ -18,13 +18,27 @@ var (
 func Shared(tb interface {
 	Helper()
 	Fatalf(format string, args ...any)
+	Skip(args ...any)
 }) *Env {
 	tb.Helper()
+	SkipShort(tb)
 	sharedOnce.Do(func() { shared, sharedErr = Start(Options{}) })
 	if sharedErr != nil {
 		tb.Fatalf("starting the control plane: %v", sharedErr)
 	}
 	return shared
+}
+
+// SkipShort skips a test that needs a control plane under go test -short,
+// so that the unit tests run on a machine without bin/.
+func SkipShort(tb interface {
+	Helper()
+	Skip(args ...any)
+}) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs a control plane (kube-apiserver and etcd); skipped with -short")
+	}
 }
 
 // StopShared stops the shared control plane, if one was started.

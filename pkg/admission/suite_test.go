@@ -74,6 +74,7 @@ func TestMain(m *testing.M) {
 
 func getFixture(t testing.TB) *fixture {
 	t.Helper()
+	testenv.SkipShort(t)
 	fixtureOnce.Do(func() { shared, sharedErr = startFixture() })
 	if sharedErr != nil {
 		t.Fatalf("starting the control plane with the webhook: %v", sharedErr)

@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 // by the RBAC test.
 func apiServer(t *testing.T) *testenv.Env {
 	t.Helper()
+	testenv.SkipShort(t)
 	envOnce.Do(func() {
 		var dir string
 		if dir, envErr = moduleDir("github.com/cert-manager/cert-manager"); envErr != nil {

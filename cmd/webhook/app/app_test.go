@@ -74,6 +74,7 @@ func TestMain(m *testing.M) {
 
 func getServer(t *testing.T) *server {
 	t.Helper()
+	testenv.SkipShort(t)
 	once.Do(func() { shared, initErr = start() })
 	if initErr != nil {
 		t.Fatalf("starting: %v", initErr)
