@@ -89,6 +89,12 @@ func run(ctx context.Context, o options) error {
 	if _, err := e.waitPodsReady(ctx, 5); err != nil {
 		return fmt.Errorf("after the storm: %w", err)
 	}
+	if err := e.scrape(ctx, "orchestrator", `targetlock_locks{state="Claimed"}`, "targetlock_orchestrator_workflowexecutions_created_total"); err != nil {
+		return err
+	}
+	if err := e.scrape(ctx, "webhook", "targetlock_webhook_admissions_total", "targetlock_webhook_admission_duration_seconds_bucket"); err != nil {
+		return err
+	}
 	if err := e.plugin(ctx, "locks", "-A"); err != nil {
 		return fmt.Errorf("locks: %w", err)
 	}
