@@ -15,12 +15,12 @@ SERVICE_CIDR=10.96.0.0/16
 API_PORT=16443
 
 T0=$(date +%s%N)
-say() { local ms=$((($(date +%s%N) - T0) / 1000000)); printf 'e2e node: %3d.%01ds %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"; }
+say() { local ms=$((($(date +%s%N) - T0) / 1000000)); printf -- '--- node %3d.%01ds %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"; }
 # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
 wait_for() {
   local deadline=$(($(date +%s) + $1)) what=$2; shift 2
   until "$@" >/dev/null 2>&1; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then echo "e2e node: timed out waiting for $what" >&2; return 1; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then echo "--- node: timed out waiting for $what" >&2; return 1; fi
     sleep 0.3
   done
 }

@@ -134,4 +134,4 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-func step(msg string) { fmt.Printf("e2e: %s %s\n", time.Now().Format("15:04:05"), msg) }
+func step(msg string) { fmt.Printf("--- %s %s\n", time.Now().Format("15:04:05"), msg) }
