@@ -67,8 +67,11 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func(con
 		last = cond(ctx)
 		return last == nil, nil
 	})
+	if err != nil && last != nil {
+		return fmt.Errorf("waiting for %s: %w (last: %w)", what, err, last)
+	}
 	if err != nil {
-		return fmt.Errorf("waiting for %s: %w (last: %v)", what, err, last)
+		return fmt.Errorf("waiting for %s: %w", what, err)
 	}
 	return nil
 }
