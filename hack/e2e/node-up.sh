@@ -14,13 +14,13 @@ POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
 API_PORT=16443
 
-T0=$(date +%s.%N)
-say() { printf 'e2e node: %5.1fs %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
+T0=$(date +%s%N)
+say() { local ms=$((($(date +%s%N) - T0) / 1000000)); printf -- '--- node %3d.%01ds %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"; }
 # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
 wait_for() {
   local deadline=$(($(date +%s) + $1)) what=$2; shift 2
   until "$@" >/dev/null 2>&1; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then echo "e2e node: timed out waiting for $what" >&2; return 1; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then echo "--- node: timed out waiting for $what" >&2; return 1; fi
     sleep 0.3
   done
 }
@@ -47,7 +47,7 @@ printf "subjectAltName=IP:127.0.0.1,IP:%s,IP:10.96.0.1,DNS:localhost,DNS:kuberne
 openssl x509 -req -in "$P/apiserver.csr" -CA "$P/ca.crt" -CAkey "$P/ca.key" -CAcreateserial -out "$P/apiserver.crt" -days 2 -extfile "$P/ext.cnf" 2>/dev/null
 openssl genrsa -out "$P/sa.key" 2048 2>/dev/null
 openssl rsa -in "$P/sa.key" -pubout -out "$P/sa.pub" 2>/dev/null
-TOKEN=$(head -c 16 /dev/urandom | xxd -p)
+TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "$TOKEN,admin,admin,system:masters" > "$P/tokens.csv"
 chmod 600 "$P"/*.key "$P/tokens.csv"
 

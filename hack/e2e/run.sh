@@ -27,11 +27,11 @@ cleanup() {
   hack/e2e/node-down.sh
   hack/e2e/verify-host.sh || rc=1
   if [ ${#INSTALLED[@]} -gt 0 ] && [ -z "${E2E_KEEP_PACKAGES:-}" ]; then
-    echo "e2e: removing the packages it installed: ${INSTALLED[*]}"
+    echo "--- removing the packages it installed: ${INSTALLED[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "${INSTALLED[@]}" >/dev/null || rc=1
   fi
   rm -rf "$RUN"
-  echo "e2e: logs in $ARTIFACTS"
+  echo "--- logs in $ARTIFACTS"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -45,7 +45,7 @@ command -v iptables >/dev/null || need+=(iptables)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   dpkg-query -W -f '${Package}\n' | sort > "$RUN/packages.before"
-  echo "e2e: installing ${need[*]}"
+  echo "--- installing ${need[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   mapfile -t INSTALLED < <(dpkg-query -W -f '${Package}\n' | sort | comm -13 "$RUN/packages.before" -)

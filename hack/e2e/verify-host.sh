@@ -24,6 +24,6 @@ snapshot() {
 if [ "${1:-}" = --record ]; then snapshot > "$RUN/host.before"; exit 0; fi
 [ -f "$RUN/host.before" ] || exit 0
 if ! diff -u "$RUN/host.before" <(snapshot) > "$RUN/host.diff"; then
-  echo "e2e: the host was not restored:" >&2; cat "$RUN/host.diff" >&2; exit 1
+  echo "--- the host was not restored:" >&2; cat "$RUN/host.diff" >&2; exit 1
 fi
-echo "e2e: host restored (links, routes, iptables, sysctls, mounts)"
+echo "--- host restored (links, routes, iptables, sysctls, mounts)"

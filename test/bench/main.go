@@ -1,4 +1,4 @@
-// Command bench measures targetlock on one machine (issue 7): lock overhead,
+// Command bench measures targetlock on one machine: lock overhead,
 // handoff, admission, throughput and cost, and safety under faults. It runs
 // a real control plane (etcd + kube-apiserver built by `make tools`), the
 // webhook and orchestrator binaries (`make build`) and, where a fault or a

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
 
@@ -73,4 +74,39 @@ func or(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// A stopping webhook pod keeps serving while its endpoint is removed: without
+// this the API server's in-flight calls to it fail (seen on a real node).
+func TestWebhookDrainsBeforeStopping(t *testing.T) {
+	dep := find(mustRender(t, nil), "Deployment", "tl-targetlock-webhook")
+	if dep == nil {
+		t.Fatal("no webhook Deployment")
+	}
+	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	c, _ := containers[0].(map[string]any)
+	secs, found := number(c, "lifecycle", "preStop", "sleep", "seconds")
+	if !found || secs != 5 {
+		t.Errorf("webhook preStop sleep = %v (found %v), want 5", secs, found)
+	}
+	if grace, found := number(dep.Object, "spec", "template", "spec", "terminationGracePeriodSeconds"); found && grace <= secs {
+		t.Errorf("terminationGracePeriodSeconds %v leaves no time after the preStop sleep", grace)
+	}
+	dep = find(mustRender(t, map[string]any{"webhook": map[string]any{"preStopSleepSeconds": 0}}), "Deployment", "tl-targetlock-webhook")
+	containers, _, _ = unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	if c, _ := containers[0].(map[string]any); c["lifecycle"] != nil {
+		t.Errorf("preStopSleepSeconds=0 still renders a lifecycle: %v", c["lifecycle"])
+	}
+}
+
+// number reads a rendered number (YAML decodes it as float64).
+func number(obj map[string]any, fields ...string) (float64, bool) {
+	v, found, _ := unstructured.NestedFieldNoCopy(obj, fields...)
+	switch n := v.(type) {
+	case float64:
+		return n, found
+	case int64:
+		return float64(n), found
+	}
+	return 0, false
 }

@@ -13,6 +13,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -66,8 +67,11 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func(con
 		last = cond(ctx)
 		return last == nil, nil
 	})
+	if err != nil && last != nil {
+		return fmt.Errorf("waiting for %s: %w (last: %w)", what, err, last)
+	}
 	if err != nil {
-		return fmt.Errorf("waiting for %s: %w (last: %v)", what, err, last)
+		return fmt.Errorf("waiting for %s: %w", what, err)
 	}
 	return nil
 }
@@ -133,4 +137,36 @@ func (e *e2e) killPod(ctx context.Context, component string, evict bool) (string
 		return p.Name, e.c.Delete(ctx, &p, client.GracePeriodSeconds(0))
 	}
 	return "", fmt.Errorf("no Ready %s pod to kill", component)
+}
+
+// scrape reads /metrics of every Ready pod of a component through the API
+// server's pod proxy and checks that each named metric is exported by one
+// of them at least (a pod that served nothing yet lacks labelled series).
+func (e *e2e) scrape(ctx context.Context, component string, want ...string) error {
+	pods := &corev1.PodList{}
+	if err := e.c.List(ctx, pods, client.InNamespace(e.namespace), client.MatchingLabels{"app.kubernetes.io/component": component}); err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(e.cfg)
+	if err != nil {
+		return err
+	}
+	var all []byte
+	for _, p := range pods.Items {
+		if podReady(&p, e.digest) != nil {
+			continue
+		}
+		body, err := cs.CoreV1().Pods(e.namespace).ProxyGet("http", p.Name, "8080", "/metrics", nil).DoRaw(ctx)
+		if err != nil {
+			return fmt.Errorf("scraping %s: %w", p.Name, err)
+		}
+		all = append(all, body...)
+	}
+	for _, m := range want {
+		if !bytes.Contains(all, []byte("\n"+m)) {
+			return fmt.Errorf("no %s pod exports %s", component, m)
+		}
+	}
+	step(fmt.Sprintf("%s pods export %s", component, strings.Join(want, ", ")))
+	return nil
 }

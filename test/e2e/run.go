@@ -89,6 +89,12 @@ func run(ctx context.Context, o options) error {
 	if _, err := e.waitPodsReady(ctx, 5); err != nil {
 		return fmt.Errorf("after the storm: %w", err)
 	}
+	if err := e.scrape(ctx, "orchestrator", `targetlock_locks{state="Claimed"}`, "targetlock_orchestrator_workflowexecutions_created_total"); err != nil {
+		return err
+	}
+	if err := e.scrape(ctx, "webhook", "targetlock_webhook_admissions_total", "targetlock_webhook_admission_duration_seconds_bucket"); err != nil {
+		return err
+	}
 	if err := e.plugin(ctx, "locks", "-A"); err != nil {
 		return fmt.Errorf("locks: %w", err)
 	}
@@ -128,4 +134,4 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-func step(msg string) { fmt.Printf("e2e: %s %s\n", time.Now().Format("15:04:05"), msg) }
+func step(msg string) { fmt.Printf("--- %s %s\n", time.Now().Format("15:04:05"), msg) }
