@@ -346,7 +346,7 @@ func TestReleaseLeavesAClaimAlone(t *testing.T) {
 	}
 }
 
-// The seed's defect: Get, then Delete without a precondition, deletes a
+// A plain Get, then Delete without a precondition, deletes a
 // lease that another holder took over in between.
 func TestReleaseRacingTakeoverDoesNotDelete(t *testing.T) {
 	f := newFixture(t, "orchestrator-0", interceptor.Funcs{})
