@@ -372,6 +372,30 @@ func TestTenancyFlags(t *testing.T) {
 	}
 }
 
+// Metrics are plain HTTP: by default only Prometheus may reach them; the
+// webhook port stays open to the API server, the probe port to the kubelet.
+func TestNetworkPolicies(t *testing.T) {
+	objs := mustRender(t, nil)
+	for _, component := range []string{"orchestrator", "webhook"} {
+		np := find(objs, "NetworkPolicy", "tl-targetlock-"+component)
+		if np == nil {
+			t.Fatalf("no NetworkPolicy for the %s", component)
+		}
+		s := toYAML(t, np.Object)
+		for _, want := range []string{"port: 8080", "app.kubernetes.io/name: prometheus", "port: 8081", "app.kubernetes.io/component: " + component} {
+			if !strings.Contains(s, want) {
+				t.Errorf("%s NetworkPolicy lacks %q:\n%s", component, want, s)
+			}
+		}
+		if open := strings.Contains(s, "port: 9443"); open != (component == "webhook") {
+			t.Errorf("%s NetworkPolicy: webhook port open = %v:\n%s", component, open, s)
+		}
+	}
+	if count(mustRender(t, map[string]any{"networkPolicy": map[string]any{"enabled": false}}), "NetworkPolicy") != 0 {
+		t.Error("networkPolicy.enabled=false still renders NetworkPolicies")
+	}
+}
+
 func TestOptionalObjects(t *testing.T) {
 	objs := mustRender(t, modes["no-crds-monitoring"])
 	if count(objs, "CustomResourceDefinition") != 0 {
