@@ -148,7 +148,7 @@ func TestCAInjectorFillsTheCABundle(t *testing.T) {
 	}
 	if err := cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
 		EnableCertificatesDataSource: true,
-		EnabledReconcilersFor:        map[string]bool{"validatingwebhookconfiguration": true},
+		EnabledReconcilersFor:        map[string]bool{"validatingwebhookconfiguration": true, "mutatingwebhookconfiguration": true},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +178,13 @@ func TestCAInjectorFillsTheCABundle(t *testing.T) {
 		}
 		if got := vwc.Webhooks[0].ClientConfig.CABundle; string(got) != string(caPEM) {
 			return fmt.Errorf("caBundle not injected; got %q", got)
+		}
+		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: "tl-targetlock"}, mwc); err != nil {
+			return err
+		}
+		if got := mwc.Webhooks[0].ClientConfig.CABundle; string(got) != string(caPEM) {
+			return fmt.Errorf("the mutating webhook's caBundle not injected; got %q", got)
 		}
 		return nil
 	})

@@ -176,7 +176,7 @@ func (e *e2e) startCAInjector(ctx context.Context) (func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	if err := cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
 		EnableCertificatesDataSource: true,
-		EnabledReconcilersFor:        map[string]bool{"validatingwebhookconfiguration": true},
+		EnabledReconcilersFor:        map[string]bool{"validatingwebhookconfiguration": true, "mutatingwebhookconfiguration": true},
 	}); err != nil {
 		cancel()
 		return nil, err
@@ -191,21 +191,37 @@ func (e *e2e) startCAInjector(ctx context.Context) (func(), error) {
 	return func() { cancel(); <-done }, nil
 }
 
-// waitCABundle waits until cainjector has filled the release's caBundle.
+// waitCABundle waits until cainjector has filled the caBundle of both of
+// the release's webhook configurations (mutating and validating).
 func (e *e2e) waitCABundle(ctx context.Context) error {
-	return poll(ctx, time.Minute, "the caBundle injected", func(ctx context.Context) error {
+	return poll(ctx, time.Minute, "the caBundles injected", func(ctx context.Context) error {
+		var bundles [][]byte
 		vwcs := &admissionregistrationv1.ValidatingWebhookConfigurationList{}
-		if err := e.c.List(ctx, vwcs, client.MatchingLabels{"app.kubernetes.io/instance": e.release}); err != nil {
-			return err
+		mwcs := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+		for _, l := range []client.ObjectList{vwcs, mwcs} {
+			if err := e.c.List(ctx, l, client.MatchingLabels{"app.kubernetes.io/instance": e.release}); err != nil {
+				return err
+			}
 		}
 		for _, v := range vwcs.Items {
 			for _, w := range v.Webhooks {
-				if len(w.ClientConfig.CABundle) > 0 {
-					return nil
-				}
+				bundles = append(bundles, w.ClientConfig.CABundle)
 			}
 		}
-		return errors.New("no caBundle yet")
+		for _, m := range mwcs.Items {
+			for _, w := range m.Webhooks {
+				bundles = append(bundles, w.ClientConfig.CABundle)
+			}
+		}
+		if len(bundles) < 2 {
+			return fmt.Errorf("%d webhooks found, want the mutating and the validating one", len(bundles))
+		}
+		for _, b := range bundles {
+			if len(b) == 0 {
+				return errors.New("a caBundle is not injected yet")
+			}
+		}
+		return nil
 	})
 }
 
