@@ -56,7 +56,7 @@ type scale struct {
 }
 
 var (
-	full  = scale{300, 60, 300, 1000, 1000, 100, 8, 60 * time.Second, 6, []int{1, 3, 5}, 100000, 30, 60, 9}
+	full  = scale{300, 60, 300, 1000, 1000, 100, 8, 60 * time.Second, 6, []int{1, 3, 5}, 100000, 18, 60, 9}
 	quick = scale{60, 15, 60, 150, 100, 20, 5, 20 * time.Second, 2, []int{1, 3, 5}, 2000, 24, 30, 3}
 )
 
