@@ -319,7 +319,21 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 			f.do()
 		}
 	})
+	stormDone := make(chan struct{})
+	faultsWG.Go(func() {
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stormDone:
+				return
+			case <-tick.C:
+				progress("soak: %d/%d CREATEs sent, %d admitted, %d RRs", sent.Load(), target, admitted.Load(), rrs.Load())
+			}
+		}
+	})
 	wg.Wait()
+	close(stormDone)
 	faultsWG.Wait()
 	res.storm = time.Since(start)
 	res.direct, res.directAdmitted, res.notSent, res.rrs = sent.Load(), admitted.Load(), notSent.Load(), int(rrs.Load())
