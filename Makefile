@@ -147,12 +147,12 @@ demo: tools build ## Run the whole system on a local control plane under a storm
 	go run ./test/demo $(DEMO_FLAGS)
 
 .PHONY: bench
-bench: tools build ## Measure lock overhead, handoff, admission, throughput and safety under faults; report in bench/report/.
-	go run ./test/bench --out bench/report
+bench: tools build ## Measure lock overhead, handoff, admission, throughput, safety under faults and a 100k-CREATE soak; report in bench/report/. BENCH_ARGS="--only soak" runs some sections.
+	go run ./test/bench --out bench/report $(BENCH_ARGS)
 
 .PHONY: bench-quick
 bench-quick: tools build ## Every bench section at small scale (under 5 minutes).
-	go run ./test/bench --out bench/report --quick
+	go run ./test/bench --out bench/report --quick $(BENCH_ARGS)
 
 ##@ Tools
 

@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -48,12 +50,18 @@ type scale struct {
 	faultWindow                      time.Duration
 	faultKills                       int
 	throughputReplicas               []int
+	// soak: contended WFE CREATEs sent, objects, one RR per soakRREvery
+	// CREATEs, SIGKILLs of orchestrator processes.
+	soakCreates, soakObjects, soakRREvery, soakKills int
 }
 
 var (
-	full  = scale{300, 60, 300, 1000, 1000, 100, 8, 60 * time.Second, 6, []int{1, 3, 5}}
-	quick = scale{60, 15, 60, 150, 100, 20, 5, 20 * time.Second, 2, []int{1, 3, 5}}
+	full  = scale{300, 60, 300, 1000, 1000, 100, 8, 60 * time.Second, 6, []int{1, 3, 5}, 100000, 18, 60, 9}
+	quick = scale{60, 15, 60, 150, 100, 20, 5, 20 * time.Second, 2, []int{1, 3, 5}, 2000, 24, 30, 3}
 )
+
+// sections, in the order they run; --only picks some of them.
+var sections = []string{"lock", "handoff", "admission", "throughput", "faults", "soak"}
 
 // fastRouting shortens the time-based blocks (5m and 1m by default) so
 // that runs end; the lock and the webhook run with their defaults.
@@ -78,7 +86,23 @@ func bench() int {
 	q := flag.Bool("quick", false, "every section at small scale (under 5 minutes)")
 	out := flag.String("out", "bench/report", "directory for report.md and the SVG plots")
 	bin := flag.String("bin", "", "directory with the orchestrator and webhook binaries (default <repo>/bin)")
+	only := flag.String("only", "", "comma-separated sections to run, of "+strings.Join(sections, ",")+" (default all); the report holds just those")
 	flag.Parse()
+	run := map[string]bool{}
+	for _, name := range strings.Split(*only, ",") {
+		switch {
+		case name == "":
+		case slices.Contains(sections, name):
+			run[name] = true
+		default:
+			fatal(fmt.Errorf("--only: no section %q (have %s)", name, strings.Join(sections, ",")))
+		}
+	}
+	if len(run) == 0 {
+		for _, name := range sections {
+			run[name] = true
+		}
+	}
 	// The in-process replicas' errors (many injected) go to a file, not the report.
 	logs, err := os.CreateTemp("", "targetlock-bench-*.log")
 	if err != nil {
@@ -101,8 +125,8 @@ func bench() int {
 		}
 		*bin = filepath.Join(root, "bin")
 	}
-	r := &report{mode: mode, started: time.Now()}
-	if err := run(ctx, s, *bin, r); err != nil {
+	r := &report{mode: mode, started: time.Now(), ran: run}
+	if err := runSections(ctx, s, *bin, r); err != nil {
 		fatal(err)
 	}
 	r.elapsed = time.Since(r.started)
@@ -113,6 +137,10 @@ func bench() int {
 		fmt.Fprintf(os.Stderr, "bench: INVARIANT BROKEN: %d duplicate(s): %s\n", r.faults.duplicates, r.faults.worst)
 		return 2
 	}
+	if r.soak.duplicates != 0 || r.soak.stuck() != 0 {
+		fmt.Fprintf(os.Stderr, "bench: SOAK FAILED: %d duplicate(s) (%s), %d stuck\n", r.soak.duplicates, r.soak.worst, r.soak.stuck())
+		return 2
+	}
 	return 0
 }
 
@@ -121,9 +149,40 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
-// run plays every section: 1-3 on one control plane with two webhook
-// processes, each throughput run and the faults on their own.
-func run(ctx context.Context, s scale, bin string, r *report) error {
+// runSections plays the sections r.ran names: 1-3 on one control plane
+// with two webhook processes, each throughput run, the faults and the soak
+// on their own.
+func runSections(ctx context.Context, s scale, bin string, r *report) error {
+	if err := runShared(ctx, s, bin, r); err != nil {
+		return err
+	}
+	if r.ran["throughput"] {
+		if err := runThroughput(ctx, s, bin, r); err != nil {
+			return err
+		}
+	}
+	if r.ran["faults"] {
+		var err error
+		if r.faults, err = benchFaults(ctx, bin, s); err != nil {
+			return fmt.Errorf("faults: %w", err)
+		}
+		fmt.Println(r.faults.line())
+	}
+	if r.ran["soak"] {
+		var err error
+		if r.soak, err = benchSoak(ctx, bin, s); err != nil {
+			return fmt.Errorf("soak: %w", err)
+		}
+		fmt.Println(r.soak.line())
+	}
+	return nil
+}
+
+// runShared plays sections 1-3, those --only picked, on one control plane.
+func runShared(ctx context.Context, s scale, bin string, r *report) error {
+	if !r.ran["lock"] && !r.ran["handoff"] && !r.ran["admission"] {
+		return nil
+	}
 	progress("starting control plane and 2 webhook processes")
 	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
 	if err != nil {
@@ -131,23 +190,31 @@ func run(ctx context.Context, s scale, bin string, r *report) error {
 	}
 	err = func() error {
 		defer func() { _ = c.Stop() }()
-		if r.lock, err = benchLock(ctx, c, s); err != nil {
-			return fmt.Errorf("lock overhead: %w", err)
+		if r.ran["lock"] {
+			if r.lock, err = benchLock(ctx, c, s); err != nil {
+				return fmt.Errorf("lock overhead: %w", err)
+			}
+			fmt.Println(r.lock.line())
 		}
-		fmt.Println(r.lock.line())
-		if r.handoff, err = benchHandoff(ctx, c, s); err != nil {
-			return fmt.Errorf("handoff: %w", err)
+		if r.ran["handoff"] {
+			if r.handoff, err = benchHandoff(ctx, c, s); err != nil {
+				return fmt.Errorf("handoff: %w", err)
+			}
+			fmt.Println(r.handoff.line())
 		}
-		fmt.Println(r.handoff.line())
-		if r.admission, err = benchAdmission(ctx, c, s); err != nil {
-			return fmt.Errorf("admission: %w", err)
+		if r.ran["admission"] {
+			if r.admission, err = benchAdmission(ctx, c, s); err != nil {
+				return fmt.Errorf("admission: %w", err)
+			}
+			fmt.Println(r.admission.line())
 		}
-		fmt.Println(r.admission.line())
 		return nil
 	}()
-	if err != nil {
-		return err
-	}
+	return err
+}
+
+// runThroughput plays section 4.
+func runThroughput(ctx context.Context, s scale, bin string, r *report) error {
 	// Each throughput run on a fresh control plane: the live checks list
 	// WorkflowExecutions, so the objects left by earlier runs would slow
 	// later ones.
@@ -165,10 +232,6 @@ func run(ctx context.Context, s scale, bin string, r *report) error {
 		fmt.Println(t.line())
 		r.throughput = append(r.throughput, t)
 	}
-	if r.faults, err = benchFaults(ctx, bin, s); err != nil {
-		return fmt.Errorf("faults: %w", err)
-	}
-	fmt.Println(r.faults.line())
 	return nil
 }
 

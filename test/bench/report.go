@@ -15,6 +15,7 @@ import (
 
 type report struct {
 	mode       string
+	ran        map[string]bool // sections run (--only); nil means all
 	started    time.Time
 	elapsed    time.Duration
 	lock       lockResult
@@ -22,7 +23,11 @@ type report struct {
 	admission  admissionResult
 	throughput []throughputResult
 	faults     faultResult
+	soak       soakResult
 }
+
+// has says whether section name was run.
+func (r *report) has(name string) bool { return r.ran == nil || r.ran[name] }
 
 // pcts are percentiles in milliseconds.
 type pcts struct{ p50, p95, p99, max float64 }
@@ -46,13 +51,20 @@ func (r *report) write(out io.Writer, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	plots := map[string]string{
-		"lock_overhead.svg": r.lockPlot(),
-		"handoff.svg":       barChart("Handoff: WFE terminal -> next WFE created", "ms", []string{"P50", "P95"}, []series{{"handoff", []float64{percentiles(r.handoff.samples).p50, percentiles(r.handoff.samples).p95}}}),
-		"admission.svg": barChart("WFE CREATE latency", "ms", []string{"P50", "P99"}, []series{
+	plots := map[string]string{}
+	if r.has("lock") {
+		plots["lock_overhead.svg"] = r.lockPlot()
+	}
+	if r.has("handoff") {
+		plots["handoff.svg"] = barChart("Handoff: WFE terminal -> next WFE created", "ms", []string{"P50", "P95"}, []series{{"handoff", []float64{percentiles(r.handoff.samples).p50, percentiles(r.handoff.samples).p95}}})
+	}
+	if r.has("admission") {
+		plots["admission.svg"] = barChart("WFE CREATE latency", "ms", []string{"P50", "P99"}, []series{
 			{"with webhook", []float64{percentiles(r.admission.with).p50, percentiles(r.admission.with).p99}},
-			{"without webhook", []float64{percentiles(r.admission.without).p50, percentiles(r.admission.without).p99}}}),
-		"throughput.svg": r.throughputPlot(),
+			{"without webhook", []float64{percentiles(r.admission.without).p50, percentiles(r.admission.without).p99}}})
+	}
+	if r.has("throughput") {
+		plots["throughput.svg"] = r.throughputPlot()
 	}
 	for name, svg := range plots {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(svg), 0o644); err != nil {
@@ -74,103 +86,138 @@ func (r *report) markdown() string {
 		runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), runtime.Version(), r.elapsed.Round(time.Second))
 	p("the webhook and orchestrator processes and the harness, so absolute figures are noisy; compare within a run.")
 	p("")
-
-	lo, lf := percentiles(r.lock.on), percentiles(r.lock.off)
-	p("## 1. Lock overhead")
-	p("")
-	p("RemediationRequest CREATE sent -> its WorkflowExecution received on a watch (creationTimestamp has whole seconds only).")
-	p("Two in-process replicas on the same API server at the same time, each on its own namespace and distinct targets:")
-	p("*lock on* takes the target's Lease (acquire, live checks, renew, CREATE with token, release); *lock off* keeps its Leases in memory")
-	p("(no Lease API calls) and creates WFEs without a token. Both WFEs pass the webhook (2 processes). ")
-	p("Each side is a closed loop (the next request %s after the previous WFE arrived), after a warm-up request.", pause)
-	p("")
-	p("| | samples | P50 ms | P95 ms | P99 ms | max ms |")
-	p("|---|---:|---:|---:|---:|---:|")
-	p("| lock on | %d | %.1f | %.1f | %.1f | %.1f |", len(r.lock.on), lo.p50, lo.p95, lo.p99, lo.max)
-	p("| lock off | %d | %.1f | %.1f | %.1f | %.1f |", len(r.lock.off), lf.p50, lf.p95, lf.p99, lf.max)
-	p("")
-	p("Added at P95: **%.1f ms** (target: < 20 ms); P95 ratio on/off: %.2f. Lost: %d.", lo.p95-lf.p95, safeDiv(lo.p95, lf.p95), r.lock.lost)
-	p("")
-	p("![lock overhead](lock_overhead.svg)")
-	p("")
-
-	h := percentiles(r.handoff.samples)
-	p("## 2. Handoff")
-	p("")
-	p("Request A holds a target with its WFE; request B (another signal and workflow) is Blocked ResourceBusy behind it. The harness marks A's")
-	p("WFE Completed and times from sending that status write until B's WFE is received on a watch. Event-driven: no polling interval.")
-	p("")
-	p("| samples | P50 ms | P95 ms | max ms | lost |")
-	p("|---:|---:|---:|---:|---:|")
-	p("| %d | %.1f | %.1f | %.1f | %d |", len(r.handoff.samples), h.p50, h.p95, h.max, r.handoff.lost)
-	p("")
-	p("For comparison: a polling design that checks every 100 ms waits 50 ms on average; the system this design comes from polls at 5 s and 30 s.")
-	p("")
-	p("![handoff](handoff.svg)")
-	p("")
-
-	aw, an := percentiles(r.admission.with), percentiles(r.admission.without)
-	p("## 3. Admission")
-	p("")
-	p("Direct WFE CREATEs, one at a time, alternating between a namespace the webhook covers and one its namespaceSelector excludes (%s).", "targetlock-system")
-	p("")
-	p("| | samples | P50 ms | P99 ms | max ms |")
-	p("|---|---:|---:|---:|---:|")
-	p("| with webhook | %d | %.1f | %.1f | %.1f |", len(r.admission.with), aw.p50, aw.p99, aw.max)
-	p("| without webhook | %d | %.1f | %.1f | %.1f |", len(r.admission.without), an.p50, an.p99, an.max)
-	p("")
-	p("Admissions/s: **%.0f** (%d CREATEs on distinct targets, %d concurrent clients, 2 webhook processes, each admission a live Lease read and a CAS claim).",
-		r.admission.perSecond, r.admission.burst, r.admission.concurrency)
-	p("")
-	p("![admission](admission.svg)")
-	p("")
-
-	p("## 4. Throughput and cost")
-	p("")
-	p("Each run on a fresh control plane with 2 webhook processes. Orchestrator processes (`--kube-api-qps=500 --kube-api-burst=1000 --max-concurrent-reconciles=4`), one request per target, the simulated")
-	p("executor finishing each WFE at once; from the first RR CREATE until every RR is terminal. API requests are the orchestrators' own")
-	p("(client-go's `rest_client_requests_total`, counted per request in the client; includes start-up lists and watches). Peak RSS is VmHWM.")
-	p("")
-	p("| replicas | targets | seconds | RRs/s | API requests/RR | peak RSS per orchestrator MiB | peak RSS per webhook MiB |")
-	p("|---:|---:|---:|---:|---:|---|---|")
-	for _, t := range r.throughput {
-		p("| %d | %d | %.1f | %.1f | %.1f | %s | %s |", t.replicas, t.targets, t.elapsed.Seconds(), t.rrsPerSecond(),
-			t.requests/float64(t.targets), floats(t.peakRSS), floats(t.webhookRSS))
-	}
-	p("")
-	p("![throughput](throughput.svg)")
-	p("")
-
-	f := r.faults
-	rec := percentiles(f.recovery)
-	p("## 5. Safety under faults")
-	p("")
-	p("A storm of %d RRs (some failing, some duplicating others) over %s on its own control plane: 3 orchestrator processes SIGKILLed in turn", f.rrs, "the run")
-	p("and restarted after 1 s; 2 in-process replicas whose Lease writes fail %.0f%% of the time (half before the write, half after it with the", leaseFailureRate*100)
-	p("response lost), one of them with its clock %s ahead; one of 2 webhook processes restarted mid-storm. Lease duration %s.", clockSkew, faultLeaseDuration)
-	p("A watch on every WFE records the most ever active at once on one target.")
-	p("")
-	p("| RRs | WFEs | duplicates | SIGKILLs | locks held by killed replicas | recovery P50 s | recovery P95 s | lease writes | injected failures | webhook restarts | seconds |")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	p("| %d | %d | **%d** | %d | %d | %.1f | %.1f | %d | %d | %d | %.0f |", f.rrs, f.wfes, f.duplicates, f.killed, len(f.recovery),
-		rec.p50/1000, rec.p95/1000, f.leaseWrites, f.injected, f.webhookRestarts, f.elapsed.Seconds())
-	p("")
-	p("Recovery: from the SIGKILL until each target lock the dead replica held is no longer held by it (taken over once expired, or swept).")
-	if f.duplicates > 0 {
+	if len(r.ran) > 0 && len(r.ran) < len(sections) {
+		var only []string
+		for _, name := range sections {
+			if r.ran[name] {
+				only = append(only, name)
+			}
+		}
+		p("Only the sections picked with `--only %s` were run.", strings.Join(only, ","))
 		p("")
-		p("**INVARIANT BROKEN**: %s", f.worst)
 	}
-	p("")
+
+	if r.has("lock") {
+		lo, lf := percentiles(r.lock.on), percentiles(r.lock.off)
+		p("## 1. Lock overhead")
+		p("")
+		p("RemediationRequest CREATE sent -> its WorkflowExecution received on a watch (creationTimestamp has whole seconds only).")
+		p("Two in-process replicas on the same API server at the same time, each on its own namespace and distinct targets:")
+		p("*lock on* takes the target's Lease (acquire, live checks, renew, CREATE with token, release); *lock off* keeps its Leases in memory")
+		p("(no Lease API calls) and creates WFEs without a token. Both WFEs pass the webhook (2 processes). ")
+		p("Each side is a closed loop (the next request %s after the previous WFE arrived), after a warm-up request.", pause)
+		p("")
+		p("| | samples | P50 ms | P95 ms | P99 ms | max ms |")
+		p("|---|---:|---:|---:|---:|---:|")
+		p("| lock on | %d | %.1f | %.1f | %.1f | %.1f |", len(r.lock.on), lo.p50, lo.p95, lo.p99, lo.max)
+		p("| lock off | %d | %.1f | %.1f | %.1f | %.1f |", len(r.lock.off), lf.p50, lf.p95, lf.p99, lf.max)
+		p("")
+		p("Added at P95: **%.1f ms** (target: < 20 ms); P95 ratio on/off: %.2f. Lost: %d.", lo.p95-lf.p95, safeDiv(lo.p95, lf.p95), r.lock.lost)
+		p("")
+		p("![lock overhead](lock_overhead.svg)")
+		p("")
+	}
+
+	if r.has("handoff") {
+		h := percentiles(r.handoff.samples)
+		p("## 2. Handoff")
+		p("")
+		p("Request A holds a target with its WFE; request B (another signal and workflow) is Blocked ResourceBusy behind it. The harness marks A's")
+		p("WFE Completed and times from sending that status write until B's WFE is received on a watch. Event-driven: no polling interval.")
+		p("")
+		p("| samples | P50 ms | P95 ms | max ms | lost |")
+		p("|---:|---:|---:|---:|---:|")
+		p("| %d | %.1f | %.1f | %.1f | %d |", len(r.handoff.samples), h.p50, h.p95, h.max, r.handoff.lost)
+		p("")
+		p("For comparison: a polling design that checks every 100 ms waits 50 ms on average; the system this design comes from polls at 5 s and 30 s.")
+		p("")
+		p("![handoff](handoff.svg)")
+		p("")
+	}
+
+	if r.has("admission") {
+		aw, an := percentiles(r.admission.with), percentiles(r.admission.without)
+		p("## 3. Admission")
+		p("")
+		p("Direct WFE CREATEs, one at a time, alternating between a namespace the webhook covers and one its namespaceSelector excludes (%s).", "targetlock-system")
+		p("")
+		p("| | samples | P50 ms | P99 ms | max ms |")
+		p("|---|---:|---:|---:|---:|")
+		p("| with webhook | %d | %.1f | %.1f | %.1f |", len(r.admission.with), aw.p50, aw.p99, aw.max)
+		p("| without webhook | %d | %.1f | %.1f | %.1f |", len(r.admission.without), an.p50, an.p99, an.max)
+		p("")
+		p("Admissions/s: **%.0f** (%d CREATEs on distinct targets, %d concurrent clients, 2 webhook processes, each admission a live Lease read and a CAS claim).",
+			r.admission.perSecond, r.admission.burst, r.admission.concurrency)
+		p("")
+		p("![admission](admission.svg)")
+		p("")
+	}
+
+	if r.has("throughput") {
+		p("## 4. Throughput and cost")
+		p("")
+		p("Each run on a fresh control plane with 2 webhook processes. Orchestrator processes (`--kube-api-qps=500 --kube-api-burst=1000 --max-concurrent-reconciles=4`), one request per target, the simulated")
+		p("executor finishing each WFE at once; from the first RR CREATE until every RR is terminal. API requests are the orchestrators' own")
+		p("(client-go's `rest_client_requests_total`, counted per request in the client; includes start-up lists and watches). Peak RSS is VmHWM.")
+		p("")
+		p("| replicas | targets | seconds | RRs/s | API requests/RR | peak RSS per orchestrator MiB | peak RSS per webhook MiB |")
+		p("|---:|---:|---:|---:|---:|---|---|")
+		for _, t := range r.throughput {
+			p("| %d | %d | %.1f | %.1f | %.1f | %s | %s |", t.replicas, t.targets, t.elapsed.Seconds(), t.rrsPerSecond(),
+				t.requests/float64(t.targets), floats(t.peakRSS), floats(t.webhookRSS))
+		}
+		p("")
+		p("![throughput](throughput.svg)")
+		p("")
+	}
+
+	if r.has("faults") {
+		f := r.faults
+		rec := percentiles(f.recovery)
+		p("## 5. Safety under faults")
+		p("")
+		p("A storm of %d RRs (some failing, some duplicating others) over %s on its own control plane: 3 orchestrator processes SIGKILLed in turn", f.rrs, "the run")
+		p("and restarted after 1 s; 2 in-process replicas whose Lease writes fail %.0f%% of the time (half before the write, half after it with the", leaseFailureRate*100)
+		p("response lost), one of them with its clock %s ahead; one of 2 webhook processes restarted mid-storm. Lease duration %s.", clockSkew, faultLeaseDuration)
+		p("A watch on every WFE records the most ever active at once on one target.")
+		p("")
+		p("| RRs | WFEs | duplicates | SIGKILLs | locks held by killed replicas | recovery P50 s | recovery P95 s | lease writes | injected failures | webhook restarts | seconds |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		p("| %d | %d | **%d** | %d | %d | %.1f | %.1f | %d | %d | %d | %.0f |", f.rrs, f.wfes, f.duplicates, f.killed, len(f.recovery),
+			rec.p50/1000, rec.p95/1000, f.leaseWrites, f.injected, f.webhookRestarts, f.elapsed.Seconds())
+		p("")
+		p("Recovery: from the SIGKILL until each target lock the dead replica held is no longer held by it (taken over once expired, or swept).")
+		if f.duplicates > 0 {
+			p("")
+			p("**INVARIANT BROKEN**: %s", f.worst)
+		}
+		p("")
+	}
+
+	if r.has("soak") {
+		r.soakMarkdown(p)
+	}
 	p("## Machine-readable")
 	p("")
 	p("```")
-	p("%s", r.lock.line())
-	p("%s", r.handoff.line())
-	p("%s", r.admission.line())
+	if r.has("lock") {
+		p("%s", r.lock.line())
+	}
+	if r.has("handoff") {
+		p("%s", r.handoff.line())
+	}
+	if r.has("admission") {
+		p("%s", r.admission.line())
+	}
 	for _, t := range r.throughput {
 		p("%s", t.line())
 	}
-	p("%s", r.faults.line())
+	if r.has("faults") {
+		p("%s", r.faults.line())
+	}
+	if r.has("soak") {
+		p("%s", r.soak.line())
+	}
 	p("```")
 	return b.String()
 }

@@ -1,0 +1,641 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/cluster"
+	"github.com/targetlock/targetlock/internal/executor"
+	"github.com/targetlock/targetlock/internal/faults"
+	"github.com/targetlock/targetlock/internal/invariant"
+	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/orchestrator"
+)
+
+// The soak's spelling families: every way a writer may name one object.
+var (
+	// soakDeploymentKinds name a Deployment; a WFE spells it ns/<kind>/name.
+	soakDeploymentKinds = []string{"Deployment", "deployments", "deploy", "Deployment.apps", "DEPLOYMENT", "deployment.apps"}
+	// soakNodeKinds name a Node (cluster-scoped), with or without a namespace.
+	soakNodeKinds  = []string{"Node", "nodes", "no", "node"}
+	soakNamespaces = []string{"soak-a", "soak-b"}
+)
+
+const (
+	soakExecutorDelay = time.Second // each of Pending and Running, from whole-second timestamps
+	soakDeleteParam   = "soak-delete"
+	soakWorkers       = 12
+	soakDrainTimeout  = 3 * time.Minute
+)
+
+type soakResult struct {
+	objects, rrs                   int
+	creates                        int64 // CREATE requests the API server answered: direct + by orchestrators
+	direct, directAdmitted         int64
+	notSent                        int64 // direct CREATEs that never got an answer (transport errors)
+	rrWFEs, wfes                   int   // WFEs stored by the orchestrators; all WFEs stored
+	reasons                        map[string]int64
+	deletes                        int64
+	duplicates                     int
+	worst                          string
+	phantoms                       []time.Duration
+	unreleased                     int // ended WFEs whose claim was still standing at the end
+	stuckRRs, stuckLeases, stuckWF int
+	killed, webhookRestarts        int
+	injected, leaseWrites          int64
+	storm, drain                   time.Duration
+}
+
+func (r soakResult) stuck() int { return r.stuckRRs + r.stuckLeases + r.stuckWF }
+
+func (r soakResult) line() string {
+	return fmt.Sprintf("bench soak creates=%d duplicates=%d phantom_p95_ms=%.0f stuck=%d",
+		r.creates, r.duplicates, percentiles(r.phantoms).p95, r.stuck())
+}
+
+// soakObject is one target, by construction: a distinct name per object,
+// which is what the invariant keys by.
+type soakObject struct {
+	node      bool
+	namespace string // a Deployment's
+	name      string
+}
+
+// wfeTarget spells the object as a WFE's spec.targetResource, in one of
+// its spelling families, and picks the namespace the WFE lives in.
+func (o soakObject) wfeTarget(r *rand.Rand) (target, wfeNamespace string) {
+	if !o.node {
+		return o.namespace + "/" + soakDeploymentKinds[r.IntN(len(soakDeploymentKinds))] + "/" + o.name, o.namespace
+	}
+	ns := soakNamespaces[r.IntN(len(soakNamespaces))]
+	switch r.IntN(4) {
+	case 0:
+		return "Node/" + o.name, ns
+	case 1:
+		return []string{ns, "monitoring"}[r.IntN(2)] + "/Node/" + o.name, ns
+	case 2:
+		return "nodes/" + o.name, ns
+	default:
+		return "no/" + o.name, ns
+	}
+}
+
+// rrTarget spells the object in an RR, the same families.
+func (o soakObject) rrTarget(r *rand.Rand) (v1alpha1.ResourceIdentifier, string) {
+	if !o.node {
+		return v1alpha1.ResourceIdentifier{Kind: soakDeploymentKinds[r.IntN(len(soakDeploymentKinds))], Namespace: o.namespace, Name: o.name}, o.namespace
+	}
+	ns := soakNamespaces[r.IntN(len(soakNamespaces))]
+	id := v1alpha1.ResourceIdentifier{Kind: soakNodeKinds[r.IntN(len(soakNodeKinds))], Name: o.name}
+	if r.IntN(2) == 0 {
+		id.Namespace = []string{ns, "monitoring"}[r.IntN(2)]
+	}
+	return id, ns
+}
+
+// benchSoak drives s.soakCreates contended WFE CREATEs on s.soakObjects
+// objects: most sent directly (bypassing the orchestrator, refused at
+// admission while the object is owned), the rest by the orchestrators
+// serving a stream of RRs, every spelling family mixed in. Faults as in
+// the faults section: 3 orchestrator processes SIGKILLed in turn, an
+// in-process replica whose Lease writes fail 5% of the time, one whose
+// clock runs 10s ahead, both webhook processes restarted in turn. The
+// simulated executor completes (or fails) admitted WFEs within about two
+// seconds; a few are deleted while active instead. Then the storm drains.
+func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
+	res := soakResult{objects: s.soakObjects, reasons: map[string]int64{}}
+	progress("soak: starting control plane, 2 webhook and 3 orchestrator processes")
+	dur := "--lease-duration=" + faultLeaseDuration.String()
+	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
+		OrchestratorArgs: append([]string{dur, "--sweep-interval=1s", "--fallback-requeue=5s",
+			// Requests for Nodes come from the soak's namespaces.
+			"--trusted-namespaces=" + strings.Join(soakNamespaces, ",")}, processArgs...),
+		WebhookArgs: []string{dur}})
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = c.Stop() }()
+	env := c.Env
+	for _, ns := range soakNamespaces {
+		if err := newNamespace(ctx, env.Client, ns); err != nil {
+			return res, err
+		}
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	wc, err := client.NewWithWatch(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return res, err
+	}
+	inv, err := invariant.Watch(watchCtx, wc, invariant.ByName)
+	if err != nil {
+		return res, err
+	}
+	ho, err := watchHandovers(watchCtx, wc)
+	if err != nil {
+		return res, err
+	}
+	stopExec, err := startSoakExecutor(ctx, env)
+	if err != nil {
+		return res, err
+	}
+	defer stopExec()
+
+	live, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return res, err
+	}
+	faulty := &faults.Leases{Client: live, Rate: leaseFailureRate}
+	base := orchestrator.Options{LeaseDuration: faultLeaseDuration, SweepInterval: time.Second, FallbackRequeue: 5 * time.Second,
+		TrustedNamespaces: soakNamespaces}
+	withFaults, skewed := base, base
+	withFaults.LeaseClient = faulty
+	skewed.Clock = skewedClock{clock.RealClock{}, clockSkew}
+	for _, rp := range []replica{{name: "soak-faulty", opts: withFaults}, {name: "soak-skewed", opts: skewed}} {
+		stop, err := rp.start(ctx, env)
+		if err != nil {
+			return res, err
+		}
+		defer stop()
+	}
+	time.Sleep(2 * time.Second)
+
+	objects := make([]soakObject, s.soakObjects)
+	for i := range objects {
+		if i%3 == 2 {
+			objects[i] = soakObject{node: true, name: fmt.Sprintf("soak-node-%03d", i)}
+		} else {
+			objects[i] = soakObject{namespace: soakNamespaces[i%2], name: fmt.Sprintf("soak-dep-%03d", i)}
+		}
+	}
+
+	var (
+		sent, admitted, notSent, deletes, seq atomic.Int64
+		rrs                                   atomic.Int64
+		mu                                    sync.Mutex
+		wg                                    sync.WaitGroup
+	)
+	target := int64(s.soakCreates)
+	start := time.Now()
+	tally := func(reason string) {
+		mu.Lock()
+		res.reasons[reason]++
+		mu.Unlock()
+	}
+	// deleteLater deletes an admitted WFE while it is active: the executor
+	// leaves WFEs with soakDeleteParam alone.
+	deleteLater := func(w *v1alpha1.WorkflowExecution) {
+		wg.Go(func() {
+			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+			for range 20 {
+				err := live.Delete(ctx, w)
+				if err == nil || apierrors.IsNotFound(err) {
+					deletes.Add(1)
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
+	}
+	for wk := range soakWorkers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(wk), uint64(start.UnixNano())))
+			for ctx.Err() == nil && sent.Load() < target {
+				n := seq.Add(1)
+				o := objects[r.IntN(len(objects))]
+				if n%int64(s.soakRREvery) == 0 {
+					id, ns := o.rrTarget(r)
+					rr := &v1alpha1.RemediationRequest{
+						ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("rr-%07d", n)},
+						Spec: v1alpha1.RemediationRequestSpec{TargetResource: id, SignalFingerprint: fmt.Sprintf("sig-%d", r.IntN(4)),
+							WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: fmt.Sprintf("workflow-%d", r.IntN(2))}},
+					}
+					if r.IntN(10) == 0 {
+						rr.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
+					}
+					if err := live.Create(ctx, rr); err != nil {
+						progress("soak: creating %s: %v", rr.Name, err)
+					} else {
+						rrs.Add(1)
+					}
+				}
+				tgt, ns := o.wfeTarget(r)
+				w := &v1alpha1.WorkflowExecution{
+					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("d-%07d", n)},
+					Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: tgt, WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "direct"}},
+				}
+				switch r.IntN(20) {
+				case 0:
+					w.Spec.Parameters = map[string]string{soakDeleteParam: "yes"}
+				case 1, 2:
+					w.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
+				}
+				err := live.Create(ctx, w)
+				var status apierrors.APIStatus
+				switch {
+				case err == nil:
+					sent.Add(1)
+					admitted.Add(1)
+					if w.Spec.Parameters[soakDeleteParam] == "yes" {
+						deleteLater(w)
+					}
+				case errors.As(err, &status):
+					sent.Add(1)
+					reason, ok := admission.DenialReason(err)
+					switch {
+					case ok:
+					case strings.Contains(err.Error(), "failed calling webhook"):
+						reason = "other: webhook unreachable"
+					default:
+						reason = "other: " + string(apierrors.ReasonForError(err))
+					}
+					tally(reason)
+				default:
+					notSent.Add(1)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+
+	// Faults, spread over the storm by progress (its rate depends on the machine).
+	var faultsWG sync.WaitGroup
+	faultsWG.Go(func() {
+		type fault struct {
+			at float64
+			do func()
+		}
+		var plan []fault
+		for k := range s.soakKills {
+			victim := c.Orchestrators[k%len(c.Orchestrators)]
+			plan = append(plan, fault{float64(k+1) / float64(s.soakKills+1), func() {
+				held, _ := killHolding(ctx, live, victim)
+				res.killed++
+				progress("soak: %d/%d CREATEs; SIGKILLed %s holding %d lock(s)", sent.Load(), target, victim.Name, len(held))
+				time.Sleep(time.Second)
+				if err := victim.Start(); err != nil {
+					progress("soak: restarting %s: %v", victim.Name, err)
+				}
+			}})
+		}
+		for i, wh := range c.Webhooks {
+			plan = append(plan, fault{float64(2*i+1) / float64(2*len(c.Webhooks)+1), func() {
+				progress("soak: %d/%d CREATEs; restarting %s", sent.Load(), target, wh.Name)
+				if err := wh.Restart(); err != nil {
+					progress("soak: restarting %s: %v", wh.Name, err)
+					return
+				}
+				res.webhookRestarts++
+			}})
+		}
+		sort.Slice(plan, func(i, j int) bool { return plan[i].at < plan[j].at })
+		for _, f := range plan {
+			for ctx.Err() == nil && float64(sent.Load()) < f.at*float64(target) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			f.do()
+		}
+	})
+	stormDone := make(chan struct{})
+	faultsWG.Go(func() {
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stormDone:
+				return
+			case <-tick.C:
+				progress("soak: %d/%d CREATEs sent, %d admitted, %d RRs", sent.Load(), target, admitted.Load(), rrs.Load())
+			}
+		}
+	})
+	wg.Wait()
+	close(stormDone)
+	faultsWG.Wait()
+	res.storm = time.Since(start)
+	res.direct, res.directAdmitted, res.notSent, res.rrs = sent.Load(), admitted.Load(), notSent.Load(), int(rrs.Load())
+	progress("soak: %d direct CREATEs sent (%d admitted) and %d RRs in %s; draining",
+		res.direct, res.directAdmitted, res.rrs, res.storm.Round(time.Second))
+
+	// Drain: every RR terminal, every WFE ended, no target Lease left.
+	drainStart := time.Now()
+	check := func() {
+		res.stuckRRs, res.stuckWF, res.stuckLeases = 0, 0, 0
+		rl := &v1alpha1.RemediationRequestList{}
+		if err := live.List(ctx, rl); err == nil {
+			for _, rr := range rl.Items {
+				if !rr.Status.Phase.Terminal() {
+					res.stuckRRs++
+				}
+			}
+		} else {
+			res.stuckRRs = -1
+		}
+		wl := &v1alpha1.WorkflowExecutionList{}
+		if err := live.List(ctx, wl); err == nil {
+			for i := range wl.Items {
+				w := &wl.Items[i]
+				if w.Status.Phase.Terminal() {
+					continue
+				}
+				res.stuckWF++
+				// A WFE whose CREATE answered with an error yet was stored:
+				// the harness plays the operator who deletes it.
+				if w.Spec.Parameters[soakDeleteParam] == "yes" && w.DeletionTimestamp == nil {
+					_ = live.Delete(ctx, w)
+				}
+			}
+		} else {
+			res.stuckWF = -1
+		}
+		ll := &coordinationv1.LeaseList{}
+		if err := live.List(ctx, ll, client.InNamespace(cluster.LeaseNamespace)); err == nil {
+			for _, l := range ll.Items {
+				if _, ok := l.Annotations[lease.TargetAnnotation]; ok {
+					res.stuckLeases++
+				}
+			}
+		} else {
+			res.stuckLeases = -1
+		}
+	}
+	err = waitFor(ctx, soakDrainTimeout, func() bool {
+		check()
+		if res.stuck() == 0 {
+			return true
+		}
+		time.Sleep(time.Second)
+		return false
+	})
+	res.drain = time.Since(drainStart)
+	if err != nil {
+		progress("soak: not drained after %s: %d RRs not terminal, %d WFEs active, %d Leases left",
+			soakDrainTimeout, res.stuckRRs, res.stuckWF, res.stuckLeases)
+	}
+	time.Sleep(time.Second) // the watches catch up
+	if err := inv.Err(); err != nil {
+		return res, err
+	}
+	if err := ho.err(); err != nil {
+		return res, err
+	}
+	maxActive, worst := inv.MaxActive()
+	res.duplicates, res.worst = max(maxActive-1, 0), worst
+	res.wfes = inv.Seen()
+	res.deletes = deletes.Load()
+	res.injected, res.leaseWrites = faulty.Injected.Load(), faulty.Writes.Load()
+	res.phantoms, res.unreleased, res.rrWFEs = ho.results()
+	res.creates = res.direct + int64(res.rrWFEs)
+	return res, nil
+}
+
+// startSoakExecutor runs the simulated workflow engine in the soak's
+// namespaces, leaving alone the WFEs the harness deletes itself.
+func startSoakExecutor(ctx context.Context, env *testenv.Env) (func(), error) {
+	co := cache.Options{DefaultNamespaces: map[string]cache.Config{}}
+	for _, ns := range soakNamespaces {
+		co.DefaultNamespaces[ns] = cache.Config{}
+	}
+	mgr, err := ctrl.NewManager(fastConfig(env.Config), ctrl.Options{Scheme: env.Scheme, Cache: co,
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return nil, err
+	}
+	ex := &executor.Executor{Client: mgr.GetClient(), Delay: soakExecutorDelay,
+		Select: func(w *v1alpha1.WorkflowExecution) bool { return w.Spec.Parameters[soakDeleteParam] != "yes" }}
+	if err := ex.Setup(mgr, "soak-executor"); err != nil {
+		return nil, err
+	}
+	return runManager(ctx, mgr), nil
+}
+
+// handovers times the phantom of each WFE: from when it ended (first seen
+// terminal, or deleted, on a watch of WFEs) until its claim was gone from
+// its target's Lease (first seen, on a watch of Leases, with the Lease
+// deleted or claimed by another WFE or locked by an orchestrator). Claims
+// are matched to WFEs by UID (the claim annotation), not by target: no
+// identity function is involved.
+type handovers struct {
+	mu       sync.Mutex
+	ended    map[types.UID]time.Time
+	claimant map[string]types.UID // Lease name -> UID of the WFE claiming it now
+	claimed  map[types.UID]bool   // every UID ever seen claiming
+	released map[types.UID]time.Time
+	byRR     map[types.UID]bool // WFEs created by an orchestrator for an RR
+	failure  error
+}
+
+func watchHandovers(ctx context.Context, c client.WithWatch) (*handovers, error) {
+	h := &handovers{ended: map[types.UID]time.Time{}, claimant: map[string]types.UID{}, claimed: map[types.UID]bool{},
+		released: map[types.UID]time.Time{}, byRR: map[types.UID]bool{}}
+	wfes := &v1alpha1.WorkflowExecutionList{}
+	if err := c.List(ctx, wfes); err != nil {
+		return nil, err
+	}
+	leases := &coordinationv1.LeaseList{}
+	if err := c.List(ctx, leases, client.InNamespace(cluster.LeaseNamespace)); err != nil {
+		return nil, err
+	}
+	for i := range leases.Items {
+		h.lease(watch.Added, &leases.Items[i], time.Now())
+	}
+	follow := func(rv string, list client.ObjectList, opts []client.ListOption, on func(watch.Event, time.Time)) error {
+		rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, watcherFunc(func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return c.Watch(ctx, list, append(slices.Clone(opts), &client.ListOptions{Raw: &o})...)
+		}))
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer rw.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev, ok := <-rw.ResultChan():
+					if !ok {
+						h.fail(errors.New("a handover watch ended"))
+						return
+					}
+					if st, isStatus := ev.Object.(*metav1.Status); isStatus {
+						h.fail(fmt.Errorf("a handover watch failed: %s", st.Message))
+						return
+					}
+					on(ev, time.Now())
+				}
+			}
+		}()
+		return nil
+	}
+	if err := follow(wfes.ResourceVersion, &v1alpha1.WorkflowExecutionList{}, nil, func(ev watch.Event, at time.Time) {
+		if w, ok := ev.Object.(*v1alpha1.WorkflowExecution); ok {
+			h.wfe(ev.Type, w, at)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if err := follow(leases.ResourceVersion, &coordinationv1.LeaseList{}, []client.ListOption{client.InNamespace(cluster.LeaseNamespace)}, func(ev watch.Event, at time.Time) {
+		if l, ok := ev.Object.(*coordinationv1.Lease); ok {
+			h.lease(ev.Type, l, at)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+type watcherFunc func(context.Context, metav1.ListOptions) (watch.Interface, error)
+
+func (f watcherFunc) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	return f(ctx, o)
+}
+
+func (h *handovers) fail(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failure == nil {
+		h.failure = err
+	}
+}
+
+func (h *handovers) err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.failure
+}
+
+func (h *handovers) wfe(t watch.EventType, w *v1alpha1.WorkflowExecution, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w.Spec.RemediationRequestRef != nil {
+		h.byRR[w.UID] = true
+	}
+	if _, done := h.ended[w.UID]; !done && (t == watch.Deleted || w.Status.Phase.Terminal()) {
+		h.ended[w.UID] = at
+	}
+}
+
+func (h *handovers) lease(t watch.EventType, l *coordinationv1.Lease, at time.Time) {
+	uid := types.UID(l.Annotations[lease.ClaimUIDAnnotation])
+	if t == watch.Deleted {
+		uid = ""
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if prev, ok := h.claimant[l.Name]; ok && prev != uid {
+		if _, done := h.released[prev]; !done {
+			h.released[prev] = at
+		}
+	}
+	if uid == "" {
+		delete(h.claimant, l.Name)
+		return
+	}
+	h.claimant[l.Name] = uid
+	h.claimed[uid] = true
+}
+
+// results are the phantoms of the WFEs that ended holding a claim, how
+// many ended WFEs still have their claim, and how many WFEs the
+// orchestrators created.
+func (h *handovers) results() (phantoms []time.Duration, unreleased, byRR int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for uid, end := range h.ended {
+		if !h.claimed[uid] {
+			continue
+		}
+		rel, ok := h.released[uid]
+		if !ok {
+			unreleased++
+			continue
+		}
+		phantoms = append(phantoms, max(rel.Sub(end), 0))
+	}
+	return phantoms, unreleased, len(h.byRR)
+}
+
+func (r *report) soakMarkdown(p func(string, ...any)) {
+	s := r.soak
+	ph := percentiles(s.phantoms)
+	p("## 6. Soak at scale")
+	p("")
+	p("On its own control plane: 2 webhook processes, 3 orchestrator processes and 2 in-process replicas (one whose Lease writes fail %.0f%% of", leaseFailureRate*100)
+	p("the time, half before the write and half applied with the response lost; one whose clock runs %s ahead). %d objects with distinct", clockSkew, s.objects)
+	p("names: two thirds Deployments in 2 namespaces, one third Nodes. %d client goroutines send direct WFE CREATEs (bypassing the", soakWorkers)
+	p("orchestrator) in a closed loop, each for a random object in a random spelling: `%s` for Deployments;", strings.Join(soakDeploymentKinds, "`, `"))
+	p("`Node/x`, `<ns>/Node/x` (the WFE's namespace or `monitoring`), `nodes/x`, `no/x` for Nodes, WFEs in either namespace. One CREATE in %d", r.soakEvery())
+	p("also sends an RR for a random object, its kind spelled the same ways (Nodes with and without a namespace), served by the")
+	p("orchestrators. The simulated executor takes each admitted WFE Pending -> Running -> Completed (10%% Failed) in about %s", 2*soakExecutorDelay)
+	p("(its delays count from whole-second timestamps); 5%% of direct WFEs are instead deleted by the harness 0.1-0.5 s after admission,")
+	p("while active. The %d SIGKILLs of orchestrator processes (restarted after 1 s) and %d webhook restarts are spread over the storm by", s.killed, s.webhookRestarts)
+	p("its progress. Lease duration %s, sweep every 1 s. Then the storm drains (no more CREATEs or RRs) for up to %s.", faultLeaseDuration, soakDrainTimeout)
+	p("")
+	p("| creates | direct sent | direct admitted | WFEs by orchestrators | RRs | WFEs stored | deleted while active | duplicates | phantom P50 ms | phantom P95 ms | phantom P99 ms | phantom max ms | stuck | storm s | drain s |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	p("| %d | %d | %d | %d | %d | %d | %d | **%d** | %.0f | %.0f | %.0f | %.0f | **%d** | %.0f | %.0f |", s.creates, s.direct, s.directAdmitted, s.rrWFEs, s.rrs, s.wfes,
+		s.deletes, s.duplicates, ph.p50, ph.p95, ph.p99, ph.max, s.stuck(), s.storm.Seconds(), s.drain.Seconds())
+	p("")
+	p("- **creates**: WFE CREATE requests the API server answered: the direct ones (%d more got no answer: transport errors), plus the WFEs", s.notSent)
+	p("  the orchestrators created (counted as stored, seen on a watch: their CREATEs refused at admission are not counted, so a lower bound).")
+	p("- **duplicates**: the most WFEs ever active at once on one object, minus 1, by `internal/invariant` (a RetryWatcher on every WFE,")
+	p("  keyed by the object's name, which the harness knows by construction; it shares no code with `pkg/target`).")
+	p("- **phantom**: for each WFE that ended (first seen Completed or Failed, or deleted, on a watch of WFEs) while holding its object's claim,")
+	p("  the time until that claim was gone from the Lease (first seen on a watch of Leases: the Lease deleted, or claimed by another WFE, or")
+	p("  locked by an orchestrator). This is how long the lock refused CREATEs for an object that was in truth free. Claims are matched to")
+	p("  WFEs by UID (the claim annotation), not by target. %d samples; %d WFEs ended with their claim never seen released.", len(s.phantoms), s.unreleased)
+	p("- **stuck**: after the drain, RRs not terminal (%d) + WFEs not terminal (%d) + target Leases left (%d).", s.stuckRRs, s.stuckWF, s.stuckLeases)
+	p("- Faulty replica: %d Lease writes, %d failures injected.", s.leaseWrites, s.injected)
+	p("")
+	p("Direct CREATEs by answer:")
+	p("")
+	p("| answer | CREATEs |")
+	p("|---|---:|")
+	p("| admitted | %d |", s.directAdmitted)
+	var reasons []string
+	for k := range s.reasons {
+		reasons = append(reasons, k)
+	}
+	sort.Strings(reasons)
+	for _, k := range reasons {
+		p("| refused: %s | %d |", k, s.reasons[k])
+	}
+	p("")
+	if s.duplicates > 0 {
+		p("**INVARIANT BROKEN**: %s", s.worst)
+		p("")
+	}
+}
+
+func (r *report) soakEvery() int {
+	if r.mode == "quick" {
+		return quick.soakRREvery
+	}
+	return full.soakRREvery
+}
