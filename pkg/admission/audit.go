@@ -153,6 +153,8 @@ func statusReason(code int32) metav1.StatusReason {
 		return metav1.StatusReasonBadRequest
 	case http.StatusConflict:
 		return metav1.StatusReasonConflict
+	case http.StatusTooManyRequests:
+		return metav1.StatusReasonTooManyRequests
 	case http.StatusServiceUnavailable:
 		return metav1.StatusReasonServiceUnavailable
 	default:

@@ -32,6 +32,7 @@ const (
 
 	ReasonNotPermitted     = "NotPermitted"     // the requester may not name an object outside its namespace
 	ReasonTokenNotAccepted = "TokenNotAccepted" // a lock token from anyone but the orchestrator
+	ReasonRateLimited      = "RateLimited"      // the namespace's direct CREATEs claimed too much too fast
 
 	ReasonInvalidObject = "InvalidObject" // the object cannot be decoded or lacks name/uid
 	ReasonInvalidTarget = "InvalidTarget" // spec.targetResource is malformed
@@ -96,6 +97,11 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		}
 		if isDryRun(req) {
 			return v.allow(ReasonDryRun, owner.String(), "dry run: the target would be claimed by this WorkflowExecution")
+		}
+		if req.UserInfo.Username != h.trust.Orchestrator && !h.limiter.allow(owner.Namespace) {
+			d := v.deny(ReasonRateLimited, "", "namespace %s made too many claims in a short time; retry", owner.Namespace)
+			d.code = http.StatusTooManyRequests
+			return d
 		}
 		switch err := h.lock.Claim(ctx, st, owner); {
 		case err == nil:

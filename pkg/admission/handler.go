@@ -51,6 +51,11 @@ type Options struct {
 	Trust Trust
 	// Authorizer creates the SubjectAccessReviews of Trust.Verb.
 	Authorizer Creator
+	// DirectClaimsPerSecond and DirectClaimsBurst bound, per namespace, the
+	// claims of CREATEs not made by the orchestrator. Defaults
+	// DefaultDirectClaimsPerSecond and DefaultDirectClaimsBurst.
+	DirectClaimsPerSecond float64
+	DirectClaimsBurst     int
 	// MaxAttempts bounds re-reads after a lost compare-and-swap. Default
 	// DefaultMaxAttempts.
 	MaxAttempts int
@@ -63,6 +68,7 @@ type Handler struct {
 	resolver    *target.Resolver
 	trust       Trust
 	authorizer  Creator
+	limiter     *claimLimiter
 	reader      client.Reader
 	recorder    EventRecorder
 	clock       clock.PassiveClock
@@ -79,6 +85,12 @@ func New(opts Options) (*Handler, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	if opts.DirectClaimsPerSecond <= 0 {
+		opts.DirectClaimsPerSecond = DefaultDirectClaimsPerSecond
+	}
+	if opts.DirectClaimsBurst <= 0 {
+		opts.DirectClaimsBurst = DefaultDirectClaimsBurst
+	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
@@ -87,6 +99,7 @@ func New(opts Options) (*Handler, error) {
 		resolver:    opts.Resolver,
 		trust:       opts.Trust,
 		authorizer:  opts.Authorizer,
+		limiter:     newClaimLimiter(opts.DirectClaimsPerSecond, opts.DirectClaimsBurst),
 		reader:      opts.Reader,
 		recorder:    opts.Recorder,
 		clock:       opts.Clock,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"net/http"
 	"strings"
@@ -364,5 +365,32 @@ func TestRetriedRequestIsIdempotent(t *testing.T) {
 		if !resp.Allowed || resp.AuditAnnotations[admission.AnnotationReason] != want {
 			t.Fatalf("call %d: want allowed as %s, got allowed=%v %v %q", i, want, resp.Allowed, resp.AuditAnnotations, resp.Result.Message)
 		}
+	}
+}
+
+// TestDirectClaimsAreBoundedPerNamespace: a namespace's direct CREATEs may
+// claim only so many objects so fast; other namespaces and the orchestrator
+// are not held back by it.
+func TestDirectClaimsAreBoundedPerNamespace(t *testing.T) {
+	h, _ := newFakeHandler(t, nil)
+	as := func(user string, w *v1alpha1.WorkflowExecution) cradmission.Response {
+		req := createRequest(w)
+		req.UserInfo.Username = user
+		return h.Handle(context.Background(), req)
+	}
+	for i := range admission.DefaultDirectClaimsBurst {
+		if resp := as("alice", newWFE("demo", fmt.Sprintf("w-%d", i), fmt.Sprintf("demo/Deployment/app-%d", i))); !resp.Allowed {
+			t.Fatalf("claim %d within the burst: %s", i, resp.Result.Message)
+		}
+	}
+	resp := as("alice", newWFE("demo", "one-more", "demo/Deployment/one-more"))
+	if resp.Allowed || resp.Result.Code != http.StatusTooManyRequests || !strings.Contains(resp.Result.Message, admission.ReasonRateLimited) {
+		t.Errorf("a claim past the burst: allowed=%v %d %s", resp.Allowed, resp.Result.Code, resp.Result.Message)
+	}
+	if resp := as("bob", newWFE("other", "w", "other/Deployment/app")); !resp.Allowed {
+		t.Errorf("another namespace was held back: %s", resp.Result.Message)
+	}
+	if resp := as(orchestratorUser, newWFE("demo", "orch", "demo/Deployment/orch")); !resp.Allowed {
+		t.Errorf("the orchestrator was held back: %s", resp.Result.Message)
 	}
 }

@@ -43,7 +43,10 @@ type serveConfig struct {
 	claimGrace    time.Duration
 	maxAttempts   int
 	trust         admission.Trust
-	zap           zap.Options
+
+	directClaimsPerSecond float64
+	directClaimsBurst     int
+	zap                   zap.Options
 }
 
 func serveFlags(out io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -86,6 +89,8 @@ Flags:
 	fs.StringVar(&c.trust.Orchestrator, "orchestrator-user", "", "username of the orchestrator's ServiceAccount (system:serviceaccount:<ns>:<name>): the only requester whose lock tokens are accepted, and trusted to name any object; empty: no lock token is accepted")
 	kubeflags.StringList(fs, &c.trust.Namespaces, "trusted-namespaces", "comma-separated namespaces whose WorkflowExecutions may name objects in other namespaces and cluster-scoped ones (\"*\": every namespace, for single-tenant clusters); by default a WorkflowExecution may name only objects in its own namespace")
 	kubeflags.StringList(fs, &c.trust.ServiceAccounts, "trusted-service-accounts", "comma-separated ServiceAccounts (namespace/name) trusted to name any object")
+	fs.Float64Var(&c.directClaimsPerSecond, "direct-claims-per-second", admission.DefaultDirectClaimsPerSecond, "claims per second, per namespace, that CREATEs not made by the orchestrator may make (a claim whose CREATE a later admission step refuses stands for --claim-grace)")
+	fs.IntVar(&c.directClaimsBurst, "direct-claims-burst", admission.DefaultDirectClaimsBurst, "burst of --direct-claims-per-second")
 	fs.StringVar(&c.trust.Verb, "authorize-verb", "", "if set (e.g. patch), anyone else may name an object they are allowed this verb on, by a SubjectAccessReview (needs RBAC to create subjectaccessreviews)")
 	c.zap.Development = false // JSON logs
 	c.zap.BindFlags(fs)
@@ -169,6 +174,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	h, err := admission.New(admission.Options{
 		Lock: lock, Resolver: resolver, Reader: live, Clock: clk, MaxAttempts: c.maxAttempts,
 		Trust: c.trust, Authorizer: live,
+		DirectClaimsPerSecond: c.directClaimsPerSecond, DirectClaimsBurst: c.directClaimsBurst,
 		Recorder: mgr.GetEventRecorder(ControllerName),
 	})
 	if err != nil {
