@@ -18,6 +18,7 @@ import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/kube"
 	"helm.sh/helm/v3/pkg/release"
@@ -47,14 +48,7 @@ var (
 // install installs the chart as a release, as `helm install` would.
 func install(t *testing.T, name, ns string, vals map[string]any) (*release.Release, error) {
 	t.Helper()
-	cfg := new(action.Configuration)
-	if err := cfg.Init(kube.GetConfig(kubeconfig, "", ns), ns, "secret", t.Logf); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := loader.Load(chartDir(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, ch := helmAction(t, ns)
 	inst := action.NewInstall(cfg)
 	inst.ReleaseName, inst.Namespace, inst.CreateNamespace = name, ns, true
 	inst.Timeout = 2 * time.Minute
@@ -240,6 +234,17 @@ func (w testWriter) Write(p []byte) (int, error) {
 // upgrade upgrades a release, as `helm upgrade` would.
 func upgrade(t *testing.T, name, ns string, vals map[string]any) error {
 	t.Helper()
+	cfg, ch := helmAction(t, ns)
+	up := action.NewUpgrade(cfg)
+	up.Namespace, up.Timeout = ns, 2*time.Minute
+	_, err := up.Run(name, ch, vals)
+	return err
+}
+
+// helmAction is the Helm SDK's configuration for ns on the test API
+// server, and the chart from the repository.
+func helmAction(t *testing.T, ns string) (*action.Configuration, *chart.Chart) {
+	t.Helper()
 	cfg := new(action.Configuration)
 	if err := cfg.Init(kube.GetConfig(kubeconfig, "", ns), ns, "secret", t.Logf); err != nil {
 		t.Fatal(err)
@@ -248,10 +253,7 @@ func upgrade(t *testing.T, name, ns string, vals map[string]any) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := action.NewUpgrade(cfg)
-	up.Namespace, up.Timeout = ns, 2*time.Minute
-	_, err = up.Run(name, ch, vals)
-	return err
+	return cfg, ch
 }
 
 // In helm mode the chart's CA and certificate are kept on upgrade while
