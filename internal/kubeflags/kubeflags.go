@@ -19,13 +19,18 @@ type Flags struct {
 }
 
 // Bind registers --kubeconfig, --kube-api-qps and --kube-api-burst on fs.
+// QPS and Burst already set on f are the flags' defaults (else 50 and 100).
 func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: $KUBECONFIG, then the in-cluster config, then ~/.kube/config")
 	// client-go's default of 5 requests/s throttles a replica that makes a
-	// dozen live reads and writes per decision; the API server's priority
-	// and fairness protects it from a busy client.
-	fs.Float64Var(&f.QPS, "kube-api-qps", 50, "requests per second to the API server (client-side limit)")
-	fs.IntVar(&f.Burst, "kube-api-burst", 100, "request burst to the API server (client-side limit)")
+	// few reads and writes per decision; the API server's priority and
+	// fairness protects it from a busy client.
+	qps, burst := f.QPS, f.Burst
+	if qps <= 0 {
+		qps, burst = 50, 100
+	}
+	fs.Float64Var(&f.QPS, "kube-api-qps", qps, "requests per second to the API server (client-side limit)")
+	fs.IntVar(&f.Burst, "kube-api-burst", burst, "request burst to the API server (client-side limit)")
 }
 
 // Config loads the REST config and applies the rate limits, if set.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -72,11 +74,22 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		return v.deny(ReasonTokenNotAccepted, "", "the %s annotation is accepted only from the orchestrator's ServiceAccount; remove it to create the WorkflowExecution directly", v1alpha1.LockTokenAnnotation)
 	}
 
+	// The first read is the cached Lease (when the Lock has a cache): an
+	// admission that claims proves it current by its compare-and-swap. Any
+	// verdict that writes nothing (a denial, a claim already ours, a dry
+	// run) is decided again on a live read, so a stale cache never refuses
+	// wrongly nor admits without a claim.
+	st, err := h.lock.Peek(ctx, key)
 	checked := false
 	for range h.maxAttempts {
-		st, err := h.lock.Inspect(ctx, key)
 		if err != nil {
 			return v.errored(err)
+		}
+		if st.Cached() && !claims(st, token, h.clock.Now(), req) {
+			st, err = h.lock.Inspect(ctx, key)
+			if err != nil {
+				return v.errored(err)
+			}
 		}
 		if d, ok := h.judge(ctx, v, st, owner, token); !ok {
 			return d
@@ -107,7 +120,9 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		case err == nil:
 			return v.allow(ReasonClaimed, owner.String(), "target claimed by this WorkflowExecution")
 		case errors.Is(err, lease.ErrConflict):
-			continue // the Lease changed under us: read it again and decide again
+			// The Lease changed under us (or the cache was behind): read it
+			// live and decide again.
+			st, err = h.lock.Inspect(ctx, key)
 		default:
 			return v.errored(err)
 		}
@@ -115,6 +130,26 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 	d := v.deny(ReasonContended, "", "the target's Lease changed on each of %d attempts; retry", h.maxAttempts)
 	d.code = http.StatusConflict
 	return d
+}
+
+// claims reports whether st, as observed, lets owner's CREATE go on to a
+// claim (a write that proves st current) without judging it: a free Lease,
+// or its own orchestrator lock still in time. Only then may st be cached.
+func claims(st lease.State, token string, now time.Time, req cradmission.Request) bool {
+	if isDryRun(req) {
+		return false
+	}
+	switch st.Phase {
+	case lease.Free:
+		return token == ""
+	case lease.Locked:
+		if token == "" {
+			return st.Expired(now) // an abandoned lock, taken over
+		}
+		return token == st.Holder && !st.Expired(now)
+	case lease.Claimed:
+	}
+	return false
 }
 
 // judge decides on one observation of the Lease. ok means the Lease lets
@@ -175,15 +210,36 @@ func phaseOrPending(p v1alpha1.WorkflowExecutionPhase) v1alpha1.WorkflowExecutio
 
 // activeOther returns "namespace/name" of a non-terminal WFE of the same
 // object, however its target is spelled, other than owner, or "" if none.
+// With a cache, the object's WFEs come from its index and only one that
+// looks active is read live: the cache may not have seen it end, and a
+// stale cache must not refuse. A WFE stored a moment ago that the cache
+// has not seen yet is not missed by the lock: it claimed the Lease.
 func (h *Handler) activeOther(ctx context.Context, key target.Key, owner lease.Owner) (string, error) {
 	list := &v1alpha1.WorkflowExecutionList{}
-	if err := h.reader.List(ctx, list, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()}); err != nil {
+	var err error
+	if h.cache != nil {
+		err = h.cache.List(ctx, list, client.MatchingFields{target.HashIndex: key.Hash()})
+	} else {
+		err = h.reader.List(ctx, list, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()})
+	}
+	if err != nil {
 		return "", fmt.Errorf("listing WorkflowExecutions of %s: %w", key, err)
 	}
 	for i := range list.Items {
 		w := &list.Items[i]
 		if w.UID == owner.UID || (w.Namespace == owner.Namespace && w.Name == owner.Name) || w.Status.Phase.Terminal() {
 			continue
+		}
+		if h.cache != nil {
+			live := &v1alpha1.WorkflowExecution{}
+			switch err := h.reader.Get(ctx, client.ObjectKeyFromObject(w), live); {
+			case apierrors.IsNotFound(err):
+				continue
+			case err != nil:
+				return "", fmt.Errorf("reading WorkflowExecution %s/%s: %w", w.Namespace, w.Name, err)
+			case live.UID != w.UID || live.Status.Phase.Terminal():
+				continue
+			}
 		}
 		return w.Namespace + "/" + w.Name, nil
 	}

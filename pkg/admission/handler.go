@@ -41,6 +41,11 @@ type Options struct {
 	// Reader reads WorkflowExecutions. It must read live: a cache can miss
 	// the WorkflowExecution another writer stored a moment ago.
 	Reader client.Reader
+	// Cache, optional, reads WorkflowExecutions from an informer indexed by
+	// target.HashIndex: the defence-in-depth lookup of an object's other
+	// WFEs then costs no API request unless one looks active. The Lock
+	// should then have a cache of Leases too (lease.Options.Cache).
+	Cache client.Reader
 	// Recorder records an Event for every denial. Optional.
 	Recorder EventRecorder
 	// Clock must be the clock the Lock was built with: lock expiry and claim
@@ -70,6 +75,7 @@ type Handler struct {
 	authorizer  Creator
 	limiter     *claimLimiter
 	reader      client.Reader
+	cache       client.Reader
 	recorder    EventRecorder
 	clock       clock.PassiveClock
 	maxAttempts int
@@ -101,6 +107,7 @@ func New(opts Options) (*Handler, error) {
 		authorizer:  opts.Authorizer,
 		limiter:     newClaimLimiter(opts.DirectClaimsPerSecond, opts.DirectClaimsBurst),
 		reader:      opts.Reader,
+		cache:       opts.Cache,
 		recorder:    opts.Recorder,
 		clock:       opts.Clock,
 		maxAttempts: opts.MaxAttempts,

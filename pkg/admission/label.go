@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -17,10 +18,11 @@ import (
 // LabelPath is where the webhook server serves the Labeler.
 const LabelPath = "/label-workflowexecution"
 
-// Labeler is the mutating half of the webhook: it stamps every WFE CREATE
-// with the hash of its target's canonical identity (v1alpha1.TargetHashLabel),
-// so that one label selector finds every WFE of an object, however its
-// target is spelled. It runs before the validating Handler, which reads the
+// Labeler is the mutating half of the webhook: it stamps every WFE and
+// RemediationRequest CREATE with the hash of its target's canonical identity
+// (v1alpha1.TargetHashLabel), so that one index finds every WFE and request
+// of an object, however its target is spelled (and the orchestrator need
+// not write the label on each request). It runs before the validating Handler, which reads the
 // label on the WFEs already stored.
 type Labeler struct {
 	resolver *target.Resolver
@@ -31,28 +33,45 @@ var _ cradmission.Handler = (*Labeler)(nil)
 // NewLabeler returns a Labeler resolving targets with r.
 func NewLabeler(r *target.Resolver) *Labeler { return &Labeler{resolver: r} }
 
-// Handle labels a CREATE. A target it cannot resolve is left unlabelled for
-// the validating Handler to refuse with its reasons; a discovery failure
-// fails the CREATE, so no WFE is stored without its identity.
+// Handle labels a CREATE of a WorkflowExecution or RemediationRequest. A
+// target it cannot resolve is left unlabelled, for the validating Handler
+// (a WFE) or the orchestrator (a request) to refuse with its reasons; a
+// discovery failure fails the CREATE, so nothing is stored without its
+// identity.
 func (l *Labeler) Handle(_ context.Context, req cradmission.Request) cradmission.Response {
 	if req.Operation != admissionv1.Create {
 		return cradmission.Allowed("")
 	}
-	wfe, err := decode(req.Object.Raw)
-	if err != nil {
-		return cradmission.Allowed("")
+	var (
+		key    target.Key
+		labels map[string]string
+		err    error
+	)
+	if req.Kind.Kind == "RemediationRequest" {
+		rr := &v1alpha1.RemediationRequest{}
+		if json.Unmarshal(req.Object.Raw, rr) != nil {
+			return cradmission.Allowed("")
+		}
+		key, err = l.resolver.ForRemediation(rr)
+		labels = rr.Labels
+	} else {
+		wfe, derr := decode(req.Object.Raw)
+		if derr != nil {
+			return cradmission.Allowed("")
+		}
+		key, err = l.resolver.ForExecution(wfe)
+		labels = wfe.Labels
 	}
-	key, err := l.resolver.ForExecution(wfe)
 	switch {
 	case errors.Is(err, target.ErrInvalid):
 		return cradmission.Allowed("")
 	case err != nil:
 		return cradmission.Errored(http.StatusServiceUnavailable, err)
 	}
-	if wfe.Labels[v1alpha1.TargetHashLabel] == key.Hash() {
+	if labels[v1alpha1.TargetHashLabel] == key.Hash() {
 		return cradmission.Allowed("")
 	}
-	if wfe.Labels == nil {
+	if labels == nil {
 		return cradmission.Patched("", jsonpatch.NewOperation("add", "/metadata/labels",
 			map[string]string{v1alpha1.TargetHashLabel: key.Hash()}))
 	}

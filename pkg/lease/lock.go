@@ -47,6 +47,10 @@ type Options struct {
 	ClaimGrace time.Duration
 	// Clock is injectable so tests step time instead of sleeping.
 	Clock clock.PassiveClock
+	// Cache, optional, reads Leases from an informer for Peek: a first
+	// guess that a compare-and-swap then proves or refutes. Default: none
+	// (Peek reads live).
+	Cache client.Reader
 }
 
 const (
@@ -66,6 +70,7 @@ type Lock struct {
 	duration   time.Duration
 	claimGrace time.Duration
 	clock      clock.PassiveClock
+	cache      client.Reader
 
 	mu sync.Mutex
 	// orphans maps a Lease name to the token of an acquisition whose write
@@ -95,6 +100,7 @@ func New(c Client, opts Options) (*Lock, error) {
 		duration:   opts.Duration,
 		claimGrace: opts.ClaimGrace,
 		clock:      opts.Clock,
+		cache:      opts.Cache,
 		orphans:    map[string]string{},
 	}, nil
 }
@@ -102,21 +108,24 @@ func New(c Client, opts Options) (*Lock, error) {
 // Namespace is where the Leases live.
 func (l *Lock) Namespace() string { return l.namespace }
 
+// Duration is how long a lock lasts without Renew.
+func (l *Lock) Duration() time.Duration { return l.duration }
+
 // Acquire tries to lock key. It returns acquired=false, with no error, when
 // someone else holds the lock or a claim; an API error is returned as an
 // error and never taken to mean the target is free.
 func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error) {
-	tok := Token{Key: key, ID: newID(l.identity)}
+	tok := Token{Key: key, ID: newID(l.identity), written: &written{}}
 	for range maxAttempts {
 		now := l.clock.Now()
-		err := l.client.Create(ctx, l.newLease(key, tok.ID, now))
+		created := l.newLease(key, tok.ID, now)
+		err := l.client.Create(ctx, created)
 		switch {
 		case err == nil:
-			tok.acquired = now
-			acquisitions.WithLabelValues("acquired").Inc()
-			return tok, true, nil
+			tok.wrote(created)
+			return l.acquired(tok, now), true, nil
 		case !apierrors.IsAlreadyExists(err):
-			if l.applied(ctx, key, tok.ID) {
+			if l.applied(ctx, tok) {
 				return l.acquired(tok, now), true, nil
 			}
 			return l.acquireFailed(key, tok, fmt.Errorf("creating lease for %s: %w", key, err), "create")
@@ -148,11 +157,12 @@ func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error)
 		switch {
 		case err == nil:
 			takeovers.Inc()
+			tok.wrote(lease)
 			return l.acquired(tok, now), true, nil
 		case apierrors.IsConflict(err), apierrors.IsNotFound(err):
 			acquisitions.WithLabelValues("contended").Inc()
 			return Token{}, false, nil
-		case l.applied(ctx, key, tok.ID):
+		case l.applied(ctx, tok):
 			takeovers.Inc()
 			return l.acquired(tok, now), true, nil
 		default:
@@ -190,10 +200,14 @@ func (l *Lock) isOrphan(key target.Key, holder string) bool {
 
 // applied re-reads the Lease after a write that failed without a clear
 // answer (a timeout, a lost connection): the write may have been applied.
-// It reports whether the Lease now holds our write, identified by holder.
-func (l *Lock) applied(ctx context.Context, key target.Key, holder string) bool {
-	st, err := l.Inspect(ctx, key)
-	return err == nil && st.Phase != Free && st.Holder == holder
+// It reports whether the Lease now holds our write, identified by tok's ID.
+func (l *Lock) applied(ctx context.Context, tok Token) bool {
+	st, err := l.Inspect(ctx, tok.Key)
+	if err != nil || st.Phase != Locked || st.Holder != tok.ID {
+		return false
+	}
+	tok.wrote(st.lease)
+	return true
 }
 
 // Renew extends the lock held by tok. It returns ErrNotHeld when the lock
@@ -213,6 +227,7 @@ func (l *Lock) Renew(ctx context.Context, tok Token) error {
 		err = l.client.Update(ctx, lease)
 		switch {
 		case err == nil:
+			tok.wrote(lease)
 			return nil
 		case apierrors.IsConflict(err):
 			continue // re-read: someone wrote, it may no longer be ours
@@ -230,7 +245,11 @@ func (l *Lock) Renew(ctx context.Context, tok Token) error {
 // the Lease changed from the version renewed, and holds our token and time.
 func (l *Lock) renewed(ctx context.Context, tok Token, from string, at metav1.MicroTime) bool {
 	st, err := l.Inspect(ctx, tok.Key)
-	return err == nil && st.lease.ResourceVersion != from && st.Phase == Locked && st.Holder == tok.ID && st.Renewed.Equal(at.Time)
+	if err != nil || st.lease.ResourceVersion == from || st.Phase != Locked || st.Holder != tok.ID || !st.Renewed.Equal(at.Time) {
+		return false
+	}
+	tok.wrote(st.lease)
+	return true
 }
 
 // Release deletes the lock if, and only if, tok still holds it: the delete
@@ -243,6 +262,9 @@ func (l *Lock) Release(ctx context.Context, tok Token) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
+	}
+	if done, err := l.releaseWritten(ctx, tok); done {
+		return err
 	}
 	// An API error is retried too: a lock left behind blocks its target
 	// for the whole duration. If every attempt fails, the token is
@@ -276,6 +298,32 @@ func (l *Lock) Release(ctx context.Context, tok Token) error {
 	l.orphans[tok.Key.LeaseName()] = tok.ID
 	l.mu.Unlock()
 	return fmt.Errorf("releasing lease of %s after %d attempts: %w", tok.Key, maxAttempts, last)
+}
+
+// releaseWritten deletes the version of the Lease that tok last wrote, in
+// one request. done is false when that did not settle it (no version known,
+// or an unclear error): the caller then reads the Lease and decides.
+func (l *Lock) releaseWritten(ctx context.Context, tok Token) (done bool, _ error) {
+	w := tok.written
+	if w == nil || w.version == "" {
+		return false, nil
+	}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: tok.Key.LeaseName()}}
+	err := l.client.Delete(ctx, lease, client.Preconditions{UID: &w.uid, ResourceVersion: &w.version})
+	switch {
+	case err == nil:
+		releases.WithLabelValues("released").Inc()
+		if !tok.acquired.IsZero() {
+			holdSeconds.Observe(l.clock.Since(tok.acquired).Seconds())
+		}
+		return true, nil
+	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+		// Swept, or written by someone else since: claimed for our CREATE,
+		// or taken over after it expired. Not ours to delete.
+		releases.WithLabelValues("not_held").Inc()
+		return true, nil
+	}
+	return false, nil
 }
 
 // deleteObserved deletes exactly the Lease version st observed. NotFound

@@ -370,6 +370,37 @@ func TestReleaseRacingTakeoverDoesNotDelete(t *testing.T) {
 	}
 }
 
+// Release deletes the version its token last wrote in one request, without
+// reading the Lease; renewals move that version along.
+func TestReleaseDeletesWrittenVersion(t *testing.T) {
+	f := newFixture(t, "orchestrator-0", interceptor.Funcs{})
+	var gets, deletes int
+	l := f.newLock(t, "orchestrator-0", interceptor.NewClient(f.base, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			gets++
+			return c.Get(ctx, key, obj, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			deletes++
+			return c.Delete(ctx, obj, opts...)
+		},
+	}))
+	tok := acquire(t, l)
+	if err := l.Renew(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	gets = 0
+	if err := l.Release(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if gets != 0 || deletes != 1 {
+		t.Errorf("release after renew: %d gets, %d deletes; want 0 and 1", gets, deletes)
+	}
+	if f.leaseExists(t) {
+		t.Error("lease still there after release")
+	}
+}
+
 func TestReleaseErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -389,6 +420,9 @@ func TestReleaseErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, "orchestrator-0", interceptor.Funcs{})
 			tok := acquire(t, f.lock)
+			// A token that does not know the version it wrote (its write's
+			// response was lost) reads the Lease before deleting.
+			tok = Token{Key: tok.Key, ID: tok.ID}
 			l := f.newLock(t, "orchestrator-0", interceptor.NewClient(f.base, tt.funcs))
 			before := testutil.ToFloat64(releases.WithLabelValues("error"))
 			if err := l.Release(context.Background(), tok); err == nil {

@@ -52,7 +52,12 @@ type State struct {
 
 	// lease is the observed object: the version every CAS writes against.
 	lease *coordinationv1.Lease
+	// cached marks a state read by Peek: possibly stale.
+	cached bool
 }
+
+// Cached reports whether s was read from a cache (Peek), and so may be stale.
+func (s State) Cached() bool { return s.cached }
 
 // Expired reports whether the lock or claim's time has run out at now.
 func (s State) Expired(now time.Time) bool {
@@ -88,6 +93,28 @@ func (l *Lock) Inspect(ctx context.Context, key target.Key) (State, error) {
 		return State{}, fmt.Errorf("reading lease %s/%s of %s: %w", l.namespace, key.LeaseName(), key, err)
 	}
 	return stateOf(key, lease), nil
+}
+
+// Peek reads the target's Lease from the cache, if the Lock has one, else
+// live. A cached state may be stale: it is only ever the version a
+// compare-and-swap (Claim, ReleaseClaim) writes against, which fails with
+// ErrConflict if the Lease changed since; a decision that writes nothing
+// must be made on Inspect.
+func (l *Lock) Peek(ctx context.Context, key target.Key) (State, error) {
+	if l.cache == nil {
+		return l.Inspect(ctx, key)
+	}
+	lease := &coordinationv1.Lease{}
+	err := l.cache.Get(ctx, client.ObjectKey{Namespace: l.namespace, Name: key.LeaseName()}, lease)
+	switch {
+	case apierrors.IsNotFound(err):
+		return State{Key: key, Phase: Free, cached: true}, nil
+	case err != nil:
+		return State{}, fmt.Errorf("reading cached lease %s/%s of %s: %w", l.namespace, key.LeaseName(), key, err)
+	}
+	st := stateOf(key, lease)
+	st.cached = true
+	return st, nil
 }
 
 func stateOf(key target.Key, lease *coordinationv1.Lease) State {

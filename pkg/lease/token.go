@@ -6,6 +6,9 @@ import (
 	"strings"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
@@ -16,7 +19,26 @@ type Token struct {
 	ID  string
 
 	acquired time.Time
+	// written is the Lease as this token last wrote it, shared by copies
+	// of the token: Release deletes exactly that version without reading
+	// it first. Every write to a held lock is its holder's, so any other
+	// version means the lock was claimed, taken over or swept since.
+	written *written
 }
+
+type written struct {
+	uid     types.UID
+	version string
+}
+
+func (t Token) wrote(lease *coordinationv1.Lease) {
+	if t.written != nil && lease != nil {
+		t.written.uid, t.written.version = lease.UID, lease.ResourceVersion
+	}
+}
+
+// Acquired is when the lock was taken.
+func (t Token) Acquired() time.Time { return t.acquired }
 
 // newID returns identity plus a random nonce: unique per acquisition, and
 // still showing which pod holds the lock.

@@ -33,8 +33,14 @@ type ExecutionReconciler struct {
 var _ reconcile.Reconciler = (*ExecutionReconciler)(nil)
 
 func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	// The cache decides: a terminal phase is final, and a WFE it still
+	// shows active brings us back when it ends. Only a WFE it lacks is
+	// read live (a delete, or one too new for the cache).
 	wfe := &v1alpha1.WorkflowExecution{}
-	err := r.live.Get(ctx, req.NamespacedName, wfe)
+	err := r.client.Get(ctx, req.NamespacedName, wfe)
+	if apierrors.IsNotFound(err) {
+		err = r.live.Get(ctx, req.NamespacedName, wfe)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		wfe = nil
@@ -62,13 +68,30 @@ func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if err != nil {
 			continue
 		}
-		st, err := r.lock.Inspect(ctx, key)
+		wait, err := r.release(ctx, key, req.String(), wfe)
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		if st.Holder != req.String() {
-			continue
+		after = max(after, wait)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return reconcile.Result{}, fmt.Errorf("releasing claims of %s: %w", req, err)
+	}
+	return reconcile.Result{RequeueAfter: after}, nil
+}
+
+// release releases the claim on key by the WFE holder ("namespace/name"),
+// which ended (wfe) or was not found (nil). The cached Lease is tried first,
+// by compare-and-swap; if it was stale, the Lease is read live once. wait
+// is how long a claim whose WFE may still be in flight must stand.
+func (r *ExecutionReconciler) release(ctx context.Context, key target.Key, holder string, wfe *v1alpha1.WorkflowExecution) (wait time.Duration, _ error) {
+	st, err := r.lock.Peek(ctx, key)
+	for range 2 {
+		if err != nil {
+			return 0, err
+		}
+		if st.Phase != lease.Claimed || st.Holder != holder {
+			return 0, nil
 		}
 		// A terminal WFE releases its own claim, and so does a deleted one
 		// (its UID was seen deleted). For a WFE that is not found otherwise,
@@ -77,22 +100,22 @@ func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		uid := st.ClaimUID
 		if wfe != nil {
 			uid = wfe.UID
-		} else if wait := st.Expires.Sub(r.clock.Now()); wait > 0 && !r.deleted.has(uid) {
-			after = max(after, wait)
-			continue
+		} else if left := st.Expires.Sub(r.clock.Now()); left > 0 && !r.deleted.has(uid) {
+			return left, nil
 		}
-		released, err := r.lock.ReleaseClaim(ctx, st, uid)
-		if err != nil && !errors.Is(err, lease.ErrConflict) {
-			errs = append(errs, err)
+		released, rerr := r.lock.ReleaseClaim(ctx, st, uid)
+		switch {
+		case rerr == nil:
+			if released {
+				logf.FromContext(ctx).V(1).Info("Released claim", "target", key.String())
+			}
+			return 0, nil
+		case !errors.Is(rerr, lease.ErrConflict):
+			return 0, rerr
 		}
-		if released {
-			logf.FromContext(ctx).V(1).Info("Released claim", "target", key.String())
-		}
+		st, err = r.lock.Inspect(ctx, key)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return reconcile.Result{}, fmt.Errorf("releasing claims of %s: %w", req, err)
-	}
-	return reconcile.Result{RequeueAfter: after}, nil
+	return 0, nil
 }
 
 // label gives a WFE the identity label of its object when it lacks it or

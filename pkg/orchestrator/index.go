@@ -12,20 +12,11 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
 )
-
-// targetIndex indexes requests by the identity hash of their object.
-const targetIndex = ".targetHash"
 
 // holderIndex indexes Leases by holder, to find a WFE's claim.
 const holderIndex = ".holder"
-
-func indexByTarget(obj client.Object) []string {
-	if h := targetHash(obj); h != "" {
-		return []string{h}
-	}
-	return nil
-}
 
 // targetHash is the object identity an RR, WFE or Lease carries.
 func targetHash(obj client.Object) string { return obj.GetLabels()[v1alpha1.TargetHashLabel] }
@@ -44,7 +35,7 @@ func waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Requ
 		return nil
 	}
 	list := &v1alpha1.RemediationRequestList{}
-	if err := c.List(ctx, list, client.MatchingFields{targetIndex: hash}); err != nil {
+	if err := c.List(ctx, list, client.MatchingFields{target.HashIndex: hash}); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request

@@ -117,8 +117,10 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 	}
 
 	// Our WFE may exist already: a retry after a lost status write, or
-	// another replica got there first. Its name is fixed per request.
-	if wfe, err := r.existing(ctx, rr); err != nil || wfe != nil {
+	// another replica got there first. Its name is fixed per request. The
+	// cache may not have one created a moment ago: its claim then stops the
+	// Acquire below, and contended adopts it.
+	if wfe, err := r.existing(ctx, r.client, rr); err != nil || wfe != nil {
 		if err != nil {
 			return reconcile.Result{}, err
 		}
@@ -157,20 +159,24 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 		return r.blocked(ctx, rr, block)
 	}
 	// Without the webhook nothing else fences a holder that paused past
-	// expiry: confirm the lock, and extend it over the CREATE.
-	if err := r.lock.Renew(ctx, tok); err != nil {
-		if errors.Is(err, lease.ErrNotHeld) {
-			return reconcile.Result{RequeueAfter: time.Second}, nil
+	// expiry: a lock older than a quarter of its duration is confirmed and
+	// extended over the CREATE. A younger one has time enough left, and the
+	// webhook refuses its token once it has expired.
+	if r.clock.Since(tok.Acquired()) > r.lock.Duration()/4 {
+		if err := r.lock.Renew(ctx, tok); err != nil {
+			if errors.Is(err, lease.ErrNotHeld) {
+				return reconcile.Result{RequeueAfter: time.Second}, nil
+			}
+			return reconcile.Result{}, err
 		}
-		return reconcile.Result{}, err
 	}
 	return r.create(ctx, rr, key, tok)
 }
 
-// existing returns the request's WFE if it exists (read live), or nil.
-func (r *RemediationReconciler) existing(ctx context.Context, rr *v1alpha1.RemediationRequest) (*v1alpha1.WorkflowExecution, error) {
+// existing returns the request's WFE as reader has it, or nil.
+func (r *RemediationReconciler) existing(ctx context.Context, reader client.Reader, rr *v1alpha1.RemediationRequest) (*v1alpha1.WorkflowExecution, error) {
 	wfe := &v1alpha1.WorkflowExecution{}
-	switch err := r.live.Get(ctx, client.ObjectKey{Namespace: rr.Namespace, Name: executionName(rr)}, wfe); {
+	switch err := reader.Get(ctx, client.ObjectKey{Namespace: rr.Namespace, Name: executionName(rr)}, wfe); {
 	case apierrors.IsNotFound(err):
 		return nil, nil
 	case err != nil:
@@ -198,6 +204,16 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 		return reconcile.Result{}, err
 	}
 	contentions.WithLabelValues(string(st.Phase)).Inc()
+	if st.Phase == lease.Claimed && st.Holder == rr.Namespace+"/"+executionName(rr) {
+		// Our own WFE holds the target: created by another replica, or by
+		// us before a status write was lost. Adopt it once stored; its
+		// arrival in the cache brings the request back.
+		wfe, err := r.existing(ctx, r.live, rr)
+		if err != nil || wfe == nil {
+			return reconcile.Result{RequeueAfter: r.fallback}, err
+		}
+		return reconcile.Result{}, r.adopt(ctx, rr, wfe)
+	}
 	if st.Phase != lease.Claimed {
 		// Woken when the lock is released; at the latest when it expires.
 		wait := r.fallback
@@ -291,7 +307,7 @@ func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.Remedia
 	}
 	switch err := r.client.Create(ctx, wfe); {
 	case apierrors.IsAlreadyExists(err):
-		existing, err := r.existing(ctx, rr)
+		existing, err := r.existing(ctx, r.live, rr)
 		if err != nil || existing == nil {
 			return reconcile.Result{}, err
 		}
@@ -345,7 +361,7 @@ func (r *RemediationReconciler) releaseUnstored(ctx context.Context, rr *v1alpha
 	if err != nil || st.Phase != lease.Claimed || st.Holder != rr.Namespace+"/"+executionName(rr) {
 		return err
 	}
-	if wfe, err := r.existing(ctx, rr); err != nil || wfe != nil {
+	if wfe, err := r.existing(ctx, r.live, rr); err != nil || wfe != nil {
 		return err
 	}
 	if _, err := r.lock.ReleaseClaim(ctx, st, st.ClaimUID); err != nil && !errors.Is(err, lease.ErrConflict) {

@@ -85,25 +85,32 @@ func CacheOptions(leaseNamespace string) cache.Options {
 // must use CacheOptions.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	opts = opts.defaults()
-	leaseClient := opts.LeaseClient
+	// The Lock reads Leases from the manager's cache first, and proves
+	// each read by a compare-and-swap; an injected client reads live.
+	leaseClient, leaseCache := opts.LeaseClient, client.Reader(mgr.GetCache())
 	if leaseClient == nil {
 		live, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
 		if err != nil {
 			return fmt.Errorf("creating lease client: %w", err)
 		}
 		leaseClient = live
+	} else {
+		leaseCache = nil
 	}
 	lock, err := lease.New(leaseClient, lease.Options{
 		Namespace: opts.LeaseNamespace, Identity: opts.Identity,
 		Duration: opts.LeaseDuration, ClaimGrace: opts.ClaimGrace, Clock: opts.Clock,
+		Cache: leaseCache,
 	})
 	if err != nil {
 		return err
 	}
 
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &v1alpha1.RemediationRequest{}, targetIndex, indexByTarget); err != nil {
-		return err
+	for _, obj := range []client.Object{&v1alpha1.RemediationRequest{}, &v1alpha1.WorkflowExecution{}} {
+		if err := idx.IndexField(ctx, obj, target.HashIndex, target.IndexHash); err != nil {
+			return err
+		}
 	}
 	if err := idx.IndexField(ctx, &coordinationv1.Lease{}, holderIndex, indexLeaseByHolder); err != nil {
 		return err
@@ -126,7 +133,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		lock:       lock,
 		resolver:   resolver,
 		trusted:    append([]string{opts.LeaseNamespace}, opts.TrustedNamespaces...),
-		engine:     routing.NewEngine(mgr.GetAPIReader(), opts.Routing, opts.Clock),
+		engine:     routing.NewEngine(c, mgr.GetAPIReader(), opts.Routing, opts.Clock),
 		recorder:   mgr.GetEventRecorder("targetlock-orchestrator"),
 		clock:      opts.Clock,
 		fallback:   opts.FallbackRequeue,

@@ -194,7 +194,7 @@ func TestOptionsDefaults(t *testing.T) {
 	}
 }
 
-func TestEngineReadsLive(t *testing.T) {
+func TestEngineReadsCacheConfirmsLive(t *testing.T) {
 	s := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		t.Fatal(err)
@@ -207,8 +207,13 @@ func TestEngineReadsLive(t *testing.T) {
 	busy.Labels = map[string]string{v1alpha1.TargetHashLabel: key.Hash()}
 	elsewhere := wfe("elsewhere", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})
 	elsewhere.Labels = map[string]string{v1alpha1.TargetHashLabel: "other"}
-	c := fake.NewClientBuilder().WithScheme(s).WithObjects(me, &elsewhere).Build()
-	e := NewEngine(c, Options{}, clocktesting.NewFakePassiveClock(now))
+	indexed := func() *fake.ClientBuilder {
+		return fake.NewClientBuilder().WithScheme(s).
+			WithIndex(&v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash).
+			WithIndex(&v1alpha1.RemediationRequest{}, target.HashIndex, target.IndexHash)
+	}
+	c := indexed().WithObjects(me, &elsewhere).Build()
+	e := NewEngine(c, c, Options{}, clocktesting.NewFakePassiveClock(now))
 	if b, err := e.Check(context.Background(), me, key); err != nil || b != nil {
 		t.Fatalf("Check with another object's WFE = %+v, %v", b, err)
 	}
@@ -223,9 +228,28 @@ func TestEngineReadsLive(t *testing.T) {
 		t.Errorf("FailureStreak = %d, %v", n, err)
 	}
 
+	// A cache that has not seen the WFE end must not block: what looks
+	// active is read live.
+	ended := busy.DeepCopy()
+	ended.Status.Phase = v1alpha1.WorkflowExecutionCompleted
+	ended.Status.CompletionTime = &metav1.Time{Time: now.Add(-time.Hour)}
+	live := indexed().WithObjects(me, ended).Build()
+	stale := indexed().WithObjects(me, &busy).Build()
+	if b, err := NewEngine(stale, live, Options{}, clocktesting.NewFakePassiveClock(now)).Check(context.Background(), me, key); err != nil || b != nil {
+		t.Errorf("Check with a stale cache = %+v, %v; want the live phase (Completed long ago) to decide", b, err)
+	}
+
 	errAPI := errors.New("api down")
-	broken := interceptor.NewClient(c, interceptor.Funcs{List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error { return errAPI }})
-	if _, err := NewEngine(broken, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
-		t.Errorf("Check with a failing API = %v; an error must never read as clear", err)
+	broken := interceptor.NewClient(c, interceptor.Funcs{
+		List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error { return errAPI },
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			return errAPI
+		},
+	})
+	if _, err := NewEngine(broken, c, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
+		t.Errorf("Check with a failing cache = %v; an error must never read as clear", err)
+	}
+	if _, err := NewEngine(c, broken, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
+		t.Errorf("Check with a failing live read = %v; an error must never read as clear", err)
 	}
 }

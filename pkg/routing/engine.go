@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -44,21 +45,29 @@ type check func(in *Input, o Options) *Block
 // checks run in this order; the first that blocks decides.
 var checks = []check{consecutiveFailures, duplicateInProgress, resourceBusy, recentlyRemediated, exponentialBackoff}
 
-// Engine runs the checks on live reads.
+// Engine runs the checks on an object's requests and executions, found in
+// an informer cache by target.HashIndex and confirmed live where the cache
+// could mislead.
 type Engine struct {
-	reader client.Reader
-	opts   Options
-	clock  clock.PassiveClock
+	cache client.Reader
+	live  client.Reader
+	opts  Options
+	clock clock.PassiveClock
 }
 
-// NewEngine returns an Engine. reader must read live (a manager's API
-// reader): it finds an object's requests and executions by their
-// v1alpha1.TargetHashLabel, so a decision costs the object's history only.
-func NewEngine(reader client.Reader, opts Options, clk clock.PassiveClock) *Engine {
+// NewEngine returns an Engine. cache must index RemediationRequests and
+// WorkflowExecutions by target.HashIndex; live reads the API server.
+//
+// A decision costs the object's entries in the cache, not its history in
+// the API: no list is sent. What the cache shows ended has ended (a
+// terminal phase is final); what it shows active is read live, because it
+// may have ended since. What it has not seen yet is younger than the lock
+// the caller holds, and so cannot be running.
+func NewEngine(cache, live client.Reader, opts Options, clk clock.PassiveClock) *Engine {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Engine{reader: reader, opts: opts.Defaults(), clock: clk}
+	return &Engine{cache: cache, live: live, opts: opts.Defaults(), clock: clk}
 }
 
 // Options returns the engine's options with defaults applied.
@@ -99,14 +108,24 @@ func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key 
 // one object may live in any namespace (a Node's surely do).
 func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) ([]v1alpha1.RemediationRequest, error) {
 	rrs := &v1alpha1.RemediationRequestList{}
-	if err := e.reader.List(ctx, rrs, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()}); err != nil {
+	if err := e.cache.List(ctx, rrs, client.MatchingFields{target.HashIndex: key.Hash()}); err != nil {
 		return nil, fmt.Errorf("listing remediation requests of %s: %w", key, err)
 	}
 	var peers []v1alpha1.RemediationRequest
 	for _, p := range rrs.Items {
-		if p.UID != rr.UID && p.Spec.SignalFingerprint == rr.Spec.SignalFingerprint {
-			peers = append(peers, p)
+		if p.UID == rr.UID || p.Spec.SignalFingerprint != rr.Spec.SignalFingerprint {
+			continue
 		}
+		if !p.Status.Phase.Terminal() {
+			ok, err := confirm(ctx, e.live, &p)
+			if err != nil || !ok {
+				if err != nil {
+					return nil, fmt.Errorf("reading remediation request %s/%s: %w", p.Namespace, p.Name, err)
+				}
+				continue
+			}
+		}
+		peers = append(peers, p)
 	}
 	return peers, nil
 }
@@ -115,10 +134,36 @@ func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key
 // targets are spelled.
 func (e *Engine) executions(ctx context.Context, key target.Key) ([]v1alpha1.WorkflowExecution, error) {
 	wfes := &v1alpha1.WorkflowExecutionList{}
-	if err := e.reader.List(ctx, wfes, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()}); err != nil {
+	if err := e.cache.List(ctx, wfes, client.MatchingFields{target.HashIndex: key.Hash()}); err != nil {
 		return nil, fmt.Errorf("listing workflow executions of %s: %w", key, err)
 	}
-	return wfes.Items, nil
+	var out []v1alpha1.WorkflowExecution
+	for _, w := range wfes.Items {
+		if !w.Status.Phase.Terminal() {
+			ok, err := confirm(ctx, e.live, &w)
+			if err != nil {
+				return nil, fmt.Errorf("reading workflow execution %s/%s: %w", w.Namespace, w.Name, err)
+			}
+			if !ok {
+				continue
+			}
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// confirm re-reads obj live in place. It reports false when obj is gone,
+// or replaced by another object of the same name.
+func confirm(ctx context.Context, live client.Reader, obj client.Object) (bool, error) {
+	uid := obj.GetUID()
+	switch err := live.Get(ctx, client.ObjectKeyFromObject(obj), obj); {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return obj.GetUID() == uid, nil
 }
 
 // FailureStreak counts the failures in a row of rr's signal on its target,

@@ -19,6 +19,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
 )
 
 // Form is the expected shape of a target string, quoted in every parse error.
@@ -146,4 +149,18 @@ func quote(s string) string {
 		return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// HashIndex is the name of a cache index of RemediationRequests and
+// WorkflowExecutions by the identity hash of their object (IndexHash): a
+// lookup by object costs that object's entries, not a scan of the cache.
+const HashIndex = ".metadata.labels.targetHash"
+
+// IndexHash returns the identity hash an object carries in
+// v1alpha1.TargetHashLabel, for a cache's IndexField under HashIndex.
+func IndexHash(obj client.Object) []string {
+	if h := obj.GetLabels()[v1alpha1.TargetHashLabel]; h != "" {
+		return []string{h}
+	}
+	return nil
 }

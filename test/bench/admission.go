@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -17,48 +21,67 @@ import (
 type admissionResult struct {
 	with, without []time.Duration
 	perSecond     float64
-	burst         int
 	concurrency   int
+	distinct      int
+	// burst: concurrent CREATEs on few targets, and how many of them the
+	// API server answered with a webhook timeout (or none at all).
+	burst, burstTargets, burstTimeouts, burstAdmitted int
 }
 
 func (r admissionResult) line() string {
 	w, wo := percentiles(r.with), percentiles(r.without)
-	return fmt.Sprintf("bench admission p50_with_ms=%.1f p99_with_ms=%.1f p50_without_ms=%.1f p99_without_ms=%.1f admissions_per_s=%.0f",
-		w.p50, w.p99, wo.p50, wo.p99, r.perSecond)
+	return fmt.Sprintf("bench admission p50_with_ms=%.1f p99_with_ms=%.1f p50_without_ms=%.1f p99_without_ms=%.1f ratio_p50=%.2f ratio_p99=%.2f admissions_per_s=%.0f burst_creates=%d burst_timeouts=%d",
+		w.p50, w.p99, wo.p50, wo.p99, ratio(w.p50, wo.p50), ratio(w.p99, wo.p99), r.perSecond, r.burst, r.burstTimeouts)
 }
 
-// benchAdmission times direct WFE CREATEs, one at a time, alternately in a
-// namespace the webhook covers and in one it excludes (its own); then
-// admissions per second: concurrent CREATEs on distinct targets.
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+// benchAdmission times direct WFE CREATEs through the webhook, one at a
+// time; then admissions per second (concurrent CREATEs on distinct
+// targets) and a burst of concurrent CREATEs on few targets; then, with the
+// webhook configurations deleted, the same one-at-a-time CREATEs without
+// it. Every namespace is guarded, so "without" is a second phase of the
+// same run on the same control plane (the last section to use it).
 func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admissionResult, error) {
-	const covered, excluded = "admission", cluster.LeaseNamespace
+	const ns = "admission"
 	env := c.Env
-	res := admissionResult{concurrency: 16, burst: s.admissionBurst}
-	progress("admission: %d CREATEs with the webhook, %d without, then %d concurrent", s.admissionSamples, s.admissionSamples, s.admissionBurst)
-	if err := newNamespace(ctx, env.Client, covered); err != nil {
+	res := admissionResult{concurrency: 16, distinct: s.admissionBurst, burst: s.admissionStorm, burstTargets: s.admissionStorm / 10}
+	progress("admission: %d CREATEs with the webhook, %d concurrent on distinct targets, a burst of %d on %d targets, then %d without the webhook",
+		s.admissionSamples, s.admissionBurst, res.burst, res.burstTargets, s.admissionSamples)
+	if err := newNamespace(ctx, env.Client, ns); err != nil {
 		return res, err
 	}
 	api, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
 	if err != nil {
 		return res, err
 	}
-	create := func(ns, name string) (time.Duration, error) {
+	create := func(name, object string) (time.Duration, error) {
 		start := time.Now()
-		err := api.Create(ctx, directWFE(ns, name))
+		err := api.Create(ctx, directWFE(ns, name, object))
 		return time.Since(start), err
 	}
-	for i := range s.admissionSamples {
-		for _, ns := range []string{covered, excluded} {
-			d, err := create(ns, fmt.Sprintf("seq-%04d", i))
+	sequential := func(prefix string) ([]time.Duration, error) {
+		var out []time.Duration
+		for i := range s.admissionSamples {
+			name := fmt.Sprintf("%s-%04d", prefix, i)
+			d, err := create(name, name)
 			if err != nil {
-				return res, fmt.Errorf("CREATE in %s: %w", ns, err)
+				return nil, fmt.Errorf("CREATE %s: %w", name, err)
 			}
-			if ns == covered {
-				res.with = append(res.with, d)
-			} else {
-				res.without = append(res.without, d)
-			}
+			out = append(out, d)
 		}
+		return out, nil
+	}
+	if _, err := create("warm-up", "warm-up"); err != nil {
+		return res, err
+	}
+	if res.with, err = sequential("with"); err != nil {
+		return res, err
 	}
 
 	var (
@@ -70,10 +93,11 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 		wg.Go(func() {
 			for {
 				i := next.Add(1)
-				if i > int64(s.admissionBurst) {
+				if i > int64(res.distinct) {
 					return
 				}
-				if _, err := create(covered, fmt.Sprintf("burst-%05d", i)); err != nil {
+				name := fmt.Sprintf("distinct-%05d", i)
+				if _, err := create(name, name); err != nil {
 					failed.Add(1)
 				}
 			}
@@ -82,18 +106,104 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 	wg.Wait()
 	elapsed := time.Since(start)
 	if n := failed.Load(); n > 0 {
-		return res, fmt.Errorf("%d of %d concurrent CREATEs on distinct targets failed", n, s.admissionBurst)
+		return res, fmt.Errorf("%d of %d concurrent CREATEs on distinct targets failed", n, res.distinct)
 	}
-	res.perSecond = float64(s.admissionBurst) / elapsed.Seconds()
+	res.perSecond = float64(res.distinct) / elapsed.Seconds()
+
+	// The burst: all at once, ten CREATEs per target; one per target is
+	// admitted, the others refused as busy. None may time out.
+	var timeouts, admitted atomic.Int64
+	ready := make(chan struct{})
+	for i := range res.burst {
+		wg.Go(func() {
+			<-ready
+			_, err := create(fmt.Sprintf("burst-%05d", i), fmt.Sprintf("burst-target-%03d", i%res.burstTargets))
+			switch {
+			case err == nil:
+				admitted.Add(1)
+			case isTimeout(err):
+				if timeouts.Add(1) == 1 {
+					progress("admission: burst: first timeout: %v", err)
+				}
+			}
+		})
+	}
+	close(ready)
+	wg.Wait()
+	res.burstTimeouts, res.burstAdmitted = int(timeouts.Load()), int(admitted.Load())
+	if res.burstAdmitted > res.burstTargets {
+		return res, fmt.Errorf("burst: %d CREATEs admitted on %d targets", res.burstAdmitted, res.burstTargets)
+	}
+
+	if err := removeWebhooks(ctx, api); err != nil {
+		return res, err
+	}
+	if res.without, err = sequential("without"); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
-// directWFE is a WFE created as kubectl would, on its own target.
-func directWFE(ns, name string) *v1alpha1.WorkflowExecution {
+// isTimeout reports an error from a CREATE that no webhook answered in
+// time, or that got no answer at all.
+func isTimeout(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Reason == metav1.StatusReasonForbidden {
+		return false // a verdict: refused, not timed out
+	}
+	msg := err.Error()
+	return apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || errors.Is(err, context.DeadlineExceeded) ||
+		strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "timeout") || strings.Contains(msg, "failed calling webhook")
+}
+
+// removeWebhooks deletes targetlock's webhook configurations and waits until
+// the API server no longer calls them: a CREATE on a busy target is admitted.
+func removeWebhooks(ctx context.Context, api client.Client) error {
+	for _, list := range []client.ObjectList{&admissionregistrationv1.ValidatingWebhookConfigurationList{}, &admissionregistrationv1.MutatingWebhookConfigurationList{}} {
+		if err := api.List(ctx, list); err != nil {
+			return err
+		}
+		var objs []client.Object
+		switch l := list.(type) {
+		case *admissionregistrationv1.ValidatingWebhookConfigurationList:
+			for i := range l.Items {
+				objs = append(objs, &l.Items[i])
+			}
+		case *admissionregistrationv1.MutatingWebhookConfigurationList:
+			for i := range l.Items {
+				objs = append(objs, &l.Items[i])
+			}
+		}
+		for _, o := range objs {
+			if err := api.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+	}
+	// "with-0000" still holds its target: a second CREATE on it passes only
+	// once the webhook is out of the path.
+	for i := 0; ; i++ {
+		err := api.Create(ctx, directWFE("admission", fmt.Sprintf("gone-%04d", i), "with-0000"))
+		if err == nil {
+			return nil
+		}
+		if i > 300 {
+			return fmt.Errorf("the webhook still answers 30s after its configurations were deleted: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// directWFE is a WFE created as kubectl would, for the Deployment object.
+func directWFE(ns, name, object string) *v1alpha1.WorkflowExecution {
 	return &v1alpha1.WorkflowExecution{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: v1alpha1.WorkflowExecutionSpec{
-			TargetResource: fmt.Sprintf("%s/Deployment/%s", ns, name),
+			TargetResource: fmt.Sprintf("%s/Deployment/%s", ns, object),
 			WorkflowRef:    v1alpha1.WorkflowRef{WorkflowID: "manual"},
 		},
 	}

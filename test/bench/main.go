@@ -45,6 +45,8 @@ import (
 type scale struct {
 	lockSamples, handoffSamples      int
 	admissionSamples, admissionBurst int
+	// admissionStorm: concurrent CREATEs, ten per target, all at once.
+	admissionStorm int
 	throughputTargets                int
 	faultTargets, faultRRsPerTarget  int
 	faultWindow                      time.Duration
@@ -56,8 +58,16 @@ type scale struct {
 }
 
 var (
-	full  = scale{300, 60, 300, 1000, 1000, 100, 8, 60 * time.Second, 6, []int{1, 3, 5}, 100000, 18, 60, 9}
-	quick = scale{60, 15, 60, 150, 100, 20, 5, 20 * time.Second, 2, []int{1, 3, 5}, 2000, 24, 30, 3}
+	full = scale{
+		lockSamples: 300, handoffSamples: 60, admissionSamples: 300, admissionBurst: 1000, admissionStorm: 500,
+		throughputTargets: 1000, faultTargets: 100, faultRRsPerTarget: 8, faultWindow: 60 * time.Second, faultKills: 6,
+		throughputReplicas: []int{1, 3, 5}, soakCreates: 100000, soakObjects: 18, soakRREvery: 60, soakKills: 9,
+	}
+	quick = scale{
+		lockSamples: 60, handoffSamples: 15, admissionSamples: 60, admissionBurst: 150, admissionStorm: 500,
+		throughputTargets: 100, faultTargets: 20, faultRRsPerTarget: 5, faultWindow: 20 * time.Second, faultKills: 2,
+		throughputReplicas: []int{1, 3, 5}, soakCreates: 2000, soakObjects: 24, soakRREvery: 30, soakKills: 3,
+	}
 )
 
 // sections, in the order they run; --only picks some of them.

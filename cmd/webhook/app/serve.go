@@ -7,12 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -72,6 +75,10 @@ Flags:
 `, admission.LabelPath, v1alpha1.TargetHashLabel, admission.Path)
 		fs.PrintDefaults()
 	}
+	// The webhook answers within the API server's webhook timeout, so its
+	// reads and claims must never queue behind a client-side limit: a burst
+	// of CREATEs on busy targets costs two live reads per refusal.
+	c.kube = kubeflags.Flags{QPS: 1000, Burst: 2000}
 	c.kube.Bind(fs)
 	fs.StringVar(&c.host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&c.port, "port", webhook.DefaultPort, "port of the webhook server (HTTPS)")
@@ -95,6 +102,30 @@ Flags:
 	c.zap.Development = false // JSON logs
 	c.zap.BindFlags(fs)
 	return fs, c
+}
+
+// cacheOptions caches the target Leases of the install namespace (the only
+// ones the webhook may read) and every WorkflowExecution, without their
+// managed fields.
+func cacheOptions(leaseNamespace string) cache.Options {
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{leaseNamespace: {}}},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+}
+
+// cacheSynced is ready once the informers have their first list.
+func cacheSynced(c cache.Cache) healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !c.WaitForCacheSync(ctx) {
+			return errors.New("informer caches not synced")
+		}
+		return nil
+	}
 }
 
 func runServe(ctx context.Context, args []string, out io.Writer) error {
@@ -144,6 +175,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	})
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
+		Cache:                  cacheOptions(c.namespace),
 		Metrics:                metricsserver.Options{BindAddress: c.metricsAddr},
 		HealthProbeBindAddress: c.probeAddr,
 		WebhookServer:          server,
@@ -152,8 +184,8 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	// Every decision reads live: a cache could show a target free a
-	// moment after another replica claimed it.
+	// A decision reads the cache first and proves it by a compare-and-swap
+	// on the Lease; whatever is not proven that way is read live.
 	live, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return fmt.Errorf("creating client: %w", err)
@@ -162,6 +194,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	lock, err := lease.New(live, lease.Options{
 		Namespace: c.namespace, Identity: c.identity,
 		Duration: c.leaseDuration, ClaimGrace: c.claimGrace, Clock: clk,
+		Cache: mgr.GetCache(),
 	})
 	if err != nil {
 		return err
@@ -172,12 +205,19 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	}
 	resolver := target.NewResolver(dc, clk)
 	h, err := admission.New(admission.Options{
-		Lock: lock, Resolver: resolver, Reader: live, Clock: clk, MaxAttempts: c.maxAttempts,
+		Lock: lock, Resolver: resolver, Reader: live, Cache: mgr.GetCache(), Clock: clk, MaxAttempts: c.maxAttempts,
 		Trust: c.trust, Authorizer: live,
 		DirectClaimsPerSecond: c.directClaimsPerSecond, DirectClaimsBurst: c.directClaimsBurst,
 		Recorder: mgr.GetEventRecorder(ControllerName),
 	})
 	if err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash); err != nil {
+		return err
+	}
+	// The informers start with the manager, before the first admission.
+	if _, err := mgr.GetCache().GetInformer(ctx, &coordinationv1.Lease{}); err != nil {
 		return err
 	}
 	// GetWebhookServer, not the server variable: it also adds the server
@@ -190,6 +230,9 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	// The webhook server starts only once it has loaded the certificate,
 	// and this check completes a TLS handshake with it.
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("cache", cacheSynced(mgr.GetCache())); err != nil {
 		return err
 	}
 	log.Info("Starting webhook", "identity", c.identity, "leaseNamespace", c.namespace,
