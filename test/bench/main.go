@@ -46,12 +46,12 @@ type scale struct {
 	lockSamples, handoffSamples      int
 	admissionSamples, admissionBurst int
 	// admissionStorm: concurrent CREATEs, ten per target, all at once.
-	admissionStorm int
-	throughputTargets                int
-	faultTargets, faultRRsPerTarget  int
-	faultWindow                      time.Duration
-	faultKills                       int
-	throughputReplicas               []int
+	admissionStorm                  int
+	throughputTargets               int
+	faultTargets, faultRRsPerTarget int
+	faultWindow                     time.Duration
+	faultKills                      int
+	throughputReplicas              []int
 	// soak: contended WFE CREATEs sent, objects, one RR per soakRREvery
 	// CREATEs, SIGKILLs of orchestrator processes.
 	soakCreates, soakObjects, soakRREvery, soakKills int
