@@ -114,6 +114,9 @@ func New(opts Options) (*Handler, error) {
 	}, nil
 }
 
+// Lock is the Lock the Handler claims with.
+func (h *Handler) Lock() *lease.Lock { return h.lock }
+
 // Handle decides one admission request. It never panics on any input: a
 // malformed object or target is answered with a 400 naming what is wrong.
 func (h *Handler) Handle(ctx context.Context, req cradmission.Request) cradmission.Response {

@@ -394,3 +394,114 @@ func TestDirectClaimsAreBoundedPerNamespace(t *testing.T) {
 		t.Errorf("the orchestrator was held back: %s", resp.Result.Message)
 	}
 }
+
+// TestStaleCacheNeverDecidesAlone: the webhook reads the Lease and the
+// object's other WFEs from informers first, but a cache that lags the API
+// server neither refuses a free target nor admits a busy one.
+func TestStaleCacheNeverDecidesAlone(t *testing.T) {
+	key := mustKey(t, "demo/Deployment/app")
+	owner := newWFE("demo", "owner", "demo/Deployment/app", withLabel(v1alpha1.TargetHashLabel, key.Hash()))
+	owner.UID = "uid-owner"
+	ended := owner.DeepCopy()
+	ended.Status.Phase = v1alpha1.WorkflowExecutionCompleted
+	claim := func(c client.Client) {
+		t.Helper()
+		l, err := lease.New(c, lease.Options{Namespace: leaseNamespace, Identity: "claimer", ClaimGrace: claimGrace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Claim(context.Background(), lease.State{Key: key, Phase: lease.Free}, lease.Owner{Namespace: "demo", Name: "owner", UID: owner.UID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name        string
+		live, cache []client.Object
+		claimLive   bool
+		claimCache  bool
+		wantAllowed bool
+	}{
+		{"cache shows a claim the API server no longer has", []client.Object{ended}, []client.Object{owner}, false, true, true},
+		{"cache shows an active WFE that has ended", []client.Object{ended}, []client.Object{owner}, false, false, true},
+		{"cache has not seen the claim of an active WFE", []client.Object{owner}, nil, true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, live, cache := newCachedHandler(t, tc.live, tc.cache)
+			if tc.claimLive {
+				claim(live)
+			}
+			if tc.claimCache {
+				claim(cache)
+			}
+			resp := h.Handle(context.Background(), createRequest(newWFE("demo", "next", "demo/deployments/app")))
+			if resp.Allowed != tc.wantAllowed {
+				t.Fatalf("allowed=%v (%s), want %v", resp.Allowed, resp.Result.Message, tc.wantAllowed)
+			}
+			st, err := h.Lock().Inspect(context.Background(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantAllowed && (st.Holder != "demo/next" || st.Phase != lease.Claimed) {
+				t.Errorf("after admission the live Lease is %s; want claimed by demo/next", st)
+			}
+			if !tc.wantAllowed && !strings.Contains(resp.Result.Message, admission.ReasonResourceBusy) {
+				t.Errorf("refusal %q; want %s", resp.Result.Message, admission.ReasonResourceBusy)
+			}
+		})
+	}
+}
+
+// newCachedHandler returns a Handler whose Lock and WFE lookups read a
+// cache (a second in-memory client, indexed like the webhook's informers)
+// before the live one.
+func newCachedHandler(tb testing.TB, live, cached []client.Object) (*admission.Handler, client.Client, client.Client) {
+	tb.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		tb.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		tb.Fatal(err)
+	}
+	build := func(objs []client.Object) client.Client {
+		return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&v1alpha1.WorkflowExecution{}).
+			WithIndex(&v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash).Build()
+	}
+	lc, cc := build(live), build(cached)
+	clk := clocktesting.NewFakeClock(time.Now())
+	lock, err := lease.New(lc, lease.Options{Namespace: leaseNamespace, Identity: "webhook-test", ClaimGrace: claimGrace, Clock: clk, Cache: cc})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := admission.New(admission.Options{Lock: lock, Resolver: targettest.Resolver(), Reader: lc, Cache: cc, Clock: clk,
+		Trust: admission.Trust{Orchestrator: orchestratorUser}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h, lc, cc
+}
+
+// TestLabelerStampsRequests: RemediationRequests get the same identity label
+// as the WFEs of the same object; one it cannot resolve is left to the
+// orchestrator, never refused.
+func TestLabelerStampsRequests(t *testing.T) {
+	l := admission.NewLabeler(targettest.Resolver())
+	sum := sha256.Sum256([]byte("demo/Deployment.apps/app")) // known by construction
+	hash := hex.EncodeToString(sum[:])[:40]
+	rr := func(kind string) cradmission.Request {
+		r := &v1alpha1.RemediationRequest{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "rr", Labels: map[string]string{v1alpha1.TargetHashLabel: "forged"}},
+			Spec:       v1alpha1.RemediationRequestSpec{TargetResource: v1alpha1.ResourceIdentifier{Kind: kind, Namespace: "demo", Name: "app"}},
+		}
+		req := request(admissionv1.Create, "demo", "rr", r)
+		req.Kind = metav1.GroupVersionKind{Group: "kubernaut.ai", Version: "v1alpha1", Kind: "RemediationRequest"}
+		return req
+	}
+	resp := l.Handle(context.Background(), rr("deployments"))
+	if !resp.Allowed || len(resp.Patches) != 1 || resp.Patches[0].Value != hash {
+		t.Fatalf("want one patch to %s, got allowed=%v %v", hash, resp.Allowed, resp.Patches)
+	}
+	if resp := l.Handle(context.Background(), rr("Gadget")); !resp.Allowed || len(resp.Patches) != 0 {
+		t.Errorf("unknown kind: want allowed unchanged, got %v %v", resp.Allowed, resp.Patches)
+	}
+}
