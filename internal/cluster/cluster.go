@@ -182,6 +182,34 @@ func (c *Cluster) Admissions(ctx context.Context) map[string]float64 {
 	return sums
 }
 
+// WebhookSum sums every series of the metric name over the webhooks that
+// answer (e.g. rest_client_requests_total: their requests to the API server).
+func (c *Cluster) WebhookSum(ctx context.Context, name string) float64 {
+	var sum float64
+	for _, url := range c.metrics {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			continue
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+				continue
+			}
+			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+				sum += v
+			}
+		}
+		_ = resp.Body.Close()
+	}
+	return sum
+}
+
 func label(labels, name string) string {
 	for _, kv := range strings.Split(labels, ",") {
 		if k, v, ok := strings.Cut(kv, "="); ok && k == name {

@@ -53,6 +53,9 @@ func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if !wfe.Status.Phase.Terminal() {
 			return reconcile.Result{}, nil
 		}
+		if err := r.releaseLock(ctx, wfe); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 
 	leases := &coordinationv1.LeaseList{}
@@ -78,6 +81,29 @@ func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, fmt.Errorf("releasing claims of %s: %w", req, err)
 	}
 	return reconcile.Result{RequeueAfter: after}, nil
+}
+
+// releaseLock releases the orchestrator lock whose token the ended WFE
+// carries. Without the webhook no claim replaced it: the lock stands from
+// the WFE's CREATE until its end (or its expiry). With the webhook the
+// cache shows the claim instead, and nothing is sent.
+func (r *ExecutionReconciler) releaseLock(ctx context.Context, wfe *v1alpha1.WorkflowExecution) error {
+	id := wfe.Annotations[v1alpha1.LockTokenAnnotation]
+	if id == "" {
+		return nil
+	}
+	key, err := r.resolver.ForExecution(wfe)
+	switch {
+	case errors.Is(err, target.ErrInvalid):
+		return nil // no object to name, so no Lease either
+	case err != nil:
+		return err
+	}
+	st, err := r.lock.Peek(ctx, key)
+	if err != nil || st.Phase != lease.Locked || st.Holder != id {
+		return err
+	}
+	return r.lock.Release(ctx, lease.Token{Key: key, ID: id})
 }
 
 // release releases the claim on key by the WFE holder ("namespace/name"),

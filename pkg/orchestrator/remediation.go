@@ -134,7 +134,15 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 	if !acquired {
 		return r.contended(ctx, rr, key)
 	}
+	// Once our CREATE is stored the lock is not ours to release: the
+	// webhook's claim for the WFE replaced it (a DELETE would only be
+	// refused), or, without the webhook, it stands until the WFE ends
+	// (ExecutionReconciler releases it) or expires.
+	stored := false
 	defer func() {
+		if stored {
+			return
+		}
 		if err := r.lock.Release(ctx, tok); err != nil {
 			logf.FromContext(ctx).Error(err, "Releasing target lock", "target", key.String())
 		}
@@ -170,7 +178,8 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 			return reconcile.Result{}, err
 		}
 	}
-	return r.create(ctx, rr, key, tok)
+	res, stored, err := r.create(ctx, rr, key, tok)
+	return res, err
 }
 
 // existing returns the request's WFE as reader has it, or nil.
@@ -215,12 +224,23 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 		return reconcile.Result{}, r.adopt(ctx, rr, wfe)
 	}
 	if st.Phase != lease.Claimed {
-		// Woken when the lock is released; at the latest when it expires.
+		// Another reconcile is deciding, or (without the webhook, which
+		// turns the lock into a claim) its WFE is running. Woken when the
+		// lock is released; at the latest when it expires. If the checks
+		// already block the request, it says so meanwhile.
 		wait := r.fallback
 		if until := st.Expires.Sub(r.clock.Now()); until > 0 && until < wait {
 			wait = until
 		}
-		return reconcile.Result{RequeueAfter: wait}, nil
+		block, err := r.engine.Check(ctx, rr, key)
+		if err != nil || block == nil {
+			return reconcile.Result{RequeueAfter: wait}, err
+		}
+		res, err := r.blocked(ctx, rr, block)
+		if res.RequeueAfter == 0 || res.RequeueAfter > wait {
+			res.RequeueAfter = wait
+		}
+		return res, err
 	}
 	// A claim whose WFE has ended is released here rather than waiting for
 	// the WFE controller: the waiter that sees it first frees the target
@@ -286,8 +306,9 @@ func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.Remedi
 }
 
 // create makes the request's WFE, carrying the lock token so that the
-// admission webhook can check that our lock still holds.
-func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token) (reconcile.Result, error) {
+// admission webhook can check that our lock still holds. stored reports
+// that this CREATE stored the WFE.
+func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token) (_ reconcile.Result, stored bool, _ error) {
 	wfe := &v1alpha1.WorkflowExecution{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        executionName(rr),
@@ -303,20 +324,21 @@ func (r *RemediationReconciler) create(ctx context.Context, rr *v1alpha1.Remedia
 		},
 	}
 	if err := controllerutil.SetControllerReference(rr, wfe, r.client.Scheme()); err != nil {
-		return reconcile.Result{}, err
+		return reconcile.Result{}, false, err
 	}
 	switch err := r.client.Create(ctx, wfe); {
 	case apierrors.IsAlreadyExists(err):
 		existing, err := r.existing(ctx, r.live, rr)
 		if err != nil || existing == nil {
-			return reconcile.Result{}, err
+			return reconcile.Result{}, false, err
 		}
-		return reconcile.Result{}, r.adopt(ctx, rr, existing)
+		return reconcile.Result{}, false, r.adopt(ctx, rr, existing)
 	case err != nil:
-		return r.refused(ctx, rr, key, err)
+		res, err := r.refused(ctx, rr, key, err)
+		return res, false, err
 	}
 	creations.Inc()
-	return reconcile.Result{}, r.executing(ctx, rr, wfe)
+	return reconcile.Result{}, true, r.executing(ctx, rr, wfe)
 }
 
 // refused handles a CREATE the API server did not store. The webhook's own

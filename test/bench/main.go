@@ -12,6 +12,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -46,12 +47,15 @@ type scale struct {
 	lockSamples, handoffSamples      int
 	admissionSamples, admissionBurst int
 	// admissionStorm: concurrent CREATEs, ten per target, all at once.
-	admissionStorm                  int
-	throughputTargets               int
-	faultTargets, faultRRsPerTarget int
-	faultWindow                     time.Duration
-	faultKills                      int
-	throughputReplicas              []int
+	admissionStorm int
+	// history: terminal requests run before measuring again, over how
+	// many objects; requests measured one at a time in each phase.
+	historySize, historyTargets, historySamples int
+	throughputTargets                           int
+	faultTargets, faultRRsPerTarget             int
+	faultWindow                                 time.Duration
+	faultKills                                  int
+	throughputReplicas                          []int
 	// soak: contended WFE CREATEs sent, objects, one RR per soakRREvery
 	// CREATEs, SIGKILLs of orchestrator processes.
 	soakCreates, soakObjects, soakRREvery, soakKills int
@@ -60,18 +64,20 @@ type scale struct {
 var (
 	full = scale{
 		lockSamples: 300, handoffSamples: 60, admissionSamples: 300, admissionBurst: 1000, admissionStorm: 500,
+		historySize: 10000, historyTargets: 100, historySamples: 200,
 		throughputTargets: 1000, faultTargets: 100, faultRRsPerTarget: 8, faultWindow: 60 * time.Second, faultKills: 6,
 		throughputReplicas: []int{1, 3, 5}, soakCreates: 100000, soakObjects: 18, soakRREvery: 60, soakKills: 9,
 	}
 	quick = scale{
 		lockSamples: 60, handoffSamples: 15, admissionSamples: 60, admissionBurst: 150, admissionStorm: 500,
+		historySize: 1000, historyTargets: 50, historySamples: 50,
 		throughputTargets: 100, faultTargets: 20, faultRRsPerTarget: 5, faultWindow: 20 * time.Second, faultKills: 2,
 		throughputReplicas: []int{1, 3, 5}, soakCreates: 2000, soakObjects: 24, soakRREvery: 30, soakKills: 3,
 	}
 )
 
 // sections, in the order they run; --only picks some of them.
-var sections = []string{"lock", "handoff", "admission", "throughput", "faults", "soak"}
+var sections = []string{"lock", "handoff", "admission", "history", "throughput", "faults", "soak"}
 
 // fastRouting shortens the time-based blocks (5m and 1m by default) so
 // that runs end; the lock and the webhook run with their defaults.
@@ -165,6 +171,14 @@ func fatal(err error) {
 func runSections(ctx context.Context, s scale, bin string, r *report) error {
 	if err := runShared(ctx, s, bin, r); err != nil {
 		return err
+	}
+	if r.ran["history"] {
+		var err error
+		if r.history, err = benchHistory(ctx, bin, s); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		fmt.Println(r.history.line())
+		fmt.Println(r.history.budgetLine())
 	}
 	if r.ran["throughput"] {
 		if err := runThroughput(ctx, s, bin, r); err != nil {
@@ -268,6 +282,8 @@ type replica struct {
 	namespaces []string
 	opts       orchestrator.Options
 	newClient  client.NewClientFunc
+	// transport, if set, wraps every API request of the replica (counting).
+	transport func(http.RoundTripper) http.RoundTripper
 }
 
 // start runs the replica until the returned stop is called.
@@ -279,7 +295,9 @@ func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err
 			co.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
-	mgr, err := ctrl.NewManager(fastConfig(env.Config), ctrl.Options{
+	cfg := fastConfig(env.Config)
+	cfg.WrapTransport = rp.transport
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: env.Scheme, Cache: co, NewClient: rp.newClient,
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})

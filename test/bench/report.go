@@ -21,6 +21,7 @@ type report struct {
 	lock       lockResult
 	handoff    handoffResult
 	admission  admissionResult
+	history    historyResult
 	throughput []throughputResult
 	faults     faultResult
 	soak       soakResult
@@ -164,6 +165,34 @@ func (r *report) markdown() string {
 		p("")
 	}
 
+	if r.has("history") {
+		h := r.history
+		full, empty := percentiles(h.full), percentiles(h.empty)
+		p("## History and cost per request")
+		p("")
+		p("One in-process replica and the simulated executor (finishing each WFE at once) on their own control plane with 2 webhook processes.")
+		p("Requests one at a time, each on one of %d objects: RR CREATE sent -> its WFE received on a watch. First on an empty control plane;", h.targets)
+		p("then the system runs %d more requests to their end (each with its WFE, %d per object, in %s), and the same is measured again.",
+			h.terminal, h.terminal/max(1, h.targets), h.built.Round(time.Second))
+		p("")
+		p("| | samples | P50 ms | P95 ms | P99 ms |")
+		p("|---|---:|---:|---:|---:|")
+		p("| empty | %d | %.1f | %.1f | %.1f |", len(h.empty), empty.p50, empty.p95, empty.p99)
+		p("| %d terminal requests | %d | %.1f | %.1f | %.1f |", h.terminal, len(h.full), full.p50, full.p95, full.p99)
+		p("")
+		p("Ratio of the P50s: **%.2f** (target: <= 1.25). Each decision reads the object's requests and WFEs from an informer index and", ratio(full.p50, empty.p50))
+		p("reads live only those that look active; no list goes to the API server.")
+		p("")
+		p("API requests per request, counted per request (from its CREATE until it is Completed and its claim is released; the replica's")
+		p("own requests, counted in its HTTP transport, plus the webhooks' `rest_client_requests_total`; Events and watches aside), over the")
+		p("second phase's %d requests: median **%.1f**, max %.0f; writes: median %.1f (targets: <= 8 requests, <= 6 writes).",
+			len(h.requests), median(h.requests), slices.Max(h.requests), median(h.writes))
+		p("The uncontended path: the Lease CREATE (lock), a live GET of the request, the WFE CREATE (the webhook: one Lease write to claim),")
+		p("the request's status to Executing, the lock's release (a DELETE with preconditions, refused once the claim replaced the lock),")
+		p("the status to Completed, and the claim's release (a DELETE with preconditions on the cached Lease).")
+		p("")
+	}
+
 	if r.has("throughput") {
 		p("## 4. Throughput and cost")
 		p("")
@@ -222,6 +251,10 @@ func (r *report) markdown() string {
 	}
 	for _, t := range r.throughput {
 		p("%s", t.line())
+	}
+	if r.has("history") {
+		p("%s", r.history.line())
+		p("%s", r.history.budgetLine())
 	}
 	if r.has("faults") {
 		p("%s", r.faults.line())

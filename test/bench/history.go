@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/cluster"
+)
+
+type historyResult struct {
+	terminal, targets int
+	empty, full       []time.Duration // RR CREATE sent -> its WFE received
+	// requests and writes per uncontended request, from its CREATE until
+	// it is Completed and its claim released: the orchestrator's and the
+	// webhooks' own requests to the API server, Events and watches aside.
+	requests, writes []float64
+	built            time.Duration
+}
+
+func (r historyResult) line() string {
+	full, empty := percentiles(r.full), percentiles(r.empty)
+	return fmt.Sprintf("bench history terminal_rrs=%d p50_ms=%.1f p50_empty_ms=%.1f ratio_p50=%.2f", r.terminal, full.p50, empty.p50, ratio(full.p50, empty.p50))
+}
+
+func (r historyResult) budgetLine() string {
+	return fmt.Sprintf("bench budget requests_per_rr_p50=%.1f requests_per_rr_max=%.0f writes_per_rr_p50=%.1f",
+		median(r.requests), slices.Max(r.requests), median(r.writes))
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// requestCounter counts a replica's API requests, Events and watches aside.
+type requestCounter struct{ all, writes atomic.Int64 }
+
+func (c *requestCounter) wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Query().Get("watch") != "true" && !strings.Contains(req.URL.Path, "/events") {
+			c.all.Add(1)
+			if req.Method != http.MethodGet {
+				c.writes.Add(1)
+			}
+		}
+		return next.RoundTrip(req)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// benchHistory measures RR CREATE -> WFE, and the API requests each
+// uncontended request costs, on an empty control plane; then lets the
+// system itself run historySize requests to their end (each with its WFE,
+// over historyTargets objects, the measured ones among them) and measures
+// again: a decision's cost must not grow with the terminal history.
+func benchHistory(ctx context.Context, bin string, s scale) (historyResult, error) {
+	const ns = "history"
+	res := historyResult{terminal: s.historySize, targets: s.historyTargets}
+	progress("history: starting control plane and 2 webhook processes")
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = c.Stop() }()
+	env := c.Env
+	if err := newNamespace(ctx, env.Client, ns); err != nil {
+		return res, err
+	}
+	var counter requestCounter
+	stop, err := replica{name: "bench-history", namespaces: []string{ns}, transport: counter.wrap}.start(ctx, env)
+	if err != nil {
+		return res, err
+	}
+	defer stop()
+	stopExec, err := startExecutor(ctx, env, 0, ns)
+	if err != nil {
+		return res, err
+	}
+	defer stopExec()
+	arr, err := watchArrivals(ctx, env.Config, env)
+	if err != nil {
+		return res, err
+	}
+	api, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return res, err
+	}
+
+	// measure runs requests one at a time, each on an object of the
+	// history, and waits for each to end with its claim released.
+	measure := func(phase string) ([]time.Duration, error) {
+		var lat []time.Duration
+		for i := range s.historySamples {
+			name := fmt.Sprintf("%s-%04d", phase, i)
+			before, beforeWrites := counter.all.Load(), counter.writes.Load()
+			hookBefore := c.WebhookSum(ctx, "rest_client_requests_total")
+			start := time.Now()
+			if err := api.Create(ctx, newRR(ns, name, fmt.Sprintf("app-%03d", i%s.historyTargets), "sig-"+name, "restart")); err != nil {
+				return nil, err
+			}
+			at, ok := arr.wait(ctx, ns+"/wfe-"+name, 30*time.Second)
+			if !ok {
+				return nil, fmt.Errorf("no WFE for %s", name)
+			}
+			lat = append(lat, at.Sub(start))
+			if err := waitFor(ctx, 30*time.Second, func() bool {
+				rr := &v1alpha1.RemediationRequest{}
+				leases := &coordinationv1.LeaseList{}
+				return api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rr) == nil && rr.Status.Phase == v1alpha1.RemediationCompleted &&
+					api.List(ctx, leases, client.InNamespace(cluster.LeaseNamespace), client.HasLabels{"targetlock.io/target-hash"}) == nil && len(leases.Items) == 0
+			}); err != nil {
+				return nil, fmt.Errorf("%s never completed with its claim released: %w", name, err)
+			}
+			hook := c.WebhookSum(ctx, "rest_client_requests_total") - hookBefore
+			// The webhook's one write per admission is its claim.
+			res.requests = append(res.requests, float64(counter.all.Load()-before)+hook)
+			res.writes = append(res.writes, float64(counter.writes.Load()-beforeWrites)+hook)
+		}
+		return lat, nil
+	}
+	progress("history: %d requests one at a time on an empty control plane", s.historySamples)
+	if res.empty, err = measure("empty"); err != nil {
+		return res, err
+	}
+
+	progress("history: %d requests over %d objects, run to their end by the system", s.historySize, s.historyTargets)
+	start := time.Now()
+	var (
+		next   atomic.Int64
+		wg     sync.WaitGroup
+		failed atomic.Int64
+	)
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(s.historySize) {
+					return
+				}
+				name := fmt.Sprintf("past-%05d", i)
+				if api.Create(ctx, newRR(ns, name, fmt.Sprintf("app-%03d", i%int64(s.historyTargets)), "sig-"+name, "restart")) != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		return res, fmt.Errorf("%d history RR CREATEs failed", n)
+	}
+	if err := waitFor(ctx, 30*time.Minute, func() bool {
+		list := &v1alpha1.RemediationRequestList{}
+		if api.List(ctx, list, client.InNamespace(ns)) != nil {
+			return false
+		}
+		for _, rr := range list.Items {
+			if !rr.Status.Phase.Terminal() {
+				return false
+			}
+		}
+		return len(list.Items) >= s.historySize
+	}); err != nil {
+		return res, fmt.Errorf("the history never ended: %w", err)
+	}
+	res.built = time.Since(start)
+	progress("history: built in %s; measuring again", res.built.Round(time.Second))
+	res.requests, res.writes = res.requests[:0], res.writes[:0]
+	if res.full, err = measure("full"); err != nil {
+		return res, err
+	}
+	return res, nil
+}
