@@ -212,7 +212,7 @@ var cases = []adversarialCase{
 		eventually(t, 30*time.Second, func() error {
 			err := api.Create(context.Background(), newWFE(ns, "probe", ns+"/Deployment/dep-policy-probe"), client.DryRunAll)
 			if err == nil || !strings.Contains(err.Error(), "adversarial policy") {
-				return fmt.Errorf("policy not in force yet: %v", err)
+				return fmt.Errorf("policy not in force yet: %w", err)
 			}
 			return nil
 		})
