@@ -5,7 +5,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -164,28 +166,23 @@ func (c *Cluster) Admissions(ctx context.Context) map[string]float64 {
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, "targetlock_webhook_admissions_total{") {
-				continue
-			}
-			labels, value, _ := strings.Cut(strings.TrimPrefix(line, "targetlock_webhook_admissions_total{"), "} ")
-			v, err := strconv.ParseFloat(value, 64)
-			if err != nil {
-				continue
-			}
-			sums[label(labels, "decision")+"/"+label(labels, "reason")] += v
-		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
 		_ = resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		for _, m := range families["targetlock_webhook_admissions_total"].GetMetric() {
+			sums[label(m, "decision")+"/"+label(m, "reason")] += m.GetCounter().GetValue()
+		}
 	}
 	return sums
 }
 
-func label(labels, name string) string {
-	for _, kv := range strings.Split(labels, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
-			return strings.Trim(v, `"`)
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
 		}
 	}
 	return ""
