@@ -86,11 +86,11 @@ func SkipShort(tb interface {
 func Main(m *testing.M) {
 	code := m.Run()
 	stopsMu.Lock()
-	defer stopsMu.Unlock()
 	for _, stop := range slices.Backward(stops) {
 		if err := stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping a test fixture:", err)
 		}
 	}
+	stopsMu.Unlock()
 	os.Exit(code)
 }
