@@ -5,7 +5,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -155,37 +157,30 @@ func (c *Cluster) Stop() error {
 // "decision/reason". Webhooks that do not answer are skipped.
 func (c *Cluster) Admissions(ctx context.Context) map[string]float64 {
 	sums := map[string]float64{}
-	for _, url := range c.metrics {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			continue
+	for _, families := range c.webhookMetrics(ctx) {
+		for _, m := range families["targetlock_webhook_admissions_total"].GetMetric() {
+			sums[label(m, "decision")+"/"+label(m, "reason")] += m.GetCounter().GetValue()
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, "targetlock_webhook_admissions_total{") {
-				continue
-			}
-			labels, value, _ := strings.Cut(strings.TrimPrefix(line, "targetlock_webhook_admissions_total{"), "} ")
-			v, err := strconv.ParseFloat(value, 64)
-			if err != nil {
-				continue
-			}
-			sums[label(labels, "decision")+"/"+label(labels, "reason")] += v
-		}
-		_ = resp.Body.Close()
 	}
 	return sums
 }
 
-// WebhookSum sums every series of the metric name over the webhooks that
+// WebhookSum sums every series of the counter name over the webhooks that
 // answer (e.g. rest_client_requests_total: their requests to the API server).
 func (c *Cluster) WebhookSum(ctx context.Context, name string) float64 {
 	var sum float64
+	for _, families := range c.webhookMetrics(ctx) {
+		for _, m := range families[name].GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// webhookMetrics reads each webhook's /metrics; those that do not answer
+// are skipped.
+func (c *Cluster) webhookMetrics(ctx context.Context) []map[string]*dto.MetricFamily {
+	var out []map[string]*dto.MetricFamily
 	for _, url := range c.metrics {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
@@ -195,25 +190,20 @@ func (c *Cluster) WebhookSum(ctx context.Context, name string) float64 {
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-				continue
-			}
-			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-				sum += v
-			}
-		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
 		_ = resp.Body.Close()
+		if err == nil {
+			out = append(out, families)
+		}
 	}
-	return sum
+	return out
 }
 
-func label(labels, name string) string {
-	for _, kv := range strings.Split(labels, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
-			return strings.Trim(v, `"`)
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
 		}
 	}
 	return ""

@@ -65,8 +65,10 @@ func (e *Executor) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 			wfe.Status.FailureDetails = &v1alpha1.FailureDetails{Reason: "Simulated", Message: "outcome=fail"}
 		}
 		wfe.Status.CompletionTime = &now
+	case v1alpha1.WorkflowExecutionCompleted, v1alpha1.WorkflowExecutionFailed:
+		return reconcile.Result{}, nil // ended
 	default:
-		return reconcile.Result{}, nil
+		return reconcile.Result{}, nil // a phase this engine does not know
 	}
 	return reconcile.Result{}, e.Client.Status().Update(ctx, wfe)
 }

@@ -140,10 +140,9 @@ func PrintDenials(out io.Writer, ds []Denial, format output, now time.Time) erro
 
 func newDenialsCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	var (
-		all    bool
-		tgt    string
-		since  time.Duration
-		format output
+		list  listing
+		tgt   string
+		since time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "denials",
@@ -164,14 +163,7 @@ log. Control characters in Events are shown as "?".`,
   kubectl targetlock denials -n shop --target shop/Deployment/checkout -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := format.validate(); err != nil {
-				return err
-			}
-			ns, err := namespaceScope(flags, all)
-			if err != nil {
-				return err
-			}
-			c, err := newClient(flags)
+			ns, c, err := list.scope(flags)
 			if err != nil {
 				return err
 			}
@@ -191,12 +183,11 @@ log. Control characters in Events are shown as "?".`,
 			if err != nil {
 				return err
 			}
-			return PrintDenials(streams.Out, ds, format, now)
+			return PrintDenials(streams.Out, ds, list.format, now)
 		},
 	}
-	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "denials recorded in every namespace")
+	list.bind(cmd, "denials recorded in every namespace")
 	cmd.Flags().StringVar(&tgt, "target", "", `only denials for this target, "namespace/Kind/name" or "Kind/name" (compared by canonical key)`)
 	cmd.Flags().DurationVar(&since, "since", time.Hour, "only denials seen within this long; 0 for all")
-	format.bind(cmd)
 	return cmd
 }

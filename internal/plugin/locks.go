@@ -151,9 +151,8 @@ func PrintLocks(out io.Writer, ls []Lock, format output, now time.Time) error {
 
 func newLocksCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	var (
-		all            bool
+		list           listing
 		leaseNamespace string
-		format         output
 	)
 	cmd := &cobra.Command{
 		Use:   "locks",
@@ -171,14 +170,7 @@ leases there, and get on workflowexecutions.`,
   kubectl targetlock locks -n shop -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := format.validate(); err != nil {
-				return err
-			}
-			ns, err := namespaceScope(flags, all)
-			if err != nil {
-				return err
-			}
-			c, err := newClient(flags)
+			ns, c, err := list.scope(flags)
 			if err != nil {
 				return err
 			}
@@ -186,11 +178,10 @@ leases there, and get on workflowexecutions.`,
 			if err != nil {
 				return err
 			}
-			return PrintLocks(streams.Out, ls, format, time.Now())
+			return PrintLocks(streams.Out, ls, list.format, time.Now())
 		},
 	}
-	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "objects in every namespace")
+	list.bind(cmd, "objects in every namespace")
 	cmd.Flags().StringVar(&leaseNamespace, "lease-namespace", DefaultReleaseNamespace, "namespace of the release, where the Leases live")
-	format.bind(cmd)
 	return cmd
 }

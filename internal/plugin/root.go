@@ -75,6 +75,31 @@ func namespaceScope(flags *genericclioptions.ConfigFlags, all bool) (string, err
 	return ns, err
 }
 
+// listing holds the flags the listing commands (locks, denials) share.
+type listing struct {
+	all    bool
+	format output
+}
+
+func (l *listing) bind(cmd *cobra.Command, allUsage string) {
+	cmd.Flags().BoolVarP(&l.all, "all-namespaces", "A", false, allUsage)
+	l.format.bind(cmd)
+}
+
+// scope checks the flags and returns the namespace to list ("" for all)
+// and a client to list with.
+func (l *listing) scope(flags *genericclioptions.ConfigFlags) (string, client.Client, error) {
+	if err := l.format.validate(); err != nil {
+		return "", nil, err
+	}
+	ns, err := namespaceScope(flags, l.all)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := newClient(flags)
+	return ns, c, err
+}
+
 // releaseNamespace is -n when given, else the chart's default namespace:
 // the install's namespace rarely is the kubeconfig context's.
 func releaseNamespace(cmd *cobra.Command, flags *genericclioptions.ConfigFlags) string {

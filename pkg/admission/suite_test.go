@@ -3,9 +3,7 @@ package admission_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
@@ -52,40 +51,19 @@ type fixture struct {
 	otherCalls atomic.Int64
 }
 
-var (
-	fixtureOnce sync.Once
-	shared      *fixture
-	sharedErr   error
-	stopServer  context.CancelFunc
-)
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if stopServer != nil {
-		stopServer()
-	}
-	if shared != nil {
-		if err := shared.env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
-		}
-	}
-	os.Exit(code)
-}
+var shared = testenv.Fixture[*fixture]{Start: startFixture}
 
 func getFixture(t testing.TB) *fixture {
 	t.Helper()
-	testenv.SkipShort(t)
-	fixtureOnce.Do(func() { shared, sharedErr = startFixture() })
-	if sharedErr != nil {
-		t.Fatalf("starting the control plane with the webhook: %v", sharedErr)
-	}
-	return shared
+	return shared.Get(t)
 }
 
-func startFixture() (*fixture, error) {
+func startFixture() (*fixture, func() error, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	other := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "deny-every-other"},
@@ -111,15 +89,12 @@ func startFixture() (*fixture, error) {
 		ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{other},
 	}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f := &fixture{env: env, clock: clocktesting.NewFakeClock(time.Now())}
 	ctx, cancel := context.WithCancel(context.Background())
-	stopServer = cancel
-	if err := f.serve(ctx); err != nil {
-		return f, err
-	}
-	return f, nil
+	stop := func() error { cancel(); return env.Stop() }
+	return f, stop, f.serve(ctx)
 }
 
 func (f *fixture) serve(ctx context.Context) error {
@@ -176,18 +151,12 @@ func (f *fixture) serve(ctx context.Context) error {
 		})})
 	errs := make(chan error, 1)
 	go func() { errs <- srv.Start(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if err := srv.StartedChecker()(nil); err == nil {
-			return nil
-		}
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		select {
 		case err := <-errs:
-			return fmt.Errorf("webhook server stopped: %w", err)
-		case <-time.After(50 * time.Millisecond):
+			return false, fmt.Errorf("webhook server stopped: %w", err)
+		default:
+			return srv.StartedChecker()(nil) == nil, nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("webhook server did not start")
-		}
-	}
+	})
 }

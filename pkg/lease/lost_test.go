@@ -8,9 +8,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/targetlock/targetlock/api/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
 )
 
 // errLost is a write applied on the server whose response never arrived.

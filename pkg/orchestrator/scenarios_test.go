@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/target"
@@ -34,7 +35,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		ctx = context.Background()
 		ns, lns = newNamespace(ctx), newNamespace(ctx)
 		// A fallback far beyond Eventually's timeout proves waits end by event.
-		opts = orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute}
+		opts = orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute}
 	})
 
 	It("1 replica, 2 RRs on one target: 1 WFE, the second Blocked ResourceBusy; it runs once the first ends", func() {
@@ -242,7 +243,7 @@ var _ = Describe("claims", func() {
 	It("frees the target within a second when the WFE holding the claim is deleted", func() {
 		ctx := context.Background()
 		ns, lns := newNamespace(ctx), newNamespace(ctx)
-		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
+		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		w := claimAsWebhook(ctx, ns, lns)
@@ -258,7 +259,7 @@ var _ = Describe("claims", func() {
 		old := &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy", Labels: map[string]string{v1alpha1.TargetHashLabel: "forged"}},
 			Spec: v1alpha1.WorkflowExecutionSpec{TargetResource: ns + "/deploy/app", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}}}
 		Expect(env.Client.Create(ctx, old)).To(Succeed())
-		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute})
+		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute})
 		Eventually(func() string {
 			Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(old), old)).To(Succeed())
 			return old.Labels[v1alpha1.TargetHashLabel]
@@ -271,7 +272,7 @@ var _ = Describe("claims", func() {
 	It("releases a WFE's claim as soon as the WFE ends, long before any sweep", func() {
 		ctx := context.Background()
 		ns, lns := newNamespace(ctx), newNamespace(ctx)
-		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: fastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
+		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		w := claimAsWebhook(ctx, ns, lns)

@@ -13,6 +13,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/executor"
 	"github.com/targetlock/targetlock/internal/invariant"
+	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 )
 
@@ -43,7 +44,7 @@ var _ = Describe("orchestrator storm", func() {
 
 		for i := range replicas {
 			startReplica(ctx, fmt.Sprintf("replica-%d", i), orchestrator.Options{
-				LeaseNamespace: lns, Routing: fastRouting, MaxConcurrentReconciles: concurrency,
+				LeaseNamespace: lns, Routing: testenv.FastRouting, MaxConcurrentReconciles: concurrency,
 				FallbackRequeue: 2 * time.Second, SweepInterval: time.Second,
 			})
 		}

@@ -15,13 +15,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/executor"
 	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
-	"github.com/targetlock/targetlock/pkg/routing"
 )
 
 var env *testenv.Env
@@ -40,14 +38,6 @@ var _ = BeforeSuite(func() {
 	env = testenv.Shared(GinkgoT())
 })
 
-// fastRouting keeps time-based blocks short so that specs and storms finish.
-var fastRouting = routing.Options{
-	ConsecutiveFailureThreshold: 1000,
-	RecentlyRemediatedCooldown:  time.Millisecond,
-	BackoffBase:                 10 * time.Millisecond,
-	BackoffMax:                  50 * time.Millisecond,
-}
-
 func newNamespace(ctx context.Context) string {
 	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "orch-"}}
 	Expect(env.Client.Create(ctx, n)).To(Succeed())
@@ -57,12 +47,9 @@ func newNamespace(ctx context.Context) string {
 // startReplica runs one orchestrator replica (its own manager, cache and
 // tokens) until the spec ends.
 func startReplica(ctx context.Context, name string, opts orchestrator.Options) {
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Cache:                  orchestrator.CacheOptions(opts.LeaseNamespace),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
+	mo := env.ManagerOptions()
+	mo.Cache = orchestrator.CacheOptions(opts.LeaseNamespace)
+	mgr, err := ctrl.NewManager(env.Config, mo)
 	Expect(err).NotTo(HaveOccurred())
 	opts.Identity = name
 	opts.SkipNameValidation = true
@@ -72,24 +59,15 @@ func startReplica(ctx context.Context, name string, opts orchestrator.Options) {
 
 // startExecutor plays the workflow engine.
 func startExecutor(ctx context.Context, delay time.Duration) {
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mgr, err := ctrl.NewManager(env.Config, env.ManagerOptions())
 	Expect(err).NotTo(HaveOccurred())
 	Expect((&executor.Executor{Client: mgr.GetClient(), Delay: delay}).Setup(mgr, "executor")).To(Succeed())
 	run(ctx, mgr)
 }
 
 func run(ctx context.Context, mgr ctrl.Manager) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	DeferCleanup(func() {
-		cancel()
-		<-done
-	})
+	stop := testenv.StartManager(ctx, mgr)
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
 }
 
 func newRR(ns, name, targetNS, kind, targetName, fingerprint string) *v1alpha1.RemediationRequest {

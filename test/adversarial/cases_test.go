@@ -14,11 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
 	"github.com/targetlock/targetlock/internal/faults"
+	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/routing"
 )
@@ -124,7 +124,7 @@ var cases = []adversarialCase{
 			}
 		}
 		// The orchestrator frees the object; a newer WFE owns it.
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			return api.Create(context.Background(), newWFE(ns, "second", ns+"/deployments/dep-final"))
 		})
 		for _, p := range []v1alpha1.WorkflowExecutionPhase{v1alpha1.WorkflowExecutionRunning, v1alpha1.WorkflowExecutionPending, ""} {
@@ -153,7 +153,7 @@ var cases = []adversarialCase{
 			if err := api.Delete(context.Background(), prev); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, func() error {
+			testenv.Eventually(t, 5*time.Second, func() error {
 				return api.Create(context.Background(), newWFE(ns, fmt.Sprintf("w-%d", i), tgt))
 			})
 			deleteFrees = append(deleteFrees, time.Since(start))
@@ -209,10 +209,10 @@ var cases = []adversarialCase{
 			defer func() { _ = api.Delete(context.Background(), o) }()
 		}
 		// The policy is in force once the API server has loaded it.
-		eventually(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			err := api.Create(context.Background(), newWFE(ns, "probe", ns+"/Deployment/dep-policy-probe"), client.DryRunAll)
 			if err == nil || !strings.Contains(err.Error(), "adversarial policy") {
-				return fmt.Errorf("policy not in force yet: %v", err)
+				return fmt.Errorf("policy not in force yet: %w", err)
 			}
 			return nil
 		})
@@ -266,8 +266,9 @@ var cases = []adversarialCase{
 	{"Lease writes failing, half of them applied with the response lost, leave no phantom behind", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		mgr, err := ctrl.NewManager(c.Env.Config, ctrl.Options{Scheme: c.Env.Scheme, Cache: orchestrator.CacheOptions(cluster.LeaseNamespace),
-			Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+		mo := c.Env.ManagerOptions()
+		mo.Cache = orchestrator.CacheOptions(cluster.LeaseNamespace)
+		mgr, err := ctrl.NewManager(c.Env.Config, mo)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +278,8 @@ var cases = []adversarialCase{
 			Routing: routing.Options{RecentlyRemediatedCooldown: time.Millisecond, BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}}); err != nil {
 			t.Fatal(err)
 		}
-		go func() { _ = mgr.Start(ctx) }()
+		stop := testenv.StartManager(ctx, mgr)
+		defer func() { _ = stop() }()
 
 		ns := newNamespace(t, nil)
 		var rrs []*v1alpha1.RemediationRequest
@@ -292,7 +294,7 @@ var cases = []adversarialCase{
 			}
 		}
 		allEnd(t, rrs, v1alpha1.RemediationCompleted)
-		eventually(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			leases := &coordinationv1.LeaseList{}
 			if err := api.List(ctx, leases, client.InNamespace(cluster.LeaseNamespace), client.MatchingLabels{"app.kubernetes.io/managed-by": "targetlock"}); err != nil {
 				return err
@@ -341,7 +343,7 @@ func expectRefused(t *testing.T, ns, want string) {
 // allEnd waits for every request to end, in phase want if it is set.
 func allEnd(t *testing.T, rrs []*v1alpha1.RemediationRequest, want v1alpha1.RemediationPhase) {
 	t.Helper()
-	eventually(t, 90*time.Second, func() error {
+	testenv.Eventually(t, 90*time.Second, func() error {
 		for _, rr := range rrs {
 			got, err := rrPhase(rr.Namespace, rr.Name)
 			if err != nil {

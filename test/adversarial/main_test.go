@@ -13,7 +13,6 @@ package adversarial_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,11 +26,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
@@ -50,64 +47,59 @@ var (
 	watcher *invariant.Watcher
 )
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "adversarial:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func run(m *testing.M) (int, error) {
+// suite is the cluster every case runs against: two orchestrator and two
+// webhook processes, the invariant's watch, and the simulated executor.
+var suite = testenv.Fixture[*cluster.Cluster]{Start: func() (*cluster.Cluster, func() error, error) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	root, err := testenv.RepoRoot()
 	if err != nil {
-		return 1, err
+		cancel()
+		return nil, nil, err
 	}
-	c, err = cluster.Start(ctx, cluster.Options{
+	c, err := cluster.Start(ctx, cluster.Options{
 		Orchestrators: 2, Webhooks: 2, BinDir: filepath.Join(root, "bin"),
 		OrchestratorArgs: []string{"--recently-remediated-cooldown=1ms", "--backoff-base=10ms", "--backoff-max=50ms", "--sweep-interval=2s",
 			"--trusted-namespaces=" + opsA + "," + opsB},
 	})
-	if c != nil {
-		defer func() { _ = c.Stop() }()
+	stopMgr := func() error { return nil }
+	stop := func() error {
+		cancel()
+		err := stopMgr()
+		if c != nil {
+			err = errors.Join(err, c.Stop())
+		}
+		return err
 	}
 	if err != nil {
-		return 1, err
+		return nil, stop, err
 	}
 	api = c.Env.Client
 	wc, err := client.NewWithWatch(c.Env.Config, client.Options{Scheme: c.Env.Scheme})
 	if err != nil {
-		return 1, err
+		return nil, stop, err
 	}
 	if watcher, err = invariant.Watch(ctx, wc, invariant.ByName); err != nil {
-		return 1, err
+		return nil, stop, err
 	}
-	mgr, err := ctrl.NewManager(c.Env.Config, ctrl.Options{Scheme: c.Env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mgr, err := ctrl.NewManager(c.Env.Config, c.Env.ManagerOptions())
 	if err != nil {
-		return 1, err
+		return nil, stop, err
 	}
 	ex := &executor.Executor{Client: mgr.GetClient(), Delay: 100 * time.Millisecond,
 		Select: func(w *v1alpha1.WorkflowExecution) bool { return w.Spec.Parameters[runParam] == "yes" }}
 	if err := ex.Setup(mgr, "executor"); err != nil {
-		return 1, err
+		return nil, stop, err
 	}
-	go func() { _ = mgr.Start(ctx) }()
-	return m.Run(), nil
-}
+	stopMgr = testenv.StartManager(ctx, mgr)
+	return c, stop, nil
+}}
 
 // TestAdversarial runs every case and prints the summary line.
 func TestAdversarial(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a control plane and the built binaries")
-	}
+	c = suite.Get(t)
 	passed := 0
 	for _, tc := range cases {
 		if t.Run(tc.name, tc.run) {
@@ -214,20 +206,6 @@ func onlyBusy(t *testing.T, reasons map[string]int) {
 		if !slices.Contains(busyReasons, r) {
 			t.Errorf("%d CREATEs refused for %q, want only %v", n, r, busyReasons)
 		}
-	}
-}
-
-// eventually polls f until it returns nil, and fails the case with its
-// last error after timeout.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		last = f()
-		return last == nil, nil
-	})
-	if err != nil {
-		t.Fatalf("after %s: %v", timeout, last)
 	}
 }
 

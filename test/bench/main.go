@@ -32,7 +32,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
@@ -79,21 +78,10 @@ var (
 // sections, in the order they run; --only picks some of them.
 var sections = []string{"lock", "handoff", "admission", "history", "throughput", "faults", "soak"}
 
-// fastRouting shortens the time-based blocks (5m and 1m by default) so
-// that runs end; the lock and the webhook run with their defaults.
-var fastRouting = routing.Options{
-	ConsecutiveFailureThreshold: 1000,
-	RecentlyRemediatedCooldown:  time.Millisecond,
-	BackoffBase:                 10 * time.Millisecond,
-	BackoffMax:                  100 * time.Millisecond,
-}
-
-// processArgs are the same settings for orchestrator processes.
-var processArgs = []string{
-	"--recently-remediated-cooldown=1ms", "--backoff-base=10ms", "--backoff-max=100ms",
-	"--consecutive-failure-threshold=1000", "--max-concurrent-reconciles=4",
-	"--kube-api-qps=500", "--kube-api-burst=1000",
-}
+// processArgs are testenv.FastRouting as orchestrator flags, with room for
+// the bench's load; the lock and the webhook run with their defaults.
+var processArgs = append(testenv.FastRoutingArgs(),
+	"--max-concurrent-reconciles=4", "--kube-api-qps=500", "--kube-api-burst=1000")
 
 func main() { os.Exit(bench()) }
 
@@ -295,19 +283,18 @@ func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err
 			co.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	mo := env.ManagerOptions()
+	mo.Cache, mo.NewClient = co, rp.newClient
 	cfg := fastConfig(env.Config)
 	cfg.WrapTransport = rp.transport
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: env.Scheme, Cache: co, NewClient: rp.newClient,
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-	})
+	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		return nil, err
 	}
 	o := rp.opts
 	o.LeaseNamespace, o.Identity, o.SkipNameValidation = cluster.LeaseNamespace, rp.name, true
 	if o.Routing == (routing.Options{}) {
-		o.Routing = fastRouting
+		o.Routing = testenv.FastRouting
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
@@ -324,8 +311,9 @@ func startExecutor(ctx context.Context, env *testenv.Env, delay time.Duration, n
 	for _, ns := range namespaces {
 		co.DefaultNamespaces[ns] = cache.Config{}
 	}
-	mgr, err := ctrl.NewManager(fastConfig(env.Config), ctrl.Options{Scheme: env.Scheme, Cache: co,
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mo := env.ManagerOptions()
+	mo.Cache = co
+	mgr, err := ctrl.NewManager(fastConfig(env.Config), mo)
 	if err != nil {
 		return nil, err
 	}
@@ -336,15 +324,12 @@ func startExecutor(ctx context.Context, env *testenv.Env, delay time.Duration, n
 }
 
 func runManager(ctx context.Context, mgr ctrl.Manager) func() {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
+	stop := testenv.StartManager(ctx, mgr)
+	return func() {
+		if err := stop(); err != nil {
 			progress("manager: %v", err)
 		}
-	}()
-	return func() { cancel(); <-done }
+	}
 }
 
 func newRR(ns, name, targetName, fingerprint, workflow string) *v1alpha1.RemediationRequest {

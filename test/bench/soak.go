@@ -22,7 +22,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
@@ -422,8 +421,9 @@ func startSoakExecutor(ctx context.Context, env *testenv.Env) (func(), error) {
 	for _, ns := range soakNamespaces {
 		co.DefaultNamespaces[ns] = cache.Config{}
 	}
-	mgr, err := ctrl.NewManager(fastConfig(env.Config), ctrl.Options{Scheme: env.Scheme, Cache: co,
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mo := env.ManagerOptions()
+	mo.Cache = co
+	mgr, err := ctrl.NewManager(fastConfig(env.Config), mo)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -21,55 +20,43 @@ import (
 const unreachableNS = "certs-unreachable"
 
 var (
-	envOnce    sync.Once
 	env        *testenv.Env
-	envErr     error
 	kubeconfig string
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		_ = env.Stop()
-		_ = os.RemoveAll(filepath.Dir(kubeconfig))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-// apiServer starts, once per test binary, a control plane with cert-manager's
-// CRDs (from its Go module) and without targetlock's (the chart installs
-// them). The API server also knows a local WFE webhook, served in-process
-// by the RBAC test.
+// controlPlane has cert-manager's CRDs (from its Go module) and not
+// targetlock's (the chart installs them). The API server also knows a local
+// WFE webhook, served in-process by the RBAC test.
+var controlPlane = testenv.Fixture[*testenv.Env]{Start: func() (*testenv.Env, func() error, error) {
+	dir, err := moduleDir("github.com/cert-manager/cert-manager")
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := testenv.Start(testenv.Options{
+		SkipOwnCRDs: true,
+		CRDPaths:    []string{filepath.Join(dir, "deploy", "crds")},
+		Webhooks: envtest.WebhookInstallOptions{
+			ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{localWebhook()},
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	tmp, err := os.MkdirTemp("", "chart-test-")
+	stop := func() error { _ = os.RemoveAll(tmp); return e.Stop() }
+	if err != nil {
+		return nil, stop, err
+	}
+	env, kubeconfig = e, filepath.Join(tmp, "kubeconfig")
+	return e, stop, e.Kubeconfig(kubeconfig)
+}}
+
+// apiServer starts the control plane once per test binary.
 func apiServer(t *testing.T) *testenv.Env {
 	t.Helper()
-	testenv.SkipShort(t)
-	envOnce.Do(func() {
-		var dir string
-		if dir, envErr = moduleDir("github.com/cert-manager/cert-manager"); envErr != nil {
-			return
-		}
-		env, envErr = testenv.Start(testenv.Options{
-			SkipOwnCRDs: true,
-			CRDPaths:    []string{filepath.Join(dir, "deploy", "crds")},
-			Webhooks: envtest.WebhookInstallOptions{
-				ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{localWebhook()},
-			},
-		})
-		if envErr != nil {
-			return
-		}
-		tmp, err := os.MkdirTemp("", "chart-test-")
-		if err != nil {
-			envErr = err
-			return
-		}
-		kubeconfig = filepath.Join(tmp, "kubeconfig")
-		envErr = env.Kubeconfig(kubeconfig)
-	})
-	if envErr != nil {
-		t.Fatalf("starting the control plane: %v", envErr)
-	}
-	return env
+	return controlPlane.Get(t)
 }
 
 func localWebhook() *admissionregistrationv1.ValidatingWebhookConfiguration {

@@ -22,6 +22,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/executor"
 	"github.com/targetlock/targetlock/internal/invariant"
+	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
@@ -63,7 +64,9 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	hookClient := serveWebhook(ctx, t, hookCfg, rbacNS)
 
 	for i := range 2 {
-		mgr, err := ctrl.NewManager(orchCfg, ctrl.Options{Scheme: env.Scheme, Cache: orchestrator.CacheOptions(rbacNS), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+		mo := env.ManagerOptions()
+		mo.Cache = orchestrator.CacheOptions(rbacNS)
+		mgr, err := ctrl.NewManager(orchCfg, mo)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +116,7 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, 3*time.Minute, func() error {
+	testenv.Eventually(t, 3*time.Minute, func() error {
 		list := &v1alpha1.RemediationRequestList{}
 		if err := env.Client.List(ctx, list, client.InNamespace(ns.Name)); err != nil {
 			return err
@@ -131,7 +134,7 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	if max, worst := watcher.MaxActive(); max != 1 {
 		t.Errorf("max active WFEs per target = %d (%s)", max, worst)
 	}
-	eventually(t, time.Minute, func() error {
+	testenv.Eventually(t, time.Minute, func() error {
 		leases := &coordinationv1.LeaseList{}
 		if err := env.Client.List(ctx, leases, client.InNamespace(rbacNS)); err != nil {
 			return err
@@ -186,7 +189,9 @@ func serveWebhook(ctx context.Context, t *testing.T, cfg *rest.Config, leaseNS s
 	t.Helper()
 	wio := env.Environment.WebhookInstallOptions
 	server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, WebhookServer: server, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mo := env.ManagerOptions()
+	mo.WebhookServer = server
+	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,37 +216,16 @@ func serveWebhook(ctx context.Context, t *testing.T, cfg *rest.Config, leaseNS s
 	mgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h}) // also adds the server to the manager
 	mgr.GetWebhookServer().Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(resolver)})
 	start(ctx, t, mgr)
-	eventually(t, 30*time.Second, func() error { return server.StartedChecker()(nil) })
+	testenv.Eventually(t, 30*time.Second, func() error { return server.StartedChecker()(nil) })
 	return c
 }
 
 func start(ctx context.Context, t *testing.T, mgr ctrl.Manager) {
 	t.Helper()
-	done := make(chan error, 1)
-	ctx, cancel := context.WithCancel(ctx)
-	go func() { done <- mgr.Start(ctx) }()
+	stop := testenv.StartManager(ctx, mgr)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("manager: %v", err)
 		}
 	})
-}
-
-// eventually retries check until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", timeout, err)
-		}
-		<-tick.C
-	}
 }

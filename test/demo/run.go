@@ -13,13 +13,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
@@ -154,14 +155,10 @@ func storm(ctx context.Context, api client.Client, o options) *directResult {
 // waitForEnd prints progress every second until every request and every
 // WorkflowExecution has ended.
 func waitForEnd(ctx context.Context, api client.Client, o options, out io.Writer, w *invariant.Watcher) error {
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
+	err := wait.PollUntilContextTimeout(ctx, time.Second, o.timeout, true, func(ctx context.Context) (bool, error) {
 		rrs, wfes, err := lists(ctx, api)
 		if err != nil {
-			return err
+			return false, err
 		}
 		phases := map[string]int{}
 		active := 0
@@ -179,30 +176,27 @@ func waitForEnd(ctx context.Context, api client.Client, o options, out io.Writer
 		for _, rr := range rrs.Items {
 			done = done && rr.Status.Phase.Terminal()
 		}
-		if done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the storm did not end: %w", ctx.Err())
-		case <-tick.C:
-		}
+		return done, nil
+	})
+	if wait.Interrupted(err) {
+		return fmt.Errorf("the storm did not end: %w", err)
 	}
+	return err
 }
 
+// waitForLeases returns how many Leases are left once none are, or when
+// timeout passes (-1 if none could be listed).
 func waitForLeases(ctx context.Context, api client.Client, timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
-	for {
+	n := -1
+	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		list := &coordinationv1.LeaseList{}
-		if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace)); err == nil && (len(list.Items) == 0 || time.Now().After(deadline)) {
-			return len(list.Items)
+		if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace)); err != nil {
+			return false, nil // the API server may be busy: try again
 		}
-		select {
-		case <-ctx.Done():
-			return -1
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		n = len(list.Items)
+		return n == 0, nil
+	})
+	return n
 }
 
 func summary(ctx context.Context, out io.Writer, c *cluster.Cluster, w *invariant.Watcher, direct *directResult, leases int) bool {
@@ -282,20 +276,15 @@ func lists(ctx context.Context, api client.Client) (*v1alpha1.RemediationRequest
 }
 
 func startExecutor(ctx context.Context, c *cluster.Cluster, delay time.Duration) (func(), error) {
-	mgr, err := ctrl.NewManager(c.Env.Config, ctrl.Options{Scheme: c.Env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mgr, err := ctrl.NewManager(c.Env.Config, c.Env.ManagerOptions())
 	if err != nil {
 		return nil, err
 	}
 	if err := (&executor.Executor{Client: mgr.GetClient(), Delay: delay}).Setup(mgr, "executor"); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = mgr.Start(ctx)
-	}()
-	return func() { cancel(); <-done }, nil
+	stop := testenv.StartManager(ctx, mgr)
+	return func() { _ = stop() }, nil
 }
 
 func phaseName(p string) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/plugin"
+	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
@@ -87,7 +88,7 @@ var cases = []securityCase{
 		own.Annotations = map[string]string{v1alpha1.LockTokenAnnotation: tok.ID}
 		mustCreate(t, as(orchUser), own) // the orchestrator's own CREATE still passes
 		// No Event anywhere carries the token, in its note or annotations.
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			evs := &eventsv1.EventList{}
 			if err := env.Client.List(context.Background(), evs); err != nil {
 				return err
@@ -120,7 +121,7 @@ var cases = []securityCase{
 		if err := as("alice").Create(context.Background(), aimed); refusal(err) != admission.ReasonResourceBusy {
 			t.Fatalf("got %v, want ResourceBusy", err)
 		}
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			evs := &eventsv1.EventList{}
 			if err := env.Client.List(context.Background(), evs); err != nil {
 				return err
@@ -173,7 +174,7 @@ var cases = []securityCase{
 			r := &v1alpha1.RemediationRequest{}
 			return r, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, r)
 		}
-		eventually(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, func() error {
 			for _, n := range []string{"reach", "node"} {
 				r, err := phase(tenantA, n)
 				if err != nil {

@@ -12,9 +12,7 @@ package security_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,7 +28,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -60,41 +57,45 @@ var (
 	trustedSA = admission.ServiceAccountUser(ciNS, "deployer")
 )
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "security:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func run(m *testing.M) (int, error) {
+// suite is the control plane every case runs against, with the webhook
+// served in-process and an orchestrator running as its ServiceAccount.
+var suite = testenv.Fixture[*testenv.Env]{Start: func() (*testenv.Env, func() error, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	var managers []func() error
+	stop := func() error {
+		cancel()
+		var errs []error
+		for _, m := range managers {
+			errs = append(errs, m())
+		}
+		if env != nil {
+			errs = append(errs, env.Stop())
+		}
+		return errors.Join(errs...)
+	}
 	root, err := testenv.RepoRoot()
 	if err != nil {
-		return 1, err
+		return nil, stop, err
 	}
 	if env, err = testenv.Start(testenv.Options{Webhooks: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}}}); err != nil {
-		return 1, err
+		return nil, stop, err
 	}
-	defer func() { _ = env.Stop() }()
 	if err := setupRBAC(ctx); err != nil {
-		return 1, err
+		return nil, stop, err
 	}
-	if err := serveWebhook(ctx); err != nil {
-		return 1, err
+	for _, run := range []func(context.Context) (func() error, error){serveWebhook, runOrchestrator} {
+		m, err := run(ctx)
+		if m != nil {
+			managers = append(managers, m)
+		}
+		if err != nil {
+			return nil, stop, err
+		}
 	}
-	if err := runOrchestrator(ctx); err != nil {
-		return 1, err
-	}
-	return m.Run(), nil
-}
+	return env, stop, nil
+}}
 
 // as returns a client acting as user (with groups).
 func as(user string, groups ...string) client.Client {
@@ -147,19 +148,19 @@ func setupRBAC(ctx context.Context) error {
 // serveWebhook serves both webhooks where envtest registered them, with the
 // chart's default trust plus a trusted namespace, a trusted ServiceAccount
 // and a SubjectAccessReview verb.
-func serveWebhook(ctx context.Context) error {
+func serveWebhook(ctx context.Context) (stop func() error, err error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(env.Config)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resolver := target.NewResolver(dc, nil)
 	lock, err := lease.New(env.Client, lease.Options{Namespace: installNS, Identity: "webhook-0"})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mgr, err := ctrl.NewManager(env.Config, env.ManagerOptions())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	h, err := admission.New(admission.Options{
 		Lock: lock, Resolver: resolver, Reader: env.Client, Authorizer: env.Client,
@@ -167,43 +168,41 @@ func serveWebhook(ctx context.Context) error {
 		Trust:    admission.Trust{Orchestrator: orchUser, Namespaces: []string{opsNS}, ServiceAccounts: []string{ciNS + "/deployer"}, Verb: authorVerb},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	wo := env.Environment.WebhookInstallOptions
 	srv := webhook.NewServer(webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
 	srv.Register(admission.Path, &cradmission.Webhook{Handler: h})
 	srv.Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(resolver)})
 	if err := mgr.Add(srv); err != nil {
-		return err
+		return nil, err
 	}
-	go func() { _ = mgr.Start(ctx) }()
-	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+	stop = testenv.StartManager(ctx, mgr)
+	return stop, wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		return srv.StartedChecker()(nil) == nil, nil
 	})
 }
 
 // runOrchestrator runs one replica as the orchestrator's ServiceAccount,
 // trusting the ops namespace.
-func runOrchestrator(ctx context.Context) error {
+func runOrchestrator(ctx context.Context) (stop func() error, err error) {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: orchUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, Cache: orchestrator.CacheOptions(installNS),
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	mo := env.ManagerOptions()
+	mo.Cache = orchestrator.CacheOptions(installNS)
+	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := orchestrator.Setup(ctx, mgr, orchestrator.Options{LeaseNamespace: installNS, Identity: "orchestrator-0", TrustedNamespaces: []string{opsNS}}); err != nil {
-		return err
+		return nil, err
 	}
-	go func() { _ = mgr.Start(ctx) }()
-	return nil
+	return testenv.StartManager(ctx, mgr), nil
 }
 
 // TestSecurity runs every case and prints the summary line.
 func TestSecurity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a control plane")
-	}
+	suite.Get(t)
 	passed := 0
 	for _, tc := range cases {
 		if t.Run(tc.name, tc.run) {
@@ -244,17 +243,6 @@ func mustCreate(t *testing.T, c client.Client, o client.Object) {
 	t.Helper()
 	if err := c.Create(context.Background(), o); err != nil {
 		t.Fatalf("creating %s/%s: %v", o.GetNamespace(), o.GetName(), err)
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	var last error
-	if err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		last = f()
-		return last == nil, nil
-	}); err != nil {
-		t.Fatalf("after %s: %v", timeout, last)
 	}
 }
 

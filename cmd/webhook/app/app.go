@@ -5,9 +5,10 @@ package app
 
 import (
 	"context"
-	"github.com/targetlock/targetlock/pkg/admission"
 	"io"
 	"strings"
+
+	"github.com/targetlock/targetlock/pkg/admission"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericiooptions"

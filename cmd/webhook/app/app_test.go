@@ -3,26 +3,24 @@ package app_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/util/cert"
+
+	"github.com/targetlock/targetlock/internal/cluster"
+	"github.com/targetlock/targetlock/internal/testcert"
 
 	. "github.com/onsi/gomega"
 
@@ -50,98 +48,81 @@ type server struct {
 	metrics    string // http://host:port
 }
 
-var (
-	once    sync.Once
-	shared  *server
-	initErr error
-	stop    context.CancelFunc
-	done    = make(chan error, 1)
-)
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if stop != nil {
-		stop()
-		if err := <-done; err != nil {
-			os.Stderr.WriteString("webhook server: " + err.Error() + "\n")
-		}
-	}
-	if shared != nil {
-		_ = shared.env.Stop()
-	}
-	os.Exit(code)
-}
+var shared = testenv.Fixture[*server]{Start: start}
 
 func getServer(t *testing.T) *server {
 	t.Helper()
-	testenv.SkipShort(t)
-	once.Do(func() { shared, initErr = start() })
-	if initErr != nil {
-		t.Fatalf("starting: %v", initErr)
-	}
-	return shared
+	return shared.Get(t)
 }
 
+// freeAddr is a loopback address free at the time of the call.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	port, err := cluster.FreePort()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), err
 }
 
-func start() (*server, error) {
+func start() (*server, func() error, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env, err := testenv.Start(testenv.Options{Webhooks: envtest.WebhookInstallOptions{
 		Paths: []string{filepath.Join(root, "config", "webhook")},
 	}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s := &server{env: env}
+	stopServer := func() error { return nil }
+	stop := func() error { return errors.Join(stopServer(), env.Stop()) }
 	dir, err := os.MkdirTemp("", "webhook-app-")
 	if err != nil {
-		return s, err
+		return nil, stop, err
 	}
 	s.kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := env.Kubeconfig(s.kubeconfig); err != nil {
-		return s, err
+		return nil, stop, err
 	}
 	// A copy of the serving certificate, so the reload test can replace it.
 	wo := env.Environment.WebhookInstallOptions
 	s.certDir = filepath.Join(dir, "certs")
 	if err := os.Mkdir(s.certDir, 0o700); err != nil {
-		return s, err
+		return nil, stop, err
 	}
 	for _, f := range []string{"tls.crt", "tls.key"} {
 		data, err := os.ReadFile(filepath.Join(wo.LocalServingCertDir, f))
 		if err != nil {
-			return s, err
+			return nil, stop, err
 		}
 		if err := os.WriteFile(filepath.Join(s.certDir, f), data, 0o600); err != nil {
-			return s, err
+			return nil, stop, err
 		}
 	}
 	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}}); err != nil {
-		return s, err
+		return nil, stop, err
 	}
 	probe, err := freeAddr()
 	if err != nil {
-		return s, err
+		return nil, stop, err
 	}
 	metrics, err := freeAddr()
 	if err != nil {
-		return s, err
+		return nil, stop, err
 	}
 	s.probe, s.metrics = "http://"+probe, "http://"+metrics
 	s.addr = net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	stop = cancel
+	done := make(chan error, 1)
+	stopServer = func() error {
+		cancel()
+		if err := <-done; err != nil {
+			return fmt.Errorf("webhook server: %w", err)
+		}
+		return nil
+	}
 	go func() {
 		done <- app.Run(ctx, []string{
 			"--kubeconfig", s.kubeconfig, "--lease-namespace", leaseNamespace, "--identity", "webhook-test",
@@ -150,7 +131,7 @@ func start() (*server, error) {
 			"--claim-grace", "5s", "--zap-log-level", "error",
 		}, io.Discard, io.Discard)
 	}()
-	return s, nil
+	return s, stop, nil
 }
 
 func get(url string) (int, string) {
@@ -313,27 +294,15 @@ func replace(t *testing.T, dir string, crt, key []byte) {
 
 func selfSigned(t *testing.T) (crt, key []byte, serial string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, crt, key, err := testcert.Issue([]string{"localhost", "127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: sn, Subject: pkix.Name{CommonName: "reloaded"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	certs, err := cert.ParseCertsPEM(crt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), sn.String()
+	return crt, key, certs[0].SerialNumber.String()
 }
 
 // TestNoCertificateNeverReady: without a certificate the server does not
