@@ -79,18 +79,17 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 	// verdict that writes nothing (a denial, a claim already ours, a dry
 	// run) is decided again on a live read, so a stale cache never refuses
 	// wrongly nor admits without a claim.
-	st, err := h.lock.Peek(ctx, key)
+	read := h.lock.Peek
 	checked := false
 	for range h.maxAttempts {
+		st, err := read(ctx, key)
+		if err == nil && st.Cached() && !claims(st, token, h.clock.Now(), req) {
+			st, err = h.lock.Inspect(ctx, key)
+		}
 		if err != nil {
 			return v.errored(err)
 		}
-		if st.Cached() && !claims(st, token, h.clock.Now(), req) {
-			st, err = h.lock.Inspect(ctx, key)
-			if err != nil {
-				return v.errored(err)
-			}
-		}
+		read = h.lock.Inspect // after a lost compare-and-swap: live
 		if d, ok := h.judge(ctx, v, st, owner, token); !ok {
 			return d
 		}
@@ -120,9 +119,7 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		case err == nil:
 			return v.allow(ReasonClaimed, owner.String(), "target claimed by this WorkflowExecution")
 		case errors.Is(err, lease.ErrConflict):
-			// The Lease changed under us (or the cache was behind): read it
-			// live and decide again.
-			st, err = h.lock.Inspect(ctx, key)
+			continue // the Lease changed under us (or the cache was behind)
 		default:
 			return v.errored(err)
 		}
@@ -178,7 +175,7 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 		}
 		return verdict{}, true
 
-	default: // Claimed
+	case lease.Claimed:
 		if st.ClaimedBy(owner.UID) {
 			return verdict{}, true
 		}
@@ -199,6 +196,7 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 		}
 		return verdict{}, true // the claimant ended, or never got stored: take over
 	}
+	return v.errored(fmt.Errorf("lease of %s in unknown phase %q", st.Key, st.Phase)), false
 }
 
 func phaseOrPending(p v1alpha1.WorkflowExecutionPhase) v1alpha1.WorkflowExecutionPhase {

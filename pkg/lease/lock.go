@@ -263,8 +263,8 @@ func (l *Lock) Release(ctx context.Context, tok Token) error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
 	}
-	if done, err := l.releaseWritten(ctx, tok); done {
-		return err
+	if l.releaseWritten(ctx, tok) {
+		return nil
 	}
 	// An API error is retried too: a lock left behind blocks its target
 	// for the whole duration. If every attempt fails, the token is
@@ -301,12 +301,12 @@ func (l *Lock) Release(ctx context.Context, tok Token) error {
 }
 
 // releaseWritten deletes the version of the Lease that tok last wrote, in
-// one request. done is false when that did not settle it (no version known,
-// or an unclear error): the caller then reads the Lease and decides.
-func (l *Lock) releaseWritten(ctx context.Context, tok Token) (done bool, _ error) {
+// one request. It reports false when that did not settle it (no version
+// known, or an unclear error): the caller then reads the Lease and decides.
+func (l *Lock) releaseWritten(ctx context.Context, tok Token) bool {
 	w := tok.written
 	if w == nil || w.version == "" {
-		return false, nil
+		return false
 	}
 	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: tok.Key.LeaseName()}}
 	err := l.client.Delete(ctx, lease, client.Preconditions{UID: &w.uid, ResourceVersion: &w.version})
@@ -316,14 +316,14 @@ func (l *Lock) releaseWritten(ctx context.Context, tok Token) (done bool, _ erro
 		if !tok.acquired.IsZero() {
 			holdSeconds.Observe(l.clock.Since(tok.acquired).Seconds())
 		}
-		return true, nil
+		return true
 	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		// Swept, or written by someone else since: claimed for our CREATE,
 		// or taken over after it expired. Not ours to delete.
 		releases.WithLabelValues("not_held").Inc()
-		return true, nil
+		return true
 	}
-	return false, nil
+	return false
 }
 
 // deleteObserved deletes exactly the Lease version st observed. NotFound

@@ -75,9 +75,10 @@ func (s State) String() string {
 		return "free"
 	case Claimed:
 		return fmt.Sprintf("claimed by WorkflowExecution %s", s.Holder)
-	default:
+	case Locked:
 		return fmt.Sprintf("locked by %s until %s", s.Holder, s.Expires.UTC().Format(time.RFC3339))
 	}
+	return string(s.Phase)
 }
 
 // Inspect reads the target's Lease live. An API error is returned as an

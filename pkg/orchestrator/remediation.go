@@ -436,6 +436,7 @@ func (r *RemediationReconciler) mirror(ctx context.Context, rr *v1alpha1.Remedia
 			msg += fmt.Sprintf(": %s: %s", d.Reason, d.Message)
 		}
 		return r.failed(ctx, rr, msg)
+	case v1alpha1.WorkflowExecutionPending, v1alpha1.WorkflowExecutionRunning:
 	}
 	return nil
 }
