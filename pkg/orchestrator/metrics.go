@@ -41,10 +41,14 @@ var (
 		Name: "targetlock_orchestrator_sweeps_total",
 		Help: "Periodic sweeps of expired locks and stale claims, by result.",
 	}, []string{"result"})
+	retained = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "targetlock_orchestrator_retention_deletions_total",
+		Help: "Terminal requests deleted past their retention (--terminal-request-ttl).",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, createRefusals, contentions, conflicts, sweeps)
+	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, createRefusals, contentions, conflicts, sweeps, retained)
 }
 
 func transition(from, to v1alpha1.RemediationPhase) {

@@ -54,6 +54,8 @@ type RemediationReconciler struct {
 	clock      clock.PassiveClock
 	// fallback requeues event-driven waits in case an event was missed.
 	fallback time.Duration
+	// ttl, if set, is how long terminal requests are kept (retain).
+	ttl time.Duration
 }
 
 var _ reconcile.Reconciler = (*RemediationReconciler)(nil)
@@ -78,7 +80,7 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if rr.Status.Phase.Terminal() {
-		return reconcile.Result{}, nil
+		return r.retain(ctx, rr)
 	}
 	key, err := r.resolver.ForRemediation(rr)
 	switch {

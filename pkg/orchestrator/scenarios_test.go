@@ -280,6 +280,35 @@ var _ = Describe("claims", func() {
 		setWFEPhase(ctx, ns, w.Name, v1alpha1.WorkflowExecutionCompleted)
 		Eventually(func() int { return len(leasesIn(ctx, lns)) }, 5*time.Second).Should(BeZero())
 	})
+
+	It("retention: terminal requests past their TTL are deleted, the newest of the signal on the object kept", func() {
+		ctx := context.Background()
+		ns, lns := newNamespace(ctx), newNamespace(ctx)
+		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute,
+			TerminalRequestTTL: 100 * time.Millisecond})
+		for i := range 3 {
+			Expect(env.Client.Create(ctx, newRR(ns, name("rr", i), ns, "Deployment", "app", "sig"))).To(Succeed())
+			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+			setWFEPhase(ctx, ns, "wfe-"+name("rr", i), v1alpha1.WorkflowExecutionFailed)
+			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+		}
+		// Another signal on the object has its own newest.
+		Expect(env.Client.Create(ctx, newRR(ns, "other", ns, "Deployment", "app", "other-sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "other")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		setWFEPhase(ctx, ns, "wfe-other", v1alpha1.WorkflowExecutionCompleted)
+
+		Eventually(func() []string {
+			list := &v1alpha1.RemediationRequestList{}
+			Expect(env.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			var names []string
+			for _, rr := range list.Items {
+				names = append(names, rr.Name)
+			}
+			return names
+		}).Should(ConsistOf(name("rr", 2), "other"))
+		// The newest carries the streak of three failures.
+		Expect(getRR(ctx, ns, name("rr", 2))().Status.ConsecutiveFailureCount).To(BeEquivalentTo(3))
+	})
 })
 
 // claimAsWebhook claims the target of the namespace's one WFE, as the

@@ -41,6 +41,10 @@ type Options struct {
 	// FallbackRequeue re-checks event-driven waits in case an event was
 	// missed. Default 30s: waits normally end by event within milliseconds.
 	FallbackRequeue time.Duration
+	// TerminalRequestTTL, if set, deletes terminal requests that ended this
+	// long ago, keeping the newest of each signal on each object (it
+	// carries the failure streak). Default 0: keep every request.
+	TerminalRequestTTL time.Duration
 	// SweepInterval between sweeps of expired locks and stale claims. Default 30s.
 	SweepInterval time.Duration
 	Clock         clock.PassiveClock
@@ -137,6 +141,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		recorder:   mgr.GetEventRecorder("targetlock-orchestrator"),
 		clock:      opts.Clock,
 		fallback:   opts.FallbackRequeue,
+		ttl:        opts.TerminalRequestTTL,
 	}
 	ctrlOpts := controller.Options{
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,

@@ -139,7 +139,10 @@ func Backoff(n int, uid types.UID, o Options) time.Duration {
 }
 
 // failureStreak counts the newest terminal peers that failed, up to the
-// newest that completed, and returns when the newest failure ended.
+// newest that completed, and returns when the newest failure ended. The
+// oldest failure counted adds the streak it recorded when it failed
+// (status.consecutiveFailureCount), so the streak outlives the deletion of
+// older requests (a retention TTL).
 func failureStreak(peers []v1alpha1.RemediationRequest) (n int, last time.Time) {
 	var done []*v1alpha1.RemediationRequest
 	for i := range peers {
@@ -150,6 +153,7 @@ func failureStreak(peers []v1alpha1.RemediationRequest) (n int, last time.Time) 
 	slices.SortFunc(done, func(a, b *v1alpha1.RemediationRequest) int {
 		return doneAt(b.Status.CompletionTime, b.CreationTimestamp).Compare(doneAt(a.Status.CompletionTime, a.CreationTimestamp))
 	})
+	var oldest *v1alpha1.RemediationRequest
 	for _, p := range done {
 		if p.Status.Phase != v1alpha1.RemediationFailed {
 			break
@@ -158,6 +162,10 @@ func failureStreak(peers []v1alpha1.RemediationRequest) (n int, last time.Time) 
 			last = doneAt(p.Status.CompletionTime, p.CreationTimestamp)
 		}
 		n++
+		oldest = p
+	}
+	if oldest != nil {
+		n += max(int(oldest.Status.ConsecutiveFailureCount), 1) - 1
 	}
 	return n, last
 }

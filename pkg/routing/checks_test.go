@@ -253,3 +253,32 @@ func TestEngineReadsCacheConfirmsLive(t *testing.T) {
 		t.Errorf("Check with a failing live read = %v; an error must never read as clear", err)
 	}
 }
+
+// TestFailureStreakOutlivesDeletedHistory: with the older failures deleted
+// (a retention TTL), the oldest failure left still carries the streak it
+// recorded, so the count does not reset.
+func TestFailureStreakOutlivesDeletedHistory(t *testing.T) {
+	failed := func(name string, ago time.Duration, streak int32) v1alpha1.RemediationRequest {
+		r := rr(name, now.Add(-ago-time.Minute), v1alpha1.RemediationFailed, now.Add(-ago))
+		r.Status.ConsecutiveFailureCount = streak
+		return r
+	}
+	all := []v1alpha1.RemediationRequest{
+		rr("ok", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now.Add(-50*time.Minute)),
+		failed("f1", 40*time.Minute, 1), failed("f2", 30*time.Minute, 2), failed("f3", 20*time.Minute, 3),
+	}
+	for _, tc := range []struct {
+		name  string
+		peers []v1alpha1.RemediationRequest
+		want  int
+	}{
+		{"whole history", all, 3},
+		{"f1 and the success deleted", all[2:], 3},
+		{"only the newest left", all[3:], 3},
+		{"a failure that recorded no streak", []v1alpha1.RemediationRequest{failed("x", time.Minute, 0)}, 1},
+	} {
+		if n, _ := failureStreak(tc.peers); n != tc.want {
+			t.Errorf("%s: streak %d, want %d", tc.name, n, tc.want)
+		}
+	}
+}

@@ -54,6 +54,7 @@ func flags(out io.Writer) (*flag.FlagSet, *config) {
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "RemediationRequests reconciled at once by this replica")
 	fs.DurationVar(&o.FallbackRequeue, "fallback-requeue", 30*time.Second, "re-check of requests waiting on a busy target, in case an event was missed")
 	fs.DurationVar(&o.SweepInterval, "sweep-interval", 30*time.Second, "interval between sweeps of expired locks and stale claims")
+	fs.DurationVar(&o.TerminalRequestTTL, "terminal-request-ttl", 0, "delete terminal RemediationRequests (and with them their WorkflowExecutions) this long after they end, keeping the newest of each signal on each object, which carries the failure streak; 0 keeps every request. Shorter than --recently-remediated-cooldown, the recently-remediated check can no longer see a deleted request's WorkflowExecution")
 	kubeflags.StringList(fs, &o.TrustedNamespaces, "trusted-namespaces", "comma-separated namespaces whose RemediationRequests may name objects in other namespaces and cluster-scoped ones (\"*\": every namespace, for single-tenant clusters); requests in --lease-namespace always may; others only their own namespace's objects")
 	r := &o.Routing
 	fs.IntVar(&r.ConsecutiveFailureThreshold, "consecutive-failure-threshold", 3, "failed requests in a row (same signal and target) that block the next")
