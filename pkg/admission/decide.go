@@ -110,7 +110,7 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		if isDryRun(req) {
 			return v.allow(ReasonDryRun, owner.String(), "dry run: the target would be claimed by this WorkflowExecution")
 		}
-		if req.UserInfo.Username != h.trust.Orchestrator && !h.limiter.allow(owner.Namespace) {
+		if req.UserInfo.Username != h.trust.Orchestrator && !h.limiter.allow(owner.Namespace, h.clock.Now()) {
 			d := v.deny(ReasonRateLimited, "", "namespace %s made too many claims in a short time; retry", owner.Namespace)
 			d.code = http.StatusTooManyRequests
 			return d

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -29,8 +30,9 @@ func newClaimLimiter(perSecond float64, burst int) *claimLimiter {
 	return &claimLimiter{perSecond: rate.Limit(perSecond), burst: burst, per: map[string]*rate.Limiter{}}
 }
 
-// allow takes one claim from ns's budget.
-func (l *claimLimiter) allow(ns string) bool {
+// allow takes one claim from ns's budget at now (the Handler's clock, so
+// that tests step time).
+func (l *claimLimiter) allow(ns string, now time.Time) bool {
 	l.mu.Lock()
 	lim, ok := l.per[ns]
 	if !ok {
@@ -38,5 +40,5 @@ func (l *claimLimiter) allow(ns string) bool {
 		l.per[ns] = lim
 	}
 	l.mu.Unlock()
-	return lim.Allow()
+	return lim.AllowN(now, 1)
 }
