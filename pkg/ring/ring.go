@@ -46,13 +46,21 @@ type Options struct {
 	Clock clock.WithTicker
 }
 
+// Client writes the member Lease: a live client, not a cache.
+type Client interface {
+	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
+	Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error
+	Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error
+	Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error
+}
+
 // Ring is this replica's membership and its view of the others'. Start it
 // (a manager.Runnable) to join; until then, and after it stops, it owns
 // nothing.
 type Ring struct {
 	opts   Options
-	client client.Client // writes of our own Lease
-	cache  cache.Cache   // members, as the manager's informer sees them
+	client Client      // writes of our own Lease
+	cache  cache.Cache // members, as the manager's informer sees them
 	log    logr.Logger
 
 	view  atomic.Pointer[View]
@@ -65,7 +73,7 @@ type Ring struct {
 
 // New returns a Ring for one replica. c writes its member Lease (a live
 // client); ca must cache Leases in opts.Namespace.
-func New(c client.Client, ca cache.Cache, opts Options) (*Ring, error) {
+func New(c Client, ca cache.Cache, opts Options) (*Ring, error) {
 	if opts.Namespace == "" || opts.Identity == "" {
 		return nil, errors.New("ring: namespace and identity are required")
 	}

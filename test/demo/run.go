@@ -194,7 +194,7 @@ func waitForLeases(ctx context.Context, api client.Client, timeout time.Duration
 	deadline := time.Now().Add(timeout)
 	for {
 		list := &coordinationv1.LeaseList{}
-		if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace)); err == nil && (len(list.Items) == 0 || time.Now().After(deadline)) {
+		if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace), client.MatchingLabels{"app.kubernetes.io/managed-by": "targetlock"}); err == nil && (len(list.Items) == 0 || time.Now().After(deadline)) {
 			return len(list.Items)
 		}
 		select {
