@@ -39,7 +39,7 @@ var (
 	})
 	dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "targetlock_orchestrator_ring_dropped_events_total",
-		Help: "Events dropped before the work queue because another replica owns their object on the ring.",
+		Help: "Events dropped before the work queue, and queued reconciles skipped, because another replica owns their object on the ring.",
 	})
 	handovers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "targetlock_orchestrator_ring_handovers_total",

@@ -43,6 +43,25 @@ func ownedBy(rg *ring.Ring) predicate.Predicate {
 	})
 }
 
+// stillOwned skips the reconciles of objects that moved away while queued:
+// requeues (waits, backoffs, retries) of an object are its new owner's now,
+// which took it over when the membership changed. An object gone from the
+// cache is reconciled: a deletion is told apart only there. proto is an
+// empty object of the reconciled kind.
+func stillOwned[T client.Object](rg *ring.Ring, c client.Reader, proto T, rec reconcile.Reconciler) reconcile.Reconciler {
+	if rg == nil {
+		return rec
+	}
+	return reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+		obj := proto.DeepCopyObject().(T)
+		if err := c.Get(ctx, req.NamespacedName, obj); err == nil && !rg.Owns(ownerKey(obj)) {
+			dropped.Inc()
+			return reconcile.Result{}, nil
+		}
+		return rec.Reconcile(ctx, req)
+	})
+}
+
 // targetLeases passes the Leases that lock objects, not the ring's members.
 var targetLeases = predicate.NewPredicateFuncs(func(o client.Object) bool {
 	return o.GetLabels()[lease.ManagedByLabel] == "targetlock" && targetHash(o) != ""

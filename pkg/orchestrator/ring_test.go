@@ -155,13 +155,19 @@ var _ = Describe("orchestrator ring", func() {
 		for _, t := range owned[victim] {
 			Expect(after.Owner(key(t).Hash())).To(BeElementOf(rest))
 		}
+		for t := range targets {
+			setWFEPhase(ctx, ns, "wfe-"+name("rr-b", t), v1alpha1.WorkflowExecutionCompleted)
+		}
+		for t := range targets {
+			Eventually(getRR(ctx, ns, name("rr-b", t))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationCompleted)))
+		}
 		fmt.Fprintf(GinkgoWriter, "ring: %s owned %d of %d objects; all moved\n", victim, len(owned[victim]), targets)
 
 		// A request not labelled yet belongs to its own name's owner until
 		// labelled, then to its object's: at most those two decide it.
 		rr := newRR(ns, "rr-new", ns, "Deployment", name("app", 0), "sig-c")
 		Expect(env.Client.Create(ctx, rr)).To(Succeed())
-		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationBlocked)))
+		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		Expect(getRR(ctx, ns, "rr-new")().Labels).To(HaveKeyWithValue(v1alpha1.TargetHashLabel, key(0).Hash()))
 		Expect(seen.replicas(ns, "rr-new")).To(SatisfyAny(
 			ConsistOf(after.Owner(ns+"/rr-new"), after.Owner(key(0).Hash())),

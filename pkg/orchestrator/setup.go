@@ -164,6 +164,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return rrs.Reconcile(ctx, req)
 		})
 	}
+	rec = stillOwned(rg, c, &v1alpha1.RemediationRequest{}, rec)
 	owned := builder.WithPredicates(ownedBy(rg))
 	ctrlOpts := controller.Options{
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
@@ -215,7 +216,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if rg != nil {
 		wfeCtrl = wfeCtrl.WatchesRawSource(handover(rg, "workflowexecution", pendingExecutions(c, opts.LeaseNamespace)))
 	}
-	if err := wfeCtrl.Complete(&ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, resolver: resolver, deleted: deleted, clock: opts.Clock}); err != nil {
+	execs := &ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, resolver: resolver, deleted: deleted, clock: opts.Clock}
+	if err := wfeCtrl.Complete(stillOwned(rg, c, &v1alpha1.WorkflowExecution{}, execs)); err != nil {
 		return err
 	}
 	return mgr.Add(sweeper)
