@@ -72,7 +72,7 @@ var targetLeases = predicate.NewPredicateFuncs(func(o client.Object) bool {
 // which may be gone. pending lists them from the cache.
 func handover(rg *ring.Ring, controller string, pending func(context.Context) ([]ownedObject, error)) source.Source {
 	return source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
-		rg.Subscribe(func(before, after ring.View) {
+		take := func(before, after ring.View) {
 			objs, err := pending(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
@@ -91,7 +91,16 @@ func handover(rg *ring.Ring, controller string, pending func(context.Context) ([
 				handovers.WithLabelValues(controller).Add(float64(n))
 				logf.FromContext(ctx).Info("Took over objects", "identity", after.Self(), "controller", controller, "objects", n, "members", after.Members())
 			}
-		})
+		}
+		rg.Subscribe(take)
+		// A change between the start of the other sources (whose first
+		// events the view then may have dropped) and this subscription
+		// would be missed: take what is owned now, once the cache has it
+		// (not blocking the controller's start). The queue folds duplicates.
+		go func() {
+			v := rg.View()
+			take(ring.NewView(v.Self()), v)
+		}()
 		return nil
 	})
 }
