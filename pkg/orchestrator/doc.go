@@ -6,4 +6,10 @@
 // the lock. Requests that wait for a target are woken by events (a Lease
 // deleted, a WFE or another request finished) through an index by target
 // key; a slow requeue only guards against a missed event.
+//
+// With a ring (pkg/ring), one replica decides each object: the controllers
+// drop the events of objects another replica owns before their work queue
+// (ownedBy), skip queued reconciles of objects that moved away (stillOwned),
+// and enqueue what this replica takes over when membership changes
+// (handover). The ring only divides work; the lock keeps it safe.
 package orchestrator

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/ring"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
 )
@@ -59,6 +61,19 @@ type Options struct {
 	LeaseClient lease.Client
 	// SkipNameValidation lets one process run several managers (tests).
 	SkipNameValidation bool
+	// DisableRing makes this replica decide every object, as every other
+	// replica does, instead of the objects it owns on the ring (pkg/ring).
+	DisableRing bool
+	// RingLeaseDuration is how long a replica's membership lasts without
+	// renewal: a dead replica's objects move within it. Default
+	// ring.DefaultDuration.
+	RingLeaseDuration time.Duration
+	// Ring, if set, is the ring to use (not started: Setup adds it to the
+	// manager); else Setup makes one unless DisableRing.
+	Ring *ring.Ring
+
+	// reconciled, if set, sees every reconcile of a request (tests).
+	reconciled func(reconcile.Request)
 }
 
 func (o Options) defaults() Options {
@@ -89,17 +104,28 @@ func CacheOptions(leaseNamespace string) cache.Options {
 // must use CacheOptions.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	opts = opts.defaults()
+	live, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return fmt.Errorf("creating lease client: %w", err)
+	}
 	// The Lock reads Leases from the manager's cache first, and proves
 	// each read by a compare-and-swap; an injected client reads live.
 	leaseClient, leaseCache := opts.LeaseClient, client.Reader(mgr.GetCache())
 	if leaseClient == nil {
-		live, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
-		if err != nil {
-			return fmt.Errorf("creating lease client: %w", err)
-		}
 		leaseClient = live
 	} else {
 		leaseCache = nil
+	}
+	rg := opts.Ring
+	if rg == nil && !opts.DisableRing {
+		if rg, err = NewRing(mgr, live, opts); err != nil {
+			return err
+		}
+	}
+	if rg != nil {
+		if err := mgr.Add(rg); err != nil {
+			return err
+		}
 	}
 	lock, err := lease.New(leaseClient, lease.Options{
 		Namespace: opts.LeaseNamespace, Identity: opts.Identity,
@@ -143,14 +169,23 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		fallback:   opts.FallbackRequeue,
 		ttl:        opts.TerminalRequestTTL,
 	}
+	var rec reconcile.Reconciler = rrs
+	if opts.reconciled != nil {
+		rec = reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+			opts.reconciled(req)
+			return rrs.Reconcile(ctx, req)
+		})
+	}
+	rec = stillOwned(rg, c, &v1alpha1.RemediationRequest{}, rec)
+	owned := builder.WithPredicates(ownedBy(rg))
 	ctrlOpts := controller.Options{
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 		NeedLeaderElection:      ptr.To(false), // all replicas are active
 		SkipNameValidation:      ptr.To(opts.SkipNameValidation),
 	}
-	err = ctrl.NewControllerManagedBy(mgr).
+	rrCtrl := ctrl.NewControllerManagedBy(mgr).
 		Named("remediationrequest").
-		For(&v1alpha1.RemediationRequest{}).
+		For(&v1alpha1.RemediationRequest{}, owned).
 		// A request that ends, or is deleted, frees its duplicates.
 		Watches(&v1alpha1.RemediationRequest{}, handler.Funcs{
 			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
@@ -161,38 +196,53 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 				enqueue(q, waiters(ctx, c, targetHash(e.Object)))
 			},
-		}).
+		}, owned).
 		// A WFE that changes moves its request; one that ends frees its target.
 		Watches(&v1alpha1.WorkflowExecution{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return waiters(ctx, c, targetHash(o))
-		})).
+		}), owned).
 		// A Lease released or claimed wakes the requests waiting on its target.
 		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return waiters(ctx, c, targetHash(o))
-		})).
-		WithOptions(ctrlOpts).
-		Complete(rrs)
-	if err != nil {
+		}), builder.WithPredicates(targetLeases, ownedBy(rg))).
+		WithOptions(ctrlOpts)
+	if rg != nil {
+		rrCtrl = rrCtrl.WatchesRawSource(handover(rg, "remediationrequest", pendingRequests(c)))
+	}
+	if err := rrCtrl.Complete(rec); err != nil {
 		return err
 	}
 
 	deleted := newTombstones(max(10*time.Minute, opts.ClaimGrace))
-	err = ctrl.NewControllerManagedBy(mgr).
+	wfeCtrl := ctrl.NewControllerManagedBy(mgr).
 		Named("workflowexecution").
-		For(&v1alpha1.WorkflowExecution{}).
+		For(&v1alpha1.WorkflowExecution{}, owned).
 		// A deleted WFE's UID is proof that its claim may go at once.
 		Watches(&v1alpha1.WorkflowExecution{}, handler.Funcs{
 			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 				deleted.add(e.Object.GetUID(), opts.Clock.Now())
 				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)})
 			},
-		}).
-		WithOptions(ctrlOpts).
-		Complete(&ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, resolver: resolver, deleted: deleted, clock: opts.Clock})
-	if err != nil {
+		}, owned).
+		WithOptions(ctrlOpts)
+	if rg != nil {
+		wfeCtrl = wfeCtrl.WatchesRawSource(handover(rg, "workflowexecution", pendingExecutions(c, opts.LeaseNamespace)))
+	}
+	execs := &ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, resolver: resolver, deleted: deleted, clock: opts.Clock}
+	if err := wfeCtrl.Complete(stillOwned(rg, c, &v1alpha1.WorkflowExecution{}, execs)); err != nil {
 		return err
 	}
 	return mgr.Add(sweeper)
+}
+
+// NewRing makes the ring of opts' replica over mgr's cache of Leases, for
+// Options.Ring. c writes the member Lease (a live client).
+func NewRing(mgr ctrl.Manager, c ring.Client, opts Options) (*ring.Ring, error) {
+	clk, ok := opts.Clock.(clock.WithTicker)
+	if !ok { // a clock that cannot run timers (a skewed one in the fault bench)
+		clk = clock.RealClock{}
+	}
+	return ring.New(c, mgr.GetCache(), ring.Options{Namespace: opts.LeaseNamespace, Identity: opts.Identity, Duration: opts.RingLeaseDuration, Clock: clk})
 }
 
 func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []reconcile.Request) {

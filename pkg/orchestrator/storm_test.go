@@ -25,7 +25,8 @@ var _ = Describe("orchestrator storm", func() {
 
 	// storm creates rrsPerTarget requests on each of targets targets at once,
 	// with the given replicas running, and checks the invariant throughout.
-	storm := func(replicas, concurrency int) {
+	// With the ring off every replica decides every object.
+	storm := func(replicas, concurrency int, ring bool) {
 		ctx := context.Background()
 		ns, lns := newNamespace(ctx), newNamespace(ctx)
 		wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
@@ -45,7 +46,7 @@ var _ = Describe("orchestrator storm", func() {
 		for i := range replicas {
 			startReplica(ctx, fmt.Sprintf("replica-%d", i), orchestrator.Options{
 				LeaseNamespace: lns, Routing: testenv.FastRouting, MaxConcurrentReconciles: concurrency,
-				FallbackRequeue: 2 * time.Second, SweepInterval: time.Second,
+				FallbackRequeue: 2 * time.Second, SweepInterval: time.Second, DisableRing: !ring,
 			})
 		}
 		startExecutor(ctx, 20*time.Millisecond)
@@ -81,17 +82,21 @@ var _ = Describe("orchestrator storm", func() {
 		Expect(watcher.Err()).NotTo(HaveOccurred())
 		maxActive, worst := watcher.MaxActive()
 		wfes := len(wfesIn(ctx, ns))
-		fmt.Printf("orchestrator storm: replicas=%d rrs=%d wfes=%d max_active_per_target=%d leaked_leases=%d concurrency=%d\n",
-			replicas, len(rrs), wfes, maxActive, len(leasesIn(ctx, lns)), concurrency)
+		fmt.Printf("orchestrator storm: replicas=%d rrs=%d wfes=%d max_active_per_target=%d leaked_leases=%d concurrency=%d ring=%t\n",
+			replicas, len(rrs), wfes, maxActive, len(leasesIn(ctx, lns)), concurrency, ring)
 		Expect(maxActive).To(Equal(1), "two active WFEs on one target: %s", worst)
 		Expect(wfes).To(BeNumerically(">=", targets))
 	}
 
-	It("3 replicas: never two active WFEs on one target, every request ends, no Lease left", func() {
-		storm(3, 4)
+	It("3 replicas on the ring: never two active WFEs on one target, every request ends, no Lease left", func() {
+		storm(3, 4, true)
+	})
+
+	It("3 replicas off the ring, each deciding every object: the same", func() {
+		storm(3, 4, false)
 	})
 
 	It("1 replica with MaxConcurrentReconciles=8: the same", func() {
-		storm(1, 8)
+		storm(1, 8, true)
 	})
 })

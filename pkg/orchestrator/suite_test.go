@@ -19,6 +19,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/executor"
 	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 )
 
@@ -97,9 +98,10 @@ func wfesIn(ctx context.Context, ns string) []v1alpha1.WorkflowExecution {
 	return list.Items
 }
 
+// leasesIn lists the target Leases in ns (not the ring's member Leases).
 func leasesIn(ctx context.Context, ns string) []coordinationv1.Lease {
 	list := &coordinationv1.LeaseList{}
-	Expect(env.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	Expect(env.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{lease.ManagedByLabel: "targetlock"})).To(Succeed())
 	return list.Items
 }
 

@@ -14,8 +14,10 @@ import (
 
 // Sweeper periodically removes expired locks (a holder that crashed) and
 // stale claims (a WFE that ended or vanished while no replica was watching),
-// so no Lease outlives its reason. Every replica sweeps; each removal is a
-// compare-and-swap, so concurrent sweeps are harmless.
+// so no Lease outlives its reason. Every replica sweeps, on the ring or not;
+// each removal is a compare-and-swap, so concurrent sweeps are harmless. The
+// sweep is the backstop for a missed event or a wrong view of the ring, so
+// it does not trust the ring: one List per interval per replica.
 type Sweeper struct {
 	live     client.Reader
 	lock     *lease.Lock

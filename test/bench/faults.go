@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/targetlock/targetlock/internal/invariant"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/pkg/ring"
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
 const (
@@ -30,8 +33,9 @@ const (
 type faultResult struct {
 	rrs, wfes, duplicates int
 	worst                 string
-	killed                int
+	killed, added         int
 	recovery              []time.Duration
+	rebalance             []time.Duration // per object a killed replica owned with a request pending
 	injected              int64
 	leaseWrites           int64
 	webhookRestarts       int
@@ -39,23 +43,27 @@ type faultResult struct {
 }
 
 func (r faultResult) line() string {
-	return fmt.Sprintf("bench faults duplicates=%d killed=%d recovery_p95_s=%.1f injected_lease_failures=%d skewed_replica=+%s webhook_restarts=%d",
-		r.duplicates, r.killed, percentiles(r.recovery).p95/1000, r.injected, clockSkew, r.webhookRestarts)
+	return fmt.Sprintf("bench faults duplicates=%d killed=%d recovery_p95_s=%.1f injected_lease_failures=%d skewed_replica=+%s webhook_restarts=%d added=%d rebalance_p95_s=%.1f",
+		r.duplicates, r.killed, percentiles(r.recovery).p95/1000, r.injected, clockSkew, r.webhookRestarts, r.added, percentiles(r.rebalance).p95/1000)
 }
 
 // benchFaults runs a storm on its own control plane over 3 orchestrator
-// processes, which are SIGKILLed in turn and restarted, and 2 in-process
-// replicas: one whose Lease writes fail 5% of the time (half before the
-// write, half after it, the response lost), one whose clock runs 10s
-// ahead. One of the 2 webhook processes is restarted mid-storm. A watch
-// records the most active WFEs ever seen on one target.
+// processes, which are SIGKILLed in turn and replaced by a process of a new
+// name (as a Deployment replaces a pod), and 2 in-process replicas: one
+// whose Lease writes fail 5% of the time (half before the write, half after
+// it, the response lost), one whose clock runs 10s ahead. One more process
+// joins mid-storm, and one of the 2 webhook processes is restarted. Every
+// replica is on the ring, so each kill and the join move objects between
+// replicas while their requests are decided. A watch records the most
+// active WFEs ever seen on one target.
 func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) {
 	const ns = "faults"
 	var res faultResult
 	progress("faults: starting control plane, 2 webhook and 3 orchestrator processes")
 	dur := "--lease-duration=" + faultLeaseDuration.String()
+	faultArgs := []string{dur, "--sweep-interval=1s", "--fallback-requeue=5s", "--ring-lease-duration=" + faultLeaseDuration.String()}
 	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
-		OrchestratorArgs: append([]string{dur, "--sweep-interval=1s", "--fallback-requeue=5s"}, processArgs...),
+		OrchestratorArgs: append(slices.Clone(faultArgs), processArgs...),
 		WebhookArgs:      []string{dur}})
 	if err != nil {
 		return res, err
@@ -121,9 +129,16 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 
 	// The faults, spread over the same window.
 	var (
-		mu       sync.Mutex
-		recovery []time.Duration
+		mu                  sync.Mutex
+		recovery, rebalance []time.Duration
+		started             []*proc // replacements and the added replica
 	)
+	defer func() {
+		for _, p := range started {
+			_ = p.Stop()
+		}
+	}()
+	orchestrators := slices.Clone(c.Orchestrators)
 	wg.Go(func() {
 		step := s.faultWindow / time.Duration(s.faultKills+1)
 		for k := range s.faultKills {
@@ -135,11 +150,21 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 				} else {
 					res.webhookRestarts++
 				}
+				name := "orchestrator-added"
+				if p, err := startOrchestrator(c, bin, name, faultArgs...); err != nil {
+					progress("adding %s: %v", name, err)
+				} else {
+					started = append(started, p)
+					res.added++
+					progress("faults: added %s", name)
+				}
 			}
-			victim := c.Orchestrators[k%len(c.Orchestrators)]
-			held, killedAt := killHolding(ctx, api, victim)
+			i := k % len(orchestrators)
+			victim := orchestrators[i]
+			var owned map[string]map[string]v1alpha1.RemediationPhase
+			held, killedAt := killHoldingAfter(ctx, api, victim, func() { owned = ownedPending(ctx, api, ns, victim.Name) })
 			res.killed++
-			progress("faults: SIGKILLed %s holding %d lock(s)", victim.Name, len(held))
+			progress("faults: SIGKILLed %s holding %d lock(s), owning %d object(s) with requests pending", victim.Name, len(held), len(owned))
 			wg.Go(func() {
 				for _, d := range awaitRecovery(ctx, api, held, killedAt) {
 					mu.Lock()
@@ -147,9 +172,20 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 					mu.Unlock()
 				}
 			})
+			wg.Go(func() {
+				for _, d := range awaitProgress(ctx, api, ns, owned, killedAt) {
+					mu.Lock()
+					rebalance = append(rebalance, d)
+					mu.Unlock()
+				}
+			})
 			time.Sleep(time.Second)
-			if err := victim.Start(); err != nil {
-				progress("restarting %s: %v", victim.Name, err)
+			name := fmt.Sprintf("%s-r%d", c.Orchestrators[i].Name, k)
+			if p, err := startOrchestrator(c, bin, name, faultArgs...); err != nil {
+				progress("replacing %s: %v", victim.Name, err)
+			} else {
+				started = append(started, p)
+				orchestrators[i] = p.Process
 			}
 		}
 	})
@@ -177,7 +213,7 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 	}
 	maxActive, worst := w.MaxActive()
 	res.rrs, res.wfes, res.duplicates, res.worst = total, w.Seen(), max(maxActive-1, 0), worst
-	res.recovery = recovery
+	res.recovery, res.rebalance = recovery, rebalance
 	res.injected, res.leaseWrites = faulty.Injected.Load(), faulty.Writes.Load()
 	return res, nil
 }
@@ -185,6 +221,11 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 // killHolding SIGKILLs p, preferably while it holds a target lock (it
 // tries for a few seconds), and returns the locks it held when it died.
 func killHolding(ctx context.Context, api client.Client, p *cluster.Process) (map[string]string, time.Time) {
+	return killHoldingAfter(ctx, api, p, func() {})
+}
+
+// killHoldingAfter is killHolding that runs before just before the kill.
+func killHoldingAfter(ctx context.Context, api client.Client, p *cluster.Process, before func()) (map[string]string, time.Time) {
 	prefix := p.Name + "_" // tokens are identity_nonce; cluster names each process by its identity
 	for range 50 {
 		if len(heldBy(ctx, api, prefix)) > 0 {
@@ -192,8 +233,84 @@ func killHolding(ctx context.Context, api client.Client, p *cluster.Process) (ma
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	before()
 	_ = p.Kill()
 	return heldBy(ctx, api, prefix), time.Now()
+}
+
+// ownedPending returns the objects that identity owns on the ring as the
+// member Leases stand now, and that have requests not yet ended: object
+// hash -> request name -> phase.
+func ownedPending(ctx context.Context, api client.Client, ns, identity string) map[string]map[string]v1alpha1.RemediationPhase {
+	members := &coordinationv1.LeaseList{}
+	if err := api.List(ctx, members, client.InNamespace(cluster.LeaseNamespace), client.MatchingLabels{ring.Label: ring.LabelValue}); err != nil {
+		return nil
+	}
+	now := time.Now()
+	var live []string
+	for _, l := range members.Items {
+		if l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil && l.Spec.LeaseDurationSeconds != nil &&
+			l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second).After(now) {
+			live = append(live, *l.Spec.HolderIdentity)
+		}
+	}
+	view := ring.NewView(identity, live...)
+	rrs := &v1alpha1.RemediationRequestList{}
+	if err := api.List(ctx, rrs, client.InNamespace(ns)); err != nil {
+		return nil
+	}
+	owned := map[string]map[string]v1alpha1.RemediationPhase{}
+	for _, rr := range rrs.Items {
+		hash := objectHash(ns, rr.Spec.TargetResource.Name)
+		if rr.Status.Phase.Terminal() || !view.Owns(hash) {
+			continue
+		}
+		if owned[hash] == nil {
+			owned[hash] = map[string]v1alpha1.RemediationPhase{}
+		}
+		owned[hash][rr.Name] = rr.Status.Phase
+	}
+	return owned
+}
+
+// objectHash is the identity of the bench's Deployment ns/name.
+func objectHash(ns, name string) string {
+	return target.Key{Group: "apps", Kind: "Deployment", Namespace: ns, Name: name}.Hash()
+}
+
+// awaitProgress times, per object, from since until one of its pending
+// requests changes phase (or is gone): the object's next decision, by
+// whichever replica owns it now. An object without progress in 2 minutes
+// counts 2 minutes.
+func awaitProgress(ctx context.Context, api client.Client, ns string, pending map[string]map[string]v1alpha1.RemediationPhase, since time.Time) []time.Duration {
+	var out []time.Duration
+	deadline := since.Add(2 * time.Minute)
+	for len(pending) > 0 && ctx.Err() == nil {
+		if time.Now().After(deadline) {
+			for range pending {
+				out = append(out, 2*time.Minute)
+			}
+			break
+		}
+		rrs := &v1alpha1.RemediationRequestList{}
+		if err := api.List(ctx, rrs, client.InNamespace(ns)); err == nil {
+			now := map[string]v1alpha1.RemediationPhase{}
+			for _, rr := range rrs.Items {
+				now[rr.Name] = rr.Status.Phase
+			}
+			for hash, rrs := range pending {
+				for name, phase := range rrs {
+					if p, ok := now[name]; !ok || p != phase {
+						out = append(out, time.Since(since))
+						delete(pending, hash)
+						break
+					}
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return out
 }
 
 // heldBy lists the Leases locked (not claimed) by tokens with prefix:

@@ -200,12 +200,14 @@ func (r *report) markdown() string {
 		p("executor finishing each WFE at once; from the first RR CREATE until every RR is terminal. API requests are the orchestrators' own")
 		p("(client-go's `rest_client_requests_total`, counted per request in the client; includes start-up lists and watches). Peak RSS is VmHWM.")
 		p("")
-		p("| replicas | targets | seconds | RRs/s | API requests/RR | peak RSS per orchestrator MiB | peak RSS per webhook MiB |")
-		p("|---:|---:|---:|---:|---:|---|---|")
+		p("| replicas | targets | seconds | RRs/s | API requests/RR | fleet reconciles/RR | peak RSS per orchestrator MiB | peak RSS per webhook MiB |")
+		p("|---:|---:|---:|---:|---:|---:|---|---|")
 		for _, t := range r.throughput {
-			p("| %d | %d | %.1f | %.1f | %.1f | %s | %s |", t.replicas, t.targets, t.elapsed.Seconds(), t.rrsPerSecond(),
-				t.requests/float64(t.targets), floats(t.peakRSS), floats(t.webhookRSS))
+			p("| %d | %d | %.1f | %.1f | %.1f | %.2f | %s | %s |", t.replicas, t.targets, t.elapsed.Seconds(), t.rrsPerSecond(),
+				t.requests/float64(t.targets), t.reconcilesPerRR(), floats(t.peakRSS), floats(t.webhookRSS))
 		}
+		p("")
+		p("Fleet reconciles/RR: the `remediationrequest` controller's reconciles (`controller_runtime_reconcile_total`), summed over the replicas, per RR.")
 		p("")
 		p("![throughput](throughput.svg)")
 		p("")
@@ -216,17 +218,21 @@ func (r *report) markdown() string {
 		rec := percentiles(f.recovery)
 		p("## 5. Safety under faults")
 		p("")
+		reb := percentiles(f.rebalance)
 		p("A storm of %d RRs (some failing, some duplicating others) over %s on its own control plane: 3 orchestrator processes SIGKILLed in turn", f.rrs, "the run")
-		p("and restarted after 1 s; 2 in-process replicas whose Lease writes fail %.0f%% of the time (half before the write, half after it with the", leaseFailureRate*100)
-		p("response lost), one of them with its clock %s ahead; one of 2 webhook processes restarted mid-storm. Lease duration %s.", clockSkew, faultLeaseDuration)
+		p("and replaced after 1 s by a process of a new name (as a Deployment replaces a pod); one more process added mid-storm; 2 in-process replicas whose Lease writes fail %.0f%% of the time (half before the write, half after it with the", leaseFailureRate*100)
+		p("response lost), one of them with its clock %s ahead; one of 2 webhook processes restarted mid-storm. Lease duration %s, for the target locks and the ring.", clockSkew, faultLeaseDuration)
+		p("Every replica is on the ring, so each kill and the join move objects between replicas mid-storm.")
 		p("A watch on every WFE records the most ever active at once on one target.")
 		p("")
-		p("| RRs | WFEs | duplicates | SIGKILLs | locks held by killed replicas | recovery P50 s | recovery P95 s | lease writes | injected failures | webhook restarts | seconds |")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-		p("| %d | %d | **%d** | %d | %d | %.1f | %.1f | %d | %d | %d | %.0f |", f.rrs, f.wfes, f.duplicates, f.killed, len(f.recovery),
-			rec.p50/1000, rec.p95/1000, f.leaseWrites, f.injected, f.webhookRestarts, f.elapsed.Seconds())
+		p("| RRs | WFEs | duplicates | SIGKILLs | replicas added | locks held by killed replicas | recovery P50 s | recovery P95 s | objects moved by kills | rebalance P50 s | rebalance P95 s | lease writes | injected failures | webhook restarts | seconds |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		p("| %d | %d | **%d** | %d | %d | %d | %.1f | %.1f | %d | %.1f | %.1f | %d | %d | %d | %.0f |", f.rrs, f.wfes, f.duplicates, f.killed, f.added, len(f.recovery),
+			rec.p50/1000, rec.p95/1000, len(f.rebalance), reb.p50/1000, reb.p95/1000, f.leaseWrites, f.injected, f.webhookRestarts, f.elapsed.Seconds())
 		p("")
 		p("Recovery: from the SIGKILL until each target lock the dead replica held is no longer held by it (taken over once expired, or swept).")
+		p("Rebalance: for each object the killed replica owned on the ring (as the member Leases stood at the kill) with a request pending, from the SIGKILL until one of")
+		p("those requests changes phase, decided by the replica that owns the object once the dead one's membership has expired (bound: lease duration + 2 s).")
 		if f.duplicates > 0 {
 			p("")
 			p("**INVARIANT BROKEN**: %s", f.worst)

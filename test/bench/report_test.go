@@ -52,7 +52,7 @@ func TestBarChartIsWellFormedSVG(t *testing.T) {
 func TestLinesAreMachineReadable(t *testing.T) {
 	r := report{
 		lock:       lockResult{on: []time.Duration{3 * time.Millisecond}, off: []time.Duration{2 * time.Millisecond}},
-		throughput: []throughputResult{{replicas: 3, targets: 10, elapsed: time.Second, requests: 100, peakRSS: []float64{40, 50}}},
+		throughput: []throughputResult{{replicas: 3, targets: 10, elapsed: time.Second, requests: 100, reconciles: 25, peakRSS: []float64{40, 50}}},
 	}
 	for _, line := range []string{r.lock.line(), r.handoff.line(), r.admission.line(), r.throughput[0].line(), r.faults.line()} {
 		f := strings.Fields(line)
@@ -65,7 +65,7 @@ func TestLinesAreMachineReadable(t *testing.T) {
 			}
 		}
 	}
-	if got := r.throughput[0].line(); got != "bench throughput replicas=3 targets=10 rrs_per_s=10.0 api_requests_per_rr=10.0 peak_rss_mb=50" {
+	if got := r.throughput[0].line(); got != "bench throughput replicas=3 targets=10 rrs_per_s=10.0 api_requests_per_rr=10.0 peak_rss_mb=50 fleet_reconciles_per_rr=2.50" {
 		t.Errorf("throughput line: %q", got)
 	}
 	if !strings.Contains(r.markdown(), "## 5. Safety under faults") {

@@ -23,6 +23,7 @@ type throughputResult struct {
 	replicas, targets int
 	elapsed           time.Duration
 	requests          float64 // by the orchestrators, from their client-go counters
+	reconciles        float64 // of requests, summed over the orchestrators
 	peakRSS           []float64
 	webhookRSS        []float64
 }
@@ -30,16 +31,22 @@ type throughputResult struct {
 func (r throughputResult) rrsPerSecond() float64 { return float64(r.targets) / r.elapsed.Seconds() }
 
 func (r throughputResult) line() string {
-	return fmt.Sprintf("bench throughput replicas=%d targets=%d rrs_per_s=%.1f api_requests_per_rr=%.1f peak_rss_mb=%.0f",
-		r.replicas, r.targets, r.rrsPerSecond(), r.requests/float64(r.targets), maxOf(r.peakRSS))
+	return fmt.Sprintf("bench throughput replicas=%d targets=%d rrs_per_s=%.1f api_requests_per_rr=%.1f peak_rss_mb=%.0f fleet_reconciles_per_rr=%.2f",
+		r.replicas, r.targets, r.rrsPerSecond(), r.requests/float64(r.targets), maxOf(r.peakRSS), r.reconcilesPerRR())
 }
+
+// reconcilesPerRR is the fleet's reconciles of requests per request: 1 is
+// one reconcile by one replica; replicas that each reconcile every request
+// multiply it.
+func (r throughputResult) reconcilesPerRR() float64 { return r.reconciles / float64(r.targets) }
 
 // benchThroughput runs n orchestrator processes over one request per target
 // on `targets` targets, with the simulated executor finishing each WFE at
 // once, and times from the first CREATE until every request is terminal.
 // API requests are the orchestrators' own count (client-go's
 // rest_client_requests_total, counted per request by the client); peak RSS
-// is each process's VmHWM.
+// is each process's VmHWM. Reconciles are controller-runtime's
+// controller_runtime_reconcile_total of the remediationrequest controller.
 func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, targets int) (throughputResult, error) {
 	ns := fmt.Sprintf("throughput-%d", n)
 	env := c.Env
@@ -114,11 +121,16 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, tar
 		return res, fmt.Errorf("requests not terminal: %w", err)
 	}
 	for _, p := range procs {
-		reqs, err := p.requests(ctx)
+		reqs, err := p.sum(ctx, "rest_client_requests_total{")
 		if err != nil {
 			return res, err
 		}
 		res.requests += reqs
+		recs, err := p.sum(ctx, `controller_runtime_reconcile_total{controller="remediationrequest",`)
+		if err != nil {
+			return res, err
+		}
+		res.reconciles += recs
 		res.peakRSS = append(res.peakRSS, peakRSS(p.Pid()))
 	}
 	for _, w := range c.Webhooks {
@@ -133,7 +145,9 @@ type proc struct {
 	metrics, healthz string
 }
 
-func startOrchestrator(c *cluster.Cluster, bin, identity string) (*proc, error) {
+// startOrchestrator starts an orchestrator process with processArgs and
+// extra flags.
+func startOrchestrator(c *cluster.Cluster, bin, identity string, extra ...string) (*proc, error) {
 	mp, err := cluster.FreePort()
 	if err != nil {
 		return nil, err
@@ -143,7 +157,7 @@ func startOrchestrator(c *cluster.Cluster, bin, identity string) (*proc, error) 
 		return nil, err
 	}
 	args := append([]string{"--kubeconfig=" + c.Kubeconfig, "--lease-namespace=" + cluster.LeaseNamespace, "--identity=" + identity,
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mp), fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp)}, processArgs...)
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mp), fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp)}, append(extra, processArgs...)...)
 	p := &proc{
 		Process: cluster.NewProcess(identity, filepath.Join(bin, "orchestrator"), c.Dir, args...),
 		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mp),
@@ -163,8 +177,9 @@ func (p *proc) ready(ctx context.Context, timeout time.Duration) error {
 	})
 }
 
-// requests sums the process's rest_client_requests_total.
-func (p *proc) requests(ctx context.Context) (float64, error) {
+// sum adds up the samples of the process's metrics whose line starts with
+// prefix (a name and the start of its labels).
+func (p *proc) sum(ctx context.Context, prefix string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metrics, nil)
 	if err != nil {
 		return 0, err
@@ -178,7 +193,7 @@ func (p *proc) requests(ctx context.Context) (float64, error) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+		if !strings.HasPrefix(line, prefix) {
 			continue
 		}
 		if i := strings.LastIndexByte(line, ' '); i > 0 {

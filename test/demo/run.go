@@ -190,7 +190,7 @@ func waitForLeases(ctx context.Context, api client.Client, timeout time.Duration
 	n := -1
 	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		list := &coordinationv1.LeaseList{}
-		if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace)); err != nil {
+		if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace), client.MatchingLabels{"app.kubernetes.io/managed-by": "targetlock"}); err != nil {
 			return false, nil // the API server may be busy: try again
 		}
 		n = len(list.Items)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -25,10 +26,12 @@ import (
 	"github.com/targetlock/targetlock/internal/lockmetrics"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/pkg/ring"
 )
 
 type config struct {
 	kube        kubeflags.Flags
+	ring        bool
 	metricsAddr string
 	probeAddr   string
 	orch        orchestrator.Options
@@ -40,7 +43,7 @@ func flags(out io.Writer) (*flag.FlagSet, *config) {
 	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: orchestrator [flags]\n\nReconciles RemediationRequests into WorkflowExecutions, at most one active per target.\nEvery replica is active; replicas coordinate through one Lease per target in --lease-namespace.\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: orchestrator [flags]\n\nReconciles RemediationRequests into WorkflowExecutions, at most one active per target.\nEvery replica is active; replicas coordinate through one Lease per target in --lease-namespace.\nWith --ring, each object's requests are decided by one replica: the one that owns the object on a\nhash ring of the live replicas, each registered by a Lease of its own in --lease-namespace.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	o := &c.orch
@@ -48,9 +51,11 @@ func flags(out io.Writer) (*flag.FlagSet, *config) {
 	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; \"0\" disables it")
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	fs.StringVar(&o.LeaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the target Leases, the install namespace (default $POD_NAMESPACE)")
-	fs.StringVar(&o.Identity, "identity", os.Getenv("POD_NAME"), "this replica's name in lock tokens (default $POD_NAME, else the host name)")
+	fs.StringVar(&o.Identity, "identity", os.Getenv("POD_NAME"), "this replica's name in lock tokens and on the ring, unique per replica (default $POD_NAME, else the host name)")
 	fs.DurationVar(&o.LeaseDuration, "lease-duration", lease.DefaultDuration, "how long a target lock lasts unless renewed; must match the webhook's")
 	fs.DurationVar(&o.ClaimGrace, "claim-grace", lease.DefaultClaimGrace, "how long a claim by a WorkflowExecution that cannot be found stands (a CREATE in flight); must match the webhook's")
+	fs.BoolVar(&c.ring, "ring", true, "divide the objects among the replicas: each object's requests are decided by the replica that owns it on a hash ring of the live replicas, and the others drop its events (the target Leases and the webhook keep a handover safe); false: every replica decides every object")
+	fs.DurationVar(&o.RingLeaseDuration, "ring-lease-duration", ring.DefaultDuration, "how long a replica's ring membership lasts without renewal (renewed every third of it, whole seconds): a replica that dies without leaving has its objects moved to the others within it; shorter moves sooner at more Lease writes (one per replica per third)")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "RemediationRequests reconciled at once by this replica")
 	fs.DurationVar(&o.FallbackRequeue, "fallback-requeue", 30*time.Second, "re-check of requests waiting on a busy target, in case an event was missed")
 	fs.DurationVar(&o.SweepInterval, "sweep-interval", 30*time.Second, "interval between sweeps of expired locks and stale claims")
@@ -117,13 +122,34 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	}); err != nil {
 		return err
 	}
+	c.orch.DisableRing = !c.ring
+	if c.ring {
+		live, err := client.New(restCfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return fmt.Errorf("creating client: %w", err)
+		}
+		if c.orch.Ring, err = orchestrator.NewRing(mgr, live, c.orch); err != nil {
+			return err
+		}
+		if err := register(orchestrator.OwnedRequests(mgr.GetCache(), c.orch.Ring)); err != nil {
+			return fmt.Errorf("registering the owned-requests gauge: %w", err)
+		}
+	}
 	if err := orchestrator.Setup(ctx, mgr, c.orch); err != nil {
 		return err
 	}
-	// Already registered only when a test runs the command twice in one process.
-	if err := metrics.Registry.Register(lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+	if err := register(lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)); err != nil {
 		return fmt.Errorf("registering the lock gauge: %w", err)
 	}
-	ctrl.Log.Info("Starting orchestrator", "identity", c.orch.Identity, "leaseNamespace", c.orch.LeaseNamespace)
+	ctrl.Log.Info("Starting orchestrator", "identity", c.orch.Identity, "leaseNamespace", c.orch.LeaseNamespace, "ring", c.ring)
 	return mgr.Start(ctx)
+}
+
+// register adds a collector to the metrics registry. It is already there
+// only when a test runs the command twice in one process.
+func register(col prometheus.Collector) error {
+	if err := metrics.Registry.Register(col); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return err
+	}
+	return nil
 }
