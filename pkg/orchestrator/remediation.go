@@ -65,11 +65,11 @@ func (r *RemediationReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	defer func() { reconcileSeconds.Observe(r.clock.Since(start).Seconds()) }()
 	res, err := r.reconcile(ctx, req)
 	if apierrors.IsConflict(err) {
-		// Another replica wrote the request first (every replica is active).
-		// Its write is an event that brings the request back with the new
-		// version; retrying with backoff here would only delay it.
+		// Another replica wrote the request first (a move of its object
+		// between replicas, or the ring off): decide again on the new
+		// version, once the cache has it.
 		conflicts.Inc()
-		return reconcile.Result{}, nil
+		return reconcile.Result{RequeueAfter: 10 * time.Millisecond}, nil
 	}
 	return res, err
 }

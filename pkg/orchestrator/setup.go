@@ -6,6 +6,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
@@ -185,7 +187,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	rrCtrl := ctrl.NewControllerManagedBy(mgr).
 		Named("remediationrequest").
-		For(&v1alpha1.RemediationRequest{}, owned).
+		// Our own status writes bring nothing new to decide: only a
+		// request created, or changed in spec, labels or annotations.
+		For(&v1alpha1.RemediationRequest{}, builder.WithPredicates(ownedBy(rg), requestChanged)).
 		// A request that ends, or is deleted, frees its duplicates.
 		Watches(&v1alpha1.RemediationRequest{}, handler.Funcs{
 			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
@@ -197,14 +201,33 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 				enqueue(q, waiters(ctx, c, targetHash(e.Object)))
 			},
 		}, owned).
-		// A WFE that changes moves its request; one that ends frees its target.
-		Watches(&v1alpha1.WorkflowExecution{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return waiters(ctx, c, targetHash(o))
-		}), owned).
-		// A Lease released or claimed wakes the requests waiting on its target.
-		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return waiters(ctx, c, targetHash(o))
-		}), builder.WithPredicates(targetLeases, ownedBy(rg))).
+		// A WFE created busies its target for the other requests; one that
+		// ends (or goes) ends its request and frees its target.
+		Watches(&v1alpha1.WorkflowExecution{}, handler.Funcs{
+			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				owner := metav1.GetControllerOf(e.Object)
+				for _, r := range waiters(ctx, c, targetHash(e.Object)) {
+					if owner == nil || r.Namespace != e.Object.GetNamespace() || r.Name != owner.Name {
+						q.Add(r) // its own request created it, and knows
+					}
+				}
+			},
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				if ended(e.ObjectOld, e.ObjectNew) {
+					enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew)))
+				}
+			},
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueue(q, waiters(ctx, c, targetHash(e.Object)))
+			},
+		}, owned).
+		// A Lease released wakes the requests waiting on its target (a claim
+		// is announced by its WFE's creation).
+		Watches(&coordinationv1.Lease{}, handler.Funcs{
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueue(q, waiters(ctx, c, targetHash(e.Object)))
+			},
+		}, builder.WithPredicates(targetLeases, ownedBy(rg))).
 		WithOptions(ctrlOpts)
 	if rg != nil {
 		rrCtrl = rrCtrl.WatchesRawSource(handover(rg, "remediationrequest", pendingRequests(c)))
@@ -243,6 +266,16 @@ func NewRing(mgr ctrl.Manager, c ring.Client, opts Options) (*ring.Ring, error) 
 		clk = clock.RealClock{}
 	}
 	return ring.New(c, mgr.GetCache(), ring.Options{Namespace: opts.LeaseNamespace, Identity: opts.Identity, Duration: opts.RingLeaseDuration, Clock: clk})
+}
+
+// requestChanged passes a request's creation and deletion, and updates of
+// its spec (generation), labels or annotations: not status writes.
+var requestChanged = predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{})
+
+// ended reports a WFE update into a terminal phase.
+func ended(old, new client.Object) bool {
+	o, n := old.(*v1alpha1.WorkflowExecution), new.(*v1alpha1.WorkflowExecution)
+	return !o.Status.Phase.Terminal() && n.Status.Phase.Terminal()
 }
 
 func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []reconcile.Request) {
