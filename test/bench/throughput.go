@@ -167,8 +167,9 @@ func startOrchestrator(c *cluster.Cluster, bin, identity string, extra ...string
 }
 
 func (p *proc) ready(ctx context.Context, timeout time.Duration) error {
+	probe := &http.Client{Timeout: 2 * time.Second} // a check that hangs is tried again
 	return waitFor(ctx, timeout, func() bool {
-		resp, err := http.Get(p.healthz)
+		resp, err := probe.Get(p.healthz)
 		if err != nil {
 			return false
 		}
