@@ -69,9 +69,9 @@ var (
 	}
 	quick = scale{
 		lockSamples: 60, handoffSamples: 15, admissionSamples: 60, admissionBurst: 150, admissionStorm: 500,
-		historySize: 1000, historyTargets: 50, historySamples: 50,
+		historySize: 300, historyTargets: 30, historySamples: 30,
 		throughputTargets: 100, faultTargets: 20, faultRRsPerTarget: 5, faultWindow: 20 * time.Second, faultKills: 2,
-		throughputReplicas: []int{1, 3, 5}, soakCreates: 2000, soakObjects: 24, soakRREvery: 30, soakKills: 3,
+		throughputReplicas: []int{1, 3, 5}, soakCreates: 1000, soakObjects: 24, soakRREvery: 30, soakKills: 3,
 	}
 )
 

@@ -193,6 +193,10 @@ func (r *report) markdown() string {
 		p("")
 	}
 
+	if r.has("history") {
+		r.projection(p)
+	}
+
 	if r.has("throughput") {
 		p("## 4. Throughput and cost")
 		p("")
@@ -270,6 +274,39 @@ func (r *report) markdown() string {
 	}
 	p("```")
 	return b.String()
+}
+
+// projection computes, from this run's per-request cost, what a fleet of
+// 100 replicas serving 100,000 requests a day costs the API server.
+func (r *report) projection(p func(string, ...any)) {
+	const (
+		replicas   = 100
+		perDay     = 100000
+		ringRenew  = 5 * time.Second  // --ring-lease-duration 15s, renewed every third
+		sweepEvery = 30 * time.Second // --sweep-interval
+	)
+	rps := float64(perDay) / (24 * 3600)
+	perRR, writesPerRR := median(r.history.requests), median(r.history.writes)
+	// Lease writes of one request: the lock's CREATE, the webhook's claim,
+	// the claim's release.
+	const leaseWritesPerRR = 3
+	renewals := float64(replicas) / ringRenew.Seconds()
+	sweeps := float64(replicas) / sweepEvery.Seconds()
+	p("### What 100 replicas and 100,000 requests a day would cost")
+	p("")
+	p("From the per-request figures above (median %.1f API requests, %.1f writes, %d of them Lease writes) and the fleet's fixed", perRR, writesPerRR, leaseWritesPerRR)
+	p("costs (each replica renews its ring member Lease every %s and sweeps the target Leases with one LIST every %s). With the", ringRenew, sweepEvery)
+	p("ring, each request is decided by one replica whatever the fleet's size, so the per-request cost does not grow with replicas.")
+	p("")
+	p("| | requests/s | of them Lease writes/s |")
+	p("|---|---:|---:|")
+	p("| %d requests/day (%.2f/s) x %.1f requests | %.1f | %.1f |", perDay, rps, perRR, rps*perRR, rps*leaseWritesPerRR)
+	p("| %d ring renewals | %.1f | %.1f |", replicas, renewals, renewals)
+	p("| %d sweeps (a LIST each) | %.1f | 0 |", replicas, sweeps)
+	p("| **total** | **%.1f** | **%.1f** |", rps*perRR+renewals+sweeps, rps*leaseWritesPerRR+renewals)
+	p("")
+	p("Watches aside (each replica keeps one per type it caches: requests, WFEs, Leases), and Events aside (one or two per request).")
+	p("")
 }
 
 func (r *report) lockPlot() string {
