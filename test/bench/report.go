@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,7 +75,42 @@ func (r *report) write(out io.Writer, dir string) error {
 	}
 	md := r.markdown()
 	fmt.Fprint(out, "\n"+md)
+	if err := os.WriteFile(filepath.Join(dir, "benchstat.txt"), []byte(benchstat(md)), 0o644); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(md), 0o644)
+}
+
+// benchstat renders the report's `bench ...` lines in Go's benchmark
+// format, so that `benchstat old.txt new.txt` compares two runs: each
+// section is a benchmark (a count such as replicas=3 names a sub-benchmark)
+// and each figure a metric named after its key.
+func benchstat(md string) string {
+	var b strings.Builder
+	b.WriteString("goos: " + runtime.GOOS + "\ngoarch: " + runtime.GOARCH + "\npkg: github.com/targetlock/targetlock/test/bench\n")
+	for _, line := range strings.Split(md, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 3 || fields[0] != "bench" {
+			continue
+		}
+		name := "Benchmark" + strings.ToUpper(fields[1][:1]) + fields[1][1:]
+		var metrics []string
+		for _, f := range fields[2:] {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				continue
+			}
+			if _, err := strconv.ParseFloat(strings.TrimSuffix(v, "s"), 64); err != nil || k == "replicas" {
+				name += "/" + f // a label (replicas=3, skewed_replica=+10s): part of the name
+				continue
+			}
+			metrics = append(metrics, strings.TrimSuffix(v, "s")+" "+k)
+		}
+		if len(metrics) > 0 {
+			fmt.Fprintf(&b, "%s 1 %s\n", strings.ReplaceAll(name, " ", "_"), strings.Join(metrics, " "))
+		}
+	}
+	return b.String()
 }
 
 func (r *report) markdown() string {

@@ -72,3 +72,16 @@ func TestLinesAreMachineReadable(t *testing.T) {
 		t.Error("markdown misses a section")
 	}
 }
+
+func TestBenchstatFormat(t *testing.T) {
+	got := benchstat("text\nbench lock_overhead p50_on_ms=21.4 added_p95_ms=-4.1\nbench throughput replicas=3 targets=1000 rrs_per_s=40.4\nbench faults duplicates=0 skewed_replica=+10s recovery_p95_s=6.9\n")
+	for _, want := range []string{
+		"BenchmarkLock_overhead 1 21.4 p50_on_ms -4.1 added_p95_ms\n",
+		"BenchmarkThroughput/replicas=3 1 1000 targets 40.4 rrs_per_s\n",
+		"BenchmarkFaults 1 0 duplicates +10 skewed_replica 6.9 recovery_p95_s\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("benchstat output lacks %q:\n%s", want, got)
+		}
+	}
+}
