@@ -210,9 +210,16 @@ func (r *RemediationReconciler) adopt(ctx context.Context, rr *v1alpha1.Remediat
 // owns the target: the request is blocked on it until it ends (an event).
 // A lock means another reconcile is deciding: wait for its release (an event).
 func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (reconcile.Result, error) {
-	st, err := r.lock.Inspect(ctx, key)
+	// The cached Lease: what it says is only ever acted on by a
+	// compare-and-swap (releasing a stale claim) or waited on (an event
+	// brings the request back when it changes).
+	st, err := r.lock.Peek(ctx, key)
 	if err != nil {
 		return reconcile.Result{}, err
+	}
+	if st.Phase == lease.Free {
+		// The Acquire saw the Lease; the cache has not yet.
+		return reconcile.Result{RequeueAfter: 10 * time.Millisecond}, nil
 	}
 	contentions.WithLabelValues(string(st.Phase)).Inc()
 	if st.Phase == lease.Claimed && st.Holder == rr.Namespace+"/"+executionName(rr) {
@@ -247,7 +254,7 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 	// A claim whose WFE has ended is released here rather than waiting for
 	// the WFE controller: the waiter that sees it first frees the target
 	// (compare-and-swap, so racing releases are harmless) and tries again.
-	if stale, err := r.staleClaim(ctx, st); err == nil && stale {
+	if stale, err := r.claimEnded(ctx, st); err == nil && stale {
 		if released, err := r.lock.ReleaseClaim(ctx, st, st.ClaimUID); err == nil && released {
 			return reconcile.Result{RequeueAfter: time.Millisecond}, nil // at once: the target is free
 		}
@@ -266,6 +273,20 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 		BlockingWorkflowExecution: st.Holder,
 		Message:                   fmt.Sprintf("%s is busy: claimed by WorkflowExecution %s", key, st.Holder),
 	})
+}
+
+// claimEnded reports a stale claim (lease.State.Stale's rule). A claimant
+// the cache shows ended settles it without a read: a terminal phase is
+// final. Otherwise the claimant is read live.
+func (r *RemediationReconciler) claimEnded(ctx context.Context, st lease.State) (bool, error) {
+	if owner, ok := lease.ParseOwner(st.Holder); ok {
+		w := &v1alpha1.WorkflowExecution{}
+		if r.client.Get(ctx, client.ObjectKey{Namespace: owner.Namespace, Name: owner.Name}, w) == nil &&
+			w.UID == st.ClaimUID && w.Status.Phase.Terminal() {
+			return true, nil
+		}
+	}
+	return r.staleClaim(ctx, st)
 }
 
 func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.RemediationRequest, b *routing.Block) (reconcile.Result, error) {
