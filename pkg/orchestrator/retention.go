@@ -16,7 +16,7 @@ import (
 // ended more than ttl ago, except the newest one: it carries the failure
 // streak (status.consecutiveFailureCount) and the last end time that the
 // consecutive-failures, backoff and recently-remediated checks need. It
-// returns when rr itself should be looked at again. The requests' WFEs go
+// returns when to look again: when the next of them expires. The requests' WFEs go
 // with them (owner references, by the garbage collector).
 func (r *RemediationReconciler) retain(ctx context.Context, rr *v1alpha1.RemediationRequest) (reconcile.Result, error) {
 	if r.ttl <= 0 {
@@ -53,8 +53,8 @@ func (r *RemediationReconciler) retain(ctx context.Context, rr *v1alpha1.Remedia
 		switch {
 		case p == newest:
 		case left > 0:
-			if p.UID == rr.UID {
-				again = left
+			if again == 0 || left < again {
+				again = left // rr is looked at again when the next one expires
 			}
 		default:
 			if err := r.client.Delete(ctx, p, client.Preconditions{UID: &p.UID}); client.IgnoreNotFound(err) != nil {
@@ -63,10 +63,6 @@ func (r *RemediationReconciler) retain(ctx context.Context, rr *v1alpha1.Remedia
 			retained.Inc()
 			logf.FromContext(ctx).V(1).Info("Deleted request past its retention", "request", p.Namespace+"/"+p.Name)
 		}
-	}
-	if rr.UID == newest.UID {
-		// Kept while newest; a newer request's end prunes it.
-		return reconcile.Result{}, nil
 	}
 	return reconcile.Result{RequeueAfter: again}, nil
 }

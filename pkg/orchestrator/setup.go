@@ -269,8 +269,13 @@ func NewRing(mgr ctrl.Manager, c ring.Client, opts Options) (*ring.Ring, error) 
 }
 
 // requestChanged passes a request's creation and deletion, and updates of
-// its spec (generation), labels or annotations: not status writes.
-var requestChanged = predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{})
+// its spec (generation), labels or annotations, or into a terminal phase
+// (retention starts then): not other status writes.
+var requestChanged = predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*v1alpha1.RemediationRequest), e.ObjectNew.(*v1alpha1.RemediationRequest)
+		return !o.Status.Phase.Terminal() && n.Status.Phase.Terminal()
+	}})
 
 // ended reports a WFE update into a terminal phase.
 func ended(old, new client.Object) bool {

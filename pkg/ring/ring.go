@@ -232,8 +232,11 @@ func (r *Ring) evaluate(ctx context.Context) time.Time {
 }
 
 // renewLoop renews our member Lease every Duration/3, sooner after a failure.
+// The period counts from each renewal's start, so a slow write does not push
+// the next one later.
 func (r *Ring) renewLoop(ctx context.Context) {
 	for {
+		start := r.opts.Clock.Now()
 		wait := r.opts.Duration / 3
 		if err := r.renew(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -246,7 +249,7 @@ func (r *Ring) renewLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.opts.Clock.After(wait):
+		case <-r.opts.Clock.After(start.Add(wait).Sub(r.opts.Clock.Now())):
 		}
 	}
 }

@@ -34,10 +34,14 @@ func (r historyResult) line() string {
 
 func (r historyResult) budgetLine() string {
 	return fmt.Sprintf("bench budget requests_per_rr_p50=%.1f requests_per_rr_max=%.0f writes_per_rr_p50=%.1f",
-		median(r.requests), slices.Max(r.requests), median(r.writes))
+		median(r.requests), maxOf(r.requests), median(r.writes))
 }
 
+// median is 0 for no samples.
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]

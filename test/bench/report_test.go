@@ -54,7 +54,7 @@ func TestLinesAreMachineReadable(t *testing.T) {
 		lock:       lockResult{on: []time.Duration{3 * time.Millisecond}, off: []time.Duration{2 * time.Millisecond}},
 		throughput: []throughputResult{{replicas: 3, targets: 10, elapsed: time.Second, requests: 100, reconciles: 25, peakRSS: []float64{40, 50}}},
 	}
-	for _, line := range []string{r.lock.line(), r.handoff.line(), r.admission.line(), r.throughput[0].line(), r.faults.line()} {
+	for _, line := range []string{r.lock.line(), r.handoff.line(), r.admission.line(), r.throughput[0].line(), r.faults.line(), r.history.line(), r.history.budgetLine()} {
 		f := strings.Fields(line)
 		if f[0] != "bench" || len(f) < 3 {
 			t.Errorf("bad line %q", line)
