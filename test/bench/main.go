@@ -293,6 +293,9 @@ func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err
 	}
 	o := rp.opts
 	o.LeaseNamespace, o.Identity, o.SkipNameValidation = cluster.LeaseNamespace, rp.name, true
+	// A replica watching only some namespaces decides every object in them:
+	// off the ring, which would hand some of them to replicas not watching.
+	o.DisableRing = o.DisableRing || len(rp.namespaces) > 0
 	if o.Routing == (routing.Options{}) {
 		o.Routing = testenv.FastRouting
 	}
