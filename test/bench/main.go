@@ -307,6 +307,12 @@ func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err
 
 // startExecutor plays the workflow engine in the given namespaces.
 func startExecutor(ctx context.Context, env *testenv.Env, delay time.Duration, namespaces ...string) (func(), error) {
+	return runExecutor(ctx, env, "executor", executor.Executor{Delay: delay}, namespaces)
+}
+
+// runExecutor runs ex, on a manager of its own that caches only the given
+// namespaces, until the returned stop is called.
+func runExecutor(ctx context.Context, env *testenv.Env, name string, ex executor.Executor, namespaces []string) (func(), error) {
 	co := cache.Options{DefaultNamespaces: map[string]cache.Config{}}
 	for _, ns := range namespaces {
 		co.DefaultNamespaces[ns] = cache.Config{}
@@ -317,7 +323,8 @@ func startExecutor(ctx context.Context, env *testenv.Env, delay time.Duration, n
 	if err != nil {
 		return nil, err
 	}
-	if err := (&executor.Executor{Client: mgr.GetClient(), Delay: delay}).Setup(mgr, "executor"); err != nil {
+	ex.Client = mgr.GetClient()
+	if err := ex.Setup(mgr, name); err != nil {
 		return nil, err
 	}
 	return runManager(ctx, mgr), nil

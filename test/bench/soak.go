@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,10 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
@@ -417,22 +413,8 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 // startSoakExecutor runs the simulated workflow engine in the soak's
 // namespaces, leaving alone the WFEs the harness deletes itself.
 func startSoakExecutor(ctx context.Context, env *testenv.Env) (func(), error) {
-	co := cache.Options{DefaultNamespaces: map[string]cache.Config{}}
-	for _, ns := range soakNamespaces {
-		co.DefaultNamespaces[ns] = cache.Config{}
-	}
-	mo := env.ManagerOptions()
-	mo.Cache = co
-	mgr, err := ctrl.NewManager(fastConfig(env.Config), mo)
-	if err != nil {
-		return nil, err
-	}
-	ex := &executor.Executor{Client: mgr.GetClient(), Delay: soakExecutorDelay,
-		Select: func(w *v1alpha1.WorkflowExecution) bool { return w.Spec.Parameters[soakDeleteParam] != "yes" }}
-	if err := ex.Setup(mgr, "soak-executor"); err != nil {
-		return nil, err
-	}
-	return runManager(ctx, mgr), nil
+	return runExecutor(ctx, env, "soak-executor", executor.Executor{Delay: soakExecutorDelay,
+		Select: func(w *v1alpha1.WorkflowExecution) bool { return w.Spec.Parameters[soakDeleteParam] != "yes" }}, soakNamespaces)
 }
 
 // handovers times the phantom of each WFE: from when it ended (first seen
@@ -465,55 +447,22 @@ func watchHandovers(ctx context.Context, c client.WithWatch) (*handovers, error)
 	for i := range leases.Items {
 		h.lease(watch.Added, &leases.Items[i], time.Now())
 	}
-	follow := func(rv string, list client.ObjectList, opts []client.ListOption, on func(watch.Event, time.Time)) error {
-		rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, watcherFunc(func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return c.Watch(ctx, list, append(slices.Clone(opts), &client.ListOptions{Raw: &o})...)
-		}))
-		if err != nil {
-			return err
-		}
-		go func() {
-			defer rw.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case ev, ok := <-rw.ResultChan():
-					if !ok {
-						h.fail(errors.New("a handover watch ended"))
-						return
-					}
-					if st, isStatus := ev.Object.(*metav1.Status); isStatus {
-						h.fail(fmt.Errorf("a handover watch failed: %s", st.Message))
-						return
-					}
-					on(ev, time.Now())
-				}
-			}
-		}()
-		return nil
-	}
-	if err := follow(wfes.ResourceVersion, &v1alpha1.WorkflowExecutionList{}, nil, func(ev watch.Event, at time.Time) {
+	const what = "a handover watch"
+	if err := invariant.Follow(ctx, c, what, wfes.ResourceVersion, &v1alpha1.WorkflowExecutionList{}, nil, func(ev watch.Event) {
 		if w, ok := ev.Object.(*v1alpha1.WorkflowExecution); ok {
-			h.wfe(ev.Type, w, at)
+			h.wfe(ev.Type, w, time.Now())
 		}
-	}); err != nil {
+	}, h.fail); err != nil {
 		return nil, err
 	}
-	if err := follow(leases.ResourceVersion, &coordinationv1.LeaseList{}, []client.ListOption{client.InNamespace(cluster.LeaseNamespace)}, func(ev watch.Event, at time.Time) {
+	if err := invariant.Follow(ctx, c, what, leases.ResourceVersion, &coordinationv1.LeaseList{}, []client.ListOption{client.InNamespace(cluster.LeaseNamespace)}, func(ev watch.Event) {
 		if l, ok := ev.Object.(*coordinationv1.Lease); ok {
-			h.lease(ev.Type, l, at)
+			h.lease(ev.Type, l, time.Now())
 		}
-	}); err != nil {
+	}, h.fail); err != nil {
 		return nil, err
 	}
 	return h, nil
-}
-
-type watcherFunc func(context.Context, metav1.ListOptions) (watch.Interface, error)
-
-func (f watcherFunc) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-	return f(ctx, o)
 }
 
 func (h *handovers) fail(err error) {
