@@ -305,6 +305,25 @@ func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err
 	return runManager(ctx, mgr), nil
 }
 
+// startReplicas starts each replica; stop stops those started.
+func startReplicas(ctx context.Context, env *testenv.Env, rps ...replica) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range slices.Backward(stops) {
+			s()
+		}
+	}
+	for _, rp := range rps {
+		s, err := rp.start(ctx, env)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, s)
+	}
+	return stop, nil
+}
+
 // startExecutor plays the workflow engine in the given namespaces.
 func startExecutor(ctx context.Context, env *testenv.Env, delay time.Duration, namespaces ...string) (func(), error) {
 	return runExecutor(ctx, env, "executor", executor.Executor{Delay: delay}, namespaces)

@@ -16,13 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
 	"github.com/targetlock/targetlock/internal/executor"
-	"github.com/targetlock/targetlock/internal/faults"
 	"github.com/targetlock/targetlock/internal/invariant"
 	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
@@ -123,33 +121,15 @@ func (o soakObject) rrTarget(r *rand.Rand) (v1alpha1.ResourceIdentifier, string)
 func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 	res := soakResult{objects: s.soakObjects, reasons: map[string]int64{}}
 	progress("soak: starting control plane, 2 webhook and 3 orchestrator processes")
-	dur := "--lease-duration=" + faultLeaseDuration.String()
-	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
-		OrchestratorArgs: append([]string{dur, "--sweep-interval=1s", "--fallback-requeue=5s",
-			// Requests for Nodes come from the soak's namespaces.
-			"--trusted-namespaces=" + strings.Join(soakNamespaces, ",")}, processArgs...),
-		WebhookArgs: []string{dur}})
+	fp, err := startFaultPlane(ctx, bin, []string{faultLeaseArg, "--sweep-interval=1s", "--fallback-requeue=5s",
+		// Requests for Nodes come from the soak's namespaces.
+		"--trusted-namespaces=" + strings.Join(soakNamespaces, ",")}, soakNamespaces...)
 	if err != nil {
 		return res, err
 	}
-	defer func() { _ = c.Stop() }()
-	env := c.Env
-	for _, ns := range soakNamespaces {
-		if err := newNamespace(ctx, env.Client, ns); err != nil {
-			return res, err
-		}
-	}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	wc, err := client.NewWithWatch(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
-	if err != nil {
-		return res, err
-	}
-	inv, err := invariant.Watch(watchCtx, wc, invariant.ByName)
-	if err != nil {
-		return res, err
-	}
-	ho, err := watchHandovers(watchCtx, wc)
+	defer fp.stop()
+	c, env, inv, live := fp.Cluster, fp.Env, fp.inv, fp.live
+	ho, err := watchHandovers(fp.watchCtx, fp.wc)
 	if err != nil {
 		return res, err
 	}
@@ -159,24 +139,13 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 	}
 	defer stopExec()
 
-	live, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	base := orchestrator.Options{LeaseDuration: faultLeaseDuration, SweepInterval: time.Second, FallbackRequeue: 5 * time.Second,
+		TrustedNamespaces: soakNamespaces}
+	stopReplicas, err := fp.addReplicas(ctx, "soak", base)
 	if err != nil {
 		return res, err
 	}
-	faulty := &faults.Leases{Client: live, Rate: leaseFailureRate}
-	base := orchestrator.Options{LeaseDuration: faultLeaseDuration, SweepInterval: time.Second, FallbackRequeue: 5 * time.Second,
-		TrustedNamespaces: soakNamespaces}
-	withFaults, skewed := base, base
-	withFaults.LeaseClient = faulty
-	skewed.Clock = skewedClock{clock.RealClock{}, clockSkew}
-	for _, rp := range []replica{{name: "soak-faulty", opts: withFaults}, {name: "soak-skewed", opts: skewed}} {
-		stop, err := rp.start(ctx, env)
-		if err != nil {
-			return res, err
-		}
-		defer stop()
-	}
-	time.Sleep(2 * time.Second)
+	defer stopReplicas()
 
 	objects := make([]soakObject, s.soakObjects)
 	for i := range objects {
@@ -404,7 +373,7 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 	res.duplicates, res.worst = max(maxActive-1, 0), worst
 	res.wfes = inv.Seen()
 	res.deletes = deletes.Load()
-	res.injected, res.leaseWrites = faulty.Injected.Load(), faulty.Writes.Load()
+	res.injected, res.leaseWrites = fp.faulty.Injected.Load(), fp.faulty.Writes.Load()
 	res.phantoms, res.unreleased, res.rrWFEs = ho.results()
 	res.creates = res.direct + int64(res.rrWFEs)
 	return res, nil
