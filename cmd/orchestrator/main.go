@@ -4,23 +4,14 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/targetlock/targetlock/cmd/orchestrator/app"
+	"github.com/targetlock/targetlock/internal/command"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "orchestrator:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return app.Run(ctx, os.Args[1:], os.Stderr)
+	command.Main("orchestrator", func(ctx context.Context, args []string) error {
+		return app.Run(ctx, args, os.Stderr)
+	})
 }

@@ -5,23 +5,14 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/targetlock/targetlock/cmd/webhook/app"
+	"github.com/targetlock/targetlock/internal/command"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "webhook:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return app.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	command.Main("webhook", func(ctx context.Context, args []string) error {
+		return app.Run(ctx, args, os.Stdout, os.Stderr)
+	})
 }

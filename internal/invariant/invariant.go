@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -56,9 +57,29 @@ func Watch(ctx context.Context, c client.WithWatch, identify Identify) (*Watcher
 	for i := range list.Items {
 		w.observe(watch.Added, &list.Items[i])
 	}
-	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lister{c})
+	err := Follow(ctx, c, "the watch of WorkflowExecutions", list.ResourceVersion, &v1alpha1.WorkflowExecutionList{}, nil,
+		func(ev watch.Event) {
+			if o, ok := ev.Object.(*v1alpha1.WorkflowExecution); ok {
+				w.observe(ev.Type, o)
+			}
+		}, w.fail)
 	if err != nil {
 		return nil, err
+	}
+	return w, nil
+}
+
+// Follow passes every event of a watch of list (from resourceVersion rv,
+// resumed across reconnects) to on, in order, until ctx ends. A watch that
+// cannot resume is reported to fail, naming it by what, and followed no
+// further: the events after it would be evidence with a gap.
+func Follow(ctx context.Context, c client.WithWatch, what, rv string, list client.ObjectList, opts []client.ListOption,
+	on func(watch.Event), fail func(error)) error {
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, watcherFunc(func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		return c.Watch(ctx, list, append(slices.Clone(opts), &client.ListOptions{Raw: &o})...)
+	}))
+	if err != nil {
+		return err
 	}
 	go func() {
 		defer rw.Stop()
@@ -68,27 +89,25 @@ func Watch(ctx context.Context, c client.WithWatch, identify Identify) (*Watcher
 				return
 			case ev, ok := <-rw.ResultChan():
 				if !ok {
-					w.fail(errors.New("the watch of WorkflowExecutions ended"))
+					fail(errors.New(what + " ended"))
 					return
 				}
-				switch o := ev.Object.(type) {
-				case *v1alpha1.WorkflowExecution:
-					w.observe(ev.Type, o)
-				case *metav1.Status:
-					w.fail(fmt.Errorf("the watch of WorkflowExecutions failed: %s", o.Message))
+				if st, isStatus := ev.Object.(*metav1.Status); isStatus {
+					fail(fmt.Errorf("%s failed: %s", what, st.Message))
 					return
 				}
+				on(ev)
 			}
 		}
 	}()
-	return w, nil
+	return nil
 }
 
-// lister adapts a controller-runtime client to the RetryWatcher.
-type lister struct{ c client.WithWatch }
+// watcherFunc adapts a controller-runtime client's Watch to the RetryWatcher.
+type watcherFunc func(context.Context, metav1.ListOptions) (watch.Interface, error)
 
-func (l lister) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	return l.c.Watch(ctx, &v1alpha1.WorkflowExecutionList{}, &client.ListOptions{Raw: &opts})
+func (f watcherFunc) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	return f(ctx, o)
 }
 
 func (w *Watcher) fail(err error) {

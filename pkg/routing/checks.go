@@ -16,7 +16,7 @@ import (
 
 // consecutiveFailures blocks after too many failed requests in a row for
 // the same signal and target, until the cooldown after the last failure.
-func consecutiveFailures(in *Input, o Options) *Block {
+func consecutiveFailures(in *input, o Options) *Block {
 	n, last := failureStreak(in.Peers)
 	if n < o.ConsecutiveFailureThreshold {
 		return nil
@@ -35,7 +35,7 @@ func consecutiveFailures(in *Input, o Options) *Block {
 // duplicateInProgress blocks all but one of the active requests for the
 // same signal and target: the one executing, else the oldest. A duplicate whose original completed is
 // skipped: the remediation it asks for has been done.
-func duplicateInProgress(in *Input, _ Options) *Block {
+func duplicateInProgress(in *input, _ Options) *Block {
 	if orig := in.RR.Status.DuplicateOf; orig != "" {
 		for _, p := range in.Peers {
 			if nameOf(&p) == orig && p.Status.Phase == v1alpha1.RemediationCompleted {
@@ -66,7 +66,7 @@ func duplicateInProgress(in *Input, _ Options) *Block {
 
 // resourceBusy blocks while any WFE other than the request's own is active
 // on the target.
-func resourceBusy(in *Input, _ Options) *Block {
+func resourceBusy(in *input, _ Options) *Block {
 	for _, w := range in.Executions {
 		if w.Status.Phase.Terminal() || ownedBy(&w, in.RR) {
 			continue
@@ -80,7 +80,7 @@ func resourceBusy(in *Input, _ Options) *Block {
 
 // recentlyRemediated blocks the same workflow on a target it completed on
 // within the cooldown.
-func recentlyRemediated(in *Input, o Options) *Block {
+func recentlyRemediated(in *input, o Options) *Block {
 	var last time.Time
 	var which string
 	for _, w := range in.Executions {
@@ -106,7 +106,7 @@ func recentlyRemediated(in *Input, o Options) *Block {
 // exponentialBackoff blocks until the request's next allowed execution,
 // which after n failures of its signal on the target is the last failure
 // plus Backoff(n).
-func exponentialBackoff(in *Input, o Options) *Block {
+func exponentialBackoff(in *input, o Options) *Block {
 	var until time.Time
 	if t := in.RR.Status.NextAllowedExecution; t != nil {
 		until = t.Time

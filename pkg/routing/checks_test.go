@@ -62,72 +62,72 @@ func TestChecks(t *testing.T) {
 	tests := []struct {
 		name  string
 		check check
-		in    Input
+		in    input
 		want  v1alpha1.BlockReason // "" = not blocked
 		until time.Time
 		skip  bool
 	}{
 		{name: "consecutive failures at threshold", check: consecutiveFailures, want: v1alpha1.BlockConsecutiveFailures, until: now.Add(-time.Minute + time.Hour),
-			in: Input{Peers: []v1alpha1.RemediationRequest{
+			in: input{Peers: []v1alpha1.RemediationRequest{
 				rr("a", now.Add(-4*time.Hour), failed, now.Add(-3*time.Minute)),
 				rr("b", now.Add(-4*time.Hour), failed, now.Add(-2*time.Minute)),
 				rr("c", now.Add(-4*time.Hour), failed, now.Add(-time.Minute)),
 			}}},
 		{name: "consecutive failures broken by a success", check: consecutiveFailures,
-			in: Input{Peers: []v1alpha1.RemediationRequest{
+			in: input{Peers: []v1alpha1.RemediationRequest{
 				rr("a", now.Add(-4*time.Hour), failed, now.Add(-4*time.Minute)),
 				rr("b", now.Add(-4*time.Hour), failed, now.Add(-3*time.Minute)),
 				rr("ok", now.Add(-4*time.Hour), v1alpha1.RemediationCompleted, now.Add(-2*time.Minute)),
 				rr("c", now.Add(-4*time.Hour), failed, now.Add(-time.Minute)),
 			}}},
 		{name: "consecutive failures past the cooldown", check: consecutiveFailures,
-			in: Input{Peers: []v1alpha1.RemediationRequest{
+			in: input{Peers: []v1alpha1.RemediationRequest{
 				rr("a", now.Add(-4*time.Hour), failed, now.Add(-3*time.Hour)),
 				rr("b", now.Add(-4*time.Hour), failed, now.Add(-3*time.Hour)),
 				rr("c", now.Add(-4*time.Hour), failed, now.Add(-2*time.Hour)),
 			}}},
 		{name: "duplicate of an older active request", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
-			in: Input{Peers: []v1alpha1.RemediationRequest{
+			in: input{Peers: []v1alpha1.RemediationRequest{
 				rr("newer", now, v1alpha1.RemediationPending, time.Time{}),
 				rr("older", now.Add(-time.Hour), v1alpha1.RemediationExecuting, time.Time{}),
 			}}},
 		{name: "an executing duplicate wins even if newer", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
-			in: Input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationExecuting, time.Time{})}}},
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationExecuting, time.Time{})}}},
 		{name: "oldest of the duplicates runs", check: duplicateInProgress,
-			in: Input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationBlocked, time.Time{})}}},
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationBlocked, time.Time{})}}},
 		{name: "same creation time: the name breaks the tie", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
-			in: Input{Peers: []v1alpha1.RemediationRequest{rr("aaa", now.Add(-time.Minute), v1alpha1.RemediationPending, time.Time{})}}},
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("aaa", now.Add(-time.Minute), v1alpha1.RemediationPending, time.Time{})}}},
 		{name: "terminal duplicates do not block", check: duplicateInProgress,
-			in: Input{Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), failed, now)}}},
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), failed, now)}}},
 		{name: "the original completed: skip", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress, skip: true,
-			in: Input{RR: func() *v1alpha1.RemediationRequest { r := self(); r.Status.DuplicateOf = "ns/old"; return r }(),
+			in: input{RR: func() *v1alpha1.RemediationRequest { r := self(); r.Status.DuplicateOf = "ns/old"; return r }(),
 				Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now)}}},
 		{name: "busy with an active WFE", check: resourceBusy, want: v1alpha1.BlockResourceBusy,
-			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})}}},
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})}}},
 		{name: "not busy with ended WFEs", check: resourceBusy,
-			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionFailed, "restart", now)}}},
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionFailed, "restart", now)}}},
 		{name: "own WFE does not block", check: resourceBusy,
-			in: Input{Executions: []v1alpha1.WorkflowExecution{func() v1alpha1.WorkflowExecution {
+			in: input{Executions: []v1alpha1.WorkflowExecution{func() v1alpha1.WorkflowExecution {
 				w := wfe("w", "", "restart", time.Time{})
 				w.OwnerReferences = []metav1.OwnerReference{{UID: "self"}}
 				return w
 			}()}}},
 		{name: "recently remediated", check: recentlyRemediated, want: v1alpha1.BlockRecentlyRemediated, until: now.Add(4 * time.Minute),
-			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Minute))}}},
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Minute))}}},
 		{name: "another workflow completed recently", check: recentlyRemediated,
-			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "scale", now.Add(-time.Minute))}}},
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "scale", now.Add(-time.Minute))}}},
 		{name: "remediated long ago", check: recentlyRemediated,
-			in: Input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Hour))}}},
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Hour))}}},
 		{name: "backoff from the request's own next allowed time", check: exponentialBackoff, want: v1alpha1.BlockExponentialBackoff, until: now.Add(time.Minute),
-			in: Input{RR: func() *v1alpha1.RemediationRequest {
+			in: input{RR: func() *v1alpha1.RemediationRequest {
 				r := self()
 				r.Status.NextAllowedExecution = &metav1.Time{Time: now.Add(time.Minute)}
 				return r
 			}()}},
 		{name: "backoff from the signal's last failure", check: exponentialBackoff, want: v1alpha1.BlockExponentialBackoff,
-			in: Input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-10*time.Second))}}},
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-10*time.Second))}}},
 		{name: "backoff passed", check: exponentialBackoff,
-			in: Input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-time.Hour))}}},
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-time.Hour))}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,14 +158,14 @@ func TestChecks(t *testing.T) {
 
 func TestDecideRunsChecksInOrder(t *testing.T) {
 	// Busy and recently remediated at once: ResourceBusy (3rd) wins over RecentlyRemediated (4th).
-	in := &Input{RR: self(), Key: key, Now: now, Executions: []v1alpha1.WorkflowExecution{
+	in := &input{RR: self(), Key: key, Now: now, Executions: []v1alpha1.WorkflowExecution{
 		wfe("done", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Minute)),
 		wfe("busy", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{}),
 	}}
-	if b := Decide(in, opts); b == nil || b.Reason != v1alpha1.BlockResourceBusy || b.BlockingWorkflowExecution != "ns/busy" {
-		t.Errorf("Decide = %+v", b)
+	if b := decide(in, opts); b == nil || b.Reason != v1alpha1.BlockResourceBusy || b.BlockingWorkflowExecution != "ns/busy" {
+		t.Errorf("decide = %+v", b)
 	}
-	if b := Decide(&Input{RR: self(), Key: key, Now: now}, opts); b != nil {
+	if b := decide(&input{RR: self(), Key: key, Now: now}, opts); b != nil {
 		t.Errorf("nothing applies, got %+v", b)
 	}
 }

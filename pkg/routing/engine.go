@@ -28,8 +28,8 @@ type Block struct {
 	Skip bool
 }
 
-// Input is everything the checks look at, read once per decision.
-type Input struct {
+// input is everything the checks look at, read once per decision.
+type input struct {
 	RR  *v1alpha1.RemediationRequest
 	Key target.Key
 	Now time.Time
@@ -40,7 +40,7 @@ type Input struct {
 }
 
 // check is one blocking rule; nil means it does not block.
-type check func(in *Input, o Options) *Block
+type check func(in *input, o Options) *Block
 
 // checks run in this order; the first that blocks decides.
 var checks = []check{consecutiveFailures, duplicateInProgress, resourceBusy, recentlyRemediated, exponentialBackoff}
@@ -79,11 +79,11 @@ func (e *Engine) Check(ctx context.Context, rr *v1alpha1.RemediationRequest, key
 	if err != nil {
 		return nil, err
 	}
-	return Decide(in, e.opts), nil
+	return decide(in, e.opts), nil
 }
 
-// Decide runs the checks on in.
-func Decide(in *Input, o Options) *Block {
+// decide runs the checks on in.
+func decide(in *input, o Options) *Block {
 	for _, c := range checks {
 		if b := c(in, o); b != nil {
 			return b
@@ -92,7 +92,7 @@ func Decide(in *Input, o Options) *Block {
 	return nil
 }
 
-func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*Input, error) {
+func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*input, error) {
 	peers, err := e.peers(ctx, rr, key)
 	if err != nil {
 		return nil, err
@@ -101,7 +101,7 @@ func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key 
 	if err != nil {
 		return nil, err
 	}
-	return &Input{RR: rr, Key: key, Now: e.clock.Now(), Peers: peers, Executions: executions}, nil
+	return &input{RR: rr, Key: key, Now: e.clock.Now(), Peers: peers, Executions: executions}, nil
 }
 
 // peers are the other requests with rr's signal and target. Requests for

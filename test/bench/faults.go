@@ -60,55 +60,30 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 	const ns = "faults"
 	var res faultResult
 	progress("faults: starting control plane, 2 webhook and 3 orchestrator processes")
-	dur := "--lease-duration=" + faultLeaseDuration.String()
-	faultArgs := []string{dur, "--sweep-interval=1s", "--fallback-requeue=5s", "--ring-lease-duration=" + faultLeaseDuration.String()}
-	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
-		OrchestratorArgs: append(slices.Clone(faultArgs), processArgs...),
-		WebhookArgs:      []string{dur}})
+	faultArgs := []string{faultLeaseArg, "--sweep-interval=1s", "--fallback-requeue=5s", "--ring-lease-duration=" + faultLeaseDuration.String()}
+	fp, err := startFaultPlane(ctx, bin, faultArgs, ns)
 	if err != nil {
 		return res, err
 	}
-	defer func() { _ = c.Stop() }()
-	env := c.Env
-	if err := newNamespace(ctx, env.Client, ns); err != nil {
-		return res, err
-	}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	wc, err := client.NewWithWatch(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
-	if err != nil {
-		return res, err
-	}
-	w, err := invariant.Watch(watchCtx, wc, invariant.ByName)
-	if err != nil {
-		return res, err
-	}
+	defer fp.stop()
+	c, env, w := fp.Cluster, fp.Env, fp.inv
 	stopExec, err := startExecutor(ctx, env, 100*time.Millisecond, ns)
 	if err != nil {
 		return res, err
 	}
 	defer stopExec()
 
-	live, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	faulty := fp.faulty
+	base := orchestrator.Options{LeaseClient: faulty, LeaseDuration: faultLeaseDuration, SweepInterval: time.Second, FallbackRequeue: 5 * time.Second}
+	stopReplicas, err := fp.addReplicas(ctx, "in-process", base)
 	if err != nil {
 		return res, err
 	}
-	faulty := &faults.Leases{Client: live, Rate: leaseFailureRate}
-	base := orchestrator.Options{LeaseClient: faulty, LeaseDuration: faultLeaseDuration, SweepInterval: time.Second, FallbackRequeue: 5 * time.Second}
-	skewed := base
-	skewed.Clock = skewedClock{clock.RealClock{}, clockSkew}
-	for _, rp := range []replica{{name: "in-process-faulty", opts: base}, {name: "in-process-skewed", opts: skewed}} {
-		stop, err := rp.start(ctx, env)
-		if err != nil {
-			return res, err
-		}
-		defer stop()
-	}
-	time.Sleep(2 * time.Second)
+	defer stopReplicas()
 
 	// The storm: requests spread over the window, several per target, some
 	// failing, some duplicating others.
-	api := live
+	api := fp.live
 	total := s.faultTargets * s.faultRRsPerTarget
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -359,3 +334,68 @@ type skewedClock struct {
 
 func (s skewedClock) Now() time.Time                  { return s.PassiveClock.Now().Add(s.skew) }
 func (s skewedClock) Since(t time.Time) time.Duration { return s.Now().Sub(t) }
+
+// faultLeaseArg is the short Lease every process of the faults and soak
+// sections runs with, so that a killed holder's locks expire within the run.
+var faultLeaseArg = "--lease-duration=" + faultLeaseDuration.String()
+
+// faultPlane is the control plane the faults and soak sections share: 3
+// orchestrator and 2 webhook processes on the short Lease, the namespaces,
+// the single-active watch (started before any WFE exists) and a client
+// whose Lease writes fail at leaseFailureRate.
+type faultPlane struct {
+	*cluster.Cluster
+	watchCtx context.Context // for further watches; ends at stop, before the processes do
+	wc       client.WithWatch
+	inv      *invariant.Watcher
+	live     client.Client
+	faulty   *faults.Leases
+	stop     func()
+}
+
+func startFaultPlane(ctx context.Context, bin string, orchestratorArgs []string, namespaces ...string) (_ *faultPlane, err error) {
+	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
+		OrchestratorArgs: append(slices.Clone(orchestratorArgs), processArgs...),
+		WebhookArgs:      []string{faultLeaseArg}})
+	if err != nil {
+		return nil, err
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	p := &faultPlane{Cluster: c, watchCtx: watchCtx, stop: func() { stopWatch(); _ = c.Stop() }}
+	defer func() {
+		if err != nil {
+			p.stop()
+		}
+	}()
+	for _, ns := range namespaces {
+		if err := newNamespace(ctx, c.Env.Client, ns); err != nil {
+			return nil, err
+		}
+	}
+	if p.wc, err = client.NewWithWatch(fastConfig(c.Env.Config), client.Options{Scheme: c.Env.Scheme}); err != nil {
+		return nil, err
+	}
+	if p.inv, err = invariant.Watch(watchCtx, p.wc, invariant.ByName); err != nil {
+		return nil, err
+	}
+	if p.live, err = client.New(fastConfig(c.Env.Config), client.Options{Scheme: c.Env.Scheme}); err != nil {
+		return nil, err
+	}
+	p.faulty = &faults.Leases{Client: p.live, Rate: leaseFailureRate}
+	return p, nil
+}
+
+// addReplicas runs two in-process replicas on o next to the processes: one
+// whose Lease writes fail at leaseFailureRate, one whose clock runs
+// clockSkew ahead.
+func (fp *faultPlane) addReplicas(ctx context.Context, prefix string, o orchestrator.Options) (stop func(), err error) {
+	faulty, skewed := o, o
+	faulty.LeaseClient = fp.faulty
+	skewed.Clock = skewedClock{clock.RealClock{}, clockSkew}
+	stop, err = startReplicas(ctx, fp.Env, replica{name: prefix + "-faulty", opts: faulty}, replica{name: prefix + "-skewed", opts: skewed})
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(2 * time.Second) // the replicas join before the load starts
+	return stop, nil
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
@@ -120,16 +121,9 @@ func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResu
 
 // waitFor polls cond every 20ms until it holds or timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("timed out after %s", timeout) // the timeout, not the caller's ctx, ended the wait
 	}
-	return nil
+	return err
 }

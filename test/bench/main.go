@@ -308,8 +308,33 @@ func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err
 	return runManager(ctx, mgr), nil
 }
 
+// startReplicas starts each replica; stop stops those started.
+func startReplicas(ctx context.Context, env *testenv.Env, rps ...replica) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range slices.Backward(stops) {
+			s()
+		}
+	}
+	for _, rp := range rps {
+		s, err := rp.start(ctx, env)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, s)
+	}
+	return stop, nil
+}
+
 // startExecutor plays the workflow engine in the given namespaces.
 func startExecutor(ctx context.Context, env *testenv.Env, delay time.Duration, namespaces ...string) (func(), error) {
+	return runExecutor(ctx, env, "executor", executor.Executor{Delay: delay}, namespaces)
+}
+
+// runExecutor runs ex, on a manager of its own that caches only the given
+// namespaces, until the returned stop is called.
+func runExecutor(ctx context.Context, env *testenv.Env, name string, ex executor.Executor, namespaces []string) (func(), error) {
 	co := cache.Options{DefaultNamespaces: map[string]cache.Config{}}
 	for _, ns := range namespaces {
 		co.DefaultNamespaces[ns] = cache.Config{}
@@ -320,7 +345,8 @@ func startExecutor(ctx context.Context, env *testenv.Env, delay time.Duration, n
 	if err != nil {
 		return nil, err
 	}
-	if err := (&executor.Executor{Client: mgr.GetClient(), Delay: delay}).Setup(mgr, "executor"); err != nil {
+	ex.Client = mgr.GetClient()
+	if err := ex.Setup(mgr, name); err != nil {
 		return nil, err
 	}
 	return runManager(ctx, mgr), nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,16 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	watchtools "k8s.io/client-go/tools/watch"
-	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
 	"github.com/targetlock/targetlock/internal/executor"
-	"github.com/targetlock/targetlock/internal/faults"
 	"github.com/targetlock/targetlock/internal/invariant"
 	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
@@ -127,33 +121,15 @@ func (o soakObject) rrTarget(r *rand.Rand) (v1alpha1.ResourceIdentifier, string)
 func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 	res := soakResult{objects: s.soakObjects, reasons: map[string]int64{}}
 	progress("soak: starting control plane, 2 webhook and 3 orchestrator processes")
-	dur := "--lease-duration=" + faultLeaseDuration.String()
-	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
-		OrchestratorArgs: append([]string{dur, "--sweep-interval=1s", "--fallback-requeue=5s",
-			// Requests for Nodes come from the soak's namespaces.
-			"--trusted-namespaces=" + strings.Join(soakNamespaces, ",")}, processArgs...),
-		WebhookArgs: []string{dur}})
+	fp, err := startFaultPlane(ctx, bin, []string{faultLeaseArg, "--sweep-interval=1s", "--fallback-requeue=5s",
+		// Requests for Nodes come from the soak's namespaces.
+		"--trusted-namespaces=" + strings.Join(soakNamespaces, ",")}, soakNamespaces...)
 	if err != nil {
 		return res, err
 	}
-	defer func() { _ = c.Stop() }()
-	env := c.Env
-	for _, ns := range soakNamespaces {
-		if err := newNamespace(ctx, env.Client, ns); err != nil {
-			return res, err
-		}
-	}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	wc, err := client.NewWithWatch(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
-	if err != nil {
-		return res, err
-	}
-	inv, err := invariant.Watch(watchCtx, wc, invariant.ByName)
-	if err != nil {
-		return res, err
-	}
-	ho, err := watchHandovers(watchCtx, wc)
+	defer fp.stop()
+	c, env, inv, live := fp.Cluster, fp.Env, fp.inv, fp.live
+	ho, err := watchHandovers(fp.watchCtx, fp.wc)
 	if err != nil {
 		return res, err
 	}
@@ -163,24 +139,13 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 	}
 	defer stopExec()
 
-	live, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	base := orchestrator.Options{LeaseDuration: faultLeaseDuration, SweepInterval: time.Second, FallbackRequeue: 5 * time.Second,
+		TrustedNamespaces: soakNamespaces}
+	stopReplicas, err := fp.addReplicas(ctx, "soak", base)
 	if err != nil {
 		return res, err
 	}
-	faulty := &faults.Leases{Client: live, Rate: leaseFailureRate}
-	base := orchestrator.Options{LeaseDuration: faultLeaseDuration, SweepInterval: time.Second, FallbackRequeue: 5 * time.Second,
-		TrustedNamespaces: soakNamespaces}
-	withFaults, skewed := base, base
-	withFaults.LeaseClient = faulty
-	skewed.Clock = skewedClock{clock.RealClock{}, clockSkew}
-	for _, rp := range []replica{{name: "soak-faulty", opts: withFaults}, {name: "soak-skewed", opts: skewed}} {
-		stop, err := rp.start(ctx, env)
-		if err != nil {
-			return res, err
-		}
-		defer stop()
-	}
-	time.Sleep(2 * time.Second)
+	defer stopReplicas()
 
 	objects := make([]soakObject, s.soakObjects)
 	for i := range objects {
@@ -408,7 +373,7 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 	res.duplicates, res.worst = max(maxActive-1, 0), worst
 	res.wfes = inv.Seen()
 	res.deletes = deletes.Load()
-	res.injected, res.leaseWrites = faulty.Injected.Load(), faulty.Writes.Load()
+	res.injected, res.leaseWrites = fp.faulty.Injected.Load(), fp.faulty.Writes.Load()
 	res.phantoms, res.unreleased, res.rrWFEs = ho.results()
 	res.creates = res.direct + int64(res.rrWFEs)
 	return res, nil
@@ -417,22 +382,8 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 // startSoakExecutor runs the simulated workflow engine in the soak's
 // namespaces, leaving alone the WFEs the harness deletes itself.
 func startSoakExecutor(ctx context.Context, env *testenv.Env) (func(), error) {
-	co := cache.Options{DefaultNamespaces: map[string]cache.Config{}}
-	for _, ns := range soakNamespaces {
-		co.DefaultNamespaces[ns] = cache.Config{}
-	}
-	mo := env.ManagerOptions()
-	mo.Cache = co
-	mgr, err := ctrl.NewManager(fastConfig(env.Config), mo)
-	if err != nil {
-		return nil, err
-	}
-	ex := &executor.Executor{Client: mgr.GetClient(), Delay: soakExecutorDelay,
-		Select: func(w *v1alpha1.WorkflowExecution) bool { return w.Spec.Parameters[soakDeleteParam] != "yes" }}
-	if err := ex.Setup(mgr, "soak-executor"); err != nil {
-		return nil, err
-	}
-	return runManager(ctx, mgr), nil
+	return runExecutor(ctx, env, "soak-executor", executor.Executor{Delay: soakExecutorDelay,
+		Select: func(w *v1alpha1.WorkflowExecution) bool { return w.Spec.Parameters[soakDeleteParam] != "yes" }}, soakNamespaces)
 }
 
 // handovers times the phantom of each WFE: from when it ended (first seen
@@ -465,55 +416,22 @@ func watchHandovers(ctx context.Context, c client.WithWatch) (*handovers, error)
 	for i := range leases.Items {
 		h.lease(watch.Added, &leases.Items[i], time.Now())
 	}
-	follow := func(rv string, list client.ObjectList, opts []client.ListOption, on func(watch.Event, time.Time)) error {
-		rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, watcherFunc(func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return c.Watch(ctx, list, append(slices.Clone(opts), &client.ListOptions{Raw: &o})...)
-		}))
-		if err != nil {
-			return err
-		}
-		go func() {
-			defer rw.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case ev, ok := <-rw.ResultChan():
-					if !ok {
-						h.fail(errors.New("a handover watch ended"))
-						return
-					}
-					if st, isStatus := ev.Object.(*metav1.Status); isStatus {
-						h.fail(fmt.Errorf("a handover watch failed: %s", st.Message))
-						return
-					}
-					on(ev, time.Now())
-				}
-			}
-		}()
-		return nil
-	}
-	if err := follow(wfes.ResourceVersion, &v1alpha1.WorkflowExecutionList{}, nil, func(ev watch.Event, at time.Time) {
+	const what = "a handover watch"
+	if err := invariant.Follow(ctx, c, what, wfes.ResourceVersion, &v1alpha1.WorkflowExecutionList{}, nil, func(ev watch.Event) {
 		if w, ok := ev.Object.(*v1alpha1.WorkflowExecution); ok {
-			h.wfe(ev.Type, w, at)
+			h.wfe(ev.Type, w, time.Now())
 		}
-	}); err != nil {
+	}, h.fail); err != nil {
 		return nil, err
 	}
-	if err := follow(leases.ResourceVersion, &coordinationv1.LeaseList{}, []client.ListOption{client.InNamespace(cluster.LeaseNamespace)}, func(ev watch.Event, at time.Time) {
+	if err := invariant.Follow(ctx, c, what, leases.ResourceVersion, &coordinationv1.LeaseList{}, []client.ListOption{client.InNamespace(cluster.LeaseNamespace)}, func(ev watch.Event) {
 		if l, ok := ev.Object.(*coordinationv1.Lease); ok {
-			h.lease(ev.Type, l, at)
+			h.lease(ev.Type, l, time.Now())
 		}
-	}); err != nil {
+	}, h.fail); err != nil {
 		return nil, err
 	}
 	return h, nil
-}
-
-type watcherFunc func(context.Context, metav1.ListOptions) (watch.Interface, error)
-
-func (f watcherFunc) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-	return f(ctx, o)
 }
 
 func (h *handovers) fail(err error) {
