@@ -43,8 +43,8 @@ import (
 // requester trusted with lock tokens and any target.
 const orchestratorUser = "system:serviceaccount:targetlock-system:targetlock-orchestrator"
 
-// newFakeHandler returns a Handler on an in-memory client.
-func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Object) (*admission.Handler, client.Client) {
+// newScheme knows the core types and targetlock's.
+func newScheme(tb testing.TB) *runtime.Scheme {
 	tb.Helper()
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
@@ -53,6 +53,13 @@ func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Obje
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		tb.Fatal(err)
 	}
+	return s
+}
+
+// newFakeHandler returns a Handler on an in-memory client.
+func newFakeHandler(tb testing.TB, funcs *interceptor.Funcs, objs ...client.Object) (*admission.Handler, client.Client) {
+	tb.Helper()
+	s := newScheme(tb)
 	// The plain tracker: the default field-managed one rebuilds a REST
 	// mapper on every write, which would dominate the benchmark.
 	tracker := clienttesting.NewObjectTracker(s, serializer.NewCodecFactory(s).UniversalDecoder())
@@ -456,13 +463,7 @@ func TestStaleCacheNeverDecidesAlone(t *testing.T) {
 // before the live one.
 func newCachedHandler(tb testing.TB, live, cached []client.Object) (*admission.Handler, client.Client, client.Client) {
 	tb.Helper()
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		tb.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		tb.Fatal(err)
-	}
+	s := newScheme(tb)
 	build := func(objs []client.Object) client.Client {
 		return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&v1alpha1.WorkflowExecution{}).
 			WithIndex(&v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash).Build()

@@ -191,43 +191,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		// request created, or changed in spec, labels or annotations.
 		For(&v1alpha1.RemediationRequest{}, builder.WithPredicates(ownedBy(rg), requestChanged)).
 		// A request that ends, or is deleted, frees its duplicates.
-		Watches(&v1alpha1.RemediationRequest{}, handler.Funcs{
-			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				if e.ObjectNew.(*v1alpha1.RemediationRequest).Status.Phase.Terminal() {
-					enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew)))
-				}
-			},
-			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueue(q, waiters(ctx, c, targetHash(e.Object)))
-			},
-		}, owned).
+		Watches(&v1alpha1.RemediationRequest{}, wake(c, requestEnded), owned).
 		// A WFE created busies its target for the other requests; one that
 		// ends (or goes) ends its request and frees its target.
-		Watches(&v1alpha1.WorkflowExecution{}, handler.Funcs{
-			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				owner := metav1.GetControllerOf(e.Object)
-				for _, r := range waiters(ctx, c, targetHash(e.Object)) {
-					if owner == nil || r.Namespace != e.Object.GetNamespace() || r.Name != owner.Name {
-						q.Add(r) // its own request created it, and knows
-					}
-				}
-			},
-			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				if ended(e.ObjectOld, e.ObjectNew) {
-					enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew)))
-				}
-			},
-			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueue(q, waiters(ctx, c, targetHash(e.Object)))
-			},
-		}, owned).
+		Watches(&v1alpha1.WorkflowExecution{}, wakeOnExecution(c), owned).
 		// A Lease released wakes the requests waiting on its target (a claim
 		// is announced by its WFE's creation).
-		Watches(&coordinationv1.Lease{}, handler.Funcs{
-			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueue(q, waiters(ctx, c, targetHash(e.Object)))
-			},
-		}, builder.WithPredicates(targetLeases, ownedBy(rg))).
+		Watches(&coordinationv1.Lease{}, wake(c, nil), builder.WithPredicates(targetLeases, ownedBy(rg))).
 		WithOptions(ctrlOpts)
 	if rg != nil {
 		rrCtrl = rrCtrl.WatchesRawSource(handover(rg, "remediationrequest", pendingRequests(c)))
@@ -272,15 +242,46 @@ func NewRing(mgr ctrl.Manager, c ring.Client, opts Options) (*ring.Ring, error) 
 // its spec (generation), labels or annotations, or into a terminal phase
 // (retention starts then): not other status writes.
 var requestChanged = predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
-	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		o, n := e.ObjectOld.(*v1alpha1.RemediationRequest), e.ObjectNew.(*v1alpha1.RemediationRequest)
-		return !o.Status.Phase.Terminal() && n.Status.Phase.Terminal()
-	}})
+	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return requestEnded(e.ObjectOld, e.ObjectNew) }})
 
-// ended reports a WFE update into a terminal phase.
-func ended(old, new client.Object) bool {
-	o, n := old.(*v1alpha1.WorkflowExecution), new.(*v1alpha1.WorkflowExecution)
-	return !o.Status.Phase.Terminal() && n.Status.Phase.Terminal()
+// requestEnded and executionEnded report an update into a terminal phase.
+func requestEnded(old, new client.Object) bool {
+	return !old.(*v1alpha1.RemediationRequest).Status.Phase.Terminal() && new.(*v1alpha1.RemediationRequest).Status.Phase.Terminal()
+}
+
+func executionEnded(old, new client.Object) bool {
+	return !old.(*v1alpha1.WorkflowExecution).Status.Phase.Terminal() && new.(*v1alpha1.WorkflowExecution).Status.Phase.Terminal()
+}
+
+// wake enqueues the requests waiting on an object when one of the
+// object's requests, WFEs or Leases ends (an update that ended reports) or
+// is deleted.
+func wake(c client.Reader, ended func(old, new client.Object) bool) handler.Funcs {
+	return handler.Funcs{
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if ended != nil && ended(e.ObjectOld, e.ObjectNew) {
+				enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew)))
+			}
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, waiters(ctx, c, targetHash(e.Object)))
+		},
+	}
+}
+
+// wakeOnExecution wakes, besides, the other requests of an object when a
+// WFE is created for it: it is busy now.
+func wakeOnExecution(c client.Reader) handler.Funcs {
+	h := wake(c, executionEnded)
+	h.CreateFunc = func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		owner := metav1.GetControllerOf(e.Object)
+		for _, r := range waiters(ctx, c, targetHash(e.Object)) {
+			if owner == nil || r.Namespace != e.Object.GetNamespace() || r.Name != owner.Name {
+				q.Add(r) // its own request created it, and knows
+			}
+		}
+	}
+	return h
 }
 
 func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []reconcile.Request) {

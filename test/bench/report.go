@@ -141,7 +141,7 @@ func (r *report) markdown() string {
 		p("RemediationRequest CREATE sent -> its WorkflowExecution received on a watch (creationTimestamp has whole seconds only).")
 		p("Two in-process replicas on the same API server at the same time, each on its own namespace and distinct targets:")
 		p("*lock on* takes the target's Lease (acquire, a live read of the request, the checks on the informer cache, CREATE with the token,")
-		p("release by one compare-and-swap delete of the version it wrote); *lock off* keeps its Leases in memory")
+		p("which the webhook's claim then replaces: nothing to release); *lock off* keeps its Leases in memory")
 		p("(no Lease API calls) and creates WFEs without a token. Both WFEs pass the webhook (2 processes). ")
 		p("Each side is a closed loop (the next request %s after the previous WFE arrived), after a warm-up request.", pause)
 		p("")
