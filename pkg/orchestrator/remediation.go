@@ -129,6 +129,12 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 		return reconcile.Result{}, r.adopt(ctx, rr, wfe)
 	}
 
+	// A Lease the cache shows held is waited on without asking the API
+	// server: its release is an event. When one object's WFE ends, all of
+	// its waiting requests wake; only one can take the lock.
+	if st, err := r.lock.Peek(ctx, key); err == nil && st.Phase != lease.Free && !st.Expired(r.clock.Now()) {
+		return r.contended(ctx, rr, key)
+	}
 	tok, acquired, err := r.lock.Acquire(ctx, key)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -259,6 +265,9 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 			return reconcile.Result{RequeueAfter: time.Millisecond}, nil // at once: the target is free
 		}
 	}
+	if s := rr.Status; s.Phase == v1alpha1.RemediationBlocked && s.BlockReason == v1alpha1.BlockResourceBusy && s.BlockingWorkflowExecution == st.Holder {
+		return reconcile.Result{RequeueAfter: r.fallback}, nil // already waiting on this very claim
+	}
 	// The checks only read, so they run without the lock: a duplicate must
 	// learn whom it duplicates, or it could not be skipped when that ends.
 	block, err := r.engine.Check(ctx, rr, key)
@@ -281,9 +290,10 @@ func (r *RemediationReconciler) contended(ctx context.Context, rr *v1alpha1.Reme
 func (r *RemediationReconciler) claimEnded(ctx context.Context, st lease.State) (bool, error) {
 	if owner, ok := lease.ParseOwner(st.Holder); ok {
 		w := &v1alpha1.WorkflowExecution{}
-		if r.client.Get(ctx, client.ObjectKey{Namespace: owner.Namespace, Name: owner.Name}, w) == nil &&
-			w.UID == st.ClaimUID && w.Status.Phase.Terminal() {
-			return true, nil
+		if r.client.Get(ctx, client.ObjectKey{Namespace: owner.Namespace, Name: owner.Name}, w) == nil && w.UID == st.ClaimUID {
+			// Ended is final; active may be stale, but its end is an
+			// event that brings the request back.
+			return w.Status.Phase.Terminal(), nil
 		}
 	}
 	return r.staleClaim(ctx, st)
