@@ -242,11 +242,7 @@ var _ = Describe("orchestrator scenarios", func() {
 var _ = Describe("claims", func() {
 	It("frees the target within a second when the WFE holding the claim is deleted", func() {
 		ctx := context.Background()
-		ns, lns := newNamespace(ctx), newNamespace(ctx)
-		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
-		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-		w := claimAsWebhook(ctx, ns, lns)
+		_, lns, w := claimedByWFE(ctx)
 		start := time.Now()
 		Expect(env.Client.Delete(ctx, &w)).To(Succeed())
 		Eventually(func() int { return len(leasesIn(ctx, lns)) }, time.Second, 10*time.Millisecond).Should(BeZero())
@@ -271,11 +267,7 @@ var _ = Describe("claims", func() {
 
 	It("releases a WFE's claim as soon as the WFE ends, long before any sweep", func() {
 		ctx := context.Background()
-		ns, lns := newNamespace(ctx), newNamespace(ctx)
-		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
-		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-		w := claimAsWebhook(ctx, ns, lns)
+		ns, lns, w := claimedByWFE(ctx)
 
 		setWFEPhase(ctx, ns, w.Name, v1alpha1.WorkflowExecutionCompleted)
 		Eventually(func() int { return len(leasesIn(ctx, lns)) }, 5*time.Second).Should(BeZero())
@@ -310,6 +302,16 @@ var _ = Describe("claims", func() {
 		Expect(getRR(ctx, ns, name("rr", 2))().Status.ConsecutiveFailureCount).To(BeEquivalentTo(3))
 	})
 })
+
+// claimedByWFE runs one request to its WFE on one replica (no sweeps) and
+// claims its target as the webhook would.
+func claimedByWFE(ctx context.Context) (ns, lns string, w v1alpha1.WorkflowExecution) {
+	ns, lns = newNamespace(ctx), newNamespace(ctx)
+	startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
+	Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+	Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+	return ns, lns, claimAsWebhook(ctx, ns, lns)
+}
 
 // claimAsWebhook claims the target of the namespace's one WFE, as the
 // admission webhook would, once the orchestrator has released its lock.

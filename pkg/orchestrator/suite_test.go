@@ -72,14 +72,7 @@ func run(ctx context.Context, mgr ctrl.Manager) {
 }
 
 func newRR(ns, name, targetNS, kind, targetName, fingerprint string) *v1alpha1.RemediationRequest {
-	return &v1alpha1.RemediationRequest{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: v1alpha1.RemediationRequestSpec{
-			TargetResource:    v1alpha1.ResourceIdentifier{Kind: kind, Namespace: targetNS, Name: targetName},
-			SignalFingerprint: fingerprint,
-			WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: "restart"},
-		},
-	}
+	return testenv.RemediationRequest(ns, name, kind, targetNS, targetName, fingerprint)
 }
 
 func getRR(ctx context.Context, ns, name string) func() *v1alpha1.RemediationRequest {

@@ -141,15 +141,9 @@ func newWFE(ns, name, tgt string) *v1alpha1.WorkflowExecution {
 }
 
 func newRR(ns, name, kind, tns, tname, signal string) *v1alpha1.RemediationRequest {
-	return &v1alpha1.RemediationRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha1.RemediationRequestSpec{
-			TargetResource:    v1alpha1.ResourceIdentifier{Kind: kind, Namespace: tns, Name: tname},
-			SignalFingerprint: signal,
-			WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: "restart"},
-			Parameters:        map[string]string{runParam: "yes"},
-		},
-	}
+	rr := testenv.RemediationRequest(ns, name, kind, tns, tname, signal)
+	rr.Spec.Parameters = map[string]string{runParam: "yes"}
+	return rr
 }
 
 // denialReason is the reason of a refusal by the targetlock webhook, as its
