@@ -219,7 +219,7 @@ func (r *report) markdown() string {
 		p("")
 		p("One in-process replica and the simulated executor (finishing each WFE at once) on their own control plane with 2 webhook processes.")
 		p("Requests one at a time, each on one of %d objects: RR CREATE sent -> its WFE received on a watch. First on an empty control plane;", h.targets)
-		p("then the system runs %d more requests to their end (each with its WFE, %d per object, in %s), and the same is measured again.",
+		p("then the system runs %d more requests to their end (each with its WFE, %d per object, sent in waves of one per object; %s), and the same is measured again.",
 			h.terminal, h.terminal/max(1, h.targets), h.built.Round(time.Second))
 		p("")
 		p("| | samples | P50 ms | P95 ms | P99 ms |")
