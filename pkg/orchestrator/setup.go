@@ -189,7 +189,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Named("remediationrequest").
 		// Our own status writes bring nothing new to decide: only a
 		// request created, or changed in spec, labels or annotations.
-		For(&v1alpha1.RemediationRequest{}, builder.WithPredicates(ownedBy(rg), requestChanged)).
+		For(&v1alpha1.RemediationRequest{}, builder.WithPredicates(ownedBy(rg), requestChanged(opts.TerminalRequestTTL > 0))).
 		// A request that ends, or is deleted, frees its duplicates.
 		Watches(&v1alpha1.RemediationRequest{}, wake(c, requestEnded), owned).
 		// A WFE created busies its target for the other requests; one that
@@ -239,10 +239,12 @@ func NewRing(mgr ctrl.Manager, c ring.Client, opts Options) (*ring.Ring, error) 
 }
 
 // requestChanged passes a request's creation and deletion, and updates of
-// its spec (generation), labels or annotations, or into a terminal phase
-// (retention starts then): not other status writes.
-var requestChanged = predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
-	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return requestEnded(e.ObjectOld, e.ObjectNew) }})
+// its spec (generation), labels or annotations, and, with a retention TTL,
+// into a terminal phase (retention starts then): not other status writes.
+func requestChanged(retention bool) predicate.Predicate {
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return retention && requestEnded(e.ObjectOld, e.ObjectNew) }})
+}
 
 // requestEnded and executionEnded report an update into a terminal phase.
 func requestEnded(old, new client.Object) bool {
