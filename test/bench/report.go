@@ -234,9 +234,9 @@ func (r *report) markdown() string {
 		p("own requests, counted in its HTTP transport, plus the webhooks' `rest_client_requests_total`; Events and watches aside), over the")
 		p("second phase's %d requests: median **%.1f**, max %.0f; writes: median %.1f (targets: <= 8 requests, <= 6 writes).",
 			len(h.requests), median(h.requests), maxOf(h.requests), median(h.writes))
-		p("The uncontended path: the Lease CREATE (lock), a live GET of the request, the WFE CREATE (the webhook: one Lease write to claim),")
-		p("the request's status to Executing, the lock's release (a DELETE with preconditions, refused once the claim replaced the lock),")
-		p("the status to Completed, and the claim's release (a DELETE with preconditions on the cached Lease).")
+		p("The uncontended path: the Lease CREATE (lock), a live GET of the request, the WFE CREATE (the webhook: one Lease write that turns")
+		p("the lock into a claim), the request's status to Executing, the status to Completed, and the claim's release (a DELETE with")
+		p("preconditions on the cached Lease). Before this design: 12 requests to the WFE alone, 3 of them LISTs.")
 		p("")
 	}
 
