@@ -66,6 +66,9 @@ type Options struct {
 	// DisableRing makes this replica decide every object, as every other
 	// replica does, instead of the objects it owns on the ring (pkg/ring).
 	DisableRing bool
+	// Pod, if set, owns the replica's member Lease, so that it goes with
+	// the pod (see ring.Options.Owner).
+	Pod *metav1.OwnerReference
 	// RingLeaseDuration is how long a replica's membership lasts without
 	// renewal: a dead replica's objects move within it. Default
 	// ring.DefaultDuration.
@@ -235,7 +238,7 @@ func NewRing(mgr ctrl.Manager, c ring.Client, opts Options) (*ring.Ring, error) 
 	if !ok { // a clock that cannot run timers (a skewed one in the fault bench)
 		clk = clock.RealClock{}
 	}
-	return ring.New(c, mgr.GetCache(), ring.Options{Namespace: opts.LeaseNamespace, Identity: opts.Identity, Duration: opts.RingLeaseDuration, Clock: clk})
+	return ring.New(c, mgr.GetCache(), ring.Options{Namespace: opts.LeaseNamespace, Identity: opts.Identity, Duration: opts.RingLeaseDuration, Clock: clk, Owner: opts.Pod})
 }
 
 // requestChanged passes a request's creation and deletion, and updates of

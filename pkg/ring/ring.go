@@ -44,6 +44,10 @@ type Options struct {
 	Duration time.Duration
 	// Clock tells time and runs timers; default the real clock.
 	Clock clock.WithTicker
+	// Owner, if set, owns the member Lease (the replica's Pod): the garbage
+	// collector deletes the Lease with its pod when the replica could not
+	// leave (killed, or its RBAC removed first at uninstall).
+	Owner *metav1.OwnerReference
 }
 
 // Client writes the member Lease: a live client, not a cache.
@@ -270,6 +274,9 @@ func (r *Ring) renew(ctx context.Context) error {
 				ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: map[string]string{Label: LabelValue}},
 				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(r.opts.Identity), LeaseDurationSeconds: &secs,
 					AcquireTime: &now, RenewTime: &now},
+			}
+			if o := r.opts.Owner; o != nil {
+				l.OwnerReferences = []metav1.OwnerReference{*o}
 			}
 			if err := r.client.Create(ctx, l); err != nil {
 				return fmt.Errorf("creating member lease %s: %w", key, err)

@@ -195,3 +195,28 @@ func TestExpiry(t *testing.T) {
 	b.fails.Store(false)
 	g.Eventually(func() []string { step(); return membersOf(a) }, 10*time.Second, 10*time.Millisecond).Should(HaveLen(2))
 }
+
+// TestPodOwnsMemberLease: a replica's pod owns its member Lease, so the
+// garbage collector removes the Lease with the pod when the replica could
+// not leave (killed, or its RBAC removed first at uninstall).
+func TestPodOwnsMemberLease(t *testing.T) {
+	g := NewWithT(t)
+	ns := namespace(t)
+	env := testenv.Shared(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ca, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = ca.Start(ctx) }()
+	pod := metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: "replica-a", UID: "pod-uid-a"}
+	r, err := ring.New(env.Client, ca, ring.Options{Namespace: ns, Identity: "replica-a", Owner: &pod})
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = r.Start(ctx) }()
+	g.Eventually(func() []metav1.OwnerReference {
+		l := &coordinationv1.Lease{}
+		if env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: ring.LeaseName("replica-a")}, l) != nil {
+			return nil
+		}
+		return l.OwnerReferences
+	}, 10*time.Second, 20*time.Millisecond).Should(ConsistOf(pod))
+}

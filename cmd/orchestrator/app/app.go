@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -123,6 +125,10 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	c.orch.DisableRing = !c.ring
+	// In a pod (the chart sets $POD_UID), the pod owns the member Lease.
+	if uid := os.Getenv("POD_UID"); uid != "" && c.orch.Identity == os.Getenv("POD_NAME") {
+		c.orch.Pod = &metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: c.orch.Identity, UID: types.UID(uid)}
+	}
 	if c.ring {
 		live, err := client.New(restCfg, client.Options{Scheme: scheme})
 		if err != nil {
