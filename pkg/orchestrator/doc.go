@@ -1,11 +1,14 @@
 // Package orchestrator turns RemediationRequests into WorkflowExecutions,
 // one active WFE per target, across any number of active replicas.
 //
-// Per request: take the target's lock (pkg/lease), run the routing checks on
-// live reads (pkg/routing), create the WFE carrying the lock token, release
-// the lock. Requests that wait for a target are woken by events (a Lease
-// deleted, a WFE or another request finished) through an index by target
-// key; a slow requeue only guards against a missed event.
+// Per request: take the target's lock (pkg/lease), read the request live,
+// run the routing checks (pkg/routing, on the informer cache by the object's
+// identity, confirming live what looks active), create the WFE carrying the
+// lock token; the webhook's claim then replaces the lock (without the
+// webhook, the WFE's end releases it). Requests that wait for a target are
+// woken by events (a Lease deleted, a WFE created or ended, another request
+// ended) through an index by target key; a slow requeue only guards against
+// a missed event.
 //
 // With a ring (pkg/ring), one replica decides each object: the controllers
 // drop the events of objects another replica owns before their work queue

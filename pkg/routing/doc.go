@@ -1,5 +1,6 @@
 // Package routing decides whether a RemediationRequest may run now. The
-// orchestrator calls Engine.Check while it holds the target's lock; every
-// read behind a decision is live, because a cache can miss the WFE another
-// replica created a moment ago.
+// orchestrator calls Engine.Check while it holds the target's lock. The
+// object's requests and WFEs come from an informer index; what looks active
+// there is read live, because it may have ended since. Safety never rests
+// on these reads: the lock and the webhook carry it.
 package routing
