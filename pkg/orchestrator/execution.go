@@ -28,6 +28,9 @@ type ExecutionReconciler struct {
 	resolver *target.Resolver
 	deleted  *tombstones
 	clock    clock.PassiveClock
+	// ended mirrors a WFE's end onto its request (RemediationReconciler.ended);
+	// it returns when to look again, if the request is not ready for it.
+	ended func(context.Context, *v1alpha1.WorkflowExecution) (time.Duration, error)
 }
 
 var _ reconcile.Reconciler = (*ExecutionReconciler)(nil)
@@ -79,6 +82,17 @@ func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	if err := errors.Join(errs...); err != nil {
 		return reconcile.Result{}, fmt.Errorf("releasing claims of %s: %w", req, err)
+	}
+	// The target is free for the next request; now the WFE's own request
+	// ends, here rather than in a reconcile of its own.
+	if wfe != nil && r.ended != nil {
+		again, err := r.ended(ctx, wfe)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if again > 0 && (after == 0 || again < after) {
+			after = again
+		}
 	}
 	return reconcile.Result{RequeueAfter: after}, nil
 }

@@ -40,7 +40,9 @@ func waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Requ
 	}
 	var reqs []reconcile.Request
 	for _, rr := range list.Items {
-		if !rr.Status.Phase.Terminal() {
+		// An executing request waits on its own WFE only: the WFE
+		// controller ends it (RemediationReconciler.ended).
+		if !rr.Status.Phase.Terminal() && rr.Status.Phase != v1alpha1.RemediationExecuting {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: rr.Namespace, Name: rr.Name}})
 		}
 	}

@@ -237,11 +237,11 @@ func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Req
 	contentions.WithLabelValues(string(st.Phase)).Inc()
 	if st.Phase == lease.Claimed && st.Holder == rr.Namespace+"/"+executionName(rr) {
 		// Our own WFE holds the target: created by another replica, or by
-		// us before a status write was lost. Adopt it once stored; its
-		// arrival in the cache brings the request back.
+		// us before a status write was lost. Adopt it once stored (its
+		// CREATE may be in flight: look again shortly).
 		wfe, err := r.existing(ctx, r.live, rr)
 		if err != nil || wfe == nil {
-			return reconcile.Result{RequeueAfter: r.fallback}, err
+			return reconcile.Result{RequeueAfter: time.Second}, err
 		}
 		return reconcile.Result{}, r.adopt(ctx, rr, wfe)
 	}
@@ -450,6 +450,34 @@ func (r *RemediationReconciler) executing(ctx context.Context, rr *v1alpha1.Reme
 	transition(from, v1alpha1.RemediationExecuting)
 	r.recorder.Eventf(rr, wfe, corev1.EventTypeNormal, "WorkflowExecutionCreated", "Route", "%s", msg)
 	return nil
+}
+
+// ended mirrors the end of wfe onto the request that created it. The WFE
+// controller calls it, as it handles that end anyway (releasing the claim),
+// so the request is not reconciled again for it. A request the cache does
+// not show Executing yet (its status write not seen) is looked at again.
+func (r *RemediationReconciler) ended(ctx context.Context, wfe *v1alpha1.WorkflowExecution) (time.Duration, error) {
+	const again = 50 * time.Millisecond
+	owner := metav1.GetControllerOf(wfe)
+	if owner == nil || owner.Kind != "RemediationRequest" {
+		return 0, nil
+	}
+	rr := &v1alpha1.RemediationRequest{}
+	if err := r.client.Get(ctx, client.ObjectKey{Namespace: wfe.Namespace, Name: owner.Name}, rr); err != nil {
+		return 0, client.IgnoreNotFound(err)
+	}
+	switch {
+	case rr.UID != owner.UID || rr.Status.Phase.Terminal():
+		return 0, nil
+	case rr.Status.Phase != v1alpha1.RemediationExecuting:
+		return again, nil
+	}
+	if err := r.mirror(ctx, rr); apierrors.IsConflict(err) {
+		return again, nil
+	} else if err != nil {
+		return 0, err
+	}
+	return 0, nil
 }
 
 // mirror ends the request when its WFE ends.

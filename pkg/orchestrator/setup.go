@@ -7,6 +7,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -224,7 +225,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if rg != nil {
 		wfeCtrl = wfeCtrl.WatchesRawSource(handover(rg, "workflowexecution", pendingExecutions(c, opts.LeaseNamespace)))
 	}
-	execs := &ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, resolver: resolver, deleted: deleted, clock: opts.Clock}
+	execs := &ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, resolver: resolver, deleted: deleted, clock: opts.Clock, ended: rrs.ended}
 	if err := wfeCtrl.Complete(stillOwned(rg, c, &v1alpha1.WorkflowExecution{}, execs)); err != nil {
 		return err
 	}
@@ -274,19 +275,42 @@ func wake(c client.Reader, ended func(old, new client.Object) bool) handler.Func
 	}
 }
 
-// wakeOnExecution wakes, besides, the other requests of an object when a
-// WFE is created for it: it is busy now.
+// wakeOnExecution wakes the other requests of an object when a WFE is
+// created for it (it is busy now), ends or goes.
 func wakeOnExecution(c client.Reader) handler.Funcs {
 	h := wake(c, executionEnded)
 	h.CreateFunc = func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		owner := metav1.GetControllerOf(e.Object)
-		for _, r := range waiters(ctx, c, targetHash(e.Object)) {
-			if owner == nil || r.Namespace != e.Object.GetNamespace() || r.Name != owner.Name {
-				q.Add(r) // its own request created it, and knows
-			}
+		enqueue(q, others(waiters(ctx, c, targetHash(e.Object)), e.Object))
+	}
+	h.UpdateFunc = func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		if executionEnded(e.ObjectOld, e.ObjectNew) {
+			enqueue(q, others(waiters(ctx, c, targetHash(e.ObjectNew)), e.ObjectNew))
+		}
+	}
+	// A WFE deleted before it ended fails its request.
+	h.DeleteFunc = func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		enqueue(q, waiters(ctx, c, targetHash(e.Object)))
+		if owner := metav1.GetControllerOf(e.Object); owner != nil && owner.Kind == "RemediationRequest" {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: owner.Name}})
 		}
 	}
 	return h
+}
+
+// others leaves out the WFE's own request: it created the WFE and knows;
+// the WFE controller ends it when the WFE ends.
+func others(reqs []reconcile.Request, wfe client.Object) []reconcile.Request {
+	owner := metav1.GetControllerOf(wfe)
+	if owner == nil {
+		return reqs
+	}
+	out := reqs[:0]
+	for _, r := range reqs {
+		if r.Namespace != wfe.GetNamespace() || r.Name != owner.Name {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []reconcile.Request) {
