@@ -181,7 +181,7 @@ $(NODE_TOOLS) &: hack/tools/go.mod
 
 # go install names the file after the command; versioned here.
 define go-install
-	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && GOBIN=$$tmp go install $(3) $(2) && mv $$tmp/$(notdir $(firstword $(subst @, ,$(2)))) $(1)
+	mkdir -p $(dir $(1)) && tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && GOBIN=$$tmp go install $(3) $(2) && mv $$tmp/$(notdir $(firstword $(subst @, ,$(2)))) $(1)
 endef
 
 $(CONTROLLER_GEN):
