@@ -11,7 +11,9 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
@@ -163,21 +165,10 @@ func removeWebhooks(ctx context.Context, api client.Client) error {
 		if err := api.List(ctx, list); err != nil {
 			return err
 		}
-		var objs []client.Object
-		switch l := list.(type) {
-		case *admissionregistrationv1.ValidatingWebhookConfigurationList:
-			for i := range l.Items {
-				objs = append(objs, &l.Items[i])
-			}
-		case *admissionregistrationv1.MutatingWebhookConfigurationList:
-			for i := range l.Items {
-				objs = append(objs, &l.Items[i])
-			}
-		}
-		for _, o := range objs {
-			if err := api.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-				return err
-			}
+		if err := meta.EachListItem(list, func(o runtime.Object) error {
+			return client.IgnoreNotFound(api.Delete(ctx, o.(client.Object)))
+		}); err != nil {
+			return err
 		}
 	}
 	// "with-0000" still holds its target: a second CREATE on it passes only
