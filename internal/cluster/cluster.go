@@ -170,9 +170,7 @@ func (c *Cluster) Admissions(ctx context.Context) map[string]float64 {
 func (c *Cluster) WebhookSum(ctx context.Context, name string) float64 {
 	var sum float64
 	for _, families := range c.webhookMetrics(ctx) {
-		for _, m := range families[name].GetMetric() {
-			sum += m.GetCounter().GetValue()
-		}
+		sum += Sum(families, name, nil)
 	}
 	return sum
 }
@@ -182,22 +180,47 @@ func (c *Cluster) WebhookSum(ctx context.Context, name string) float64 {
 func (c *Cluster) webhookMetrics(ctx context.Context) []map[string]*dto.MetricFamily {
 	var out []map[string]*dto.MetricFamily
 	for _, url := range c.metrics {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			continue
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			continue
-		}
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		families, err := parser.TextToMetricFamilies(resp.Body)
-		_ = resp.Body.Close()
-		if err == nil {
+		if families, err := Scrape(ctx, url); err == nil {
 			out = append(out, families)
 		}
 	}
 	return out
+}
+
+// Scrape reads a Prometheus text endpoint into its metric families.
+func Scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// Sum adds up the counter name's series whose labels include every pair
+// of match (nil: all series).
+func Sum(families map[string]*dto.MetricFamily, name string, match map[string]string) float64 {
+	var sum float64
+	for _, m := range families[name].GetMetric() {
+		if labelsMatch(m, match) {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func labelsMatch(m *dto.Metric, match map[string]string) bool {
+	for k, v := range match {
+		if label(m, k) != v {
+			return false
+		}
+	}
+	return true
 }
 
 func label(m *dto.Metric, name string) string {

@@ -51,10 +51,12 @@ type scale struct {
 	// many objects; requests measured one at a time in each phase.
 	historySize, historyTargets, historySamples int
 	throughputTargets                           int
-	faultTargets, faultRRsPerTarget             int
-	faultWindow                                 time.Duration
-	faultKills                                  int
-	throughputReplicas                          []int
+	// memory: requests per throughput target, all sent at once to one replica.
+	memoryRRsPerTarget              int
+	faultTargets, faultRRsPerTarget int
+	faultWindow                     time.Duration
+	faultKills                      int
+	throughputReplicas              []int
 	// soak: contended WFE CREATEs sent, objects, one RR per soakRREvery
 	// CREATEs, SIGKILLs of orchestrator processes.
 	soakCreates, soakObjects, soakRREvery, soakKills int
@@ -64,19 +66,19 @@ var (
 	full = scale{
 		lockSamples: 300, handoffSamples: 60, admissionSamples: 300, admissionBurst: 1000, admissionStorm: 500,
 		historySize: 10000, historyTargets: 100, historySamples: 200,
-		throughputTargets: 1000, faultTargets: 100, faultRRsPerTarget: 8, faultWindow: 60 * time.Second, faultKills: 6,
+		throughputTargets: 1000, memoryRRsPerTarget: 10, faultTargets: 100, faultRRsPerTarget: 8, faultWindow: 60 * time.Second, faultKills: 6,
 		throughputReplicas: []int{1, 3, 5}, soakCreates: 100000, soakObjects: 18, soakRREvery: 60, soakKills: 9,
 	}
 	quick = scale{
 		lockSamples: 60, handoffSamples: 15, admissionSamples: 60, admissionBurst: 150, admissionStorm: 500,
 		historySize: 300, historyTargets: 30, historySamples: 30,
-		throughputTargets: 100, faultTargets: 20, faultRRsPerTarget: 5, faultWindow: 20 * time.Second, faultKills: 2,
+		throughputTargets: 100, memoryRRsPerTarget: 10, faultTargets: 20, faultRRsPerTarget: 5, faultWindow: 20 * time.Second, faultKills: 2,
 		throughputReplicas: []int{1, 3, 5}, soakCreates: 1000, soakObjects: 24, soakRREvery: 30, soakKills: 3,
 	}
 )
 
 // sections, in the order they run; --only picks some of them.
-var sections = []string{"lock", "handoff", "admission", "history", "throughput", "faults", "soak"}
+var sections = []string{"lock", "handoff", "admission", "history", "throughput", "memory", "faults", "soak"}
 
 // processArgs are testenv.FastRouting as orchestrator flags, with room for
 // the bench's load; the lock and the webhook run with their defaults.
@@ -169,9 +171,21 @@ func runSections(ctx context.Context, s scale, bin string, r *report) error {
 		fmt.Println(r.history.budgetLine())
 	}
 	if r.ran["throughput"] {
-		if err := runThroughput(ctx, s, bin, r); err != nil {
+		for _, n := range s.throughputReplicas {
+			t, err := runThroughput(ctx, bin, fmt.Sprintf("throughput-%d", n), n, s.throughputTargets, 1)
+			if err != nil {
+				return err
+			}
+			fmt.Println(t.line())
+			r.throughput = append(r.throughput, t)
+		}
+	}
+	if r.ran["memory"] {
+		var err error
+		if r.memory, err = runThroughput(ctx, bin, "memory", 1, s.throughputTargets, s.memoryRRsPerTarget); err != nil {
 			return err
 		}
+		fmt.Println(r.memory.memoryLine())
 	}
 	if r.ran["faults"] {
 		var err error
@@ -225,26 +239,20 @@ func runShared(ctx context.Context, s scale, bin string, r *report) error {
 	return err
 }
 
-// runThroughput plays section 4.
-func runThroughput(ctx context.Context, s scale, bin string, r *report) error {
-	// Each throughput run on a fresh control plane: the live checks list
-	// WorkflowExecutions, so the objects left by earlier runs would slow
-	// later ones.
-	for _, n := range s.throughputReplicas {
-		progress("throughput: starting control plane and 2 webhook processes")
-		c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
-		if err != nil {
-			return err
-		}
-		t, err := benchThroughput(ctx, c, bin, n, s.throughputTargets)
-		_ = c.Stop()
-		if err != nil {
-			return fmt.Errorf("throughput with %d replicas: %w", n, err)
-		}
-		fmt.Println(t.line())
-		r.throughput = append(r.throughput, t)
+// runThroughput runs benchThroughput on a fresh control plane with two
+// webhook processes: objects left by earlier runs would change its figures.
+func runThroughput(ctx context.Context, bin, ns string, replicas, targets, perTarget int) (throughputResult, error) {
+	progress("%s: starting control plane and 2 webhook processes", ns)
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
+	if err != nil {
+		return throughputResult{}, err
 	}
-	return nil
+	defer func() { _ = c.Stop() }()
+	t, err := benchThroughput(ctx, c, bin, ns, replicas, targets, perTarget)
+	if err != nil {
+		return t, fmt.Errorf("%s with %d replicas: %w", ns, replicas, err)
+	}
+	return t, nil
 }
 
 func progress(format string, args ...any) {

@@ -24,6 +24,7 @@ type report struct {
 	admission  admissionResult
 	history    historyResult
 	throughput []throughputResult
+	memory     throughputResult
 	faults     faultResult
 	soak       soakResult
 }
@@ -255,12 +256,28 @@ func (r *report) markdown() string {
 		p("|---:|---:|---:|---:|---:|---:|---|---|")
 		for _, t := range r.throughput {
 			p("| %d | %d | %.1f | %.1f | %.1f | %.2f | %s | %s |", t.replicas, t.targets, t.elapsed.Seconds(), t.rrsPerSecond(),
-				t.requests/float64(t.targets), t.reconcilesPerRR(), floats(t.peakRSS), floats(t.webhookRSS))
+				t.requestsPerRR(), t.reconcilesPerRR(), floats(t.peakRSS), floats(t.webhookRSS))
 		}
 		p("")
 		p("Fleet reconciles/RR: the `remediationrequest` controller's reconciles (`controller_runtime_reconcile_total`), summed over the replicas, per RR.")
 		p("")
 		p("![throughput](throughput.svg)")
+		p("")
+	}
+
+	if r.has("memory") {
+		m := r.memory
+		p("## Memory")
+		p("")
+		p("One orchestrator process, as in section 4, on a fresh control plane: %d requests on %d targets (%d per target, each its own signal) sent at once,",
+			m.rrs, m.targets, m.rrs/max(1, m.targets))
+		p("so the informers hold every request and WFE and each target has a queue of waiters; until every request is terminal.")
+		p("")
+		p("| RRs | targets | seconds | RRs/s | API requests/RR | peak RSS orchestrator MiB | peak RSS per webhook MiB |")
+		p("|---:|---:|---:|---:|---:|---:|---|")
+		p("| %d | %d | %.0f | %.1f | %.1f | **%.0f** | %s |", m.rrs, m.targets, m.elapsed.Seconds(), m.rrsPerSecond(), m.requestsPerRR(), maxOf(m.peakRSS), floats(m.webhookRSS))
+		p("")
+		p("Bound: peak RSS <= 150 MiB per orchestrator.")
 		p("")
 	}
 
@@ -312,6 +329,9 @@ func (r *report) markdown() string {
 	if r.has("history") {
 		p("%s", r.history.line())
 		p("%s", r.history.budgetLine())
+	}
+	if r.has("memory") {
+		p("%s", r.memory.memoryLine())
 	}
 	if r.has("faults") {
 		p("%s", r.faults.line())

@@ -52,7 +52,7 @@ func TestBarChartIsWellFormedSVG(t *testing.T) {
 func TestLinesAreMachineReadable(t *testing.T) {
 	r := report{
 		lock:       lockResult{on: []time.Duration{3 * time.Millisecond}, off: []time.Duration{2 * time.Millisecond}},
-		throughput: []throughputResult{{replicas: 3, targets: 10, elapsed: time.Second, requests: 100, reconciles: 25, peakRSS: []float64{40, 50}}},
+		throughput: []throughputResult{{replicas: 3, targets: 10, rrs: 10, elapsed: time.Second, requests: 100, reconciles: 25, peakRSS: []float64{40, 50}}},
 	}
 	for _, line := range []string{r.lock.line(), r.handoff.line(), r.admission.line(), r.throughput[0].line(), r.faults.line(), r.history.line(), r.history.budgetLine()} {
 		f := strings.Fields(line)

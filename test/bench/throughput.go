@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 
 type throughputResult struct {
 	replicas, targets int
+	rrs               int // requests sent, spread evenly over the targets
 	elapsed           time.Duration
 	requests          float64 // by the orchestrators, from their client-go counters
 	reconciles        float64 // of requests, summed over the orchestrators
@@ -28,30 +28,38 @@ type throughputResult struct {
 	webhookRSS        []float64
 }
 
-func (r throughputResult) rrsPerSecond() float64 { return float64(r.targets) / r.elapsed.Seconds() }
+func (r throughputResult) rrsPerSecond() float64 { return float64(r.rrs) / r.elapsed.Seconds() }
+
+func (r throughputResult) requestsPerRR() float64 { return r.requests / float64(r.rrs) }
 
 func (r throughputResult) line() string {
 	return fmt.Sprintf("bench throughput replicas=%d targets=%d rrs_per_s=%.1f api_requests_per_rr=%.1f peak_rss_mb=%.0f fleet_reconciles_per_rr=%.2f",
-		r.replicas, r.targets, r.rrsPerSecond(), r.requests/float64(r.targets), maxOf(r.peakRSS), r.reconcilesPerRR())
+		r.replicas, r.targets, r.rrsPerSecond(), r.requestsPerRR(), maxOf(r.peakRSS), r.reconcilesPerRR())
+}
+
+// memoryLine reports the memory run: many requests per target, all sent at once.
+func (r throughputResult) memoryLine() string {
+	return fmt.Sprintf("bench memory replicas=%d rrs=%d targets=%d seconds=%.0f peak_rss_mb=%.0f webhook_peak_rss_mb=%.0f",
+		r.replicas, r.rrs, r.targets, r.elapsed.Seconds(), maxOf(r.peakRSS), maxOf(r.webhookRSS))
 }
 
 // reconcilesPerRR is the fleet's reconciles of requests per request: 1 is
 // one reconcile by one replica; replicas that each reconcile every request
 // multiply it.
-func (r throughputResult) reconcilesPerRR() float64 { return r.reconciles / float64(r.targets) }
+func (r throughputResult) reconcilesPerRR() float64 { return r.reconciles / float64(r.rrs) }
 
-// benchThroughput runs n orchestrator processes over one request per target
-// on `targets` targets, with the simulated executor finishing each WFE at
-// once, and times from the first CREATE until every request is terminal.
+// benchThroughput runs n orchestrator processes over perTarget requests on
+// each of `targets` targets, all sent at once, in namespace ns, with the
+// simulated executor finishing each WFE at once, and times from the first
+// CREATE until every request is terminal.
 // API requests are the orchestrators' own count (client-go's
 // rest_client_requests_total, counted per request by the client); peak RSS
 // is each process's VmHWM. Reconciles are controller-runtime's
 // controller_runtime_reconcile_total of the remediationrequest controller.
-func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, targets int) (throughputResult, error) {
-	ns := fmt.Sprintf("throughput-%d", n)
+func benchThroughput(ctx context.Context, c *cluster.Cluster, bin, ns string, n, targets, perTarget int) (throughputResult, error) {
 	env := c.Env
-	res := throughputResult{replicas: n, targets: targets}
-	progress("throughput: %d orchestrator processes, %d targets", n, targets)
+	res := throughputResult{replicas: n, targets: targets, rrs: targets * perTarget}
+	progress("%s: %d orchestrator processes, %d requests on %d targets", ns, n, res.rrs, targets)
 	if err := newNamespace(ctx, env.Client, ns); err != nil {
 		return res, err
 	}
@@ -67,7 +75,7 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, tar
 		}
 	}()
 	for i := range n {
-		p, err := startOrchestrator(c, bin, fmt.Sprintf("throughput-%d-%d", n, i))
+		p, err := startOrchestrator(c, bin, fmt.Sprintf("%s-%d", ns, i))
 		if err != nil {
 			return res, err
 		}
@@ -91,11 +99,12 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, tar
 	for range 16 {
 		wg.Go(func() {
 			for {
-				i := next.Add(1)
-				if i > int64(targets) {
+				i := int(next.Add(1))
+				if i > res.rrs {
 					return
 				}
-				rr := newRR(ns, fmt.Sprintf("rr-%04d", i), fmt.Sprintf("app-%04d", i), "sig", "restart")
+				// Each request its own signal: the same one would be a duplicate.
+				rr := newRR(ns, fmt.Sprintf("rr-%05d", i), fmt.Sprintf("app-%04d", (i-1)%targets), fmt.Sprintf("sig-%d", (i-1)/targets), "restart")
 				if err := api.Create(ctx, rr); err != nil {
 					progress("creating %s: %v", rr.Name, err)
 				}
@@ -114,23 +123,19 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin string, n, tar
 				done++
 			}
 		}
-		return done == targets
+		return done == res.rrs
 	})
 	res.elapsed = time.Since(start)
 	if err != nil {
 		return res, fmt.Errorf("requests not terminal: %w", err)
 	}
 	for _, p := range procs {
-		reqs, err := p.sum(ctx, "rest_client_requests_total{")
+		families, err := cluster.Scrape(ctx, p.metrics)
 		if err != nil {
 			return res, err
 		}
-		res.requests += reqs
-		recs, err := p.sum(ctx, `controller_runtime_reconcile_total{controller="remediationrequest",`)
-		if err != nil {
-			return res, err
-		}
-		res.reconciles += recs
+		res.requests += cluster.Sum(families, "rest_client_requests_total", nil)
+		res.reconciles += cluster.Sum(families, "controller_runtime_reconcile_total", map[string]string{"controller": "remediationrequest"})
 		res.peakRSS = append(res.peakRSS, peakRSS(p.Pid()))
 	}
 	for _, w := range c.Webhooks {
@@ -176,34 +181,6 @@ func (p *proc) ready(ctx context.Context, timeout time.Duration) error {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-}
-
-// sum adds up the samples of the process's metrics whose line starts with
-// prefix (a name and the start of its labels).
-func (p *proc) sum(ctx context.Context, prefix string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metrics, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		if i := strings.LastIndexByte(line, ' '); i > 0 {
-			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-				sum += v
-			}
-		}
-	}
-	return sum, sc.Err()
 }
 
 // peakRSS is a process's VmHWM in MiB, or 0 if it cannot be read.
