@@ -316,8 +316,10 @@ func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.Remedi
 	}
 	s := &rr.Status
 	before := *s.DeepCopy()
-	changed := s.Phase != v1alpha1.RemediationBlocked || s.BlockReason != b.Reason ||
-		s.BlockingWorkflowExecution != b.BlockingWorkflowExecution || s.DuplicateOf != b.DuplicateOf
+	// A new block is an Event; a waiter whose blocking WFE changed (the
+	// target passed to another request) only updates its status: one
+	// Event per handoff for every waiter would be O(waiters^2) per object.
+	changed := s.Phase != v1alpha1.RemediationBlocked || s.BlockReason != b.Reason || s.DuplicateOf != b.DuplicateOf
 	from := s.Phase
 	s.Phase = v1alpha1.RemediationBlocked
 	s.BlockReason = b.Reason

@@ -99,11 +99,17 @@ func (o Options) defaults() Options {
 }
 
 // CacheOptions restricts the manager's Lease cache to the lease namespace,
-// the only namespace the orchestrator may read Leases in.
+// the only namespace the orchestrator may read Leases in, and keeps cached
+// objects without their managedFields: nothing reads them, and on requests
+// and WFEs whose status is written several times they are most of the
+// object (an update without them leaves the stored ones as they are).
 func CacheOptions(leaseNamespace string) cache.Options {
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{leaseNamespace: {}}},
-	}}
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{leaseNamespace: {}}},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 }
 
 // Setup adds the orchestrator's controllers and sweeper to mgr. The manager
