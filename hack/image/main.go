@@ -63,13 +63,14 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
+	// What the image holds and how it runs, its name, and where it goes.
 	fs.Var((*files)(&o.Files), "file", "a file to put in the image as SRC:/DST (repeatable)")
+	fs.StringVar(&o.Entrypoint, "entrypoint", "", "entrypoint path in the image (default none: the pod sets its command)")
+	fs.StringVar(&o.User, "user", "65532:65532", "numeric UID:GID the image runs as")
+	fs.StringVar(&o.Platform, "platform", "linux/amd64", "OS/ARCH of the binaries")
 	fs.Var(o.Labels, "label", "an image label KEY=VALUE (repeatable)")
 	fs.StringVar(&o.Repository, "repository", "", "image repository, e.g. ghcr.io/targetlock/targetlock")
 	fs.StringVar(&o.Tag, "tag", "", "image tag")
-	fs.StringVar(&o.User, "user", "65532:65532", "numeric UID:GID the image runs as")
-	fs.StringVar(&o.Platform, "platform", "linux/amd64", "OS/ARCH of the binaries")
-	fs.StringVar(&o.Entrypoint, "entrypoint", "", "entrypoint path in the image (default none: the pod sets its command)")
 	fs.StringVar(&o.Out, "out", "", "tarball to write")
 	fs.StringVar(&o.DigestFile, "digest-file", "", "also write the manifest digest to this file")
 	if err := fs.Parse(args); err != nil {

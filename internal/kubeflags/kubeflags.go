@@ -1,5 +1,6 @@
-// Package kubeflags holds the API-connection flags every targetlock command
-// shares: which cluster, and how fast to talk to it.
+// Package kubeflags holds the flags every targetlock command shares: which
+// cluster, how fast to talk to it, and where a manager serves its metrics
+// and probes.
 package kubeflags
 
 import (
@@ -51,6 +52,18 @@ func (f *Flags) Config() (*rest.Config, error) {
 		cfg.QPS, cfg.Burst = float32(f.QPS), f.Burst
 	}
 	return cfg, nil
+}
+
+// Endpoints are the addresses a controller-runtime manager serves on.
+type Endpoints struct {
+	Metrics string
+	Probe   string
+}
+
+// Bind registers --metrics-bind-address and --health-probe-bind-address on fs.
+func (e *Endpoints) Bind(fs *flag.FlagSet) {
+	fs.StringVar(&e.Metrics, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; \"0\" disables it")
+	fs.StringVar(&e.Probe, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 }
 
 // StringList registers a comma-separated list flag.

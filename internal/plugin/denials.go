@@ -115,27 +115,18 @@ func clean(s string) string {
 
 // PrintDenials writes denials as a table ("" or "wide"), JSON or YAML.
 func PrintDenials(out io.Writer, ds []Denial, format output, now time.Time) error {
-	if ok, err := format.structured(out, ds); ok {
-		return err
-	}
-	if len(ds) == 0 {
-		_, err := fmt.Fprintln(out, "No denials found.")
-		return err
-	}
-	header := []string{"LAST SEEN", "NAMESPACE", "REASON", "TARGET", "HOLDER", "WORKFLOWEXECUTION", "REGARDING", "COUNT"}
-	if format == "wide" {
-		header = append(header, "MESSAGE")
-	}
-	rows := make([][]string, 0, len(ds))
-	for _, d := range ds {
-		r := []string{duration.HumanDuration(now.Sub(d.Time)), d.Namespace, d.Reason, dash(d.Target), dash(d.Holder),
-			dash(d.WorkflowExecution), d.Regarding, fmt.Sprint(d.Count)}
-		if format == "wide" {
-			r = append(r, d.Message)
-		}
-		rows = append(rows, r)
-	}
-	return table(out, header, rows)
+	return printItems(out, format, ds, "No denials found.",
+		columns{
+			normal: []string{"LAST SEEN", "NAMESPACE", "REASON", "TARGET", "HOLDER", "WORKFLOWEXECUTION", "REGARDING", "COUNT"},
+			wide:   []string{"MESSAGE"},
+		},
+		func(d Denial) columns {
+			return columns{
+				normal: []string{duration.HumanDuration(now.Sub(d.Time)), d.Namespace, d.Reason, dash(d.Target), dash(d.Holder),
+					dash(d.WorkflowExecution), d.Regarding, fmt.Sprint(d.Count)},
+				wide: []string{d.Message},
+			}
+		})
 }
 
 func newDenialsCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {

@@ -119,34 +119,30 @@ func wfePhase(ctx context.Context, c client.Reader, holder string) (string, erro
 
 // PrintLocks writes locks as a table ("" or "wide"), JSON or YAML.
 func PrintLocks(out io.Writer, ls []Lock, format output, now time.Time) error {
-	if ok, err := format.structured(out, ls); ok {
-		return err
-	}
-	if len(ls) == 0 {
-		_, err := fmt.Fprintln(out, "No locks found.")
-		return err
-	}
-	header := []string{"TARGET", "STATE", "HOLDER", "PHASE", "AGE", "EXPIRES"}
-	if format == "wide" {
-		header = append(header, "LEASE", "CLAIM UID")
-	}
-	rows := make([][]string, 0, len(ls))
-	for _, l := range ls {
-		expires := "-"
-		if !l.Expires.IsZero() {
-			if left := l.Expires.Sub(now); left > 0 {
-				expires = "in " + duration.HumanDuration(left)
-			} else {
-				expires = duration.HumanDuration(-left) + " ago"
+	return printItems(out, format, ls, "No locks found.",
+		columns{
+			normal: []string{"TARGET", "STATE", "HOLDER", "PHASE", "AGE", "EXPIRES"},
+			wide:   []string{"LEASE", "CLAIM UID"},
+		},
+		func(l Lock) columns {
+			return columns{
+				normal: []string{l.Target, l.State, l.Holder, dash(l.Phase), duration.HumanDuration(now.Sub(l.Since)), expiry(l.Expires, now)},
+				wide:   []string{l.Lease, dash(l.ClaimUID)},
 			}
-		}
-		r := []string{l.Target, l.State, l.Holder, dash(l.Phase), duration.HumanDuration(now.Sub(l.Since)), expires}
-		if format == "wide" {
-			r = append(r, l.Lease, dash(l.ClaimUID))
-		}
-		rows = append(rows, r)
+		})
+}
+
+// expiry says when a lock expires, relative to now: "in 10s", "5s ago", or
+// "-" for none.
+func expiry(expires, now time.Time) string {
+	if expires.IsZero() {
+		return "-"
 	}
-	return table(out, header, rows)
+	left := expires.Sub(now)
+	if left > 0 {
+		return "in " + duration.HumanDuration(left)
+	}
+	return duration.HumanDuration(-left) + " ago"
 }
 
 func newLocksCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {

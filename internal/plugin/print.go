@@ -45,6 +45,34 @@ func (o output) structured(out io.Writer, v any) (ok bool, err error) {
 	return false, nil
 }
 
+// columns are a listing's table columns: those every table shows and those
+// only -o wide adds.
+type columns struct{ normal, wide []string }
+
+// printItems writes items in format: JSON, YAML, or a table of one row per
+// item (the row's wide columns only with -o wide). An empty table is the
+// line none.
+func printItems[T any](out io.Writer, format output, items []T, none string, header columns, row func(T) columns) error {
+	if ok, err := format.structured(out, items); ok {
+		return err
+	}
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(out, none)
+		return err
+	}
+	wide := func(c columns) []string {
+		if format == "wide" {
+			return append(c.normal, c.wide...)
+		}
+		return c.normal
+	}
+	rows := make([][]string, 0, len(items))
+	for _, item := range items {
+		rows = append(rows, wide(row(item)))
+	}
+	return table(out, wide(header), rows)
+}
+
 // table writes rows under a header with kubectl's spacing.
 func table(out io.Writer, header []string, rows [][]string) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

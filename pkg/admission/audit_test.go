@@ -58,9 +58,8 @@ func histogramCount(t testing.TB) uint64 {
 
 func TestDenialIsAudited(t *testing.T) {
 	g := NewWithT(t)
-	f := getFixture(t)
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 	tgt := ns + "/StatefulSet/db"
 	mustAdmit(t, f, newWFE(ns, "owner", tgt, withRR("rr-owner")))
 
@@ -108,8 +107,7 @@ func TestDenialIsAudited(t *testing.T) {
 
 func TestAdmissionIsAudited(t *testing.T) {
 	g := NewWithT(t)
-	f := getFixture(t)
-	ns := newNamespace(t, f)
+	f, ns := inNewNamespace(t)
 	resp := f.handler.Handle(context.Background(), createRequest(newWFE(ns, "w", ns+"/Deployment/app")))
 	g.Expect(resp.Allowed).To(BeTrue(), resp.Result.Message)
 	g.Expect(resp.AuditAnnotations).To(HaveKeyWithValue(admission.AnnotationDecision, admission.DecisionAllowed))

@@ -184,8 +184,7 @@ func TestBadInputIsRefused(t *testing.T) {
 // TestBadInputThroughAPIServer sends the malformed targets the CRD schema
 // lets through: the webhook refuses them with a 400 and writes nothing.
 func TestBadInputThroughAPIServer(t *testing.T) {
-	f := getFixture(t)
-	ns := newNamespace(t, f)
+	f, ns := inNewNamespace(t)
 	before := leaseCount(t, f.env.Client, leaseNamespace)
 	for _, tgt := range []string{"a/b/c/d", ns + "//app", "/Deployment/app", ns + "/Deployment/äpp", "Node/" + strings.Repeat("x", 300), "x/y/"} {
 		st := create(t, f, newWFE(ns, "bad", tgt))

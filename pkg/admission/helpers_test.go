@@ -56,13 +56,16 @@ func newWFE(ns, name, targetResource string, mods ...mod) *v1alpha1.WorkflowExec
 	return w
 }
 
-func newNamespace(t testing.TB, f *fixture) string {
+// inNewNamespace returns the shared fixture and a namespace of the test's
+// own, so that its targets and Leases are apart from every other test's.
+func inNewNamespace(t testing.TB) (*fixture, string) {
 	t.Helper()
+	f := getFixture(t)
 	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "adm-"}}
 	if err := f.env.Client.Create(context.Background(), n); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
-	return n.Name
+	return f, n.Name
 }
 
 func mustKey(t testing.TB, s string) target.Key {
@@ -81,6 +84,15 @@ func inspect(t testing.TB, f *fixture, s string) lease.State {
 		t.Fatalf("inspecting %s: %v", s, err)
 	}
 	return st
+}
+
+// wantHolder fails t unless tgt's Lease is held by holder (a claim's
+// "namespace/name").
+func wantHolder(t testing.TB, f *fixture, tgt, holder string) {
+	t.Helper()
+	if s := inspect(t, f, tgt); s.Holder != holder {
+		t.Errorf("%s: want the Lease held by %s, got %s", tgt, holder, s)
+	}
 }
 
 // create creates w and returns nil or the API status of the refusal.

@@ -15,9 +15,8 @@ import (
 )
 
 func TestFencing(t *testing.T) {
-	f := getFixture(t)
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 	tgt := ns + "/Deployment/app"
 	key := mustKey(t, tgt)
 
@@ -47,9 +46,8 @@ func TestFencing(t *testing.T) {
 }
 
 func TestFencingExpiredLock(t *testing.T) {
-	f := getFixture(t)
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 	tgt := ns + "/Deployment/app"
 	tok, ok, err := f.orchestrator("replica-c").Acquire(ctx, mustKey(t, tgt))
 	if err != nil || !ok {
@@ -72,8 +70,7 @@ func TestFencingExpiredLock(t *testing.T) {
 }
 
 func TestAdmittedButNeverStored(t *testing.T) {
-	f := getFixture(t)
-	ns := newNamespace(t, f)
+	f, ns := inNewNamespace(t)
 	tgt := ns + "/Deployment/app"
 
 	// The second webhook denies this CREATE after ours, running in
@@ -108,15 +105,12 @@ func TestAdmittedButNeverStored(t *testing.T) {
 	// Past it, the target is free again.
 	f.clock.Step(claimGrace)
 	mustAdmit(t, f, newWFE(ns, "after-grace", tgt))
-	if s := inspect(t, f, tgt); s.Holder != ns+"/after-grace" {
-		t.Errorf("want the claim taken over by %s/after-grace, got %s", ns, s)
-	}
+	wantHolder(t, f, tgt, ns+"/after-grace")
 }
 
 func TestDryRunWritesNothing(t *testing.T) {
-	f := getFixture(t)
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 	tgt := ns + "/Deployment/app"
 	if err := f.env.Client.Create(ctx, newWFE(ns, "dry", tgt), client.DryRunAll); err != nil {
 		t.Fatalf("dry-run CREATE: want admitted, got %v", err)
@@ -135,9 +129,8 @@ func TestDryRunWritesNothing(t *testing.T) {
 }
 
 func TestTerminalFreesTarget(t *testing.T) {
-	f := getFixture(t)
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 	tgt := ns + "/Deployment/app"
 	first := newWFE(ns, "first", tgt)
 	mustAdmit(t, f, first)
@@ -148,15 +141,12 @@ func TestTerminalFreesTarget(t *testing.T) {
 		t.Fatalf("completing %s: %v", first.Name, err)
 	}
 	mustAdmit(t, f, newWFE(ns, "third", tgt))
-	if s := inspect(t, f, tgt); s.Holder != ns+"/third" {
-		t.Errorf("want claimed by %s/third, got %s", ns, s)
-	}
+	wantHolder(t, f, tgt, ns+"/third")
 }
 
 func TestDeletedFreesTarget(t *testing.T) {
-	f := getFixture(t)
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 	tgt := "Node/" + ns + "-worker"
 	first := newWFE(ns, "first", tgt)
 	mustAdmit(t, f, first)
@@ -171,9 +161,8 @@ func TestDeletedFreesTarget(t *testing.T) {
 }
 
 func TestUpdateCannotChangeTarget(t *testing.T) {
-	f := getFixture(t)
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 	w := newWFE(ns, "w", ns+"/Deployment/app")
 	mustAdmit(t, f, w)
 	w.Spec.Parameters = map[string]string{"replicas": "2"}

@@ -19,13 +19,9 @@ import (
 // token) for one target through the API server, for many targets in turn:
 // exactly one per target may be admitted.
 func TestAdmissionStorm(t *testing.T) {
-	const (
-		targets   = 20
-		perTarget = 50
-	)
-	f := getFixture(t)
+	const targets, perTarget = 20, 50
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 
 	creates, admitted, duplicates := 0, 0, 0
 	unexpected := map[string]int{}
@@ -87,13 +83,9 @@ func TestAdmissionStorm(t *testing.T) {
 // Handler with no memory of the old) share nothing but the Leases. Called
 // concurrently for the same targets, they admit one CREATE per target.
 func TestWebhookReplicas(t *testing.T) {
-	const (
-		targets   = 10
-		perTarget = 20
-	)
-	f := getFixture(t)
+	const targets, perTarget = 10, 20
+	f, ns := inNewNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, f)
 	replicas := make([]*admission.Handler, 2)
 	for i := range replicas {
 		lock, err := lease.New(f.env.Client, lease.Options{Namespace: leaseNamespace, Identity: fmt.Sprintf("webhook-%d", i+1),
@@ -128,8 +120,6 @@ func TestWebhookReplicas(t *testing.T) {
 			t.Errorf("%s: want exactly one CREATE admitted across replicas, got %v", tgt, allowed)
 			continue
 		}
-		if s := inspect(t, f, tgt); s.Holder != ns+"/"+allowed[0] {
-			t.Errorf("%s: want the Lease claimed by %s, got %s", tgt, allowed[0], s)
-		}
+		wantHolder(t, f, tgt, ns+"/"+allowed[0])
 	}
 }

@@ -118,14 +118,22 @@ func pendingRequests(c client.Reader) func(context.Context) ([]ownedObject, erro
 		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
-		var out []ownedObject
-		for i := range list.Items {
-			if rr := &list.Items[i]; !rr.Status.Phase.Terminal() {
-				out = append(out, ownedObject{client.ObjectKeyFromObject(rr), ownerKey(rr)})
-			}
-		}
-		return out, nil
+		return notEnded(list.Items, func(rr *v1alpha1.RemediationRequest) bool { return rr.Status.Phase.Terminal() }), nil
 	}
+}
+
+// notEnded are the items that have not ended, as objects to reconcile.
+func notEnded[T any, P interface {
+	*T
+	client.Object
+}](items []T, ended func(P) bool) []ownedObject {
+	var out []ownedObject
+	for i := range items {
+		if o := P(&items[i]); !ended(o) {
+			out = append(out, ownedObject{client.ObjectKeyFromObject(o), ownerKey(o)})
+		}
+	}
+	return out
 }
 
 // pendingExecutions are the WFEs not yet ended, and those whose claim still
@@ -137,12 +145,7 @@ func pendingExecutions(c client.Reader, leaseNamespace string) func(context.Cont
 		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
-		var out []ownedObject
-		for i := range list.Items {
-			if w := &list.Items[i]; !w.Status.Phase.Terminal() {
-				out = append(out, ownedObject{client.ObjectKeyFromObject(w), ownerKey(w)})
-			}
-		}
+		out := notEnded(list.Items, func(w *v1alpha1.WorkflowExecution) bool { return w.Status.Phase.Terminal() })
 		leases := &coordinationv1.LeaseList{}
 		if err := c.List(ctx, leases, client.InNamespace(leaseNamespace), client.HasLabels{lease.ManagedByLabel, v1alpha1.TargetHashLabel}, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err

@@ -113,10 +113,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		opts.Routing.ConsecutiveFailureCooldown = time.Hour
 		startReplica(ctx, "replica-0", opts)
 		for i := range 2 {
-			Expect(env.Client.Create(ctx, newRR(ns, name("rr", i), ns, "Deployment", "app", "sig"))).To(Succeed())
-			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-			setWFEPhase(ctx, ns, "wfe-"+name("rr", i), v1alpha1.WorkflowExecutionFailed)
-			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+			remediate(ctx, ns, name("rr", i), "sig", v1alpha1.WorkflowExecutionFailed)
 		}
 		Expect(getRR(ctx, ns, "rr-1")().Status.ConsecutiveFailureCount).To(BeEquivalentTo(2))
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-2", ns, "Deployment", "app", "sig"))).To(Succeed())
@@ -145,10 +142,7 @@ var _ = Describe("orchestrator scenarios", func() {
 	It("blocks RecentlyRemediated for the cooldown after the same workflow completed on the target", func() {
 		opts.Routing.RecentlyRemediatedCooldown = time.Hour
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig-a"))).To(Succeed())
-		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-		setWFEPhase(ctx, ns, "wfe-rr-a", v1alpha1.WorkflowExecutionCompleted)
-		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationCompleted)))
+		remediate(ctx, ns, "rr-a", "sig-a", v1alpha1.WorkflowExecutionCompleted)
 
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig-b"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) v1alpha1.BlockReason { return rr.Status.BlockReason }, Equal(v1alpha1.BlockRecentlyRemediated)))
@@ -163,10 +157,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		opts.Routing.BackoffBase = time.Hour
 		opts.Routing.BackoffMax = time.Hour
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
-		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-		setWFEPhase(ctx, ns, "wfe-rr-a", v1alpha1.WorkflowExecutionFailed)
-		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+		remediate(ctx, ns, "rr-a", "sig", v1alpha1.WorkflowExecutionFailed)
 		Expect(getRR(ctx, ns, "rr-a")().Status.NextAllowedExecution).NotTo(BeNil())
 
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig"))).To(Succeed())
@@ -279,10 +270,7 @@ var _ = Describe("claims", func() {
 		startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute,
 			TerminalRequestTTL: 100 * time.Millisecond})
 		for i := range 3 {
-			Expect(env.Client.Create(ctx, newRR(ns, name("rr", i), ns, "Deployment", "app", "sig"))).To(Succeed())
-			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-			setWFEPhase(ctx, ns, "wfe-"+name("rr", i), v1alpha1.WorkflowExecutionFailed)
-			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
+			remediate(ctx, ns, name("rr", i), "sig", v1alpha1.WorkflowExecutionFailed)
 		}
 		// Another signal on the object has its own newest.
 		Expect(env.Client.Create(ctx, newRR(ns, "other", ns, "Deployment", "app", "other-sig"))).To(Succeed())

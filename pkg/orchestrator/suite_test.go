@@ -108,4 +108,15 @@ func setWFEPhase(ctx context.Context, ns, name string, phase v1alpha1.WorkflowEx
 	Expect(env.Client.Status().Update(ctx, wfe)).To(Succeed())
 }
 
+// remediate creates the request name for signal on ns/Deployment/app,
+// waits until it executes, then ends its WFE in phase (Completed or Failed)
+// and waits until the request ends in the same phase.
+func remediate(ctx context.Context, ns, name, signal string, phase v1alpha1.WorkflowExecutionPhase) {
+	GinkgoHelper()
+	Expect(env.Client.Create(ctx, newRR(ns, name, ns, "Deployment", "app", signal))).To(Succeed())
+	Eventually(getRR(ctx, ns, name)).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+	setWFEPhase(ctx, ns, "wfe-"+name, phase)
+	Eventually(getRR(ctx, ns, name)).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationPhase(phase))))
+}
+
 func name(prefix string, i int) string { return fmt.Sprintf("%s-%d", prefix, i) }

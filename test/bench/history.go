@@ -95,11 +95,7 @@ func benchHistory(ctx context.Context, bin string, s scale) (historyResult, erro
 		return res, err
 	}
 	defer stopExec()
-	arr, err := watchArrivals(ctx, env.Config, env)
-	if err != nil {
-		return res, err
-	}
-	api, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	arr, api, err := watchAndClient(ctx, env)
 	if err != nil {
 		return res, err
 	}

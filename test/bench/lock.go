@@ -69,11 +69,7 @@ func benchLock(ctx context.Context, c *cluster.Cluster, s scale) (lockResult, er
 		return lockResult{}, err
 	}
 	defer stopOff()
-	arr, err := watchArrivals(ctx, env.Config, env)
-	if err != nil {
-		return lockResult{}, err
-	}
-	api, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	arr, api, err := watchAndClient(ctx, env)
 	if err != nil {
 		return lockResult{}, err
 	}

@@ -380,6 +380,17 @@ func newRR(ns, name, targetName, fingerprint, workflow string) *v1alpha1.Remedia
 	}
 }
 
+// watchAndClient is what a section measures with: a watch of WFE arrivals
+// and a client without client-side rate limits for the harness's requests.
+func watchAndClient(ctx context.Context, env *testenv.Env) (*arrivals, client.Client, error) {
+	arr, err := watchArrivals(ctx, env.Config, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	api, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
+	return arr, api, err
+}
+
 // arrivals records when this process first received each WFE (by
 // "namespace/name") from a watch: a WFE's creationTimestamp has only
 // whole seconds.

@@ -189,7 +189,6 @@ func (r *report) markdown() string {
 	}
 
 	if r.has("admission") {
-		aw, an := percentiles(r.admission.with), percentiles(r.admission.without)
 		p("## 3. Admission")
 		p("")
 		p("Direct WFE CREATEs, one at a time, each on its own target: first through both webhooks (the mutating label and the validating")
@@ -197,6 +196,7 @@ func (r *report) markdown() string {
 		p("guarded, so there is no unguarded namespace to compare with). A claim reads the target's Lease from the webhook's informer and")
 		p("writes it by compare-and-swap: one Lease write per admission; whatever a cached read would decide without a write is read live.")
 		p("")
+		aw, an := percentiles(r.admission.with), percentiles(r.admission.without)
 		p("| | samples | P50 ms | P99 ms | max ms |")
 		p("|---|---:|---:|---:|---:|")
 		p("| with webhook | %d | %.1f | %.1f | %.1f |", len(r.admission.with), aw.p50, aw.p99, aw.max)

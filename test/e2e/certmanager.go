@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 
@@ -125,26 +124,12 @@ func (e *e2e) issue(ctx context.Context) error {
 func (e *e2e) startCAInjector(ctx context.Context) (func(), error) {
 	cfg := rest.CopyConfig(e.cfg)
 	cfg.UserAgent = "cert-manager-cainjector" // its server-side apply field manager
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: e.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	if err := cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
-		EnableCertificatesDataSource: true,
-		EnabledReconcilersFor:        map[string]bool{"validatingwebhookconfiguration": true, "mutatingwebhookconfiguration": true},
-	}); err != nil {
-		cancel()
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Println("    cainjector:", err)
-		}
-	}()
-	return func() { cancel(); <-done }, nil
+	return e.runManager(ctx, "cainjector", cfg, func(mgr ctrl.Manager) error {
+		return cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
+			EnableCertificatesDataSource: true,
+			EnabledReconcilersFor:        map[string]bool{"validatingwebhookconfiguration": true, "mutatingwebhookconfiguration": true},
+		})
+	})
 }
 
 // waitCABundle waits until cainjector has filled the caBundle of both of

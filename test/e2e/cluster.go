@@ -14,8 +14,33 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
+
+// runManager runs a controller manager in this process (no metrics or probe
+// endpoints) with what setup adds to it, until the returned stop is called.
+// Its error, if any, is printed under name.
+func (e *e2e) runManager(ctx context.Context, name string, cfg *rest.Config, setup func(ctrl.Manager) error) (stop func(), err error) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: e.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return nil, err
+	}
+	if err := setup(mgr); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Println("    "+name+":", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
 
 // helm runs the helm CLI against the e2e cluster, echoing its output.
 func (e *e2e) helm(ctx context.Context, args ...string) error {

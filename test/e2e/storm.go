@@ -18,7 +18,6 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/executor"
@@ -360,22 +359,9 @@ func (e *e2e) allEnded(ctx context.Context) error {
 
 // startExecutor runs the simulated workflow engine in this process.
 func (e *e2e) startExecutor(ctx context.Context) (func(), error) {
-	mgr, err := ctrl.NewManager(e.cfg, ctrl.Options{Scheme: e.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
-	if err != nil {
-		return nil, err
-	}
-	if err := (&executor.Executor{Client: mgr.GetClient(), Delay: e.executorDelay}).Setup(mgr, "executor"); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Println("    executor:", err)
-		}
-	}()
-	return func() { cancel(); <-done }, nil
+	return e.runManager(ctx, "executor", e.cfg, func(mgr ctrl.Manager) error {
+		return (&executor.Executor{Client: mgr.GetClient(), Delay: e.executorDelay}).Setup(mgr, "executor")
+	})
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/command"
 	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/internal/lockmetrics"
 	"github.com/targetlock/targetlock/pkg/lease"
@@ -32,26 +33,19 @@ import (
 )
 
 type config struct {
-	kube        kubeflags.Flags
-	ring        bool
-	metricsAddr string
-	probeAddr   string
-	orch        orchestrator.Options
-	zap         zap.Options
+	kube      kubeflags.Flags
+	ring      bool
+	endpoints kubeflags.Endpoints
+	orch      orchestrator.Options
+	zap       zap.Options
 }
 
 func flags(out io.Writer) (*flag.FlagSet, *config) {
 	c := &config{}
-	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: orchestrator [flags]\n\nReconciles RemediationRequests into WorkflowExecutions, at most one active per target.\nEvery replica is active; replicas coordinate through one Lease per target in --lease-namespace.\nWith --ring, each object's requests are decided by one replica: the one that owns the object on a\nhash ring of the live replicas, each registered by a Lease of its own in --lease-namespace.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs := command.NewFlagSet("orchestrator", out, "Usage: orchestrator [flags]\n\nReconciles RemediationRequests into WorkflowExecutions, at most one active per target.\nEvery replica is active; replicas coordinate through one Lease per target in --lease-namespace.\nWith --ring, each object's requests are decided by one replica: the one that owns the object on a\nhash ring of the live replicas, each registered by a Lease of its own in --lease-namespace.\n\nFlags:\n")
 	o := &c.orch
 	c.kube.Bind(fs)
-	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; \"0\" disables it")
-	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	c.endpoints.Bind(fs)
 	fs.StringVar(&o.LeaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the target Leases, the install namespace (default $POD_NAMESPACE)")
 	fs.StringVar(&o.Identity, "identity", os.Getenv("POD_NAME"), "this replica's name in lock tokens and on the ring, unique per replica (default $POD_NAME, else the host name)")
 	fs.DurationVar(&o.LeaseDuration, "lease-duration", lease.DefaultDuration, "how long a target lock lasts unless renewed; must match the webhook's")
@@ -78,10 +72,7 @@ func flags(out io.Writer) (*flag.FlagSet, *config) {
 // Run parses args and runs the orchestrator until ctx ends.
 func Run(ctx context.Context, args []string, out io.Writer) error {
 	fs, c := flags(out)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if help, err := command.Parse(fs, args); help || err != nil {
 		return err
 	}
 	if c.orch.Identity == "" {
@@ -106,8 +97,8 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  orchestrator.CacheOptions(c.orch.LeaseNamespace),
-		Metrics:                metricsserver.Options{BindAddress: c.metricsAddr},
-		HealthProbeBindAddress: c.probeAddr,
+		Metrics:                metricsserver.Options{BindAddress: c.endpoints.Metrics},
+		HealthProbeBindAddress: c.endpoints.Probe,
 		LeaderElection:         false, // all replicas active; the Leases coordinate
 	})
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/command"
 	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
@@ -32,8 +33,7 @@ import (
 
 type serveConfig struct {
 	kube          kubeflags.Flags
-	metricsAddr   string
-	probeAddr     string
+	endpoints     kubeflags.Endpoints
 	host          string
 	port          int
 	certDir       string
@@ -54,10 +54,7 @@ type serveConfig struct {
 
 func serveFlags(out io.Writer) (*flag.FlagSet, *serveConfig) {
 	c := &serveConfig{}
-	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprintf(out, `Usage:
+	fs := command.NewFlagSet("webhook", out, fmt.Sprintf(`Usage:
   webhook [serve] [flags]     serve the WorkflowExecution admission webhooks
   webhook denials [flags]     list recently denied admissions (see webhook denials --help)
   webhook certs verify [flags] check the webhook's certificates as the API server sees them (CI)
@@ -72,22 +69,19 @@ certificate when the files in --cert-dir change; /readyz passes only once
 the certificate is loaded and served.
 
 Flags:
-`, admission.LabelPath, v1alpha1.TargetHashLabel, admission.Path)
-		fs.PrintDefaults()
-	}
+`, admission.LabelPath, v1alpha1.TargetHashLabel, admission.Path))
 	// The webhook answers within the API server's webhook timeout, so its
 	// reads and claims must never queue behind a client-side limit: a burst
 	// of CREATEs on busy targets costs two live reads per refusal.
 	c.kube = kubeflags.Flags{QPS: 1000, Burst: 2000}
 	c.kube.Bind(fs)
+	c.endpoints.Bind(fs)
 	fs.StringVar(&c.host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&c.port, "port", webhook.DefaultPort, "port of the webhook server (HTTPS)")
 	fs.StringVar(&c.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate and key; watched, so a renewed certificate is used without a restart")
 	fs.StringVar(&c.certName, "cert-name", "tls.crt", "file name of the serving certificate in --cert-dir")
 	fs.StringVar(&c.keyName, "key-name", "tls.key", "file name of the serving key in --cert-dir")
 	fs.BoolVar(&c.enableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1 (off: HTTP/2 rapid-reset and stream-exhaustion attacks)")
-	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; \"0\" disables it")
-	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	fs.StringVar(&c.namespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the target Leases, the install namespace (default $POD_NAMESPACE); must match the orchestrator's")
 	fs.StringVar(&c.identity, "identity", os.Getenv("POD_NAME"), "this replica's name, in logs (default $POD_NAME, else the host name)")
 	fs.DurationVar(&c.leaseDuration, "lease-duration", lease.DefaultDuration, "the orchestrator's lock duration; must match the orchestrator's (a lock's expiry is read from its Lease)")
@@ -130,10 +124,7 @@ func cacheSynced(c cache.Cache) healthz.Checker {
 
 func runServe(ctx context.Context, args []string, out io.Writer) error {
 	fs, c := serveFlags(out)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if help, err := command.Parse(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -176,8 +167,8 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  cacheOptions(c.namespace),
-		Metrics:                metricsserver.Options{BindAddress: c.metricsAddr},
-		HealthProbeBindAddress: c.probeAddr,
+		Metrics:                metricsserver.Options{BindAddress: c.endpoints.Metrics},
+		HealthProbeBindAddress: c.endpoints.Probe,
 		WebhookServer:          server,
 		LeaderElection:         false, // every replica serves; the Leases coordinate
 	})
