@@ -38,6 +38,7 @@ const (
 
 	ReasonInvalidObject = "InvalidObject" // the object cannot be decoded or lacks name/uid
 	ReasonInvalidTarget = "InvalidTarget" // spec.targetResource is malformed
+	ReasonInvalidLabel  = "InvalidLabel"  // the identity label names another object
 	ReasonAPIError      = "APIError"      // reading or writing the API failed; retry
 )
 
@@ -66,6 +67,13 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		return v.errored(err)
 	}
 	v.target = key.String()
+	// The labelling webhook skips a WFE that already carries the identity
+	// label (the orchestrator's), so a wrong one is refused here: a WFE
+	// must be found by its object's label.
+	if hash, ok := wfe.Labels[v1alpha1.TargetHashLabel]; ok && hash != key.Hash() {
+		return v.invalid(ReasonInvalidLabel, fmt.Errorf("label %s is %q, but target %s has %q: remove the label (the webhook sets it) or set it to that value",
+			v1alpha1.TargetHashLabel, hash, key, key.Hash()))
+	}
 	if d, ok := h.permitted(ctx, req, owner.Namespace, key, v); !ok {
 		return d
 	}

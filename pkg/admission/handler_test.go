@@ -201,6 +201,37 @@ func TestBadInputThroughAPIServer(t *testing.T) {
 	}
 }
 
+// TestIdentityLabelThroughAPIServer: a WFE without the identity label is
+// labelled; one carrying the right label (as the orchestrator sends it)
+// skips the labelling webhook and is admitted as is; one whose label names
+// another object is refused with a 400 and writes nothing.
+func TestIdentityLabelThroughAPIServer(t *testing.T) {
+	f, ns := inNewNamespace(t)
+	hash := func(id string) string { // known by construction, not by pkg/target
+		sum := sha256.Sum256([]byte(id))
+		return hex.EncodeToString(sum[:])[:40]
+	}
+	plain := newWFE(ns, "plain", ns+"/deployments/a")
+	mustAdmit(t, f, plain)
+	if got := plain.Labels[v1alpha1.TargetHashLabel]; got != hash(ns+"/Deployment.apps/a") {
+		t.Errorf("unlabelled WFE stored with label %q", got)
+	}
+	right := newWFE(ns, "right", ns+"/Deployment/b", withLabel(v1alpha1.TargetHashLabel, hash(ns+"/Deployment.apps/b")))
+	mustAdmit(t, f, right)
+	wantHolder(t, f, ns+"/Deployment/b", ns+"/right")
+
+	before := leaseCount(t, f.env.Client, leaseNamespace)
+	for _, forged := range []string{hash(ns + "/Deployment.apps/a"), "forged", ""} {
+		st := mustDeny(t, f, newWFE(ns, "forged", ns+"/Deployment/c", withLabel(v1alpha1.TargetHashLabel, forged)), admission.ReasonInvalidLabel)
+		if st.Code != 400 || !strings.Contains(st.Message, hash(ns+"/Deployment.apps/c")) {
+			t.Errorf("label %q: want a 400 naming the right value, got %d %q", forged, st.Code, st.Message)
+		}
+	}
+	if after := leaseCount(t, f.env.Client, leaseNamespace); after != before {
+		t.Errorf("refused WFEs wrote Leases: %d before, %d after", before, after)
+	}
+}
+
 // Only CREATEs are guarded: the CRD keeps the target immutable and a
 // terminal phase final, so no other operation depends on the webhook.
 func TestOtherOperationsAreNotGuarded(t *testing.T) {

@@ -269,8 +269,17 @@ func assertWebhook(t *testing.T, vwc *unstructured.Unstructured) {
 			t.Errorf("%s lacks %q:\n%s", vwc.GetKind(), want, s)
 		}
 	}
-	// Every namespace is guarded, the release's included; only CREATEs are sent.
-	for _, unwanted := range []string{"UPDATE", "namespaceSelector", "objectSelector"} {
+	// Every namespace is guarded, the release's included; only CREATEs are
+	// sent. Only the labelling skips what already carries the label (the
+	// validating webhook refuses a wrong one).
+	unwanted := []string{"UPDATE", "namespaceSelector", "objectSelector"}
+	if vwc.GetKind() == "MutatingWebhookConfiguration" {
+		unwanted = unwanted[:2]
+		if want := "objectSelector:\n    matchExpressions:\n    - key: targetlock.io/target-hash\n      operator: DoesNotExist"; !strings.Contains(s, want) {
+			t.Errorf("%s lacks %q:\n%s", vwc.GetKind(), want, s)
+		}
+	}
+	for _, unwanted := range unwanted {
 		if strings.Contains(s, unwanted) {
 			t.Errorf("%s has %q:\n%s", vwc.GetKind(), unwanted, s)
 		}
