@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/recorder"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/ring"
 	"github.com/targetlock/targetlock/pkg/routing"
@@ -168,6 +169,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	c := mgr.GetClient()
 	sweeper := &Sweeper{live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval}
+	events := recorder.New(mgr.GetClient(), mgr.GetScheme(), "targetlock-orchestrator")
+	if err := mgr.Add(events); err != nil {
+		return err
+	}
 	rrs := &RemediationReconciler{
 		staleClaim: sweeper.staleClaim,
 		client:     c,
@@ -176,7 +181,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		resolver:   resolver,
 		trusted:    append([]string{opts.LeaseNamespace}, opts.TrustedNamespaces...),
 		engine:     routing.NewEngine(c, mgr.GetAPIReader(), opts.Routing, opts.Clock),
-		recorder:   mgr.GetEventRecorder("targetlock-orchestrator"),
+		recorder:   events,
 		clock:      opts.Clock,
 		fallback:   opts.FallbackRequeue,
 		ttl:        opts.TerminalRequestTTL,

@@ -26,6 +26,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/command"
 	"github.com/targetlock/targetlock/internal/kubeflags"
+	"github.com/targetlock/targetlock/internal/recorder"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
@@ -195,11 +196,15 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("creating discovery client: %w", err)
 	}
 	resolver := target.NewResolver(dc, clk)
+	events := recorder.New(mgr.GetClient(), mgr.GetScheme(), ControllerName)
+	if err := mgr.Add(events); err != nil {
+		return err
+	}
 	h, err := admission.New(admission.Options{
 		Lock: lock, Resolver: resolver, Reader: live, Cache: mgr.GetCache(), Clock: clk, MaxAttempts: c.maxAttempts,
 		Trust: c.trust, Authorizer: live,
 		DirectClaimsPerSecond: c.directClaimsPerSecond, DirectClaimsBurst: c.directClaimsBurst,
-		Recorder: mgr.GetEventRecorder(ControllerName),
+		Recorder: events,
 	})
 	if err != nil {
 		return err
