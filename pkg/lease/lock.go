@@ -147,30 +147,47 @@ func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error)
 		// The lock expired, or it is one of ours whose acquisition we could
 		// not confirm: take it over against the version we read, so of
 		// several contenders exactly one wins.
-		lease := st.lease.DeepCopy()
-		lease.Spec.HolderIdentity = ptr.To(tok.ID)
-		lease.Spec.LeaseDurationSeconds = ptr.To(l.durationSeconds())
-		lease.Spec.AcquireTime = &metav1.MicroTime{Time: now}
-		lease.Spec.RenewTime = &metav1.MicroTime{Time: now}
-		lease.Spec.LeaseTransitions = ptr.To(ptr.Deref(lease.Spec.LeaseTransitions, 0) + 1)
-		err = l.client.Update(ctx, lease)
-		switch {
-		case err == nil:
-			takeovers.Inc()
-			tok.wrote(lease)
-			return l.acquired(tok, now), true, nil
-		case apierrors.IsConflict(err), apierrors.IsNotFound(err):
-			acquisitions.WithLabelValues("contended").Inc()
-			return Token{}, false, nil
-		case l.applied(ctx, tok):
-			takeovers.Inc()
-			return l.acquired(tok, now), true, nil
-		default:
-			return l.acquireFailed(key, tok, fmt.Errorf("taking over expired lease of %s: %w", key, err), "update")
-		}
+		return l.takeOver(ctx, tok, st, now)
 	}
 	acquisitions.WithLabelValues("contended").Inc()
 	return Token{}, false, nil
+}
+
+// Replace takes the target from st, a claim the caller found stale (its
+// WFE ended or is gone), in one compare-and-swap rather than a release and
+// an Acquire: of several callers exactly one wins. A Lease that changed
+// since st was read is left alone, and acquired is false.
+func (l *Lock) Replace(ctx context.Context, st State) (Token, bool, error) {
+	if st.Phase != Claimed || st.lease == nil {
+		return Token{}, false, nil
+	}
+	return l.takeOver(ctx, Token{Key: st.Key, ID: newID(l.identity), written: &written{}}, st, l.clock.Now())
+}
+
+// takeOver writes tok's lock over the version of the Lease st observed.
+func (l *Lock) takeOver(ctx context.Context, tok Token, st State, now time.Time) (Token, bool, error) {
+	lease := st.lease.DeepCopy()
+	delete(lease.Annotations, ClaimUIDAnnotation) // a lock, no longer a claim
+	lease.Spec.HolderIdentity = ptr.To(tok.ID)
+	lease.Spec.LeaseDurationSeconds = ptr.To(l.durationSeconds())
+	lease.Spec.AcquireTime = &metav1.MicroTime{Time: now}
+	lease.Spec.RenewTime = &metav1.MicroTime{Time: now}
+	lease.Spec.LeaseTransitions = ptr.To(ptr.Deref(lease.Spec.LeaseTransitions, 0) + 1)
+	err := l.client.Update(ctx, lease)
+	switch {
+	case err == nil:
+		takeovers.Inc()
+		tok.wrote(lease)
+		return l.acquired(tok, now), true, nil
+	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+		acquisitions.WithLabelValues("contended").Inc()
+		return Token{}, false, nil
+	case l.applied(ctx, tok):
+		takeovers.Inc()
+		return l.acquired(tok, now), true, nil
+	default:
+		return l.acquireFailed(st.Key, tok, fmt.Errorf("taking over lease of %s: %w", st.Key, err), "update")
+	}
 }
 
 func (l *Lock) acquired(tok Token, now time.Time) Token {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -570,6 +571,60 @@ func TestReleaseClaim(t *testing.T) {
 	st, _ = f.lock.Inspect(ctx, key)
 	if done, err := f.lock.ReleaseClaim(ctx, st, "uid-2"); !done || err != nil || f.leaseExists(t) {
 		t.Errorf("release of the current claim = %v, %v", done, err)
+	}
+}
+
+// TestReplaceTakesAStaleClaimInOneWrite: a waiter writes its lock over a
+// claim it found stale, against the version it read: one Update, exactly
+// one of racing waiters wins, and a claim that moved on is left alone.
+func TestReplaceTakesAStaleClaimInOneWrite(t *testing.T) {
+	ctx := context.Background()
+	var writes atomic.Int64
+	count := interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			writes.Add(1)
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			writes.Add(1)
+			return c.Update(ctx, obj, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			writes.Add(1)
+			return c.Delete(ctx, obj, opts...)
+		},
+	}
+	f := newFixture(t, "orchestrator-0", count)
+	if err := f.lock.Claim(ctx, State{Key: key, Phase: Free}, Owner{Namespace: "demo", Name: "wfe-1", UID: "uid-1"}); err != nil {
+		t.Fatal(err)
+	}
+	claim, _ := f.lock.Inspect(ctx, key)
+	writes.Store(0)
+
+	// Two waiters race from the same read: one wins.
+	other := f.newLock(t, "orchestrator-1", nil)
+	tok, ok, err := f.lock.Replace(ctx, claim)
+	if err != nil || !ok {
+		t.Fatalf("Replace = %v, %v; want acquired", ok, err)
+	}
+	if n := writes.Load(); n != 1 {
+		t.Errorf("Replace made %d writes, want 1", n)
+	}
+	if _, ok, err := other.Replace(ctx, claim); ok || err != nil {
+		t.Errorf("second Replace from the same read = %v, %v; want lost", ok, err)
+	}
+	st, _ := f.lock.Inspect(ctx, key)
+	if st.Phase != Locked || st.Holder != tok.ID || st.ClaimUID != "" || !st.Expires.Equal(t0.Add(10*time.Second)) {
+		t.Errorf("after Replace: %v, want locked by %s for the lock's duration", st, tok.ID)
+	}
+	// Not a claim: nothing to replace.
+	if _, ok, err := other.Replace(ctx, st); ok || err != nil {
+		t.Errorf("Replace of a lock = %v, %v; want nothing done", ok, err)
+	}
+	// The token releases what Replace wrote, in one DELETE.
+	writes.Store(0)
+	if err := f.lock.Release(ctx, tok); err != nil || f.leaseExists(t) || writes.Load() != 1 {
+		t.Errorf("Release after Replace: %v, exists %v, %d writes", err, f.leaseExists(t), writes.Load())
 	}
 }
 

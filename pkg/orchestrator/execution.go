@@ -61,14 +61,23 @@ func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 
+	// The WFE's own request ends first: a request waiting on the target
+	// woke on the same event and takes the claim over itself (a compare-
+	// and-swap), so the release below usually finds it gone, and does not
+	// race the waiter for the API server meanwhile.
+	var (
+		errs         []error
+		again, after time.Duration
+	)
+	if wfe != nil && r.ended != nil {
+		var err error
+		again, err = r.ended(ctx, wfe)
+		errs = append(errs, err)
+	}
 	leases := &coordinationv1.LeaseList{}
 	if err := r.client.List(ctx, leases, client.InNamespace(r.lock.Namespace()), client.MatchingFields{holderIndex: req.String()}); err != nil {
 		return reconcile.Result{}, err
 	}
-	var (
-		errs  []error
-		after time.Duration
-	)
 	for _, l := range leases.Items {
 		key, err := target.Parse(l.Annotations[lease.TargetAnnotation])
 		if err != nil {
@@ -76,23 +85,15 @@ func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 		wait, err := r.release(ctx, key, req.String(), wfe)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("releasing claims of %s: %w", req, err))
 		}
 		after = max(after, wait)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return reconcile.Result{}, fmt.Errorf("releasing claims of %s: %w", req, err)
+		return reconcile.Result{}, err
 	}
-	// The target is free for the next request; now the WFE's own request
-	// ends, here rather than in a reconcile of its own.
-	if wfe != nil && r.ended != nil {
-		again, err := r.ended(ctx, wfe)
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		if again > 0 && (after == 0 || again < after) {
-			after = again
-		}
+	if again > 0 && (after == 0 || again < after) {
+		after = again
 	}
 	return reconcile.Result{RequeueAfter: after}, nil
 }

@@ -133,22 +133,26 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 	// server: its release is an event. When one object's WFE ends, all of
 	// its waiting requests wake; only one can take the lock.
 	if st, err := r.lock.Peek(ctx, key); err == nil && st.Phase != lease.Free && !st.Expired(r.clock.Now()) {
-		return r.contended(ctx, req, rr, key, true)
+		return r.contended(ctx, req, rr, key)
 	}
-	return r.decide(ctx, req, rr, key, true)
+	return r.decide(ctx, req, rr, key)
 }
 
 // decide takes the target's lock and, holding it, runs the checks on the
-// request as stored and creates its WFE, or records why it waits. retry
-// lets a contended lock whose claim turns out stale be taken at once.
-func (r *RemediationReconciler) decide(ctx context.Context, req reconcile.Request, rr *v1alpha1.RemediationRequest, key target.Key, retry bool) (reconcile.Result, error) {
+// request as stored and creates its WFE, or records why it waits.
+func (r *RemediationReconciler) decide(ctx context.Context, req reconcile.Request, rr *v1alpha1.RemediationRequest, key target.Key) (reconcile.Result, error) {
 	tok, acquired, err := r.lock.Acquire(ctx, key)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	if !acquired {
-		return r.contended(ctx, req, rr, key, retry)
+		return r.contended(ctx, req, rr, key)
 	}
+	return r.holding(ctx, req, rr, key, tok)
+}
+
+// holding decides the request under the lock tok holds.
+func (r *RemediationReconciler) holding(ctx context.Context, req reconcile.Request, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token) (reconcile.Result, error) {
 	// Once our CREATE is stored the lock is not ours to release: the
 	// webhook's claim for the WFE replaced it (a DELETE would only be
 	// refused), or, without the webhook, it stands until the WFE ends
@@ -222,7 +226,7 @@ func (r *RemediationReconciler) adopt(ctx context.Context, rr *v1alpha1.Remediat
 // contended handles a lock someone else holds. A claim names the WFE that
 // owns the target: the request is blocked on it until it ends (an event).
 // A lock means another reconcile is deciding: wait for its release (an event).
-func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Request, rr *v1alpha1.RemediationRequest, key target.Key, retry bool) (reconcile.Result, error) {
+func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Request, rr *v1alpha1.RemediationRequest, key target.Key) (reconcile.Result, error) {
 	// The cached Lease: what it says is only ever acted on by a
 	// compare-and-swap (releasing a stale claim) or waited on (an event
 	// brings the request back when it changes).
@@ -264,15 +268,17 @@ func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Req
 		}
 		return res, err
 	}
-	// A claim whose WFE has ended is released here rather than waiting for
-	// the WFE controller: the waiter that sees it first frees the target
-	// (compare-and-swap, so racing releases are harmless) and tries again.
+	// A claim whose WFE has ended is taken over here rather than waiting
+	// for the WFE controller to release it: the waiter that sees it first
+	// writes its lock over the claim, in one compare-and-swap (so of racing
+	// waiters one wins), and decides at once.
 	if stale, err := r.claimEnded(ctx, st); err == nil && stale {
-		if released, err := r.lock.ReleaseClaim(ctx, st, st.ClaimUID); err == nil && released {
-			if retry {
-				return r.decide(ctx, req, rr, key, false) // the target is free: take it now
-			}
-			return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+		tok, acquired, err := r.lock.Replace(ctx, st)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if acquired {
+			return r.holding(ctx, req, rr, key, tok)
 		}
 	}
 	if s := rr.Status; s.Phase == v1alpha1.RemediationBlocked && s.BlockReason == v1alpha1.BlockResourceBusy && s.BlockingWorkflowExecution == st.Holder {
