@@ -162,44 +162,50 @@ func runSections(ctx context.Context, s scale, bin string, r *report) error {
 	if err := runShared(ctx, s, bin, r); err != nil {
 		return err
 	}
-	if r.ran["history"] {
-		var err error
-		if r.history, err = benchHistory(ctx, bin, s); err != nil {
-			return fmt.Errorf("history: %w", err)
-		}
-		fmt.Println(r.history.line())
-		fmt.Println(r.history.budgetLine())
-	}
-	if r.ran["throughput"] {
-		for _, n := range s.throughputReplicas {
-			t, err := runThroughput(ctx, bin, fmt.Sprintf("throughput-%d", n), n, s.throughputTargets, 1)
-			if err != nil {
-				return err
+	// Each section fills its part of r and returns its figure lines.
+	own := []struct {
+		name string
+		run  func() ([]string, error)
+	}{
+		{"history", func() (_ []string, err error) {
+			r.history, err = benchHistory(ctx, bin, s)
+			return []string{r.history.line(), r.history.budgetLine()}, err
+		}},
+		{"throughput", func() (lines []string, _ error) {
+			for _, n := range s.throughputReplicas {
+				t, err := runThroughput(ctx, bin, fmt.Sprintf("throughput-%d", n), n, s.throughputTargets, 1)
+				if err != nil {
+					return nil, err
+				}
+				r.throughput = append(r.throughput, t)
+				lines = append(lines, t.line())
 			}
-			fmt.Println(t.line())
-			r.throughput = append(r.throughput, t)
-		}
+			return lines, nil
+		}},
+		{"memory", func() (_ []string, err error) {
+			r.memory, err = runThroughput(ctx, bin, "memory", 1, s.throughputTargets, s.memoryRRsPerTarget)
+			return []string{r.memory.memoryLine()}, err
+		}},
+		{"faults", func() (_ []string, err error) {
+			r.faults, err = benchFaults(ctx, bin, s)
+			return []string{r.faults.line()}, err
+		}},
+		{"soak", func() (_ []string, err error) {
+			r.soak, err = benchSoak(ctx, bin, s)
+			return []string{r.soak.line()}, err
+		}},
 	}
-	if r.ran["memory"] {
-		var err error
-		if r.memory, err = runThroughput(ctx, bin, "memory", 1, s.throughputTargets, s.memoryRRsPerTarget); err != nil {
-			return err
+	for _, sec := range own {
+		if !r.ran[sec.name] {
+			continue
 		}
-		fmt.Println(r.memory.memoryLine())
-	}
-	if r.ran["faults"] {
-		var err error
-		if r.faults, err = benchFaults(ctx, bin, s); err != nil {
-			return fmt.Errorf("faults: %w", err)
+		lines, err := sec.run()
+		if err != nil {
+			return fmt.Errorf("%s: %w", sec.name, err)
 		}
-		fmt.Println(r.faults.line())
-	}
-	if r.ran["soak"] {
-		var err error
-		if r.soak, err = benchSoak(ctx, bin, s); err != nil {
-			return fmt.Errorf("soak: %w", err)
+		for _, l := range lines {
+			fmt.Println(l)
 		}
-		fmt.Println(r.soak.line())
 	}
 	return nil
 }

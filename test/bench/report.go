@@ -318,33 +318,32 @@ func (r *report) markdown() string {
 	p("## Machine-readable")
 	p("")
 	p("```")
-	if r.has("lock") {
-		p("%s", r.lock.line())
-	}
-	if r.has("handoff") {
-		p("%s", r.handoff.line())
-	}
-	if r.has("admission") {
-		p("%s", r.admission.line())
-	}
-	for _, t := range r.throughput {
-		p("%s", t.line())
-	}
-	if r.has("history") {
-		p("%s", r.history.line())
-		p("%s", r.history.budgetLine())
-	}
-	if r.has("memory") {
-		p("%s", r.memory.memoryLine())
-	}
-	if r.has("faults") {
-		p("%s", r.faults.line())
-	}
-	if r.has("soak") {
-		p("%s", r.soak.line())
+	for _, line := range r.lines() {
+		p("%s", line)
 	}
 	p("```")
 	return b.String()
+}
+
+// lines are the figure lines of the sections run, in the report's order.
+func (r *report) lines() []string {
+	var out []string
+	add := func(section string, lines ...string) {
+		if r.has(section) {
+			out = append(out, lines...)
+		}
+	}
+	add("lock", r.lock.line())
+	add("handoff", r.handoff.line())
+	add("admission", r.admission.line())
+	for _, t := range r.throughput {
+		out = append(out, t.line())
+	}
+	add("history", r.history.line(), r.history.budgetLine())
+	add("memory", r.memory.memoryLine())
+	add("faults", r.faults.line())
+	add("soak", r.soak.line())
+	return out
 }
 
 // projection computes, from this run's per-request cost, what a fleet of
