@@ -21,7 +21,6 @@ import (
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/ring"
-	"github.com/targetlock/targetlock/pkg/target"
 )
 
 const (
@@ -236,7 +235,7 @@ func ownedPending(ctx context.Context, api client.Client, ns, identity string) m
 	}
 	owned := map[string]map[string]v1alpha1.RemediationPhase{}
 	for _, rr := range rrs.Items {
-		hash := objectHash(ns, rr.Spec.TargetResource.Name)
+		hash := deploymentHash(ns, rr.Spec.TargetResource.Name)
 		if rr.Status.Phase.Terminal() || !view.Owns(hash) {
 			continue
 		}
@@ -246,11 +245,6 @@ func ownedPending(ctx context.Context, api client.Client, ns, identity string) m
 		owned[hash][rr.Name] = rr.Status.Phase
 	}
 	return owned
-}
-
-// objectHash is the identity of the bench's Deployment ns/name.
-func objectHash(ns, name string) string {
-	return target.Key{Group: "apps", Kind: "Deployment", Namespace: ns, Name: name}.Hash()
 }
 
 // awaitProgress times, per object, from since until one of its pending
@@ -276,6 +270,7 @@ func awaitProgress(ctx context.Context, api client.Client, ns string, pending ma
 			for hash, rrs := range pending {
 				for name, phase := range rrs {
 					if p, ok := now[name]; !ok || p != phase {
+						progress("faults: object %s moved on after %s: %s %q -> %q", hash[:8], time.Since(since).Round(time.Millisecond), name, phase, p)
 						out = append(out, time.Since(since))
 						delete(pending, hash)
 						break
