@@ -154,7 +154,7 @@ bench: tools build ## Measure lock overhead, handoff, admission, throughput, saf
 	go run ./test/bench --out bench/report $(BENCH_ARGS)
 
 .PHONY: bench-quick
-bench-quick: tools build ## Every bench section at small scale (under 5 minutes).
+bench-quick: tools build ## Every bench section at small scale (under 3 minutes).
 	go run ./test/bench --out bench/report --quick $(BENCH_ARGS)
 
 ##@ Tools

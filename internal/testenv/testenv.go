@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -69,6 +70,9 @@ func Start(opts Options) (*Env, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                s,
 		WebhookInstallOptions: opts.Webhooks,
+		// A throwaway control plane: the API server drains for up to 20 s
+		// by default, which every test run and bench section would wait for.
+		ControlPlaneStopTimeout: 2 * time.Second,
 	}
 	cfg, err := te.Start()
 	if err != nil {

@@ -51,12 +51,12 @@ type scale struct {
 	// many objects; requests measured one at a time in each phase.
 	historySize, historyTargets, historySamples int
 	throughputTargets                           int
-	// memory: requests per throughput target, all sent at once to one replica.
-	memoryRRsPerTarget              int
-	faultTargets, faultRRsPerTarget int
-	faultWindow                     time.Duration
-	faultKills                      int
-	throughputReplicas              []int
+	// memory: requests on targets, per target, all sent at once to one replica.
+	memoryTargets, memoryRRsPerTarget int
+	faultTargets, faultRRsPerTarget   int
+	faultWindow                       time.Duration
+	faultKills                        int
+	throughputReplicas                []int
 	// soak: contended WFE CREATEs sent, objects, one RR per soakRREvery
 	// CREATEs, SIGKILLs of orchestrator processes.
 	soakCreates, soakObjects, soakRREvery, soakKills int
@@ -66,14 +66,14 @@ var (
 	full = scale{
 		lockSamples: 300, handoffSamples: 60, admissionSamples: 300, admissionBurst: 1000, admissionStorm: 500,
 		historySize: 10000, historyTargets: 100, historySamples: 200,
-		throughputTargets: 1000, memoryRRsPerTarget: 10, faultTargets: 100, faultRRsPerTarget: 8, faultWindow: 60 * time.Second, faultKills: 6,
+		throughputTargets: 1000, memoryTargets: 1000, memoryRRsPerTarget: 10, faultTargets: 100, faultRRsPerTarget: 8, faultWindow: 60 * time.Second, faultKills: 6,
 		throughputReplicas: []int{1, 3, 5}, soakCreates: 100000, soakObjects: 18, soakRREvery: 60, soakKills: 9,
 	}
 	quick = scale{
-		lockSamples: 60, handoffSamples: 15, admissionSamples: 60, admissionBurst: 150, admissionStorm: 500,
-		historySize: 300, historyTargets: 30, historySamples: 30,
-		throughputTargets: 100, memoryRRsPerTarget: 10, faultTargets: 20, faultRRsPerTarget: 5, faultWindow: 20 * time.Second, faultKills: 2,
-		throughputReplicas: []int{1, 3, 5}, soakCreates: 1000, soakObjects: 24, soakRREvery: 30, soakKills: 3,
+		lockSamples: 60, handoffSamples: 15, admissionSamples: 40, admissionBurst: 150, admissionStorm: 500,
+		historySize: 150, historyTargets: 30, historySamples: 12,
+		throughputTargets: 60, memoryTargets: 30, memoryRRsPerTarget: 10, faultTargets: 20, faultRRsPerTarget: 5, faultWindow: 12 * time.Second, faultKills: 2,
+		throughputReplicas: []int{1, 3, 5}, soakCreates: 600, soakObjects: 24, soakRREvery: 30, soakKills: 3,
 	}
 )
 
@@ -89,7 +89,7 @@ func main() { os.Exit(bench()) }
 
 // bench runs the sections and returns the exit code: 2 if the invariant broke.
 func bench() int {
-	q := flag.Bool("quick", false, "every section at small scale (under 5 minutes)")
+	q := flag.Bool("quick", false, "every section at small scale (under 3 minutes)")
 	out := flag.String("out", "bench/report", "directory for report.md and the SVG plots")
 	bin := flag.String("bin", "", "directory with the orchestrator and webhook binaries (default <repo>/bin)")
 	only := flag.String("only", "", "comma-separated sections to run, of "+strings.Join(sections, ",")+" (default all); the report holds just those")
@@ -183,7 +183,7 @@ func runSections(ctx context.Context, s scale, bin string, r *report) error {
 			return lines, nil
 		}},
 		{"memory", func() (_ []string, err error) {
-			r.memory, err = runThroughput(ctx, bin, "memory", 1, s.throughputTargets, s.memoryRRsPerTarget)
+			r.memory, err = runThroughput(ctx, bin, "memory", 1, s.memoryTargets, s.memoryRRsPerTarget)
 			return []string{r.memory.memoryLine()}, err
 		}},
 		{"faults", func() (_ []string, err error) {
