@@ -209,6 +209,13 @@ func (l *Lock) acquireFailed(key target.Key, tok Token, err error, op string) (T
 	return Token{}, false, err
 }
 
+// Orphaned reports a lock st observed that this Lock wrote but could not
+// confirm (a write whose answer was lost): Acquire takes it over at once,
+// so a caller must not wait on it as on another holder's lock.
+func (l *Lock) Orphaned(st State) bool {
+	return st.Phase == Locked && l.isOrphan(st.Key, st.Holder)
+}
+
 func (l *Lock) isOrphan(key target.Key, holder string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()

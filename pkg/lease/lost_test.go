@@ -102,6 +102,10 @@ func TestPhantomLockIsTakenOverByItsOwner(t *testing.T) {
 	}
 	phantom := f.holder(t)
 	armed = false
+	st, _ := f.lock.Inspect(ctx, key)
+	if !f.lock.Orphaned(st) || f.newLock(t, "orchestrator-1", nil).Orphaned(st) {
+		t.Errorf("Orphaned: the owner must see its phantom as its own, and only it")
+	}
 	if _, ok, err := f.newLock(t, "orchestrator-1", nil).Acquire(ctx, key); ok || err != nil {
 		t.Errorf("another replica acquired an unexpired phantom: %v, %v", ok, err)
 	}

@@ -132,7 +132,9 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 	// A Lease the cache shows held is waited on without asking the API
 	// server: its release is an event. When one object's WFE ends, all of
 	// its waiting requests wake; only one can take the lock.
-	if st, err := r.lock.Peek(ctx, key); err == nil && st.Phase != lease.Free && !st.Expired(r.clock.Now()) {
+	// Our own lock whose write's answer was lost is not waited on: Acquire
+	// takes it over.
+	if st, err := r.lock.Peek(ctx, key); err == nil && st.Phase != lease.Free && !st.Expired(r.clock.Now()) && !r.lock.Orphaned(st) {
 		return r.contended(ctx, req, rr, key)
 	}
 	return r.decide(ctx, req, rr, key)
@@ -248,6 +250,9 @@ func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Req
 			return reconcile.Result{RequeueAfter: time.Second}, err
 		}
 		return reconcile.Result{}, r.adopt(ctx, rr, wfe)
+	}
+	if r.lock.Orphaned(st) {
+		return reconcile.Result{RequeueAfter: 10 * time.Millisecond}, nil // ours, unconfirmed: Acquire takes it over
 	}
 	if st.Phase != lease.Claimed {
 		// Another reconcile is deciding, or (without the webhook, which

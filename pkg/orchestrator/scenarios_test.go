@@ -2,7 +2,9 @@ package orchestrator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,6 +17,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/testenv"
@@ -36,6 +39,36 @@ var _ = Describe("orchestrator scenarios", func() {
 		ns, lns = newNamespace(ctx), newNamespace(ctx)
 		// A fallback far beyond Eventually's timeout proves waits end by event.
 		opts = orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute}
+	})
+
+	It("takes over its own lock whose CREATE answer was lost at once, not after the lock's duration", func() {
+		// The first Lease CREATE is applied but answered with an error, and
+		// the re-read that would recognise it fails too: a phantom lock.
+		var created, reread atomic.Bool
+		lossy := interceptor.NewClient(liveClient(), interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
+				if err := c.Create(ctx, obj, o...); err != nil {
+					return err
+				}
+				if _, ok := obj.(*coordinationv1.Lease); ok && created.CompareAndSwap(false, true) {
+					reread.Store(true)
+					return errors.New("connection reset: the answer was lost")
+				}
+				return nil
+			},
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, o ...client.GetOption) error {
+				if _, ok := obj.(*coordinationv1.Lease); ok && reread.CompareAndSwap(true, false) {
+					return errors.New("connection reset")
+				}
+				return c.Get(ctx, key, obj, o...)
+			},
+		})
+		o := opts
+		o.LeaseClient, o.LeaseDuration = lossy, 10*time.Minute
+		startReplica(ctx, "replica-0", o)
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		Expect(created.Load()).To(BeTrue(), "the lost answer was injected")
 	})
 
 	It("1 replica, 2 RRs on one target: 1 WFE, the second Blocked ResourceBusy; it runs once the first ends", func() {
@@ -330,4 +363,11 @@ func poke(ctx context.Context, ns, name string) {
 	patch := client.MergeFrom(rr.DeepCopy())
 	metav1.SetMetaDataAnnotation(&rr.ObjectMeta, "test/poke", time.Now().String())
 	Expect(env.Client.Patch(ctx, rr, patch)).To(Succeed())
+}
+
+// liveClient is a client of the test API server that reads live.
+func liveClient() client.WithWatch {
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return c
 }
