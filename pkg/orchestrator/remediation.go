@@ -258,10 +258,12 @@ func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Req
 		// Another reconcile is deciding, or (without the webhook, which
 		// turns the lock into a claim) its WFE is running. Woken when the
 		// lock is released; at the latest when it expires. If the checks
-		// already block the request, it says so meanwhile.
+		// already block the request, it says so meanwhile. A lock the cache
+		// shows expired is stale (Acquire, reading live, just lost to a
+		// newer writer) or takeable: look again shortly, not at the fallback.
 		wait := r.fallback
-		if until := st.Expires.Sub(r.clock.Now()); until > 0 && until < wait {
-			wait = until
+		if until := st.Expires.Sub(r.clock.Now()); until < wait {
+			wait = max(until, 10*time.Millisecond)
 		}
 		block, err := r.engine.Check(ctx, rr, key)
 		if err != nil || block == nil {
