@@ -25,6 +25,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // QueueLength bounds the Events waiting to be written; past it new ones
@@ -50,6 +51,12 @@ func New(c client.Client, scheme *runtime.Scheme, controller string) *Recorder {
 	return &Recorder{client: c, scheme: scheme, controller: controller, instance: controller + "-" + host,
 		clock: clock.RealClock{}, queue: make(chan *eventsv1.Event, QueueLength),
 		backoff: wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 5}}
+}
+
+// ForManager returns a Recorder writing with mgr's client, which mgr starts.
+func ForManager(mgr manager.Manager, controller string) (*Recorder, error) {
+	r := New(mgr.GetClient(), mgr.GetScheme(), controller)
+	return r, mgr.Add(r)
 }
 
 // Eventf records an Event about regarding (and related, if not nil).

@@ -2,8 +2,6 @@ package admission_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -207,23 +205,19 @@ func TestBadInputThroughAPIServer(t *testing.T) {
 // another object is refused with a 400 and writes nothing.
 func TestIdentityLabelThroughAPIServer(t *testing.T) {
 	f, ns := inNewNamespace(t)
-	hash := func(id string) string { // known by construction, not by pkg/target
-		sum := sha256.Sum256([]byte(id))
-		return hex.EncodeToString(sum[:])[:40]
-	}
 	plain := newWFE(ns, "plain", ns+"/deployments/a")
 	mustAdmit(t, f, plain)
-	if got := plain.Labels[v1alpha1.TargetHashLabel]; got != hash(ns+"/Deployment.apps/a") {
+	if got := plain.Labels[v1alpha1.TargetHashLabel]; got != identityHash(ns+"/Deployment.apps/a") {
 		t.Errorf("unlabelled WFE stored with label %q", got)
 	}
-	right := newWFE(ns, "right", ns+"/Deployment/b", withLabel(v1alpha1.TargetHashLabel, hash(ns+"/Deployment.apps/b")))
+	right := newWFE(ns, "right", ns+"/Deployment/b", withLabel(v1alpha1.TargetHashLabel, identityHash(ns+"/Deployment.apps/b")))
 	mustAdmit(t, f, right)
 	wantHolder(t, f, ns+"/Deployment/b", ns+"/right")
 
 	before := leaseCount(t, f.env.Client, leaseNamespace)
-	for _, forged := range []string{hash(ns + "/Deployment.apps/a"), "forged", ""} {
+	for _, forged := range []string{identityHash(ns + "/Deployment.apps/a"), "forged", ""} {
 		st := mustDeny(t, f, newWFE(ns, "forged", ns+"/Deployment/c", withLabel(v1alpha1.TargetHashLabel, forged)), admission.ReasonInvalidLabel)
-		if st.Code != 400 || !strings.Contains(st.Message, hash(ns+"/Deployment.apps/c")) {
+		if st.Code != 400 || !strings.Contains(st.Message, identityHash(ns+"/Deployment.apps/c")) {
 			t.Errorf("label %q: want a 400 naming the right value, got %d %q", forged, st.Code, st.Message)
 		}
 	}
@@ -250,8 +244,7 @@ func TestOtherOperationsAreNotGuarded(t *testing.T) {
 func TestLabelerStampsEverySpelling(t *testing.T) {
 	l := admission.NewLabeler(targettest.Resolver())
 	const want = "demo/Deployment.apps/app" // known by construction
-	sum := sha256.Sum256([]byte(want))
-	hash := hex.EncodeToString(sum[:])[:40]
+	hash := identityHash(want)
 	for _, tc := range []struct {
 		target string
 		labels map[string]string
@@ -517,8 +510,7 @@ func newCachedHandler(tb testing.TB, live, cached []client.Object) (*admission.H
 // orchestrator, never refused.
 func TestLabelerStampsRequests(t *testing.T) {
 	l := admission.NewLabeler(targettest.Resolver())
-	sum := sha256.Sum256([]byte("demo/Deployment.apps/app")) // known by construction
-	hash := hex.EncodeToString(sum[:])[:40]
+	hash := identityHash("demo/Deployment.apps/app")
 	rr := func(kind string) cradmission.Request {
 		r := &v1alpha1.RemediationRequest{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "rr", Labels: map[string]string{v1alpha1.TargetHashLabel: "forged"}},

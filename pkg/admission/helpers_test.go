@@ -2,6 +2,8 @@ package admission_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -130,3 +132,10 @@ func mustDeny(t testing.TB, f *fixture, w *v1alpha1.WorkflowExecution, reason st
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// identityHash is the identity label of the canonical identity id, written
+// out here rather than taken from pkg/target, which the webhook uses.
+func identityHash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])[:40]
+}

@@ -131,9 +131,8 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 
 	// A Lease the cache shows held is waited on without asking the API
 	// server: its release is an event. When one object's WFE ends, all of
-	// its waiting requests wake; only one can take the lock.
-	// Our own lock whose write's answer was lost is not waited on: Acquire
-	// takes it over.
+	// its waiting requests wake; only one can take the lock. Our own lock
+	// whose write's answer was lost is not waited on: Acquire takes it over.
 	if st, err := r.lock.Peek(ctx, key); err == nil && st.Phase != lease.Free && !st.Expired(r.clock.Now()) && !r.lock.Orphaned(st) {
 		return r.contended(ctx, req, rr, key)
 	}

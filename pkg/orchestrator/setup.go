@@ -169,8 +169,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	c := mgr.GetClient()
 	sweeper := &Sweeper{live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval}
-	events := recorder.New(mgr.GetClient(), mgr.GetScheme(), "targetlock-orchestrator")
-	if err := mgr.Add(events); err != nil {
+	events, err := recorder.ForManager(mgr, "targetlock-orchestrator")
+	if err != nil {
 		return err
 	}
 	rrs := &RemediationReconciler{

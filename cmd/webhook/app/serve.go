@@ -196,8 +196,8 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("creating discovery client: %w", err)
 	}
 	resolver := target.NewResolver(dc, clk)
-	events := recorder.New(mgr.GetClient(), mgr.GetScheme(), ControllerName)
-	if err := mgr.Add(events); err != nil {
+	events, err := recorder.ForManager(mgr, ControllerName)
+	if err != nil {
 		return err
 	}
 	h, err := admission.New(admission.Options{
