@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -417,6 +418,16 @@ func (r *RemediationReconciler) refused(ctx context.Context, rr *v1alpha1.Remedi
 		// the work queue's backoff (the error is not wrapped: a webhook's 409
 		// must not read as a conflict on the request).
 		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: refused by the admission webhook (%s)", key, reason)
+	case webhookUnanswered(err):
+		// Nothing was stored, but our webhook may have claimed the object
+		// for this CREATE before its answer was lost (a webhook pod that
+		// restarted mid-call). Its claim names our WFE, which will never
+		// exist: left standing, it would block the object, this request
+		// included, until its grace ends. Released, the retry goes ahead.
+		if rerr := r.releaseUnstored(ctx, rr, key); rerr != nil {
+			return reconcile.Result{}, rerr
+		}
+		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: %w", key, err)
 	case !(apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)):
 		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: %w", key, err)
 	}
@@ -429,6 +440,15 @@ func (r *RemediationReconciler) refused(ctx context.Context, rr *v1alpha1.Remedi
 	}
 	return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionRefused",
 		fmt.Sprintf("the API server refused to create the WorkflowExecution for %s: %v", key, err))
+}
+
+// webhookUnanswered reports a CREATE the API server failed because an
+// admission webhook could not be called or did not answer: it fails closed
+// with an internal error saying so (k8s.io/apiserver's ErrCallingWebhook),
+// before anything is stored. A timeout between us and the API server is not
+// one: that CREATE may still be stored.
+func webhookUnanswered(err error) bool {
+	return apierrors.IsInternalError(err) && strings.Contains(err.Error(), "failed calling webhook")
 }
 
 // releaseUnstored releases a claim on key by the request's WFE after its

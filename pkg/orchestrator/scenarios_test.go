@@ -12,6 +12,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -69,6 +70,34 @@ var _ = Describe("orchestrator scenarios", func() {
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		Expect(created.Load()).To(BeTrue(), "the lost answer was injected")
+	})
+
+	It("releases the claim its WFE CREATE made when the webhook's answer was lost, and goes ahead at once", func() {
+		// The first WFE CREATE plays a webhook that claims the object for
+		// it and dies before answering: the API server fails the CREATE
+		// (nothing stored) and the claim names a WFE that never exists. A
+		// claim grace far beyond Eventually's timeout proves the request
+		// does not wait for it to lapse.
+		webhook, err := lease.New(env.Client, lease.Options{Namespace: lns, Identity: "webhook", ClaimGrace: 10 * time.Minute})
+		Expect(err).NotTo(HaveOccurred())
+		var lost atomic.Bool
+		o := opts
+		o.ClaimGrace = 10 * time.Minute
+		startReplica(ctx, "replica-0", o, interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				if w, ok := obj.(*v1alpha1.WorkflowExecution); ok && lost.CompareAndSwap(false, true) {
+					st, err := webhook.Inspect(ctx, appKey(ns))
+					Expect(err).NotTo(HaveOccurred())
+					Expect(webhook.Claim(ctx, st, lease.Owner{Namespace: w.Namespace, Name: w.Name, UID: "never-stored"})).To(Succeed())
+					return apierrors.NewInternalError(fmt.Errorf(`failed calling webhook "workflowexecutions.targetlock.kubernaut.ai": failed to call webhook: Post "https://webhook:443/validate": EOF`))
+				}
+				return c.Create(ctx, obj, opts...)
+			},
+		})
+		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Eventually(getRR(ctx, ns, "rr-a"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
+		Expect(lost.Load()).To(BeTrue(), "the lost answer was injected")
+		Expect(wfesIn(ctx, ns)).To(HaveLen(1))
 	})
 
 	It("1 replica, 2 RRs on one target: 1 WFE, the second Blocked ResourceBusy; it runs once the first ends", func() {

@@ -13,7 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
@@ -46,10 +48,20 @@ func newNamespace(ctx context.Context) string {
 }
 
 // startReplica runs one orchestrator replica (its own manager, cache and
-// tokens) until the spec ends.
-func startReplica(ctx context.Context, name string, opts orchestrator.Options) {
+// tokens) until the spec ends. Its client's requests go through intercept,
+// if given (tests inject answers the API server would give).
+func startReplica(ctx context.Context, name string, opts orchestrator.Options, intercept ...interceptor.Funcs) {
 	mo := env.ManagerOptions()
 	mo.Cache = orchestrator.CacheOptions(opts.LeaseNamespace)
+	for _, funcs := range intercept {
+		mo.NewClient = func(config *rest.Config, o client.Options) (client.Client, error) {
+			c, err := client.NewWithWatch(config, o)
+			if err != nil {
+				return nil, err
+			}
+			return interceptor.NewClient(c, funcs), nil
+		}
+	}
 	mgr, err := ctrl.NewManager(env.Config, mo)
 	Expect(err).NotTo(HaveOccurred())
 	opts.Identity = name
