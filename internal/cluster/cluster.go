@@ -39,6 +39,9 @@ type Options struct {
 	OrchestratorArgs, WebhookArgs []string
 	// OrchestratorEnv is added to the orchestrators' environment.
 	OrchestratorEnv []string
+	// KeepLogs leaves Dir (the kubeconfig and each process's log) after
+	// Stop, to be read afterwards; otherwise Stop removes it.
+	KeepLogs bool
 }
 
 // Cluster is a running control plane with targetlock's processes.
@@ -51,6 +54,7 @@ type Cluster struct {
 
 	metrics []string // webhook /metrics URLs
 	proxy   *proxy
+	keep    bool
 }
 
 // Start brings everything up. Stop it with Stop.
@@ -68,7 +72,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	c = &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), keep: o.KeepLogs}
 	defer func() {
 		if err != nil {
 			_ = c.Stop()
@@ -138,7 +142,8 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	return c, nil
 }
 
-// Stop ends every process, then the control plane.
+// Stop ends every process, then the control plane, and removes Dir
+// unless Options.KeepLogs.
 func (c *Cluster) Stop() error {
 	var errs []error
 	for _, p := range append(c.Orchestrators, c.Webhooks...) {
@@ -149,6 +154,9 @@ func (c *Cluster) Stop() error {
 	}
 	if c.Env != nil {
 		errs = append(errs, c.Env.Stop())
+	}
+	if !c.keep {
+		errs = append(errs, os.RemoveAll(c.Dir))
 	}
 	return errors.Join(errs...)
 }

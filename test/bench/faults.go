@@ -351,10 +351,11 @@ type faultPlane struct {
 func startFaultPlane(ctx context.Context, bin string, orchestratorArgs []string, namespaces ...string) (_ *faultPlane, err error) {
 	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
 		OrchestratorArgs: append(slices.Clone(orchestratorArgs), processArgs...),
-		WebhookArgs:      []string{faultLeaseArg}})
+		WebhookArgs:      []string{faultLeaseArg}, KeepLogs: true})
 	if err != nil {
 		return nil, err
 	}
+	progress("process logs: %s", c.Dir) // kept: where a slow rebalance is traced
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	p := &faultPlane{Cluster: c, watchCtx: watchCtx, stop: func() { stopWatch(); _ = c.Stop() }}
 	defer func() {

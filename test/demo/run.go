@@ -60,7 +60,7 @@ var orchestratorArgs = []string{
 // a Lease was left behind.
 func run(ctx context.Context, o options, out io.Writer) (ok bool, err error) {
 	fmt.Fprintf(out, "starting etcd, kube-apiserver, %d webhook and %d orchestrator processes...\n", o.webhooks, o.orchestrators)
-	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: o.orchestrators, Webhooks: o.webhooks, BinDir: o.binDir, OrchestratorArgs: orchestratorArgs})
+	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: o.orchestrators, Webhooks: o.webhooks, BinDir: o.binDir, OrchestratorArgs: orchestratorArgs, KeepLogs: true})
 	if err != nil {
 		return false, err
 	}
