@@ -81,6 +81,8 @@ func start() (*server, func() error, error) {
 	if err != nil {
 		return nil, stop, err
 	}
+	stopEnv := stop
+	stop = func() error { return errors.Join(stopEnv(), os.RemoveAll(dir)) }
 	s.kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := env.Kubeconfig(s.kubeconfig); err != nil {
 		return nil, stop, err
