@@ -173,12 +173,13 @@ func (c *Cluster) Admissions(ctx context.Context) map[string]float64 {
 	return sums
 }
 
-// WebhookSum sums every series of the counter name over the webhooks that
-// answer (e.g. rest_client_requests_total: their requests to the API server).
-func (c *Cluster) WebhookSum(ctx context.Context, name string) float64 {
+// WebhookSum sums the series of the counter name whose labels match (nil:
+// every series) over the webhooks that answer (e.g.
+// rest_client_requests_total: their requests to the API server).
+func (c *Cluster) WebhookSum(ctx context.Context, name string, match map[string]string) float64 {
 	var sum float64
 	for _, families := range c.webhookMetrics(ctx) {
-		sum += Sum(families, name, nil)
+		sum += Sum(families, name, match)
 	}
 	return sum
 }
