@@ -251,7 +251,8 @@ func (r *report) markdown() string {
 			len(h.requests))
 		p("median **%.1f**, max %.0f; writes: median %.1f, max %.0f (targets: <= 8 requests, <= 6 writes). A sample over the budget is",
 			median(h.requests), maxOf(h.requests), median(h.writes), maxOf(h.writes))
-		p("logged with its requests by name.")
+		p("logged with its requests by name. The replica's periodic sweep is set beyond the run: its LIST (and a GET and a DELETE for")
+		p("a claim it finds stale just as the WFE controller releases it) is a fixed cost per replica, counted below, not per request.")
 		p("The uncontended path: the Lease CREATE (lock), a live GET of the request, the WFE CREATE (the webhook: one Lease write that turns")
 		p("the lock into a claim), the request's status to Executing, the status to Completed, and the claim's release (a DELETE with")
 		p("preconditions on the cached Lease). Before this design: 12 requests to the WFE alone, 3 of them LISTs.")
