@@ -6,20 +6,26 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/cluster"
+	"github.com/targetlock/targetlock/internal/testenv"
 )
 
 type admissionResult struct {
@@ -52,11 +58,12 @@ func ratio(a, b float64) float64 {
 }
 
 // benchAdmission times direct WFE CREATEs through the webhook, one at a
-// time, with their identity label and without it, alternately; then admissions per second (concurrent CREATEs on distinct
-// targets) and a burst of concurrent CREATEs on few targets; then, with the
-// webhook configurations deleted, the same one-at-a-time CREATEs without
-// it. Every namespace is guarded, so "without" is a second phase of the
-// same run on the same control plane (the last section to use it).
+// time, with their identity label and without it, in turn with the same
+// CREATE of a twin of the WFE resource that no webhook matches (the
+// baseline: the same API server at the same moment, so a change in the
+// machine's speed during the run weighs on both sides alike); then
+// admissions per second (concurrent CREATEs on distinct targets) and a
+// burst of concurrent CREATEs on few targets.
 func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admissionResult, error) {
 	const ns = "admission"
 	env := c.Env
@@ -70,6 +77,9 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 	if err != nil {
 		return res, err
 	}
+	if err := installTwin(env.Config); err != nil {
+		return res, err
+	}
 	create := func(name, object string, labelled bool) (time.Duration, error) {
 		w := directWFE(ns, name, object)
 		if labelled {
@@ -79,28 +89,39 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 		err := api.Create(ctx, w)
 		return time.Since(start), err
 	}
-	// sequential times CREATEs one at a time, labelled and unlabelled in turn.
-	sequential := func(prefix string) (labelled, unlabelled []time.Duration, _ error) {
-		for i := range 2 * s.admissionSamples {
-			name := fmt.Sprintf("%s-%04d", prefix, i)
-			d, err := create(name, name, i%2 == 0)
-			if err != nil {
-				return nil, nil, fmt.Errorf("CREATE %s: %w", name, err)
-			}
-			if i%2 == 0 {
-				labelled = append(labelled, d)
-			} else {
-				unlabelled = append(unlabelled, d)
-			}
+	createTwin := func(name string) (time.Duration, error) {
+		t, err := twinOf(directWFE(ns, name, name))
+		if err != nil {
+			return 0, err
 		}
-		return labelled, unlabelled, nil
+		start := time.Now()
+		err = api.Create(ctx, t)
+		return time.Since(start), err
 	}
 	if _, err := create("warm-up", "warm-up", false); err != nil {
 		return res, err
 	}
-	sumBefore, countBefore := c.WebhookHistogram(ctx, "targetlock_webhook_admission_duration_seconds")
-	if res.with, res.unlabelled, err = sequential("with"); err != nil {
+	if _, err := createTwin("warm-up"); err != nil {
 		return res, err
+	}
+	// One at a time: labelled, unlabelled, twin, in turn.
+	sumBefore, countBefore := c.WebhookHistogram(ctx, "targetlock_webhook_admission_duration_seconds")
+	for i := range s.admissionSamples {
+		name := fmt.Sprintf("one-%04d", i)
+		for _, step := range []struct {
+			into *[]time.Duration
+			do   func() (time.Duration, error)
+		}{
+			{&res.with, func() (time.Duration, error) { return create(name+"-l", name+"-l", true) }},
+			{&res.unlabelled, func() (time.Duration, error) { return create(name+"-u", name+"-u", false) }},
+			{&res.without, func() (time.Duration, error) { return createTwin(name) }},
+		} {
+			d, err := step.do()
+			if err != nil {
+				return res, fmt.Errorf("CREATE %s: %w", name, err)
+			}
+			*step.into = append(*step.into, d)
+		}
 	}
 	if sum, count := c.WebhookHistogram(ctx, "targetlock_webhook_admission_duration_seconds"); count > countBefore {
 		res.handler = time.Duration((sum - sumBefore) / float64(count-countBefore) * float64(time.Second))
@@ -156,14 +177,42 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 	if res.burstAdmitted > res.burstTargets {
 		return res, fmt.Errorf("burst: %d CREATEs admitted on %d targets", res.burstAdmitted, res.burstTargets)
 	}
-
-	if err := removeWebhooks(ctx, api); err != nil {
-		return res, err
-	}
-	if res.without, _, err = sequential("without"); err != nil {
-		return res, err
-	}
 	return res, nil
+}
+
+// twinGroup serves a copy of the WorkflowExecution CRD (schema and
+// validation rules alike) that no webhook matches.
+const twinGroup = "bench.targetlock.io"
+
+// installTwin installs the twin CRD and waits until it is served.
+func installTwin(cfg *rest.Config) error {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "crd", "bases", v1alpha1.GroupVersion.Group+"_workflowexecutions.yaml"))
+	if err != nil {
+		return err
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.Unmarshal(data, crd); err != nil {
+		return err
+	}
+	crd.Name, crd.Spec.Group = crd.Spec.Names.Plural+"."+twinGroup, twinGroup
+	_, err = envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})
+	return err
+}
+
+// twinOf is w as an object of the twin resource.
+func twinOf(w *v1alpha1.WorkflowExecution) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(w)
+	if err != nil {
+		return nil, err
+	}
+	t := &unstructured.Unstructured{Object: m}
+	t.SetAPIVersion(twinGroup + "/" + v1alpha1.GroupVersion.Version)
+	t.SetKind("WorkflowExecution")
+	return t, nil
 }
 
 // isTimeout reports an error from a CREATE that no webhook answered in
@@ -176,37 +225,6 @@ func isTimeout(err error) bool {
 	msg := err.Error()
 	return apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || errors.Is(err, context.DeadlineExceeded) ||
 		strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "timeout") || strings.Contains(msg, "failed calling webhook")
-}
-
-// removeWebhooks deletes targetlock's webhook configurations and waits until
-// the API server no longer calls them: a CREATE on a busy target is admitted.
-func removeWebhooks(ctx context.Context, api client.Client) error {
-	for _, list := range []client.ObjectList{&admissionregistrationv1.ValidatingWebhookConfigurationList{}, &admissionregistrationv1.MutatingWebhookConfigurationList{}} {
-		if err := api.List(ctx, list); err != nil {
-			return err
-		}
-		if err := meta.EachListItem(list, func(o runtime.Object) error {
-			return client.IgnoreNotFound(api.Delete(ctx, o.(client.Object)))
-		}); err != nil {
-			return err
-		}
-	}
-	// "with-0000" still holds its target: a second CREATE on it passes only
-	// once the webhook is out of the path.
-	for i := 0; ; i++ {
-		err := api.Create(ctx, directWFE("admission", fmt.Sprintf("gone-%04d", i), "with-0000"))
-		if err == nil {
-			return nil
-		}
-		if i > 300 {
-			return fmt.Errorf("the webhook still answers 30s after its configurations were deleted: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // directWFE is a WFE created as kubectl would, for the Deployment object.

@@ -98,125 +98,178 @@ type roundTripper func(*http.Request) (*http.Response, error)
 func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // benchHistory measures RR CREATE -> WFE, and the API requests each
-// uncontended request costs, on an empty control plane; then lets the
-// system itself run historySize requests to their end (each with its WFE,
-// over historyTargets objects, the measured ones among them) and measures
-// again: a decision's cost must not grow with the terminal history.
+// uncontended request costs, on two control planes alike but for their
+// past: on one the system itself has first run historySize requests to
+// their end (each with its WFE, over historyTargets objects, the measured
+// ones among them), the other is empty. Requests go to the two in turn, so
+// the machine's speed weighs on both alike: a decision's cost must not
+// grow with the terminal history.
 func benchHistory(ctx context.Context, bin string, s scale) (historyResult, error) {
-	const ns = "history"
 	res := historyResult{terminal: s.historySize, targets: s.historyTargets}
-	progress("history: starting control plane and 2 webhook processes")
-	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
+	progress("history: starting a control plane and 2 webhook processes, to hold the history")
+	full, err := startHistoryPlane(ctx, bin)
 	if err != nil {
 		return res, err
 	}
-	defer func() { _ = c.Stop() }()
-	env := c.Env
-	if err := newNamespace(ctx, env.Client, ns); err != nil {
+	defer full.stop()
+	progress("history: %d requests over %d objects, run to their end by the system", s.historySize, s.historyTargets)
+	start := time.Now()
+	if err := full.build(ctx, s.historySize, s.historyTargets); err != nil {
 		return res, err
 	}
-	var counter requestCounter
+	res.built = time.Since(start)
+	progress("history: built in %s; starting an empty control plane and 2 webhook processes", res.built.Round(time.Second))
+	empty, err := startHistoryPlane(ctx, bin)
+	if err != nil {
+		return res, err
+	}
+	defer empty.stop()
+
+	// One request on each first: the empty plane's first decision also
+	// runs discovery and fills its informers.
+	for _, p := range []*historyPlane{empty, full} {
+		if _, _, _, err := p.sample(ctx, "warm-up", "app-000"); err != nil {
+			return res, err
+		}
+	}
+	progress("history: %d requests one at a time on each, in turn", s.historySamples)
+	for i := range s.historySamples {
+		object := fmt.Sprintf("app-%03d", i%s.historyTargets)
+		d, _, _, err := empty.sample(ctx, fmt.Sprintf("empty-%04d", i), object)
+		if err != nil {
+			return res, err
+		}
+		res.empty = append(res.empty, d)
+		name := fmt.Sprintf("full-%04d", i)
+		d, requests, writes, err := full.sample(ctx, name, object)
+		if err != nil {
+			return res, err
+		}
+		res.full = append(res.full, d)
+		res.requests, res.writes = append(res.requests, requests), append(res.writes, writes)
+		if orch := full.counter.take(); requests > requestBudget {
+			progress("history: %s cost %.0f API requests, over the budget of %d: the orchestrator's %v", name, requests, requestBudget, orch)
+		}
+	}
+	return res, nil
+}
+
+// historyPlane is a control plane with 2 webhook processes, one in-process
+// replica whose API requests are counted, and the simulated executor
+// (finishing each WFE at once).
+type historyPlane struct {
+	c       *cluster.Cluster
+	counter requestCounter
+	arr     *arrivals
+	api     client.Client
+	stops   []func()
+}
+
+const historyNS = "history"
+
+func startHistoryPlane(ctx context.Context, bin string) (_ *historyPlane, err error) {
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
+	if err != nil {
+		return nil, err
+	}
+	p := &historyPlane{c: c}
+	defer func() {
+		if err != nil {
+			p.stop()
+		}
+	}()
+	if err := newNamespace(ctx, c.Env.Client, historyNS); err != nil {
+		return nil, err
+	}
 	// The replica's periodic sweep (a LIST of the Leases, then a GET and a
 	// DELETE per claim it finds stale, racing the WFE controller's own
 	// release) is a fixed cost per replica, counted in the fleet's costs,
 	// not per request: set beyond the run, it does not land in a sample.
-	stop, err := replica{name: "bench-history", namespaces: []string{ns}, transport: counter.wrap,
-		opts: orchestrator.Options{SweepInterval: time.Hour}}.start(ctx, env)
+	stopReplica, err := replica{name: "bench-history", namespaces: []string{historyNS}, transport: p.counter.wrap,
+		opts: orchestrator.Options{SweepInterval: time.Hour}}.start(ctx, c.Env)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	defer stop()
-	stopExec, err := startExecutor(ctx, env, 0, ns)
+	p.stops = append(p.stops, stopReplica)
+	stopExec, err := startExecutor(ctx, c.Env, 0, historyNS)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	defer stopExec()
-	arr, api, err := watchAndClient(ctx, env)
-	if err != nil {
-		return res, err
+	p.stops = append(p.stops, stopExec)
+	if p.arr, p.api, err = watchAndClient(ctx, c.Env); err != nil {
+		return nil, err
 	}
+	return p, nil
+}
 
-	// measure runs requests one at a time, each on an object of the
-	// history, and waits for each to end with its claim released.
-	measure := func(phase string) ([]time.Duration, error) {
-		var lat []time.Duration
-		for i := range s.historySamples {
-			name := fmt.Sprintf("%s-%04d", phase, i)
-			before, beforeWrites := counter.all.Load(), counter.writes.Load()
-			hookBefore, hookWritesBefore := webhookRequests(ctx, c)
-			counter.take()
-			start := time.Now()
-			if err := api.Create(ctx, newRR(ns, name, fmt.Sprintf("app-%03d", i%s.historyTargets), "sig-"+name, "restart")); err != nil {
-				return nil, err
-			}
-			at, ok := arr.wait(ctx, ns+"/wfe-"+name, 30*time.Second)
-			if !ok {
-				return nil, fmt.Errorf("no WFE for %s", name)
-			}
-			lat = append(lat, at.Sub(start))
-			if err := waitFor(ctx, 30*time.Second, func() bool {
-				rr := &v1alpha1.RemediationRequest{}
-				leases := &coordinationv1.LeaseList{}
-				return api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rr) == nil && rr.Status.Phase == v1alpha1.RemediationCompleted &&
-					api.List(ctx, leases, client.InNamespace(cluster.LeaseNamespace), client.HasLabels{"targetlock.io/target-hash"}) == nil && len(leases.Items) == 0
-			}); err != nil {
-				return nil, fmt.Errorf("%s never completed with its claim released: %w", name, err)
-			}
-			hook, hookWrites := webhookRequests(ctx, c)
-			hook, hookWrites = hook-hookBefore, hookWrites-hookWritesBefore
-			total := float64(counter.all.Load()-before) + hook
-			res.requests = append(res.requests, total)
-			res.writes = append(res.writes, float64(counter.writes.Load()-beforeWrites)+hookWrites)
-			if orch := counter.take(); total > requestBudget && phase == "full" {
-				progress("history: %s cost %.0f API requests, over the budget of %d: the orchestrator's %v; the webhooks' %.0f, %.0f of them writes",
-					name, total, requestBudget, orch, hook, hookWrites)
-			}
-		}
-		return lat, nil
+func (p *historyPlane) stop() {
+	for _, stop := range slices.Backward(p.stops) {
+		stop()
 	}
-	progress("history: %d requests one at a time on an empty control plane", s.historySamples)
-	if res.empty, err = measure("empty"); err != nil {
-		return res, err
-	}
+	_ = p.c.Stop()
+}
 
-	progress("history: %d requests over %d objects, run to their end by the system", s.historySize, s.historyTargets)
-	// In waves of one request per object: a request queued behind a
-	// hundred others on one object is rewritten (Blocked on the new
-	// holder) at each handoff, a cost of queue depth, not of history.
+// sample runs one request on object to its end: the time from its CREATE
+// until its WFE arrived, and the API requests (and writes) it cost from
+// its CREATE until it was Completed with its claim released.
+func (p *historyPlane) sample(ctx context.Context, name, object string) (_ time.Duration, requests, writes float64, _ error) {
+	before, beforeWrites := p.counter.all.Load(), p.counter.writes.Load()
+	hookBefore, hookWritesBefore := webhookRequests(ctx, p.c)
+	p.counter.take()
 	start := time.Now()
-	for wave := 0; wave*s.historyTargets < s.historySize; wave++ {
+	if err := p.api.Create(ctx, newRR(historyNS, name, object, "sig-"+name, "restart")); err != nil {
+		return 0, 0, 0, err
+	}
+	at, ok := p.arr.wait(ctx, historyNS+"/wfe-"+name, 30*time.Second)
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("no WFE for %s", name)
+	}
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		rr := &v1alpha1.RemediationRequest{}
+		leases := &coordinationv1.LeaseList{}
+		return p.api.Get(ctx, client.ObjectKey{Namespace: historyNS, Name: name}, rr) == nil && rr.Status.Phase == v1alpha1.RemediationCompleted &&
+			p.api.List(ctx, leases, client.InNamespace(cluster.LeaseNamespace), client.HasLabels{"targetlock.io/target-hash"}) == nil && len(leases.Items) == 0
+	}); err != nil {
+		return 0, 0, 0, fmt.Errorf("%s never completed with its claim released: %w", name, err)
+	}
+	hook, hookWrites := webhookRequests(ctx, p.c)
+	requests = float64(p.counter.all.Load()-before) + hook - hookBefore
+	writes = float64(p.counter.writes.Load()-beforeWrites) + hookWrites - hookWritesBefore
+	return at.Sub(start), requests, writes, nil
+}
+
+// build has the system run size requests to their end, over targets
+// objects: in waves of one request per object (a request queued behind a
+// hundred others on one object is rewritten, Blocked on the new holder, at
+// each handoff: a cost of queue depth, not of history).
+func (p *historyPlane) build(ctx context.Context, size, targets int) error {
+	for wave := 0; wave*targets < size; wave++ {
 		var (
 			wg     sync.WaitGroup
 			failed atomic.Int64
 		)
-		names := make([]string, 0, s.historyTargets)
-		for o := range min(s.historyTargets, s.historySize-wave*s.historyTargets) {
-			name := fmt.Sprintf("past-%05d", wave*s.historyTargets+o)
+		names := make([]string, 0, targets)
+		for o := range min(targets, size-wave*targets) {
+			name := fmt.Sprintf("past-%05d", wave*targets+o)
 			names = append(names, name)
 			wg.Go(func() {
-				if api.Create(ctx, newRR(ns, name, fmt.Sprintf("app-%03d", o), "sig-"+name, "restart")) != nil {
+				if p.api.Create(ctx, newRR(historyNS, name, fmt.Sprintf("app-%03d", o), "sig-"+name, "restart")) != nil {
 					failed.Add(1)
 				}
 			})
 		}
 		wg.Wait()
 		if n := failed.Load(); n > 0 {
-			return res, fmt.Errorf("%d history RR CREATEs failed", n)
+			return fmt.Errorf("%d history RR CREATEs failed", n)
 		}
 		for _, name := range names {
 			if err := waitFor(ctx, 5*time.Minute, func() bool {
 				rr := &v1alpha1.RemediationRequest{}
-				return api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rr) == nil && rr.Status.Phase.Terminal()
+				return p.api.Get(ctx, client.ObjectKey{Namespace: historyNS, Name: name}, rr) == nil && rr.Status.Phase.Terminal()
 			}); err != nil {
-				return res, fmt.Errorf("history request %s never ended: %w", name, err)
+				return fmt.Errorf("history request %s never ended: %w", name, err)
 			}
 		}
 	}
-	res.built = time.Since(start)
-	progress("history: built in %s; measuring again", res.built.Round(time.Second))
-	res.requests, res.writes = res.requests[:0], res.writes[:0]
-	if res.full, err = measure("full"); err != nil {
-		return res, err
-	}
-	return res, nil
+	return nil
 }
