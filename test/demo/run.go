@@ -36,6 +36,7 @@ type options struct {
 	orchestrators, webhooks                int
 	executorDelay, timeout                 time.Duration
 	keep                                   bool
+	keepLogs                               bool // the kubeconfig and process logs, after the run
 	binDir                                 string
 }
 
@@ -45,7 +46,7 @@ func defaults() options {
 		bin = filepath.Join(root, "bin")
 	}
 	return options{targets: 20, rrsPerTarget: 10, directPerTarget: 2, orchestrators: 3, webhooks: 2,
-		executorDelay: 100 * time.Millisecond, timeout: 10 * time.Minute, binDir: bin}
+		executorDelay: 100 * time.Millisecond, timeout: 10 * time.Minute, keepLogs: true, binDir: bin}
 }
 
 // The demo shortens the routing cooldowns (5m, 1m backoff by default) so a
@@ -60,7 +61,7 @@ var orchestratorArgs = []string{
 // a Lease was left behind.
 func run(ctx context.Context, o options, out io.Writer) (ok bool, err error) {
 	fmt.Fprintf(out, "starting etcd, kube-apiserver, %d webhook and %d orchestrator processes...\n", o.webhooks, o.orchestrators)
-	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: o.orchestrators, Webhooks: o.webhooks, BinDir: o.binDir, OrchestratorArgs: orchestratorArgs, KeepLogs: true})
+	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: o.orchestrators, Webhooks: o.webhooks, BinDir: o.binDir, OrchestratorArgs: orchestratorArgs, KeepLogs: o.keepLogs})
 	if err != nil {
 		return false, err
 	}

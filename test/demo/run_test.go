@@ -22,7 +22,7 @@ func TestDemoStorm(t *testing.T) {
 	}
 	o := defaults()
 	o.binDir, o.targets, o.rrsPerTarget, o.directPerTarget = bin, 4, 5, 2
-	o.executorDelay, o.timeout = 20*time.Millisecond, 3*time.Minute
+	o.executorDelay, o.timeout, o.keepLogs = 20*time.Millisecond, 3*time.Minute, false
 	var out bytes.Buffer
 	ok, err := run(context.Background(), o, &out)
 	if err != nil || !ok {
