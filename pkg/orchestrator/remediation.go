@@ -49,7 +49,8 @@ type RemediationReconciler struct {
 	// trusted namespaces may hold requests for any object.
 	trusted []string
 	engine  *routing.Engine
-	// staleClaim reports a claim whose WFE has ended or vanished (Sweeper's rule).
+	// staleClaim reports a claim whose WFE has ended or vanished, from the
+	// cache where it can (Sweeper's rule).
 	staleClaim func(context.Context, lease.State) (bool, error)
 	recorder   events.EventRecorder
 	clock      clock.PassiveClock
@@ -279,7 +280,7 @@ func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Req
 	// for the WFE controller to release it: the waiter that sees it first
 	// writes its lock over the claim, in one compare-and-swap (so of racing
 	// waiters one wins), and decides at once.
-	if stale, err := r.claimEnded(ctx, st); err == nil && stale {
+	if stale, err := r.staleClaim(ctx, st); err == nil && stale {
 		tok, acquired, err := r.lock.Replace(ctx, st)
 		if err != nil {
 			return reconcile.Result{}, err
@@ -305,21 +306,6 @@ func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Req
 		BlockingWorkflowExecution: st.Holder,
 		Message:                   fmt.Sprintf("%s is busy: claimed by WorkflowExecution %s", key, st.Holder),
 	})
-}
-
-// claimEnded reports a stale claim (lease.State.Stale's rule). A claimant
-// the cache shows ended settles it without a read: a terminal phase is
-// final. Otherwise the claimant is read live.
-func (r *RemediationReconciler) claimEnded(ctx context.Context, st lease.State) (bool, error) {
-	if owner, ok := lease.ParseOwner(st.Holder); ok {
-		w := &v1alpha1.WorkflowExecution{}
-		if r.client.Get(ctx, client.ObjectKey{Namespace: owner.Namespace, Name: owner.Name}, w) == nil && w.UID == st.ClaimUID {
-			// Ended is final; active may be stale, but its end is an
-			// event that brings the request back.
-			return w.Status.Phase.Terminal(), nil
-		}
-	}
-	return r.staleClaim(ctx, st)
 }
 
 func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.RemediationRequest, b *routing.Block) (reconcile.Result, error) {

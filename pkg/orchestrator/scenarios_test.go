@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,8 +17,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -324,6 +328,49 @@ var _ = Describe("claims", func() {
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.BlockingWorkflowExecution }, Equal(ns+"/legacy")))
 	})
 
+	It("sweeps a claim whose WFE the cache shows without reading the WFE live, and removes it once the WFE has ended", func() {
+		ctx := context.Background()
+		ns, lns, w := claimedByWFE(ctx)
+		// A second replica that sweeps every 50 ms, its live reads of the
+		// WFE counted in its transport.
+		var reads atomic.Int64
+		cfg := rest.CopyConfig(env.Config)
+		cfg.WrapTransport = func(next http.RoundTripper) http.RoundTripper {
+			return roundTripper(func(req *http.Request) (*http.Response, error) {
+				if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/workflowexecutions/"+w.Name) {
+					reads.Add(1)
+				}
+				return next.RoundTrip(req)
+			})
+		}
+		mo := env.ManagerOptions()
+		mo.Cache = orchestrator.CacheOptions(lns)
+		mgr, err := ctrl.NewManager(cfg, mo)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(orchestrator.Setup(ctx, mgr, orchestrator.Options{LeaseNamespace: lns, Identity: "sweeper", SkipNameValidation: true,
+			Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 50 * time.Millisecond})).To(Succeed())
+		run(ctx, mgr)
+		// This object's Lease only: replicas watch every namespace, and may
+		// be deciding requests that earlier specs left behind.
+		claim := func() string {
+			l := &coordinationv1.Lease{}
+			switch err := env.Client.Get(ctx, client.ObjectKey{Namespace: lns, Name: appKey(ns).LeaseName()}, l); {
+			case apierrors.IsNotFound(err):
+				return ""
+			case err != nil:
+				return err.Error()
+			}
+			return ptr.Deref(l.Spec.HolderIdentity, "") + " " + l.Annotations[lease.ClaimUIDAnnotation]
+		}
+		Consistently(claim, time.Second, 50*time.Millisecond).Should(Equal(ns+"/"+w.Name+" "+string(w.UID)), "an active WFE's claim stands")
+		Expect(reads.Load()).To(BeZero(), "no sweep read the active WFE live")
+
+		// Ended: the sweep (or the WFE controller) removes the claim.
+		setWFEPhase(ctx, ns, w.Name, v1alpha1.WorkflowExecutionCompleted)
+		Eventually(claim, 5*time.Second).Should(BeEmpty())
+		Expect(reads.Load()).To(BeZero(), "the ended WFE was judged from the cache")
+	})
+
 	It("releases a WFE's claim as soon as the WFE ends, long before any sweep", func() {
 		ctx := context.Background()
 		ns, lns, w := claimedByWFE(ctx)
@@ -399,6 +446,11 @@ func poke(ctx context.Context, ns, name string) {
 	metav1.SetMetaDataAnnotation(&rr.ObjectMeta, "test/poke", time.Now().String())
 	Expect(env.Client.Patch(ctx, rr, patch)).To(Succeed())
 }
+
+// roundTripper counts or changes a replica's requests in its transport.
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // liveClient is a client of the test API server that reads live.
 func liveClient() client.WithWatch {

@@ -168,7 +168,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		resolver = target.NewResolver(dc, opts.Clock)
 	}
 	c := mgr.GetClient()
-	sweeper := &Sweeper{live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval}
+	sweeper := &Sweeper{cache: c, live: mgr.GetAPIReader(), lock: lock, clock: opts.Clock, interval: opts.SweepInterval}
 	events, err := recorder.ForManager(mgr, "targetlock-orchestrator")
 	if err != nil {
 		return err

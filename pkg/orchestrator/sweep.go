@@ -19,6 +19,7 @@ import (
 // sweep is the backstop for a missed event or a wrong view of the ring, so
 // it does not trust the ring: one List per interval per replica.
 type Sweeper struct {
+	cache    client.Reader // WorkflowExecutions
 	live     client.Reader
 	lock     *lease.Lock
 	clock    clock.PassiveClock
@@ -47,8 +48,16 @@ func (s *Sweeper) Sweep(ctx context.Context) int {
 }
 
 // staleClaim reports a claim whose WFE has ended, or is gone (or replaced)
-// past the grace for a CREATE in flight: lease.State.Stale's rule.
+// past the grace for a CREATE in flight: lease.State.Stale's rule. A
+// claimant the cache shows settles it without a read: ended is final, and
+// the end of one it shows active is an event (the cache catches up with a
+// WFE whatever the ring drops). Only a claimant the cache lacks, a CREATE
+// too new for it or a WFE gone, is read live: a sweep costs its LIST, not
+// a read per claim per replica.
 func (s *Sweeper) staleClaim(ctx context.Context, st lease.State) (bool, error) {
+	if w, err := lease.Claimant(ctx, s.cache, st); err == nil && w != nil {
+		return w.Status.Phase.Terminal(), nil
+	}
 	w, err := lease.Claimant(ctx, s.live, st)
 	if err != nil {
 		return false, err
