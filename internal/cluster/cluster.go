@@ -165,7 +165,7 @@ func (c *Cluster) Stop() error {
 // "decision/reason". Webhooks that do not answer are skipped.
 func (c *Cluster) Admissions(ctx context.Context) map[string]float64 {
 	sums := map[string]float64{}
-	for _, families := range c.webhookMetrics(ctx) {
+	for _, families := range c.WebhookMetrics(ctx) {
 		for _, m := range families["targetlock_webhook_admissions_total"].GetMetric() {
 			sums[label(m, "decision")+"/"+label(m, "reason")] += m.GetCounter().GetValue()
 		}
@@ -173,21 +173,10 @@ func (c *Cluster) Admissions(ctx context.Context) map[string]float64 {
 	return sums
 }
 
-// WebhookSum sums the series of the counter name whose labels match (nil:
-// every series) over the webhooks that answer (e.g.
-// rest_client_requests_total: their requests to the API server).
-func (c *Cluster) WebhookSum(ctx context.Context, name string, match map[string]string) float64 {
-	var sum float64
-	for _, families := range c.webhookMetrics(ctx) {
-		sum += Sum(families, name, match)
-	}
-	return sum
-}
-
 // WebhookHistogram sums the histogram name's sample sum and count over the
 // webhooks that answer.
 func (c *Cluster) WebhookHistogram(ctx context.Context, name string) (sum float64, count uint64) {
-	for _, families := range c.webhookMetrics(ctx) {
+	for _, families := range c.WebhookMetrics(ctx) {
 		for _, m := range families[name].GetMetric() {
 			sum += m.GetHistogram().GetSampleSum()
 			count += m.GetHistogram().GetSampleCount()
@@ -196,9 +185,9 @@ func (c *Cluster) WebhookHistogram(ctx context.Context, name string) (sum float6
 	return sum, count
 }
 
-// webhookMetrics reads each webhook's /metrics; those that do not answer
+// WebhookMetrics reads each webhook's /metrics; those that do not answer
 // are skipped.
-func (c *Cluster) webhookMetrics(ctx context.Context) []map[string]*dto.MetricFamily {
+func (c *Cluster) WebhookMetrics(ctx context.Context) []map[string]*dto.MetricFamily {
 	var out []map[string]*dto.MetricFamily
 	for _, url := range c.metrics {
 		if families, err := Scrape(ctx, url); err == nil {

@@ -87,7 +87,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		var claimed atomic.Bool
 		o := opts
 		o.ClaimGrace = 10 * time.Minute
-		startReplica(ctx, "replica-0", o, interceptor.Funcs{
+		startReplica(ctx, "replica-0", o, intercepting(interceptor.Funcs{
 			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 				w, ok := obj.(*v1alpha1.WorkflowExecution)
 				if !ok || claimed.Load() {
@@ -103,7 +103,7 @@ var _ = Describe("orchestrator scenarios", func() {
 				claimed.Store(true)
 				return apierrors.NewInternalError(fmt.Errorf(`failed calling webhook "workflowexecutions.targetlock.kubernaut.ai": failed to call webhook: Post "https://webhook:443/validate": EOF`))
 			},
-		})
+		}))
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		Expect(claimed.Load()).To(BeTrue(), "the phantom claim was made")
@@ -334,22 +334,17 @@ var _ = Describe("claims", func() {
 		// A second replica that sweeps every 50 ms, its live reads of the
 		// WFE counted in its transport.
 		var reads atomic.Int64
-		cfg := rest.CopyConfig(env.Config)
-		cfg.WrapTransport = func(next http.RoundTripper) http.RoundTripper {
-			return roundTripper(func(req *http.Request) (*http.Response, error) {
-				if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/workflowexecutions/"+w.Name) {
-					reads.Add(1)
-				}
-				return next.RoundTrip(req)
-			})
-		}
-		mo := env.ManagerOptions()
-		mo.Cache = orchestrator.CacheOptions(lns)
-		mgr, err := ctrl.NewManager(cfg, mo)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(orchestrator.Setup(ctx, mgr, orchestrator.Options{LeaseNamespace: lns, Identity: "sweeper", SkipNameValidation: true,
-			Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 50 * time.Millisecond})).To(Succeed())
-		run(ctx, mgr)
+		startReplica(ctx, "sweeper", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute,
+			SweepInterval: 50 * time.Millisecond}, func(cfg *rest.Config, _ *ctrl.Options) {
+			cfg.WrapTransport = func(next http.RoundTripper) http.RoundTripper {
+				return roundTripper(func(req *http.Request) (*http.Response, error) {
+					if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/workflowexecutions/"+w.Name) {
+						reads.Add(1)
+					}
+					return next.RoundTrip(req)
+				})
+			}
+		})
 		// This object's Lease only: replicas watch every namespace, and may
 		// be deciding requests that earlier specs left behind.
 		claim := func() string {

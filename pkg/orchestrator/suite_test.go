@@ -48,12 +48,27 @@ func newNamespace(ctx context.Context) string {
 }
 
 // startReplica runs one orchestrator replica (its own manager, cache and
-// tokens) until the spec ends. Its client's requests go through intercept,
-// if given (tests inject answers the API server would give).
-func startReplica(ctx context.Context, name string, opts orchestrator.Options, intercept ...interceptor.Funcs) {
+// tokens) until the spec ends. Each tune may change its config or manager
+// options first (tests inject answers or count requests).
+func startReplica(ctx context.Context, name string, opts orchestrator.Options, tune ...func(*rest.Config, *ctrl.Options)) {
+	cfg := rest.CopyConfig(env.Config)
 	mo := env.ManagerOptions()
 	mo.Cache = orchestrator.CacheOptions(opts.LeaseNamespace)
-	for _, funcs := range intercept {
+	for _, t := range tune {
+		t(cfg, &mo)
+	}
+	mgr, err := ctrl.NewManager(cfg, mo)
+	Expect(err).NotTo(HaveOccurred())
+	opts.Identity = name
+	opts.SkipNameValidation = true
+	Expect(orchestrator.Setup(ctx, mgr, opts)).To(Succeed())
+	run(ctx, mgr)
+}
+
+// intercepting is a tune for startReplica: the replica's client's requests
+// go through funcs.
+func intercepting(funcs interceptor.Funcs) func(*rest.Config, *ctrl.Options) {
+	return func(_ *rest.Config, mo *ctrl.Options) {
 		mo.NewClient = func(config *rest.Config, o client.Options) (client.Client, error) {
 			c, err := client.NewWithWatch(config, o)
 			if err != nil {
@@ -62,12 +77,6 @@ func startReplica(ctx context.Context, name string, opts orchestrator.Options, i
 			return interceptor.NewClient(c, funcs), nil
 		}
 	}
-	mgr, err := ctrl.NewManager(env.Config, mo)
-	Expect(err).NotTo(HaveOccurred())
-	opts.Identity = name
-	opts.SkipNameValidation = true
-	Expect(orchestrator.Setup(ctx, mgr, opts)).To(Succeed())
-	run(ctx, mgr)
 }
 
 // startExecutor plays the workflow engine.

@@ -89,8 +89,12 @@ const requestBudget = 8
 // their writes (every method but GET). Their watches are among the GETs:
 // a re-watch during a sample counts against it.
 func webhookRequests(ctx context.Context, c *cluster.Cluster) (all, writes float64) {
-	all = c.WebhookSum(ctx, "rest_client_requests_total", nil)
-	return all, all - c.WebhookSum(ctx, "rest_client_requests_total", map[string]string{"method": http.MethodGet})
+	for _, families := range c.WebhookMetrics(ctx) {
+		n := cluster.Sum(families, "rest_client_requests_total", nil)
+		all += n
+		writes += n - cluster.Sum(families, "rest_client_requests_total", map[string]string{"method": http.MethodGet})
+	}
+	return all, writes
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)
