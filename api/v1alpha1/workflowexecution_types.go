@@ -7,7 +7,7 @@ import (
 // LockTokenAnnotation carries the orchestrator's lock token on a WFE it
 // creates; the admission webhook admits the CREATE only while that token
 // still holds the target's lock.
-const LockTokenAnnotation = "kubernaut.ai/lock-token"
+const LockTokenAnnotation = "targetlock.io/lock-token"
 
 // TargetField is the field selector on spec.targetResource (a selectable
 // field of the CRD). It matches one spelling only; TargetHashLabel matches
@@ -63,6 +63,14 @@ type WorkflowExecutionSpec struct {
 	// +kubebuilder:validation:MaxLength=400
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="targetResource is immutable"
 	TargetResource string `json:"targetResource"`
+
+	// ClusterID names the remote cluster the target lives in; empty for this
+	// cluster. It is part of the target's identity: one object name on two
+	// clusters is two targets.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="clusterID is immutable"
+	ClusterID string `json:"clusterID,omitempty"`
 
 	// RemediationRequestRef is the RemediationRequest this execution serves.
 	// +optional

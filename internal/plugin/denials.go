@@ -142,7 +142,7 @@ func newDenialsCommand(flags *genericclioptions.ConfigFlags, streams genericioop
 first, from the Warning Events it records on the RemediationRequest (or,
 without one, on the WorkflowExecution). Events live as long as the API
 server's --event-ttl (default 1h); the API server's audit log keeps every
-denial longer (annotations targetlock.kubernaut.ai/*). Needs list on
+denial longer (annotations targetlock.io/*). Needs list on
 events.k8s.io events in the namespaces asked for.
 
 Only Events reported by the webhook (reportingController targetlock-webhook,

@@ -10,8 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
-	"github.com/targetlock/targetlock/api/v1alpha1"
 )
 
 // Keys of the audit annotations on every response (the API server prefixes
@@ -75,8 +73,8 @@ type verdict struct {
 }
 
 type objectRef struct {
-	kind, namespace, name string
-	uid                   types.UID
+	apiVersion, kind, namespace, name string
+	uid                               types.UID
 }
 
 func (v verdict) allow(reason, holder, message string) verdict {
@@ -171,7 +169,7 @@ func (h *Handler) recordEvent(v verdict) {
 		return
 	}
 	ref := &corev1.ObjectReference{
-		APIVersion: v1alpha1.GroupVersion.String(),
+		APIVersion: r.apiVersion,
 		Kind:       r.kind,
 		Namespace:  r.namespace,
 		Name:       r.name,

@@ -54,7 +54,7 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 	if owner.Name == "" {
 		owner.Name = req.Name
 	}
-	v := verdict{target: wfe.Spec.TargetResource, object: owner.String(), regarding: regarding(wfe, owner)}
+	v := verdict{target: wfe.Spec.TargetResource, object: owner.String(), regarding: regarding(wfe, owner, apiVersionOf(req))}
 	if owner.Namespace == "" || owner.Name == "" || owner.UID == "" {
 		return v.invalid(ReasonInvalidObject, errors.New("the WorkflowExecution has no namespace, name or uid; "+
 			"the API server sets them before validating admission"))
@@ -76,6 +76,13 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 	}
 	if d, ok := h.permitted(ctx, req, owner.Namespace, key, v); !ok {
 		return d
+	}
+	switch pod, err := h.kubernautLockHolder(ctx, req, wfe.Spec.TargetResource); {
+	case err != nil:
+		return v.errored(err)
+	case pod != "":
+		return v.deny(ReasonLockHeld, pod, "kubernaut's RemediationOrchestrator pod %s holds the target's lock (Lease %s/%s); only that pod may create a WorkflowExecution for it until the lock is released or expires",
+			pod, h.kubernaut.Namespace, KubernautLeaseName(wfe.Spec.TargetResource))
 	}
 	token := wfe.Annotations[v1alpha1.LockTokenAnnotation]
 	if token != "" && (h.trust.Orchestrator == "" || req.UserInfo.Username != h.trust.Orchestrator) {
@@ -118,7 +125,7 @@ func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) ver
 		if isDryRun(req) {
 			return v.allow(ReasonDryRun, owner.String(), "dry run: the target would be claimed by this WorkflowExecution")
 		}
-		if req.UserInfo.Username != h.trust.Orchestrator && !h.limiter.allow(owner.Namespace, h.clock.Now()) {
+		if !h.trust.unlimited(req) && !h.limiter.allow(owner.Namespace, h.clock.Now()) {
 			d := v.deny(ReasonRateLimited, "", "namespace %s made too many claims in a short time; retry", owner.Namespace)
 			d.code = http.StatusTooManyRequests
 			return d
@@ -224,7 +231,7 @@ func (h *Handler) activeOther(ctx context.Context, key target.Key, owner lease.O
 	list := &v1alpha1.WorkflowExecutionList{}
 	var err error
 	if h.cache != nil {
-		err = h.cache.List(ctx, list, client.MatchingFields{target.HashIndex: key.Hash()})
+		err = h.cache.List(ctx, list, client.MatchingFields{IdentityIndex: key.Hash()})
 	} else {
 		err = h.reader.List(ctx, list, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()})
 	}
@@ -234,6 +241,11 @@ func (h *Handler) activeOther(ctx context.Context, key target.Key, owner lease.O
 	for i := range list.Items {
 		w := &list.Items[i]
 		if w.UID == owner.UID || (w.Namespace == owner.Namespace && w.Name == owner.Name) || w.Status.Phase.Terminal() {
+			continue
+		}
+		// An index is a hint: the object found must name this target by its
+		// own spec (a label anyone can write must not refuse a CREATE).
+		if k, err := h.resolver.ForExecution(w); err != nil || k != key {
 			continue
 		}
 		if h.cache != nil {
@@ -268,10 +280,19 @@ func decode(raw []byte) (*v1alpha1.WorkflowExecution, error) {
 // RemediationRequest when it names one in the WFE's own namespace, else the
 // WFE itself. The requester chooses the reference: an Event must never land
 // in a namespace other than the one the request was made in.
-func regarding(wfe *v1alpha1.WorkflowExecution, owner lease.Owner) objectRef {
+func regarding(wfe *v1alpha1.WorkflowExecution, owner lease.Owner, apiVersion string) objectRef {
 	if ref := wfe.Spec.RemediationRequestRef; ref != nil && ref.Name != "" && (ref.Namespace == "" || ref.Namespace == owner.Namespace) &&
 		len(validation.IsDNS1123Subdomain(ref.Name)) == 0 {
-		return objectRef{kind: "RemediationRequest", namespace: owner.Namespace, name: ref.Name}
+		return objectRef{apiVersion: apiVersion, kind: "RemediationRequest", namespace: owner.Namespace, name: ref.Name}
 	}
-	return objectRef{kind: "WorkflowExecution", namespace: owner.Namespace, name: owner.Name, uid: owner.UID}
+	return objectRef{apiVersion: apiVersion, kind: "WorkflowExecution", namespace: owner.Namespace, name: owner.Name, uid: owner.UID}
+}
+
+// apiVersion is the group/version of the guarded WorkflowExecution, which
+// its RemediationRequest shares (targetlock.io's, or kubernaut.ai's).
+func apiVersionOf(req cradmission.Request) string {
+	if req.Kind.Group == "" || req.Kind.Version == "" {
+		return v1alpha1.GroupVersion.String()
+	}
+	return req.Kind.Group + "/" + req.Kind.Version
 }

@@ -61,6 +61,8 @@ type Options struct {
 	// DefaultDirectClaimsPerSecond and DefaultDirectClaimsBurst.
 	DirectClaimsPerSecond float64
 	DirectClaimsBurst     int
+	// Kubernaut, optional, is kubernaut's RO lock, honoured beside ours.
+	Kubernaut *KubernautLock
 	// MaxAttempts bounds re-reads after a lost compare-and-swap. Default
 	// DefaultMaxAttempts.
 	MaxAttempts int
@@ -79,6 +81,7 @@ type Handler struct {
 	recorder    EventRecorder
 	clock       clock.PassiveClock
 	maxAttempts int
+	kubernaut   *KubernautLock
 }
 
 var _ cradmission.Handler = (*Handler)(nil)
@@ -111,6 +114,7 @@ func New(opts Options) (*Handler, error) {
 		recorder:    opts.Recorder,
 		clock:       opts.Clock,
 		maxAttempts: opts.MaxAttempts,
+		kubernaut:   opts.Kubernaut,
 	}, nil
 }
 

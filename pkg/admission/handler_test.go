@@ -89,7 +89,7 @@ func request(op admissionv1.Operation, ns, name string, obj any) cradmission.Req
 	}
 	return cradmission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		UID: types.UID("req-" + name), Operation: op, Namespace: ns, Name: name, UserInfo: authenticationv1.UserInfo{Username: orchestratorUser},
-		Resource: metav1.GroupVersionResource{Group: "kubernaut.ai", Version: "v1alpha1", Resource: "workflowexecutions"}, Object: runtime.RawExtension{Raw: raw},
+		Resource: metav1.GroupVersionResource{Group: "targetlock.io", Version: "v1alpha1", Resource: "workflowexecutions"}, Object: runtime.RawExtension{Raw: raw},
 	}}
 }
 
@@ -120,7 +120,7 @@ func badInputs() []struct {
 } {
 	wfe := func(tgt any) []byte {
 		b, _ := json.Marshal(map[string]any{
-			"apiVersion": "kubernaut.ai/v1alpha1", "kind": "WorkflowExecution",
+			"apiVersion": "targetlock.io/v1alpha1", "kind": "WorkflowExecution",
 			"metadata": map[string]any{"name": "bad", "namespace": "demo", "uid": "uid-bad"},
 			"spec":     map[string]any{"targetResource": tgt, "workflowRef": map[string]any{"workflowID": "x"}},
 		})
@@ -489,7 +489,7 @@ func newCachedHandler(tb testing.TB, live, cached []client.Object) (*admission.H
 	s := newScheme(tb)
 	build := func(objs []client.Object) client.Client {
 		return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&v1alpha1.WorkflowExecution{}).
-			WithIndex(&v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash).Build()
+			WithIndex(&v1alpha1.WorkflowExecution{}, admission.IdentityIndex, admission.IndexIdentity(targettest.Resolver())).Build()
 	}
 	lc, cc := build(live), build(cached)
 	clk := clocktesting.NewFakeClock(time.Now())
@@ -517,7 +517,7 @@ func TestLabelerStampsRequests(t *testing.T) {
 			Spec:       v1alpha1.RemediationRequestSpec{TargetResource: v1alpha1.ResourceIdentifier{Kind: kind, Namespace: "demo", Name: "app"}},
 		}
 		req := request(admissionv1.Create, "demo", "rr", r)
-		req.Kind = metav1.GroupVersionKind{Group: "kubernaut.ai", Version: "v1alpha1", Kind: "RemediationRequest"}
+		req.Kind = metav1.GroupVersionKind{Group: "targetlock.io", Version: "v1alpha1", Kind: "RemediationRequest"}
 		return req
 	}
 	resp := l.Handle(context.Background(), rr("deployments"))

@@ -76,7 +76,7 @@ func startFixture() (*fixture, func() error, error) {
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule: admissionregistrationv1.Rule{
-					APIGroups: []string{"kubernaut.ai"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"workflowexecutions"},
+					APIGroups: []string{"targetlock.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"workflowexecutions"},
 				},
 			}},
 			ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{denyEveryOtherLabel: "true"}},

@@ -91,6 +91,14 @@ func (h *Handler) review(ctx context.Context, req cradmission.Request, key targe
 	return sar.Status.Allowed, nil
 }
 
+// unlimited reports whether req's requester is exempt from the direct-claim
+// rate limit: the orchestrator and the trusted ServiceAccounts (kubernaut's
+// RO), whose CREATEs are the workload the webhook exists to guard.
+func (t Trust) unlimited(req cradmission.Request) bool {
+	user := req.UserInfo.Username
+	return (t.Orchestrator != "" && user == t.Orchestrator) || slices.Contains(t.ServiceAccounts, serviceAccountOf(user))
+}
+
 // serviceAccountOf is "namespace/name" of a ServiceAccount username, or "".
 func serviceAccountOf(user string) string {
 	rest, ok := strings.CutPrefix(user, "system:serviceaccount:")

@@ -108,6 +108,9 @@ func New(c Client, opts Options) (*Lock, error) {
 // Namespace is where the Leases live.
 func (l *Lock) Namespace() string { return l.namespace }
 
+// ClaimGrace is how long a claim stands for a WFE that cannot be found.
+func (l *Lock) ClaimGrace() time.Duration { return l.claimGrace }
+
 // Duration is how long a lock lasts without Renew.
 func (l *Lock) Duration() time.Duration { return l.duration }
 

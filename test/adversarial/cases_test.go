@@ -165,7 +165,7 @@ var cases = []adversarialCase{
 
 	{"a CREATE refused by a ResourceQuota fails its requests instead of waiting", func(t *testing.T) {
 		ns := newNamespace(t, nil)
-		zero := corev1.ResourceList{"count/workflowexecutions.kubernaut.ai": resource.MustParse("0")}
+		zero := corev1.ResourceList{"count/workflowexecutions.targetlock.io": resource.MustParse("0")}
 		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-wfes"}, Spec: corev1.ResourceQuotaSpec{Hard: zero}}
 		if err := api.Create(context.Background(), q); err != nil {
 			t.Fatal(err)
@@ -188,7 +188,7 @@ var cases = []adversarialCase{
 				MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
 						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-						Rule:       admissionregistrationv1.Rule{APIGroups: []string{"kubernaut.ai"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"workflowexecutions"}},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{"targetlock.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"workflowexecutions"}},
 					},
 				}}},
 				Validations: []admissionregistrationv1.Validation{{Expression: "false", Message: "no WorkflowExecutions in this namespace (adversarial policy)"}},

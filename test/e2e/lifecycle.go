@@ -106,7 +106,7 @@ func (e *e2e) uninstall(ctx context.Context) (int, error) {
 	if err != nil && len(left) == 0 {
 		return 0, err
 	}
-	for _, crd := range []string{"remediationrequests.kubernaut.ai", "workflowexecutions.kubernaut.ai"} {
+	for _, crd := range []string{"remediationrequests.targetlock.io", "workflowexecutions.targetlock.io"} {
 		if err := e.c.Get(ctx, client.ObjectKey{Name: crd}, &apiextensionsv1.CustomResourceDefinition{}); err != nil {
 			return 0, fmt.Errorf("CRD %s should be kept on uninstall: %w", crd, err)
 		}

@@ -115,7 +115,7 @@ func setupRBAC(ctx context.Context) error {
 		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
 	tenantRules := []rbacv1.PolicyRule{
-		{APIGroups: []string{"kubernaut.ai"}, Resources: []string{"workflowexecutions", "remediationrequests"}, Verbs: []string{"create", "get", "list", "watch"}},
+		{APIGroups: []string{"targetlock.io"}, Resources: []string{"workflowexecutions", "remediationrequests"}, Verbs: []string{"create", "get", "list", "watch"}},
 		{APIGroups: []string{"events.k8s.io", ""}, Resources: []string{"events"}, Verbs: []string{"create", "get", "list"}},
 	}
 	grant := func(ns, name string, rules []rbacv1.PolicyRule, subject rbacv1.Subject) {

@@ -37,13 +37,16 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	return runServe(ctx, args, out)
 }
 
-func newScheme() (*runtime.Scheme, error) {
+// newScheme registers the built-in types and the WorkflowExecution of the
+// guarded group: targetlock's own types, or kubernaut's WorkflowExecution
+// read through the fields both schemas share (v1alpha1.AddExecutionToScheme).
+func newScheme(group string) (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		return nil, err
 	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
+	if group == v1alpha1.GroupVersion.Group {
+		return s, v1alpha1.AddToScheme(s)
 	}
-	return s, nil
+	return s, v1alpha1.AddExecutionToScheme(s, group)
 }

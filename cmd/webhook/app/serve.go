@@ -12,6 +12,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,6 +29,7 @@ import (
 	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/internal/recorder"
 	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/claims"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
 )
@@ -47,6 +49,10 @@ type serveConfig struct {
 	claimGrace    time.Duration
 	maxAttempts   int
 	trust         admission.Trust
+
+	executionGroup string
+	kubernautLocks string
+	releaseClaims  bool
 
 	directClaimsPerSecond float64
 	directClaimsBurst     int
@@ -93,6 +99,9 @@ Flags:
 	kubeflags.StringList(fs, &c.trust.ServiceAccounts, "trusted-service-accounts", "comma-separated ServiceAccounts (namespace/name) trusted to name any object")
 	fs.Float64Var(&c.directClaimsPerSecond, "direct-claims-per-second", admission.DefaultDirectClaimsPerSecond, "claims per second, per namespace, that CREATEs not made by the orchestrator may make (a claim whose CREATE a later admission step refuses stands for --claim-grace)")
 	fs.IntVar(&c.directClaimsBurst, "direct-claims-burst", admission.DefaultDirectClaimsBurst, "burst of --direct-claims-per-second")
+	fs.StringVar(&c.executionGroup, "execution-group", v1alpha1.GroupVersion.Group, "API group of the guarded WorkflowExecutions (version v1alpha1): targetlock.io for targetlock's own orchestrator, kubernaut.ai to guard a kubernaut installation")
+	fs.StringVar(&c.kubernautLocks, "kubernaut-lock-namespace", "", "namespace of kubernaut's RemediationOrchestrator lock Leases (ro-lock-*), honoured beside targetlock's own: while one is live only its holder pod may create a WorkflowExecution for its target; empty: not read")
+	fs.BoolVar(&c.releaseClaims, "release-claims", true, "release a claim as soon as its WorkflowExecution ends or is deleted (off where targetlock's orchestrator hands claims over itself); active WorkflowExecutions without a claim are claimed, and stale Leases swept, either way")
 	fs.StringVar(&c.trust.Verb, "authorize-verb", "", "if set (e.g. patch), anyone else may name an object they are allowed this verb on, by a SubjectAccessReview (needs RBAC to create subjectaccessreviews)")
 	c.zap.Development = false // JSON logs
 	c.zap.BindFlags(fs)
@@ -152,7 +161,10 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	scheme, err := newScheme()
+	if errs := validation.IsDNS1123Subdomain(c.executionGroup); len(errs) > 0 {
+		return fmt.Errorf("--execution-group %q: %s", c.executionGroup, errs[0])
+	}
+	scheme, err := newScheme(c.executionGroup)
 	if err != nil {
 		return err
 	}
@@ -196,6 +208,9 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("creating discovery client: %w", err)
 	}
 	resolver := target.NewResolver(dc, clk)
+	if err := target.WatchAPIChanges(ctx, restCfg, resolver); err != nil {
+		return err
+	}
 	events, err := recorder.ForManager(mgr, ControllerName)
 	if err != nil {
 		return err
@@ -204,12 +219,15 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 		Lock: lock, Resolver: resolver, Reader: live, Cache: mgr.GetCache(), Clock: clk, MaxAttempts: c.maxAttempts,
 		Trust: c.trust, Authorizer: live,
 		DirectClaimsPerSecond: c.directClaimsPerSecond, DirectClaimsBurst: c.directClaimsBurst,
-		Recorder: events,
+		Recorder: events, Kubernaut: kubernautLock(live, c.kubernautLocks),
 	})
 	if err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash); err != nil {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.WorkflowExecution{}, admission.IdentityIndex, admission.IndexIdentity(resolver)); err != nil {
+		return err
+	}
+	if _, err := claims.Register(ctx, mgr, claims.Options{Lock: lock, Resolver: resolver, Release: c.releaseClaims, Clock: clk}); err != nil {
 		return err
 	}
 	// The informers start with the manager, before the first admission.
@@ -231,7 +249,16 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if err := mgr.AddReadyzCheck("cache", cacheSynced(mgr.GetCache())); err != nil {
 		return err
 	}
-	log.Info("Starting webhook", "identity", c.identity, "leaseNamespace", c.namespace,
+	log.Info("Starting webhook", "identity", c.identity, "leaseNamespace", c.namespace, "executionGroup", c.executionGroup,
+		"kubernautLockNamespace", c.kubernautLocks,
 		"path", admission.Path, "port", c.port, "certDir", c.certDir, "claimGrace", c.claimGrace)
 	return mgr.Start(ctx)
+}
+
+// kubernautLock is kubernaut RO's lock in namespace, or nil when not read.
+func kubernautLock(live client.Reader, namespace string) *admission.KubernautLock {
+	if namespace == "" {
+		return nil
+	}
+	return &admission.KubernautLock{Reader: live, Namespace: namespace}
 }

@@ -1,0 +1,179 @@
+package claims_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/pkg/claims"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestClaims(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	SetDefaultEventuallyPollingInterval(20 * time.Millisecond)
+	RunSpecs(t, "Claims Keeper Suite (real API server)")
+}
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	env = testenv.Shared(GinkgoT())
+})
+
+// The objects of these specs are Deployments in a namespace the spec makes:
+// their keys are written out here, as the test knows them, not derived by
+// pkg/target (the code under test).
+func deploymentKey(ns, name string) target.Key {
+	return target.Key{Group: "apps", Kind: "Deployment", Namespace: ns, Name: name}
+}
+
+func newNamespace(ctx context.Context, prefix string) string {
+	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix}}
+	Expect(env.Client.Create(ctx, n)).To(Succeed())
+	return n.Name
+}
+
+func newWFE(ns, name, targetResource string) *v1alpha1.WorkflowExecution {
+	return &v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: targetResource, WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}},
+	}
+}
+
+// startKeeper runs a Keeper (as the webhook runs it) with its Leases in
+// leaseNS, and returns the Lock it writes through (live reads).
+func startKeeper(ctx context.Context, leaseNS string, release bool) *lease.Lock {
+	mo := env.ManagerOptions()
+	mo.Cache = cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{leaseNS: {}}},
+	}}
+	mgr, err := ctrl.NewManager(env.Config, mo)
+	Expect(err).NotTo(HaveOccurred())
+	lock, err := lease.New(env.Client, lease.Options{Namespace: leaseNS, Identity: "keeper", Cache: mgr.GetCache()})
+	Expect(err).NotTo(HaveOccurred())
+	dc, err := discovery.NewDiscoveryClientForConfig(env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = claims.Register(ctx, mgr, claims.Options{Lock: lock, Resolver: target.NewResolver(dc, nil), Release: release, SkipNameValidation: true})
+	Expect(err).NotTo(HaveOccurred())
+	stop := testenv.StartManager(ctx, mgr)
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+	return lock
+}
+
+func claimOf(ctx context.Context, lock *lease.Lock, key target.Key) func() types.UID {
+	return func() types.UID {
+		st, err := lock.Inspect(ctx, key)
+		Expect(err).NotTo(HaveOccurred())
+		if st.Phase != lease.Claimed {
+			return ""
+		}
+		return st.ClaimUID
+	}
+}
+
+func setPhase(ctx context.Context, w *v1alpha1.WorkflowExecution, p v1alpha1.WorkflowExecutionPhase) {
+	patch := client.MergeFrom(w.DeepCopy())
+	w.Status.Phase = p
+	Expect(env.Client.Status().Patch(ctx, w, patch)).To(Succeed())
+}
+
+var _ = Describe("Keeper", func() {
+	It("claims the target of an active WFE stored before it ran, and not a terminal one", func(ctx SpecContext) {
+		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
+		active := newWFE(ns, "old-active", ns+"/deployment/web") // kubernaut's spelling, no label
+		ended := newWFE(ns, "old-ended", ns+"/Deployment/api")
+		Expect(env.Client.Create(ctx, active)).To(Succeed())
+		Expect(env.Client.Create(ctx, ended)).To(Succeed())
+		setPhase(ctx, ended, v1alpha1.WorkflowExecutionCompleted)
+
+		lock := startKeeper(ctx, leaseNS, true)
+		Eventually(claimOf(ctx, lock, deploymentKey(ns, "web"))).Should(Equal(active.UID))
+		Consistently(claimOf(ctx, lock, deploymentKey(ns, "api")), "500ms").Should(BeEmpty())
+	})
+
+	It("releases a deleted WFE's claim within a second", func(ctx SpecContext) {
+		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
+		lock := startKeeper(ctx, leaseNS, true)
+		w := newWFE(ns, "w", ns+"/Deployment/web")
+		Expect(env.Client.Create(ctx, w)).To(Succeed())
+		key := deploymentKey(ns, "web")
+		Eventually(claimOf(ctx, lock, key)).Should(Equal(w.UID))
+
+		Expect(env.Client.Delete(ctx, w)).To(Succeed())
+		Eventually(claimOf(ctx, lock, key), time.Second).Should(BeEmpty())
+	})
+
+	It("releases a claim when its WFE ends, and only then", func(ctx SpecContext) {
+		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
+		lock := startKeeper(ctx, leaseNS, true)
+		w := newWFE(ns, "w", ns+"/deployments.apps/web")
+		Expect(env.Client.Create(ctx, w)).To(Succeed())
+		key := deploymentKey(ns, "web")
+		Eventually(claimOf(ctx, lock, key)).Should(Equal(w.UID))
+		setPhase(ctx, w, v1alpha1.WorkflowExecutionRunning)
+		Consistently(claimOf(ctx, lock, key), "300ms").Should(Equal(w.UID))
+
+		setPhase(ctx, w, v1alpha1.WorkflowExecutionFailed)
+		Eventually(claimOf(ctx, lock, key), time.Second).Should(BeEmpty())
+	})
+
+	It("leaves a claim of the same name by another UID (a CREATE in flight) for its grace", func(ctx SpecContext) {
+		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
+		lock := startKeeper(ctx, leaseNS, true)
+		key := deploymentKey(ns, "web")
+		st, err := lock.Inspect(ctx, key)
+		Expect(err).NotTo(HaveOccurred())
+		// The webhook claimed for a CREATE of "w" that is not stored yet.
+		Expect(lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: "w", UID: "in-flight"})).To(Succeed())
+		// Meanwhile an older "w" for another object ends: its event must
+		// not release the in-flight claim that shares its name.
+		old := newWFE(ns, "w", ns+"/Deployment/other")
+		Expect(env.Client.Create(ctx, old)).To(Succeed())
+		setPhase(ctx, old, v1alpha1.WorkflowExecutionCompleted)
+		Consistently(claimOf(ctx, lock, key), "1s").Should(Equal(types.UID("in-flight")))
+	})
+
+	It("with release off, still adopts but leaves ended claims to the orchestrator", func(ctx SpecContext) {
+		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
+		lock := startKeeper(ctx, leaseNS, false)
+		w := newWFE(ns, "w", ns+"/Deployment/web")
+		Expect(env.Client.Create(ctx, w)).To(Succeed())
+		key := deploymentKey(ns, "web")
+		Eventually(claimOf(ctx, lock, key)).Should(Equal(w.UID))
+		setPhase(ctx, w, v1alpha1.WorkflowExecutionCompleted)
+		Consistently(claimOf(ctx, lock, key), "500ms").Should(Equal(w.UID))
+	})
+
+	It("does not take a target from another active WFE (two stored unguarded)", func(ctx SpecContext) {
+		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
+		first := newWFE(ns, "first", ns+"/Deployment/web")
+		Expect(env.Client.Create(ctx, first)).To(Succeed())
+		lock := startKeeper(ctx, leaseNS, true)
+		key := deploymentKey(ns, "web")
+		Eventually(claimOf(ctx, lock, key)).Should(Equal(first.UID))
+		second := newWFE(ns, "second", ns+"/deploy/web")
+		Expect(env.Client.Create(ctx, second)).To(Succeed()) // no webhook in this suite
+		Consistently(claimOf(ctx, lock, key), "500ms").Should(Equal(first.UID))
+	})
+})
