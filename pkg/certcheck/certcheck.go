@@ -159,7 +159,7 @@ func Verify(ctx context.Context, c client.Client, o Options) []Result {
 			"kubectl describe certificate: check the Issuer and the CertificateRequest's events")
 	}
 	if o.DryRunNamespace != "" {
-		detail, err := dryRunCreate(ctx, c, o.DryRunNamespace, dialed)
+		detail, err := dryRunCreate(ctx, c, o.DryRunNamespace, guardedGroup(vwc.Webhooks[0]), dialed)
 		add("dry-run-create", err, detail,
 			"check the webhook pods are Ready, the Service selects them, the serving port matches, and NetworkPolicies allow the API server")
 	}
@@ -184,7 +184,7 @@ func guardedScope(w admissionregistrationv1.ValidatingWebhook) error {
 	for _, r := range w.Rules {
 		if (slices.Contains(r.Operations, admissionregistrationv1.Create) || slices.Contains(r.Operations, admissionregistrationv1.OperationAll)) &&
 			(slices.Contains(r.Resources, "workflowexecutions") || slices.Contains(r.Resources, "*")) &&
-			(slices.Contains(r.APIGroups, v1alpha1.GroupVersion.Group) || slices.Contains(r.APIGroups, "*")) {
+			(slices.ContainsFunc(r.APIGroups, isExecutionGroup) || slices.Contains(r.APIGroups, "*")) {
 			creates = true
 		}
 	}
@@ -228,16 +228,44 @@ func serverNames(cc admissionregistrationv1.WebhookClientConfig) (names []string
 	return nil, ""
 }
 
-// dryRunCreate sends a WFE whose target only the webhook rejects: a denial
-// naming the expected target form proves the API server called it over TLS.
-func dryRunCreate(ctx context.Context, c client.Client, ns, dialed string) (string, error) {
-	probe := &v1alpha1.WorkflowExecution{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "certs-verify-", Namespace: ns},
-		Spec: v1alpha1.WorkflowExecutionSpec{
-			TargetResource: "certs-verify/Not-A-Kind/probe",
-			WorkflowRef:    v1alpha1.WorkflowRef{WorkflowID: "certs-verify"},
-		},
+// ExecutionGroups are the groups whose WorkflowExecutions the webhook may
+// guard: targetlock's own, and kubernaut's (the kubernaut profile).
+var ExecutionGroups = []string{v1alpha1.GroupVersion.Group, KubernautGroup}
+
+// KubernautGroup is the API group of kubernaut's CRDs.
+const KubernautGroup = "kubernaut.ai"
+
+func isExecutionGroup(g string) bool { return slices.Contains(ExecutionGroups, g) }
+
+// guardedGroup is the WorkflowExecution group the webhook's rules match.
+func guardedGroup(w admissionregistrationv1.ValidatingWebhook) string {
+	for _, r := range w.Rules {
+		if i := slices.IndexFunc(r.APIGroups, isExecutionGroup); i >= 0 {
+			return r.APIGroups[i]
+		}
 	}
+	return v1alpha1.GroupVersion.Group
+}
+
+// dryRunCreate sends a WFE of the guarded group, valid under that group's
+// schema, whose target only the webhook rejects: a denial naming the
+// expected target form proves the API server called it over TLS.
+func dryRunCreate(ctx context.Context, c client.Client, ns, group, dialed string) (string, error) {
+	workflowRef := map[string]any{"workflowID": "certs-verify"}
+	if group == KubernautGroup { // kubernaut's required workflowRef fields
+		workflowRef = map[string]any{"workflowId": "certs-verify", "workflowName": "certs-verify", "actionType": "CertsVerify",
+			"version": "0.0.0", "executionBundle": "certs-verify"}
+	}
+	probe := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": group + "/" + v1alpha1.GroupVersion.Version,
+		"kind":       "WorkflowExecution",
+		"metadata":   map[string]any{"generateName": "certs-verify-", "namespace": ns},
+		"spec": map[string]any{
+			"targetResource":        "certs-verify/Not-A-Kind/probe",
+			"workflowRef":           workflowRef,
+			"remediationRequestRef": map[string]any{"name": "certs-verify", "namespace": ns},
+		},
+	}}
 	err := c.Create(ctx, probe, client.DryRunAll)
 	switch {
 	case err == nil:
