@@ -191,7 +191,7 @@ func (e *e2e) applyCRDs(ctx context.Context, dir string) error {
 		}
 		names = append(names, crd.Name)
 	}
-	return poll(ctx, time.Minute, "cert-manager's CRDs to be established", func(ctx context.Context) error {
+	return poll(ctx, time.Minute, "the CRDs to be established", func(ctx context.Context) error {
 		for _, n := range names {
 			crd := &apiextensionsv1.CustomResourceDefinition{}
 			if err := e.c.Get(ctx, client.ObjectKey{Name: n}, crd); err != nil {

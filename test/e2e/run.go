@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,6 +27,8 @@ type options struct {
 	executorDelay, timeout          time.Duration
 	certManager                     bool
 	certManagerCRDs                 string
+	kubernaut                       bool
+	kubernautCRDs, operationsDoc    string
 	started                         int64
 }
 
@@ -121,8 +124,20 @@ func run(ctx context.Context, o options) error {
 		leftovers += n
 	}
 
-	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d seconds=%d\n",
-		ready, res.rrs, res.maxActive, res.podKills, leftovers, time.Now().Unix()-o.started)
+	kres := kubernautResult{maxActive: 1, statusUntouched: true}
+	if o.kubernaut {
+		if kres, err = e.kubernautMode(ctx); err != nil {
+			return fmt.Errorf("kubernaut profile: %w", err)
+		}
+		n, err := e.uninstall(ctx)
+		if err != nil {
+			return err
+		}
+		leftovers += n
+	}
+
+	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d seconds=%d\n",
+		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), time.Now().Unix()-o.started)
 	switch {
 	case res.maxActive != 1:
 		return fmt.Errorf("max_active_per_object=%d, want 1: %s", res.maxActive, res.worst)
@@ -130,8 +145,19 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("pod_kills=%d, want 2", res.podKills)
 	case leftovers != 0:
 		return fmt.Errorf("leftovers=%d, want 0", leftovers)
+	case kres.maxActive != 1:
+		return fmt.Errorf("kubernaut_max_active_per_object=%d, want 1: %s", kres.maxActive, kres.worst)
+	case !kres.statusUntouched:
+		return errors.New("kubernaut_status_untouched=0: targetlock wrote kubernaut's RR status")
 	}
 	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func step(msg string) { fmt.Printf("--- %s %s\n", time.Now().Format("15:04:05"), msg) }
