@@ -211,8 +211,8 @@ func readRecipe(path string) ([][]string, error) {
 	}
 	defer f.Close()
 	var (
-		cmds             [][]string
-		in, block        bool
+		cmds            [][]string
+		in, block       bool
 		line, continued string
 	)
 	sc := bufio.NewScanner(f)
