@@ -303,6 +303,14 @@ var _ = Describe("a kubernaut installation guarded by the webhook's kubernaut pr
 			dry, err := roCreate(ctx, "ro-b", t, "", client.DryRunAll)
 			refused(ctx, dry, err, "ResourceBusy")
 			Expect(leasesMentioning(ctx, dry.GetName())).To(BeEmpty())
+			// Nor an Event of the denial, which a real refused CREATE
+			// leaves (recorded asynchronously).
+			real, err := roCreate(ctx, "ro-c", t, "")
+			refused(ctx, real, err, "ResourceBusy")
+			Eventually(func() []string { return eventsMentioning(ctx, real.GetName()) }).
+				WithTimeout(10*time.Second).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), "control: the real refusal's Event")
+			Consistently(func() []string { return eventsMentioning(ctx, dry.GetName()) }).
+				WithTimeout(time.Second).WithPolling(200 * time.Millisecond).Should(BeEmpty())
 		}, SpecTimeout(specTimeout))
 
 		It("allows a dry-run CREATE for a free object and claims nothing: the next real CREATE is admitted", func(ctx SpecContext) {
@@ -359,7 +367,7 @@ var _ = Describe("a kubernaut installation guarded by the webhook's kubernaut pr
 		It("refuses to start on a cluster with only kubernaut's CRDs, naming mode=kubernaut", func(ctx SpecContext) {
 			small, err := testenv.Start(testenv.Options{SkipOwnCRDs: true, CRDPaths: []string{crdDir}})
 			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(small.Stop)
+			DeferCleanup(func() { stopQuietly("the second control plane", small) })
 			kc := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
 			Expect(small.Kubeconfig(kc)).To(Succeed())
 			Expect(small.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNS}})).To(Succeed())

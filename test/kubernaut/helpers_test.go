@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	gomegatypes "github.com/onsi/gomega/types"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -275,9 +277,31 @@ func leasesMentioning(ctx context.Context, s string) []string {
 	for _, l := range ls.Items {
 		data, err := json.Marshal(l)
 		Expect(err).NotTo(HaveOccurred())
-		if strings.Contains(string(data), s) {
+		if mentions(data, s) {
 			out = append(out, l.Namespace+"/"+l.Name)
 		}
 	}
 	return out
+}
+
+// eventsMentioning lists every Event in the cluster whose JSON carries s.
+func eventsMentioning(ctx context.Context, s string) []string {
+	GinkgoHelper()
+	var es eventsv1.EventList
+	Expect(admin.List(ctx, &es)).To(Succeed())
+	var out []string
+	for _, e := range es.Items {
+		data, err := json.Marshal(e)
+		Expect(err).NotTo(HaveOccurred())
+		if mentions(data, s) {
+			out = append(out, e.Namespace+"/"+e.Name)
+		}
+	}
+	return out
+}
+
+// mentions reports whether data carries the name s, not merely a longer
+// name it starts (we-rr-1 is not in we-rr-12).
+func mentions(data []byte, s string) bool {
+	return regexp.MustCompile(regexp.QuoteMeta(s) + `($|[^a-z0-9.-])`).Match(data)
 }
