@@ -309,12 +309,12 @@ func (r *RemediationReconciler) contended(ctx context.Context, req reconcile.Req
 }
 
 func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.RemediationRequest, b *routing.Block) (reconcile.Result, error) {
+	before := rr.DeepCopy()
 	if b.Skip {
 		rr.Status.DuplicateOf = b.DuplicateOf
-		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationSkipped, string(b.Reason), b.Message)
+		return reconcile.Result{}, r.finishFrom(ctx, before, rr, v1alpha1.RemediationSkipped, string(b.Reason), b.Message)
 	}
 	s := &rr.Status
-	before := *s.DeepCopy()
 	// A new block is an Event; a waiter whose blocking WFE changed (the
 	// target passed to another request) only updates its status: one
 	// Event per handoff for every waiter would be O(waiters^2) per object.
@@ -335,10 +335,10 @@ func (r *RemediationReconciler) blocked(ctx context.Context, rr *v1alpha1.Remedi
 		}
 	}
 	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionRouted, Status: metav1.ConditionFalse, Reason: string(b.Reason), Message: b.Message, ObservedGeneration: rr.Generation})
-	if !changed && equality.Semantic.DeepEqual(before, *s) {
+	if !changed && equality.Semantic.DeepEqual(before.Status, *s) {
 		return result, nil // already recorded: a write would only race the other replicas
 	}
-	if err := r.client.Status().Update(ctx, rr); err != nil {
+	if err := r.patchStatus(ctx, before, rr); err != nil {
 		return reconcile.Result{}, err
 	}
 	if changed {
@@ -456,6 +456,7 @@ func (r *RemediationReconciler) releaseUnstored(ctx context.Context, rr *v1alpha
 }
 
 func (r *RemediationReconciler) executing(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {
+	before := rr.DeepCopy()
 	from := rr.Status.Phase
 	s := &rr.Status
 	s.Phase = v1alpha1.RemediationExecuting
@@ -464,7 +465,7 @@ func (r *RemediationReconciler) executing(ctx context.Context, rr *v1alpha1.Reme
 	s.BlockingWorkflowExecution, s.DuplicateOf = "", ""
 	msg := fmt.Sprintf("created WorkflowExecution %s for %s", wfe.Name, wfe.Spec.TargetResource)
 	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionRouted, Status: metav1.ConditionTrue, Reason: "WorkflowExecutionCreated", Message: msg, ObservedGeneration: rr.Generation})
-	if err := r.client.Status().Update(ctx, rr); err != nil {
+	if err := r.patchStatus(ctx, before, rr); err != nil {
 		return err
 	}
 	transition(from, v1alpha1.RemediationExecuting)
@@ -519,8 +520,9 @@ func (r *RemediationReconciler) mirror(ctx context.Context, rr *v1alpha1.Remedia
 	}
 	switch wfe.Status.Phase {
 	case v1alpha1.WorkflowExecutionCompleted:
+		before := rr.DeepCopy()
 		rr.Status.ConsecutiveFailureCount = 0
-		return r.finish(ctx, rr, v1alpha1.RemediationCompleted, "WorkflowExecutionCompleted", fmt.Sprintf("WorkflowExecution %s completed", wfe.Name))
+		return r.finishFrom(ctx, before, rr, v1alpha1.RemediationCompleted, "WorkflowExecutionCompleted", fmt.Sprintf("WorkflowExecution %s completed", wfe.Name))
 	case v1alpha1.WorkflowExecutionFailed:
 		msg := fmt.Sprintf("WorkflowExecution %s failed", wfe.Name)
 		if d := wfe.Status.FailureDetails; d != nil {
@@ -547,12 +549,20 @@ func (r *RemediationReconciler) failed(ctx context.Context, rr *v1alpha1.Remedia
 	if err != nil {
 		return err
 	}
+	before := rr.DeepCopy()
 	rr.Status.ConsecutiveFailureCount = int32(n)
 	rr.Status.NextAllowedExecution = &metav1.Time{Time: now.Add(routing.Backoff(n, rr.UID, r.engine.Options()))}
-	return r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionFailed", msg)
+	return r.finishFrom(ctx, before, rr, v1alpha1.RemediationFailed, "WorkflowExecutionFailed", msg)
 }
 
+// finish ends the request in phase.
 func (r *RemediationReconciler) finish(ctx context.Context, rr *v1alpha1.RemediationRequest, phase v1alpha1.RemediationPhase, reason, msg string) error {
+	return r.finishFrom(ctx, rr.DeepCopy(), rr, phase, reason, msg)
+}
+
+// finishFrom ends the request in phase; before is the request as read, before
+// any change the caller made to its status for this end.
+func (r *RemediationReconciler) finishFrom(ctx context.Context, before, rr *v1alpha1.RemediationRequest, phase v1alpha1.RemediationPhase, reason, msg string) error {
 	from := rr.Status.Phase
 	rr.Status.Phase = phase
 	rr.Status.CompletionTime = &metav1.Time{Time: r.clock.Now()}
@@ -564,7 +574,7 @@ func (r *RemediationReconciler) finish(ctx context.Context, rr *v1alpha1.Remedia
 		status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&rr.Status.Conditions, metav1.Condition{Type: ConditionSucceeded, Status: status, Reason: reason, Message: msg, ObservedGeneration: rr.Generation})
-	if err := r.client.Status().Update(ctx, rr); err != nil {
+	if err := r.patchStatus(ctx, before, rr); err != nil {
 		return err
 	}
 	transition(from, phase)
@@ -574,6 +584,20 @@ func (r *RemediationReconciler) finish(ctx context.Context, rr *v1alpha1.Remedia
 	}
 	r.recorder.Eventf(rr, nil, eventType, reason, "Finish", "%s", msg)
 	return nil
+}
+
+// patchStatus writes the status fields the orchestrator changed from before
+// (the request as read) to rr, and only those: a JSON merge patch of the
+// status subresource. An UPDATE would send the whole status as this build's
+// type knows it, and so remove what it does not know: fields of a newer
+// CRD, or written by another controller. The patch carries before's
+// resourceVersion, so it is refused with a conflict if the request changed
+// since it was read, as the UPDATE was: every decision is taken on the
+// request as stored (Reconcile decides again on a conflict). Conditions are
+// a list, which a merge patch replaces whole: the orchestrator owns them on
+// its requests. rr is then the request as stored.
+func (r *RemediationReconciler) patchStatus(ctx context.Context, before, rr *v1alpha1.RemediationRequest) error {
+	return r.client.Status().Patch(ctx, rr, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
 // executionName is the one WFE name per request, so that retries and

@@ -101,7 +101,7 @@ var _ = Describe("orchestrator scenarios", func() {
 					return err
 				}
 				claimed.Store(true)
-				return apierrors.NewInternalError(fmt.Errorf(`failed calling webhook "workflowexecutions.targetlock.kubernaut.ai": failed to call webhook: Post "https://webhook:443/validate": EOF`))
+				return apierrors.NewInternalError(fmt.Errorf(`failed calling webhook "workflowexecutions.targetlock.io": failed to call webhook: Post "https://webhook:443/validate": EOF`))
 			},
 		}))
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
@@ -274,9 +274,9 @@ var _ = Describe("orchestrator scenarios", func() {
 	It("fails a request whose CREATE is refused for a reason other than the target, instead of waiting forever", func() {
 		// A quota of zero WFEs: a 403 from the API server, not from the webhook.
 		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-wfes"},
-			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/workflowexecutions.kubernaut.ai": resource.MustParse("0")}}}
+			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/workflowexecutions.targetlock.io": resource.MustParse("0")}}}
 		Expect(env.Client.Create(ctx, q)).To(Succeed())
-		q.Status = corev1.ResourceQuotaStatus{Hard: q.Spec.Hard, Used: corev1.ResourceList{"count/workflowexecutions.kubernaut.ai": resource.MustParse("0")}}
+		q.Status = corev1.ResourceQuotaStatus{Hard: q.Spec.Hard, Used: corev1.ResourceList{"count/workflowexecutions.targetlock.io": resource.MustParse("0")}}
 		Expect(env.Client.Status().Update(ctx, q)).To(Succeed())
 		startReplica(ctx, "replica-0", opts)
 		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())

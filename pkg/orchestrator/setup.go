@@ -103,7 +103,7 @@ func (o Options) defaults() Options {
 // the only namespace the orchestrator may read Leases in, and keeps cached
 // objects without their managedFields: nothing reads them, and on requests
 // and WFEs whose status is written several times they are most of the
-// object (an update without them leaves the stored ones as they are).
+// object (a write without them leaves the stored ones as they are).
 func CacheOptions(leaseNamespace string) cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
@@ -114,9 +114,17 @@ func CacheOptions(leaseNamespace string) cache.Options {
 }
 
 // Setup adds the orchestrator's controllers and sweeper to mgr. The manager
-// must use CacheOptions.
+// must use CacheOptions. It fails, before anything is added, if the API
+// server does not serve the orchestrator's own kinds (CheckAPIs).
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	opts = opts.defaults()
+	dc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("creating discovery client: %w", err)
+	}
+	if err := CheckAPIs(dc); err != nil {
+		return err
+	}
 	live, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
 	if err != nil {
 		return fmt.Errorf("creating lease client: %w", err)
@@ -161,10 +169,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 
 	resolver := opts.Resolver
 	if resolver == nil {
-		dc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
-		if err != nil {
-			return fmt.Errorf("creating discovery client: %w", err)
-		}
 		resolver = target.NewResolver(dc, opts.Clock)
 	}
 	c := mgr.GetClient()

@@ -51,8 +51,13 @@ func newNamespace(ctx context.Context) string {
 // tokens) until the spec ends. Each tune may change its config or manager
 // options first (tests inject answers or count requests).
 func startReplica(ctx context.Context, name string, opts orchestrator.Options, tune ...func(*rest.Config, *ctrl.Options)) {
-	cfg := rest.CopyConfig(env.Config)
-	mo := env.ManagerOptions()
+	startReplicaIn(ctx, env, name, opts, tune...)
+}
+
+// startReplicaIn is startReplica on the control plane e.
+func startReplicaIn(ctx context.Context, e *testenv.Env, name string, opts orchestrator.Options, tune ...func(*rest.Config, *ctrl.Options)) {
+	cfg := rest.CopyConfig(e.Config)
+	mo := e.ManagerOptions()
 	mo.Cache = orchestrator.CacheOptions(opts.LeaseNamespace)
 	for _, t := range tune {
 		t(cfg, &mo)
