@@ -62,7 +62,7 @@ func TestCertsVerify(t *testing.T) {
 		for i := 0; i+1 < len(annotations); i += 2 {
 			metav1.SetMetaDataAnnotation(&w.ObjectMeta, annotations[i], annotations[i+1])
 		}
-		w.Webhooks[0].Name = name + ".targetlock.kubernaut.ai"
+		w.Webhooks[0].Name = name + ".targetlock.io"
 		w.Webhooks[0].ClientConfig = cc
 		w.Webhooks[0].SideEffects, w.Webhooks[0].FailurePolicy = &none, &fail
 		w.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": unreachableNS}}

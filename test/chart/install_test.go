@@ -22,6 +22,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -68,17 +69,19 @@ func mainInstall(t *testing.T) {
 // makeInert narrows a release's webhooks to objects that never exist: no
 // webhook pod runs here, and the API server must never dial the Service's
 // DNS name. (The chart itself offers no selector: it guards everything.)
+// A release in kubernaut mode has no mutating webhook.
 func makeInert(name string) error {
 	ctx := context.Background()
 	never := &metav1.LabelSelector{MatchLabels: map[string]string{"targetlock.io/test-never": "true"}}
 	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
-		return err
-	}
-	for i := range m.Webhooks {
-		m.Webhooks[i].ObjectSelector = never
-	}
-	if err := env.Client.Update(ctx, m); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, m); err == nil {
+		for i := range m.Webhooks {
+			m.Webhooks[i].ObjectSelector = never
+		}
+		if err := env.Client.Update(ctx, m); err != nil {
+			return err
+		}
+	} else if !apierrors.IsNotFound(err) {
 		return err
 	}
 	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
@@ -101,7 +104,9 @@ func TestInstallIsAcceptedByTheAPIServer(t *testing.T) {
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: "tl-targetlock-webhook"}},
 		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock"}},
 		&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock"}},
-		&apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "workflowexecutions.kubernaut.ai"}},
+		&apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "workflowexecutions.targetlock.io"}},
+		&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock-terminal-is-final"}},
+		&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "tl-targetlock-terminal-is-final"}},
 	} {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
 			t.Errorf("%T %s not installed: %v", o, o.GetName(), err)

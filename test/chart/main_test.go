@@ -64,14 +64,14 @@ func localWebhook() *admissionregistrationv1.ValidatingWebhookConfiguration {
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "targetlock-local"},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:                    "workflowexecutions.targetlock.kubernaut.ai",
+			Name:                    "workflowexecutions.targetlock.io",
 			AdmissionReviewVersions: []string{"v1"},
 			ClientConfig: admissionregistrationv1.WebhookClientConfig{
 				Service: &admissionregistrationv1.ServiceReference{Name: "local", Namespace: "default", Path: ptr.To(admission.Path)},
 			},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"kubernaut.ai"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"workflowexecutions"}},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"targetlock.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"workflowexecutions"}},
 			}},
 			// certs verify points a webhook that cannot be reached at this namespace.
 			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{

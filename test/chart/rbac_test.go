@@ -3,15 +3,22 @@ package chart_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -33,11 +40,14 @@ import (
 const rbacNS = "rbac-system"
 
 // serviceAccount returns a config that acts as the chart's ServiceAccount.
-func serviceAccount(name string) *rest.Config {
+func serviceAccount(name string) *rest.Config { return serviceAccountIn(rbacNS, name) }
+
+// serviceAccountIn returns a config that acts as ServiceAccount ns/name.
+func serviceAccountIn(ns, name string) *rest.Config {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: fmt.Sprintf("system:serviceaccount:%s:%s", rbacNS, name),
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + rbacNS, "system:authenticated"},
+		UserName: fmt.Sprintf("system:serviceaccount:%s:%s", ns, name),
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
 	}
 	return cfg
 }
@@ -172,9 +182,100 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 		"orchestrator writes a Lease in another namespace": orch.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}),
 		"orchestrator deletes a RemediationRequest":        orch.Delete(ctx, &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "rr-0-0"}}),
 		"orchestrator reads Secrets":                       orch.Get(ctx, client.ObjectKey{Namespace: rbacNS, Name: "none"}, &corev1.Secret{}),
-		"webhook deletes a Lease":                          hookClient.DeleteAllOf(ctx, &coordinationv1.Lease{}, client.InNamespace(rbacNS)),
+		"webhook deletes a Lease in another namespace":     hookClient.Delete(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}),
+		"webhook reads Leases in another namespace":        hookClient.List(ctx, &coordinationv1.LeaseList{}, client.InNamespace("default")),
 		"webhook writes a Lease in another namespace":      hookClient.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}),
 		"webhook creates a WorkflowExecution":              hookClient.Create(ctx, &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "w"}, Spec: v1alpha1.WorkflowExecutionSpec{TargetResource: "Node/n", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "x"}}}),
+	}
+	for what, err := range forbidden {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: got %v, want Forbidden", what, err)
+		}
+	}
+	// Sufficient for what the webhook does beyond the storm: it releases
+	// the claims of WFEs that ended or were deleted, and watches CRDs and
+	// APIServices to refresh its discovery.
+	assertWebhookMay(ctx, t, hookClient, rbacNS)
+}
+
+// assertWebhookMay checks, as the webhook's client, the rights it needs in
+// both modes: delete a Lease of its namespace, list CRDs and APIServices.
+func assertWebhookMay(ctx context.Context, t *testing.T, hook client.Client, ns string) {
+	t.Helper()
+	claim := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "released-claim"}}
+	if err := env.Client.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	if err := hook.Delete(ctx, claim); err != nil {
+		t.Errorf("webhook deletes a Lease of its namespace: %v", err)
+	}
+	for _, gvk := range []string{"apiextensions.k8s.io/v1 CustomResourceDefinitionList", "apiregistration.k8s.io/v1 APIServiceList"} {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion(strings.Fields(gvk)[0])
+		list.SetKind(strings.Fields(gvk)[1])
+		if err := hook.List(ctx, list); err != nil {
+			t.Errorf("webhook lists %s: %v", list.GetKind(), err)
+		}
+	}
+}
+
+// In kubernaut mode the webhook's ServiceAccount reads kubernaut's
+// WorkflowExecutions and its RemediationOrchestrator's lock Leases in
+// kubernaut's namespace, and writes neither; targetlock.io's objects are
+// not its business.
+func TestKubernautWebhookRBAC(t *testing.T) {
+	withKubernaut(t)
+	const name, ns = "knrbac", "knrbac-system"
+	installKubernaut(t, name, ns)
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, apiregistrationv1.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook, err := client.NewWithWatch(serviceAccountIn(ns, name+"-targetlock-webhook"), client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roLock := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: kubernautNS, Name: "ro-lock-0123456789abcdef"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("remediationorchestrator-0")}}
+	if err := env.Client.Create(ctx, roLock); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	wfes := &unstructured.UnstructuredList{}
+	wfes.SetAPIVersion("kubernaut.ai/v1alpha1")
+	wfes.SetKind("WorkflowExecutionList")
+
+	// Sufficient.
+	got := &coordinationv1.Lease{}
+	if err := hook.Get(ctx, client.ObjectKeyFromObject(roLock), got); err != nil || *got.Spec.HolderIdentity != "remediationorchestrator-0" {
+		t.Errorf("webhook reads kubernaut's lock Lease: %v", err)
+	}
+	if err := hook.List(ctx, &coordinationv1.LeaseList{}, client.InNamespace(kubernautNS)); err != nil {
+		t.Errorf("webhook lists kubernaut's Leases: %v", err)
+	}
+	if w, err := hook.Watch(ctx, &coordinationv1.LeaseList{}, client.InNamespace(kubernautNS)); err != nil {
+		t.Errorf("webhook watches kubernaut's Leases: %v", err)
+	} else {
+		w.Stop()
+	}
+	if err := hook.List(ctx, wfes); err != nil {
+		t.Errorf("webhook lists kubernaut's WorkflowExecutions: %v", err)
+	}
+	assertWebhookMay(ctx, t, hook, ns)
+
+	// Minimal.
+	theirs := roLock.DeepCopy()
+	theirs.Spec.HolderIdentity = ptr.To("webhook")
+	forbidden := map[string]error{
+		"webhook creates a Lease in kubernaut's namespace": hook.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: kubernautNS, Name: "ro-lock-fedcba9876543210"}}),
+		"webhook updates kubernaut's lock Lease":           hook.Update(ctx, theirs),
+		"webhook deletes kubernaut's lock Lease":           hook.Delete(ctx, roLock),
+		"webhook creates a kubernaut WorkflowExecution":    hook.Create(ctx, kubernautWFE("by-webhook")),
+		"webhook reads targetlock.io WorkflowExecutions":   hook.List(ctx, &v1alpha1.WorkflowExecutionList{}),
+		"webhook reads Leases in another namespace":        hook.List(ctx, &coordinationv1.LeaseList{}, client.InNamespace("default")),
+		"webhook reads Secrets":                            hook.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)),
 	}
 	for what, err := range forbidden {
 		if !apierrors.IsForbidden(err) {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,6 +105,9 @@ var modes = map[string]map[string]any{
 	"no-crds-monitoring": {"crds": map[string]any{"install": false}, "metrics": map[string]any{
 		"serviceMonitor": map[string]any{"enabled": true}, "prometheusRule": map[string]any{"enabled": true},
 	}},
+	"kubernaut": {"mode": "kubernaut", "metrics": map[string]any{
+		"serviceMonitor": map[string]any{"enabled": true}, "prometheusRule": map[string]any{"enabled": true}, "grafanaDashboard": map[string]any{"enabled": true},
+	}},
 }
 
 func TestLint(t *testing.T) {
@@ -187,38 +191,50 @@ func TestWorkloads(t *testing.T) {
 }
 
 func TestRBACIsLeastPrivilege(t *testing.T) {
-	objs := mustRender(t, nil)
-	for _, o := range objs {
-		if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
-			continue
-		}
-		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
-		for _, r := range rules {
-			rule := r.(map[string]any)
-			res, _, _ := unstructured.NestedStringSlice(rule, "resources")
-			verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
-			if contains(res, "*") || contains(verbs, "*") {
-				t.Errorf("%s %s grants a wildcard: %v", o.GetKind(), o.GetName(), rule)
-			}
-			if contains(res, "leases") {
-				if o.GetKind() != "Role" || o.GetNamespace() != releaseNS {
-					t.Errorf("%s %s grants leases outside the release namespace", o.GetKind(), o.GetName())
+	for mode, vals := range map[string]map[string]any{"standalone": nil, "kubernaut": {"mode": "kubernaut"}} {
+		t.Run(mode, func(t *testing.T) {
+			objs := mustRender(t, vals)
+			for _, o := range objs {
+				if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+					continue
 				}
-				if strings.HasSuffix(o.GetName(), "webhook") && contains(verbs, "delete") {
-					t.Error("the webhook may delete Leases; only the orchestrator releases")
+				rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+				for _, r := range rules {
+					rule := r.(map[string]any)
+					res, _, _ := unstructured.NestedStringSlice(rule, "resources")
+					verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
+					if contains(res, "*") || contains(verbs, "*") {
+						t.Errorf("%s %s grants a wildcard: %v", o.GetKind(), o.GetName(), rule)
+					}
+					if contains(res, "leases") {
+						// Written only in the release namespace (the webhook
+						// also deletes the claims of WFEs that ended); in
+						// kubernaut mode kubernaut's lock Leases are read only.
+						kubernautLocks := o.GetKind() == "Role" && o.GetNamespace() == "kubernaut-system" && o.GetName() == "tl-targetlock-webhook-kubernaut-locks"
+						if kubernautLocks {
+							if mode != "kubernaut" || !slices.Equal(verbs, []string{"get", "list", "watch"}) {
+								t.Errorf("%s %s: leases %v in kubernaut's namespace", o.GetKind(), o.GetName(), verbs)
+							}
+						} else if o.GetKind() != "Role" || o.GetNamespace() != releaseNS {
+							t.Errorf("%s %s grants leases outside the release namespace", o.GetKind(), o.GetName())
+						}
+					}
+					if contains(res, "remediationrequests") && (contains(verbs, "delete") || contains(verbs, "create")) {
+						t.Errorf("%s may create or delete RemediationRequests", o.GetName())
+					}
+					if contains(res, "workflowexecutions") && strings.HasPrefix(o.GetName(), "tl-targetlock-webhook") && !slices.Equal(verbs, []string{"get", "list", "watch"}) {
+						t.Errorf("the webhook may %v WorkflowExecutions", verbs)
+					}
+					if contains(res, "secrets") {
+						t.Errorf("%s reads Secrets", o.GetName())
+					}
 				}
 			}
-			if contains(res, "remediationrequests") && (contains(verbs, "delete") || contains(verbs, "create")) {
-				t.Errorf("%s may create or delete RemediationRequests", o.GetName())
+			wh := find(objs, "Role", "tl-targetlock-webhook")
+			if wh == nil || !strings.Contains(toYAML(t, wh.Object["rules"]), "update") || !strings.Contains(toYAML(t, wh.Object["rules"]), "delete") {
+				t.Error("the webhook cannot claim and release Leases")
 			}
-			if contains(res, "secrets") {
-				t.Errorf("%s reads Secrets", o.GetName())
-			}
-		}
-	}
-	wh := find(objs, "Role", "tl-targetlock-webhook")
-	if wh == nil || !strings.Contains(toYAML(t, wh.Object["rules"]), "update") {
-		t.Error("the webhook cannot claim Leases")
+		})
 	}
 }
 
@@ -324,15 +340,18 @@ func TestManualModeAndBadValues(t *testing.T) {
 		t.Error("the webhook does not mount the user's Secret")
 	}
 	for name, vals := range map[string]map[string]any{
-		"manual without a secret": {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"caBundle": "eA=="}}},
-		"manual without a bundle": {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "x"}}},
-		"manual bundle not PEM":   {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "x", "caBundle": "eA=="}}},
-		"trusted namespace typo":  {"tenancy": map[string]any{"trustedNamespaces": []any{"Team A"}}},
-		"unknown certs mode":      {"certs": map[string]any{"mode": "vault"}},
-		"timeout beyond 30s":      {"webhook": map[string]any{"timeoutSeconds": 60}},
-		"failure policy misspelt": {"webhook": map[string]any{"failurePolicy": "fail"}},
-		"duration not a duration": {"lock": map[string]any{"duration": "thirty"}},
-		"unknown top-level value": {"replicas": 3},
+		"manual without a secret":  {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"caBundle": "eA=="}}},
+		"manual without a bundle":  {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "x"}}},
+		"manual bundle not PEM":    {"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "x", "caBundle": "eA=="}}},
+		"trusted namespace typo":   {"tenancy": map[string]any{"trustedNamespaces": []any{"Team A"}}},
+		"unknown certs mode":       {"certs": map[string]any{"mode": "vault"}},
+		"timeout beyond 30s":       {"webhook": map[string]any{"timeoutSeconds": 60}},
+		"failure policy misspelt":  {"webhook": map[string]any{"failurePolicy": "fail"}},
+		"duration not a duration":  {"lock": map[string]any{"duration": "thirty"}},
+		"unknown top-level value":  {"replicas": 3},
+		"unknown mode":             {"mode": "both"},
+		"kubernaut namespace typo": {"mode": "kubernaut", "kubernaut": map[string]any{"namespace": "Kubernaut System"}},
+		"unknown kubernaut value":  {"kubernaut": map[string]any{"lockNamespace": "x"}},
 	} {
 		if _, err := render(t, vals); err == nil {
 			t.Errorf("%s: rendered without an error", name)

@@ -93,3 +93,29 @@ podAntiAffinity:
     fieldRef:
       fieldPath: metadata.uid
 {{- end -}}
+
+{{/* "true" in kubernaut mode (guard kubernaut's own CRDs), "" in standalone mode. */}}
+{{- define "targetlock.kubernaut" -}}
+{{- if eq .Values.mode "kubernaut" }}true{{ end -}}
+{{- end -}}
+
+{{/* The API group of the WorkflowExecutions the webhook and the policy guard. */}}
+{{- define "targetlock.executionGroup" -}}
+{{- if include "targetlock.kubernaut" . }}kubernaut.ai{{ else }}targetlock.io{{ end -}}
+{{- end -}}
+
+{{/* "true" when the chart renders its CRDs: standalone mode with crds.install. */}}
+{{- define "targetlock.installCRDs" -}}
+{{- if and (not (include "targetlock.kubernaut" .)) .Values.crds.install }}true{{ end -}}
+{{- end -}}
+
+{{/* The CRDs of templates/crds/, one per line (checked against the render by test/chart). */}}
+{{- define "targetlock.crdNames" -}}
+remediationrequests.targetlock.io
+workflowexecutions.targetlock.io
+{{- end -}}
+
+{{/* kubernaut's RemediationOrchestrator ServiceAccount, as "namespace/name". */}}
+{{- define "targetlock.kubernautOrchestrator" -}}
+{{ .Values.kubernaut.namespace }}/{{ .Values.kubernaut.orchestratorServiceAccount }}
+{{- end -}}
