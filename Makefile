@@ -141,6 +141,7 @@ lint: $(GOLANGCI_LINT) helm-lint ## Run golangci-lint (both modules) and helm li
 helm-lint: $(HELM) ## Lint the chart in each certificate mode with the helm CLI.
 	$(HELM) lint --strict --namespace targetlock-system charts/targetlock
 	$(HELM) lint --strict --namespace targetlock-system charts/targetlock --set certs.mode=helm,metrics.grafanaDashboard.enabled=true,metrics.serviceMonitor.enabled=true
+	$(HELM) lint --strict --namespace targetlock-system charts/targetlock --set mode=kubernaut,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true
 	$(HELM) lint --strict --namespace targetlock-system charts/targetlock --set certs.mode=manual,certs.manual.secretName=tls,certs.manual.caBundle=LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1BPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=,crds.install=false
 
 DEMO_FLAGS ?=

@@ -7,7 +7,7 @@ out=charts/targetlock/templates/crds
 mkdir -p "$out"
 for f in config/crd/bases/*.yaml; do
   {
-    echo "{{- if .Values.crds.install }}"
+    echo "{{- if include \"targetlock.installCRDs\" . }}"
     sed -e '/^  annotations:$/a\    {{- if .Values.crds.keep }}\n    helm.sh/resource-policy: keep\n    {{- end }}' "$f"
     echo "{{- end }}"
   } > "$out/$(basename "$f")"

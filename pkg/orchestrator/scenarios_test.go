@@ -258,12 +258,12 @@ var _ = Describe("orchestrator scenarios", func() {
 		}).Should(ContainElements("WorkflowExecutionCreated", "WorkflowExecutionDeleted"))
 	})
 
-	It("fails a request with a malformed, unknown or ambiguous target, saying the expected form", func() {
+	It("fails a request with a malformed or unknown target, saying the expected form", func() {
 		startReplica(ctx, "replica-0", opts)
-		for i, kind := range []string{"Deploy-ment", "Gadget", "Event"} {
+		for i, kind := range []string{"Deploy-ment", "Gadget", "Deployment.example.invalid"} {
 			Expect(env.Client.Create(ctx, newRR(ns, name("rr-bad", i), ns, kind, "app", "sig"))).To(Succeed())
 		}
-		for i, want := range []string{"kind must be", `serves no kind "Gadget"`, "write one of Event, Event.events.k8s.io"} {
+		for i, want := range []string{"kind must be", `serves no kind "Gadget"`, `serves no kind "Deployment.example.invalid"`} {
 			Eventually(getRR(ctx, ns, name("rr-bad", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
 			Expect(getRR(ctx, ns, name("rr-bad", i))().Status.Conditions).To(ContainElement(And(
 				HaveField("Reason", "InvalidTarget"), HaveField("Message", ContainSubstring(target.Form)), HaveField("Message", ContainSubstring(want)))))

@@ -114,15 +114,6 @@ var _ = Describe("a kubernaut installation guarded by the webhook's kubernaut pr
 			admitted(ctx, w2, err)
 		}, SpecTimeout(specTimeout))
 
-		It("admits Node.longhorn.io/<n> (as the issue spells it) while the core Node is claimed", func(ctx SpecContext) {
-			webhookUp()
-			n := uniq("worker-2")
-			w, err := roCreate(ctx, "ro-a", "node/"+n, "")
-			admitted(ctx, w, err)
-			w2, err := roCreate(ctx, "ro-b", "Node.longhorn.io/"+n, "")
-			admitted(ctx, w2, err)
-		}, SpecTimeout(specTimeout))
-
 		It("with an Event CRD of another group, admits payment/Event/<n> (core), refuses payment/event/<n>, admits Event.monitoring.example.io", func(ctx SpecContext) {
 			webhookUp()
 			n := uniq("ev")
