@@ -9,7 +9,10 @@ import (
 )
 
 // Resources is what a v1.37 API server serves for the kinds the tests name,
-// plus a kind served by two groups (Event) and a custom resource.
+// in its group order (built-in groups first), plus a kind two built-in
+// groups serve (Event), custom resources (Widget), one whose Kind is a
+// built-in's (Longhorn's Node, namespaced as Longhorn has it), and one Kind
+// two custom groups serve (Route).
 var Resources = target.Resources{
 	{GroupVersion: "v1", APIResources: []metav1.APIResource{
 		{Name: "nodes", SingularName: "node", Kind: "Node", ShortNames: []string{"no"}},
@@ -26,6 +29,16 @@ var Resources = target.Resources{
 	}},
 	{GroupVersion: "example.com/v1", APIResources: []metav1.APIResource{
 		{Name: "widgets", SingularName: "widget", Kind: "Widget", Namespaced: true, ShortNames: []string{"wd"}},
+	}},
+	{GroupVersion: "longhorn.io/v1beta2", APIResources: []metav1.APIResource{
+		{Name: "nodes", SingularName: "node", Kind: "Node", Namespaced: true, ShortNames: []string{"lhn"}},
+		{Name: "nodes/status", Kind: "Node", Namespaced: true},
+	}},
+	{GroupVersion: "route.openshift.io/v1", APIResources: []metav1.APIResource{
+		{Name: "routes", SingularName: "route", Kind: "Route", Namespaced: true},
+	}},
+	{GroupVersion: "other.io/v1", APIResources: []metav1.APIResource{
+		{Name: "routes", SingularName: "route", Kind: "Route", Namespaced: true, ShortNames: []string{"rt"}},
 	}},
 }
 

@@ -6,23 +6,27 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 )
 
-// Discovery lists the resources the API serves, one version per group.
-// A client-go discovery client satisfies it; Resources is a fixed one.
+// Discovery lists the resources the API serves, one version per group, in
+// the API server's group-priority order. A client-go discovery client
+// satisfies it; Resources is a fixed one.
 type Discovery interface {
 	ServerPreferredResources() ([]*metav1.APIResourceList, error)
 }
 
 // Resources is a fixed Discovery, for tests and tools without an API server.
+// Its order stands for the API server's group priority.
 type Resources []*metav1.APIResourceList
 
 func (r Resources) ServerPreferredResources() ([]*metav1.APIResourceList, error) { return r, nil }
@@ -32,6 +36,21 @@ func (r Resources) ServerPreferredResources() ([]*metav1.APIResourceList, error)
 // unknown kinds costs at most one discovery per interval.
 const MinRefresh = 10 * time.Second
 
+// MaxAge bounds the age of a Resolver's table: older, it is re-read on the
+// next lookup even for a known spelling, so replicas that missed a CRD or
+// APIService change (no watcher, a dropped event) agree again within it.
+const MaxAge = time.Minute
+
+// builtinGroups are the groups the kube-apiserver serves itself: a bare Kind
+// means their kind before any CRD's, as kubectl's RESTMapper has it.
+var builtinGroups = func() map[string]bool {
+	groups := map[string]bool{"apiextensions.k8s.io": true, "apiregistration.k8s.io": true}
+	for gvk := range scheme.Scheme.AllKnownTypes() {
+		groups[gvk.Group] = true
+	}
+	return groups
+}()
+
 // badKind is a spelling that names no kind, or more than one.
 type badKind struct{ error }
 
@@ -39,34 +58,94 @@ type badKind struct{ error }
 type kind struct {
 	gk         schema.GroupKind
 	namespaced bool
+	builtin    bool
 }
 
-// Resolver maps every spelling of a kind to the API's group and Kind:
+// scope is where the objects of a key's kind live.
+type scope int
+
+const (
+	namespaced scope = iota
+	clusterScoped
+	mixed // groups of a kind that is not built in disagree: keep the namespace as written
+)
+
+// class gathers the kinds that are not built in and share a lower-cased
+// Kind: they share one key (AnyGroup).
+type class struct {
+	kind   string   // the first Kind spelling in byte order
+	scope  scope    //
+	groups []string // sorted
+}
+
+// resolved is what a kind spelling resolves to.
+type resolved struct {
+	gk    schema.GroupKind
+	scope scope
+}
+
+// table is one reading of discovery.
+type table struct {
+	names     map[string][]kind // lower-case spelling -> kinds it may mean, in discovery order
+	resources map[schema.GroupKind]string
+	classes   map[string]*class // lower-cased Kind -> its class
+	failed    []string          // groups whose discovery failed, sorted
+}
+
+// Option configures a Resolver.
+type Option func(*Resolver)
+
+// WithMaxAge replaces MaxAge; d <= 0 keeps MaxAge.
+func WithMaxAge(d time.Duration) Option {
+	return func(r *Resolver) {
+		if d > 0 {
+			r.maxAge = d
+		}
+	}
+}
+
+// Resolver maps every spelling of a kind to its key's group and Kind:
 // plural, singular and short names, the Kind itself, in any case, with an
-// optional ".group". It reads discovery once and again on a miss (at most
-// every MinRefresh). Safe for concurrent use.
+// optional ".group". It reads discovery on first use, after Invalidate,
+// after MaxAge, and on a miss (at most every MinRefresh). Safe for
+// concurrent use.
 type Resolver struct {
 	discovery Discovery
 	clock     clock.PassiveClock
+	maxAge    time.Duration
 
-	mu        sync.Mutex
-	names     map[string][]kind // lower-case spelling -> kinds it may mean
-	resources map[schema.GroupKind]string
-	loaded    time.Time
+	// stale is set by Invalidate outside mu, so that an informer's handler
+	// never waits on a discovery read in progress; the load after it clears
+	// it before reading, so a change seen mid-read is read again.
+	stale atomic.Bool
+
+	mu     sync.Mutex
+	table  *table
+	loaded time.Time
 }
 
 // NewResolver returns a Resolver reading d. clk may be nil (the real clock).
-func NewResolver(d Discovery, clk clock.PassiveClock) *Resolver {
+func NewResolver(d Discovery, clk clock.PassiveClock, opts ...Option) *Resolver {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Resolver{discovery: d, clock: clk}
+	r := &Resolver{discovery: d, clock: clk, maxAge: MaxAge}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
+// Invalidate makes the next lookup re-read discovery: a CRD or APIService
+// changed, and a spelling known before may now mean another kind (or
+// scope), which the other replicas will see too.
+func (r *Resolver) Invalidate() { r.stale.Store(true) }
+
 // Resolve returns the key of the object a kind spelling, namespace and name
-// denote. A cluster-scoped kind drops the namespace (alert pipelines often
-// fill one in for a Node); a namespaced kind without one is refused rather
-// than guessed. Errors wrapping ErrInvalid are final; others are transient.
+// denote in this cluster. A cluster-scoped kind drops the namespace (alert
+// pipelines often fill one in for a Node); a namespaced kind without one is
+// refused rather than guessed. Errors wrapping ErrInvalid are final; others
+// are transient.
 func (r *Resolver) Resolve(kindSpelling, namespace, name string) (Key, error) {
 	shown := Key{Kind: kindSpelling, Namespace: namespace, Name: name}.String()
 	if err := validate(kindSpelling, namespace, name); err != nil {
@@ -81,17 +160,29 @@ func (r *Resolver) Resolve(kindSpelling, namespace, name string) (Key, error) {
 		return Key{}, err
 	}
 	key := Key{Group: k.gk.Group, Kind: k.gk.Kind, Name: name}
-	if k.namespaced {
+	switch k.scope {
+	case namespaced:
 		if namespace == "" {
 			return Key{}, invalid(shown, fmt.Errorf("%s is namespaced: name its namespace", display(k.gk)))
 		}
+		key.Namespace = namespace
+	case mixed:
 		key.Namespace = namespace
 	}
 	return key, nil
 }
 
-// Parse resolves a target string, as carried by WorkflowExecution.spec.targetResource.
+// Parse resolves a target string, as carried by spec.targetResource, in
+// this cluster; followed by "@clusterID" (a remote key's String form), it
+// is resolved as ForTarget does for that cluster.
 func (r *Resolver) Parse(s string) (Key, error) {
+	if local, cluster, remote := strings.Cut(s, "@"); remote {
+		return r.ForTarget(cluster, local)
+	}
+	return r.local(s)
+}
+
+func (r *Resolver) local(s string) (Key, error) {
 	ns, kind, name, err := split(s)
 	if err != nil {
 		return Key{}, err
@@ -99,8 +190,35 @@ func (r *Resolver) Parse(s string) (Key, error) {
 	return r.Resolve(kind, ns, name)
 }
 
-// ForRemediation returns the key of a RemediationRequest's target. Its
-// apiVersion, when set, picks the group of an ambiguous Kind.
+// ForTarget returns the key of target (spec.targetResource) in the cluster
+// clusterID names, or in this one for "". A remote target is keyed without
+// this cluster's discovery, which knows nothing of that cluster's kinds: its
+// Kind and group lower-cased as written, three parts namespaced, two
+// cluster-scoped.
+func (r *Resolver) ForTarget(clusterID, target string) (Key, error) {
+	if clusterID == "" {
+		if strings.Contains(target, "@") {
+			return Key{}, invalid(target, fmt.Errorf(`"@": the cluster belongs in clusterID`))
+		}
+		return r.local(target)
+	}
+	shown := target + "@" + clusterID
+	if err := validateCluster(clusterID); err != nil {
+		return Key{}, invalid(shown, err)
+	}
+	ns, kind, name, err := split(target)
+	if err != nil {
+		return Key{}, err
+	}
+	k, group, _ := strings.Cut(strings.ToLower(kind), ".")
+	if group == AnyGroup {
+		return Key{}, invalid(shown, fmt.Errorf("a remote cluster's kind takes its group as written, not %q", "."+AnyGroup))
+	}
+	return Key{Group: group, Kind: k, Namespace: ns, Name: name, Cluster: clusterID}, nil
+}
+
+// ForRemediation returns the key of a RemediationRequest's target, in this
+// cluster. Its apiVersion, when set, picks the group of an ambiguous Kind.
 func (r *Resolver) ForRemediation(rr *v1alpha1.RemediationRequest) (Key, error) {
 	t := rr.Spec.TargetResource
 	kind := t.Kind
@@ -110,101 +228,215 @@ func (r *Resolver) ForRemediation(rr *v1alpha1.RemediationRequest) (Key, error) 
 	return r.Resolve(kind, t.Namespace, t.Name)
 }
 
-// ForExecution returns the key of a WorkflowExecution's target.
+// ForExecution returns the key of a WorkflowExecution's target, in the
+// cluster its spec.clusterID names.
 func (r *Resolver) ForExecution(wfe *v1alpha1.WorkflowExecution) (Key, error) {
-	return r.Parse(wfe.Spec.TargetResource)
+	return r.ForTarget(wfe.Spec.ClusterID, wfe.Spec.TargetResource)
 }
 
-// Spelling is how key is written into a WorkflowExecution: the plain
+// Spelling is how key is written into a WorkflowExecution's
+// spec.targetResource (its cluster goes to spec.clusterID): the plain
 // "namespace/Kind/name" that kubernaut's executors read, with ".group" only
-// where the Kind alone would be ambiguous.
+// where the Kind alone means another kind here: a built-in kind that is not
+// the Kind's first (Event.events.k8s.io), or a kind that is not built in
+// whose Kind a built-in one shadows (Node.longhorn.io). Resolving the
+// spelling gives key back.
 func (r *Resolver) Spelling(key Key) string {
-	if k, err := r.kind(key.Kind); err == nil && k.gk == key.GroupKind() {
-		return Key{Kind: key.Kind, Namespace: key.Namespace, Name: key.Name}.String()
+	bare := Key{Kind: key.Kind, Namespace: key.Namespace, Name: key.Name}.String()
+	if key.Cluster != "" {
+		return Key{Group: key.Group, Kind: key.Kind, Namespace: key.Namespace, Name: key.Name}.String()
 	}
-	return key.String()
+	k, err := r.kind(key.Kind)
+	if err == nil && k.gk == key.GroupKind() {
+		return bare
+	}
+	if key.Group != AnyGroup {
+		return key.String()
+	}
+	// Any group of the class gives the class back; without one (the kind is
+	// gone) the bare Kind is the best guess.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.table != nil {
+		if c := r.table.classes[strings.ToLower(key.Kind)]; c != nil && len(c.groups) > 0 {
+			return Key{Kind: key.Kind + "." + c.groups[0], Namespace: key.Namespace, Name: key.Name}.String()
+		}
+	}
+	return bare
 }
 
 // Resource is the plural resource name of key's kind ("deployments"), as
-// authorization checks name it; "" if discovery does not know the kind.
+// authorization checks name it; "" if discovery does not know the kind, for
+// a kind that is not built in (its key names no group) and for a remote
+// cluster's.
 func (r *Resolver) Resource(key Key) string {
+	if key.Cluster != "" || key.Group == AnyGroup {
+		return ""
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.resources[key.GroupKind()]
+	if r.table == nil {
+		return ""
+	}
+	return r.table.resources[key.GroupKind()]
 }
 
-// kind looks a spelling up, re-reading discovery once on a miss.
-func (r *Resolver) kind(spelling string) (kind, error) {
+// kind looks a spelling up, re-reading discovery first if the table is
+// stale, and once on a miss.
+func (r *Resolver) kind(spelling string) (resolved, error) {
 	name, group, _ := strings.Cut(strings.ToLower(spelling), ".")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.names == nil || (len(r.candidates(name, group)) == 0 && r.clock.Since(r.loaded) >= MinRefresh) {
+	invalidated := r.stale.Swap(false)
+	if r.table == nil || invalidated || r.clock.Since(r.loaded) >= r.maxAge ||
+		(len(r.table.candidates(name, group)) == 0 && r.clock.Since(r.loaded) >= MinRefresh) {
 		if err := r.load(); err != nil {
-			return kind{}, err
+			if invalidated {
+				r.stale.Store(true) // the table is still the stale one
+			}
+			return resolved{}, err
 		}
 	}
-	switch c := r.candidates(name, group); len(c) {
-	case 0:
-		return kind{}, badKind{fmt.Errorf("the API server serves no kind %q", spelling)}
-	case 1:
-		return c[0], nil
-	default:
-		names := make([]string, len(c))
-		for i, k := range c {
-			names[i] = display(k.gk)
-		}
-		slices.Sort(names)
-		return kind{}, badKind{fmt.Errorf("kind %q is served by %d groups: write one of %s", spelling, len(c), strings.Join(names, ", "))}
-	}
+	return r.table.lookup(spelling, name, group)
 }
 
-func (r *Resolver) candidates(name, group string) []kind {
+// candidates are the kinds a lower-cased spelling may mean, in discovery order.
+func (t *table) candidates(name, group string) []kind {
 	var out []kind
-	for _, k := range r.names[name] {
-		if group == "" || k.gk.Group == group {
+	for _, k := range t.names[name] {
+		switch {
+		case group == AnyGroup && k.builtin:
+		case group != "" && group != AnyGroup && k.gk.Group != group:
+		default:
 			out = append(out, k)
 		}
 	}
 	return out
 }
 
-// load rebuilds the spelling table. Groups whose discovery failed (an
-// aggregated API down) are left out; the rest still resolve.
-func (r *Resolver) load() error {
-	lists, err := r.discovery.ServerPreferredResources()
-	if err != nil && (len(lists) == 0 || !discovery.IsGroupDiscoveryFailedError(err)) {
-		return fmt.Errorf("discovering the API's kinds: %w", err)
+func (t *table) lookup(spelling, name, group string) (resolved, error) {
+	c := t.candidates(name, group)
+	if len(c) == 0 {
+		if len(t.failed) > 0 && (group == "" || group == AnyGroup || slices.Contains(t.failed, group)) {
+			// The kind may be served by a group discovery could not read:
+			// a retry may find it, so this is not final.
+			return resolved{}, fmt.Errorf("kind %q not found while discovery of groups %s failed", spelling, strings.Join(t.failed, ", "))
+		}
+		return resolved{}, badKind{fmt.Errorf("the API server serves no kind %q", spelling)}
 	}
-	names, resources := map[string][]kind{}, map[schema.GroupKind]string{}
+	// The first built-in kind in discovery order wins, as in kubectl.
+	for _, k := range c {
+		if k.builtin {
+			return resolved{gk: k.gk, scope: scopeOf(k.namespaced)}, nil
+		}
+	}
+	var kinds []string
+	for _, k := range c {
+		if l := strings.ToLower(k.gk.Kind); !slices.Contains(kinds, l) {
+			kinds = append(kinds, l)
+		}
+	}
+	// A spelling that is one kind's Kind and another's plural or short name
+	// means the Kind: that is what the controller writes.
+	if len(kinds) > 1 && slices.Contains(kinds, name) {
+		kinds = []string{name}
+	}
+	if len(kinds) > 1 {
+		names := make([]string, len(c))
+		for i, k := range c {
+			names[i] = display(k.gk)
+		}
+		slices.Sort(names)
+		return resolved{}, badKind{fmt.Errorf("%q names %d kinds: write one of %s", spelling, len(c), strings.Join(names, ", "))}
+	}
+	cl := t.classes[kinds[0]]
+	return resolved{gk: schema.GroupKind{Group: AnyGroup, Kind: cl.kind}, scope: cl.scope}, nil
+}
+
+func scopeOf(isNamespaced bool) scope {
+	if isNamespaced {
+		return namespaced
+	}
+	return clusterScoped
+}
+
+// load rebuilds the table. Groups whose discovery failed (an aggregated API
+// down) are left out, and a miss is then transient; the rest still resolve.
+func (r *Resolver) load() error {
+	if r.table != nil {
+		// A caching discovery client (kubectl's) would serve the very
+		// table being refreshed.
+		if c, ok := r.discovery.(interface{ Invalidate() }); ok {
+			c.Invalidate()
+		}
+	}
+	lists, err := r.discovery.ServerPreferredResources()
+	var failed []string
+	if err != nil {
+		var partial *discovery.ErrGroupDiscoveryFailed
+		if len(lists) == 0 || !errors.As(err, &partial) {
+			return fmt.Errorf("discovering the API's kinds: %w", err)
+		}
+		for gv := range partial.Groups {
+			failed = append(failed, gv.Group)
+		}
+		slices.Sort(failed)
+		failed = slices.Compact(failed)
+	}
+	t := &table{names: map[string][]kind{}, resources: map[schema.GroupKind]string{}, classes: map[string]*class{}, failed: failed}
 	add := func(spelling string, k kind) {
 		spelling = strings.ToLower(spelling)
-		if spelling != "" && !slices.Contains(names[spelling], k) {
-			names[spelling] = append(names[spelling], k)
+		if spelling != "" && !slices.Contains(t.names[spelling], k) {
+			t.names[spelling] = append(t.names[spelling], k)
 		}
 	}
 	for _, list := range lists {
+		if list == nil {
+			continue
+		}
 		gv, err := schema.ParseGroupVersion(list.GroupVersion)
 		if err != nil {
 			continue
 		}
 		for _, res := range list.APIResources {
-			if strings.Contains(res.Name, "/") { // a subresource
+			if strings.Contains(res.Name, "/") || res.Kind == "" { // a subresource
 				continue
 			}
-			k := kind{gk: schema.GroupKind{Group: gv.Group, Kind: res.Kind}, namespaced: res.Namespaced}
-			resources[k.gk] = res.Name
+			k := kind{gk: schema.GroupKind{Group: gv.Group, Kind: res.Kind}, namespaced: res.Namespaced, builtin: builtinGroups[gv.Group]}
+			t.resources[k.gk] = res.Name
 			for _, s := range append([]string{res.Name, res.SingularName, res.Kind}, res.ShortNames...) {
 				add(s, k)
 			}
+			if !k.builtin {
+				t.addToClass(k)
+			}
 		}
 	}
-	r.names, r.resources, r.loaded = names, resources, r.clock.Now()
+	r.table, r.loaded = t, r.clock.Now()
 	return nil
 }
 
-// display is Kind.group, or Kind for the core group.
+func (t *table) addToClass(k kind) {
+	l := strings.ToLower(k.gk.Kind)
+	c := t.classes[l]
+	if c == nil {
+		c = &class{kind: k.gk.Kind, scope: scopeOf(k.namespaced)}
+		t.classes[l] = c
+	}
+	if k.gk.Kind < c.kind {
+		c.kind = k.gk.Kind
+	}
+	if c.scope != scopeOf(k.namespaced) {
+		c.scope = mixed
+	}
+	if i, found := slices.BinarySearch(c.groups, k.gk.Group); !found {
+		c.groups = slices.Insert(c.groups, i, k.gk.Group)
+	}
+}
+
+// display is Kind.group, or Kind for the core group and a kind not built in.
 func display(gk schema.GroupKind) string {
-	if gk.Group == "" {
+	if gk.Group == "" || gk.Group == AnyGroup {
 		return gk.Kind
 	}
 	return gk.Kind + "." + gk.Group
