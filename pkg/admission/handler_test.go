@@ -270,7 +270,7 @@ func TestLabelerStampsEverySpelling(t *testing.T) {
 			}
 		}
 	}
-	for _, tgt := range []string{"demo/Gadget/app", "x", "demo/Event/e"} {
+	for _, tgt := range []string{"demo/Gadget/app", "x", "demo/Deployment.example.invalid/e"} {
 		if resp := l.Handle(context.Background(), createRequest(newWFE("demo", "w", tgt))); !resp.Allowed || len(resp.Patches) != 0 {
 			t.Errorf("%s: want allowed unchanged, got %v %v", tgt, resp.Allowed, resp.Patches)
 		}

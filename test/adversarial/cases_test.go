@@ -88,12 +88,12 @@ var cases = []adversarialCase{
 		}
 	}},
 
-	{"malformed, unknown, ambiguous and scope-less targets are refused with the expected form", func(t *testing.T) {
+	{"malformed, unknown and scope-less targets are refused with the expected form", func(t *testing.T) {
 		ns := newNamespace(t, nil)
 		for tgt, want := range map[string]string{
 			"Deployment/dep-scope":  "is namespaced",
 			ns + "/Gadget/x":        `serves no kind "Gadget"`,
-			ns + "/Event/e":         "write one of Event, Event.events.k8s.io",
+			ns + "/Route.nope.io/e": `serves no kind "Route.nope.io"`,
 			ns + "/Deploy-ment/x":   "kind must be",
 			ns + "/Deployment/Ünï":  "name",
 			ns + "/Deployment/a/b":  "got 4",
