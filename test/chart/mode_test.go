@@ -103,11 +103,11 @@ func TestModeFlags(t *testing.T) {
 		want map[string]string // flag -> value; "" = absent
 	}{
 		{"standalone", nil, map[string]string{
-			"execution-group": "targetlock.io", "orchestrator-user": orchUser, "trusted-service-accounts": "", "kubernaut-lock-namespace": ""}},
+			"execution-group": "targetlock.io", "orchestrator-user": orchUser, "trusted-service-accounts": "", "kubernaut-lock-namespace": "", "release-claims": "false"}},
 		{"standalone with trusted", map[string]any{"tenancy": map[string]any{"trustedServiceAccounts": []any{"ci/deployer"}}}, map[string]string{
 			"execution-group": "targetlock.io", "orchestrator-user": orchUser, "trusted-service-accounts": "ci/deployer", "kubernaut-lock-namespace": ""}},
 		{"kubernaut", kubernautMode, map[string]string{
-			"execution-group": "kubernaut.ai", "orchestrator-user": "", "trusted-service-accounts": kubernautRO, "kubernaut-lock-namespace": "kubernaut-system"}},
+			"execution-group": "kubernaut.ai", "orchestrator-user": "", "trusted-service-accounts": kubernautRO, "kubernaut-lock-namespace": "kubernaut-system", "release-claims": ""}},
 		{"kubernaut with trusted", map[string]any{"mode": "kubernaut", "tenancy": map[string]any{"trustedServiceAccounts": []any{"ci/deployer", kubernautRO}}}, map[string]string{
 			"execution-group": "kubernaut.ai", "orchestrator-user": "", "trusted-service-accounts": "ci/deployer," + kubernautRO, "kubernaut-lock-namespace": "kubernaut-system"}},
 		{"kubernaut elsewhere", map[string]any{"mode": "kubernaut", "kubernaut": map[string]any{"namespace": "kn", "orchestratorServiceAccount": "ro"}}, map[string]string{
