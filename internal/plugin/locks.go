@@ -12,12 +12,15 @@ import (
 	"github.com/spf13/cobra"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/certcheck"
 	"github.com/targetlock/targetlock/pkg/lease"
 )
 
@@ -100,21 +103,31 @@ func objectNamespace(key string) string {
 	return ""
 }
 
+// wfePhase is the phase of the claiming WFE, in whichever guarded group
+// serves it (targetlock.io, or kubernaut.ai in the kubernaut profile).
 func wfePhase(ctx context.Context, c client.Reader, holder string) (string, error) {
 	ns, name, ok := strings.Cut(holder, "/")
 	if !ok {
 		return "Unknown", nil
 	}
-	wfe := &v1alpha1.WorkflowExecution{}
-	switch err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wfe); {
-	case apierrors.IsNotFound(err):
-		return "NotFound", nil
-	case apierrors.IsForbidden(err):
-		return "Forbidden", nil
-	case err != nil:
-		return "", fmt.Errorf("reading WorkflowExecution %s: %w", holder, err)
+	phase := "NotFound"
+	for _, group := range certcheck.ExecutionGroups {
+		wfe := &unstructured.Unstructured{}
+		wfe.SetAPIVersion(group + "/" + v1alpha1.GroupVersion.Version)
+		wfe.SetKind("WorkflowExecution")
+		switch err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wfe); {
+		case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+			continue
+		case apierrors.IsForbidden(err):
+			phase = "Forbidden"
+			continue
+		case err != nil:
+			return "", fmt.Errorf("reading WorkflowExecution %s: %w", holder, err)
+		}
+		p, _, _ := unstructured.NestedString(wfe.Object, "status", "phase")
+		return cmp.Or(p, string(v1alpha1.WorkflowExecutionPending)), nil
 	}
-	return cmp.Or(string(wfe.Status.Phase), string(v1alpha1.WorkflowExecutionPending)), nil
+	return phase, nil
 }
 
 // PrintLocks writes locks as a table ("" or "wide"), JSON or YAML.
