@@ -231,7 +231,7 @@ func (h *Handler) activeOther(ctx context.Context, key target.Key, owner lease.O
 	list := &v1alpha1.WorkflowExecutionList{}
 	var err error
 	if h.cache != nil {
-		err = h.cache.List(ctx, list, client.MatchingFields{IdentityIndex: key.Hash()})
+		err = h.cache.List(ctx, list, client.MatchingFields{IdentityIndex: IdentityOf(key.Name, key.Cluster)})
 	} else {
 		err = h.reader.List(ctx, list, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()})
 	}

@@ -489,7 +489,7 @@ func newCachedHandler(tb testing.TB, live, cached []client.Object) (*admission.H
 	s := newScheme(tb)
 	build := func(objs []client.Object) client.Client {
 		return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&v1alpha1.WorkflowExecution{}).
-			WithIndex(&v1alpha1.WorkflowExecution{}, admission.IdentityIndex, admission.IndexIdentity(targettest.Resolver())).Build()
+			WithIndex(&v1alpha1.WorkflowExecution{}, admission.IdentityIndex, admission.IndexIdentity()).Build()
 	}
 	lc, cc := build(live), build(cached)
 	clk := clocktesting.NewFakeClock(time.Now())

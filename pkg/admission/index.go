@@ -1,32 +1,34 @@
 package admission
 
 import (
+	"strings"
+
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/pkg/target"
 )
 
 // IdentityIndex is the name of the Handler's cache index of
-// WorkflowExecutions by the identity hash of their target, resolved from
-// spec (IndexIdentity).
-const IdentityIndex = ".spec.targetIdentity"
+// WorkflowExecutions by the name (and cluster) of the object their spec
+// targets (IndexIdentity).
+const IdentityIndex = ".spec.targetName"
 
-// IndexIdentity returns the index function of IdentityIndex. It resolves
-// each WFE's spec rather than reading its label: a WFE stored before the
-// webhook ran, or by kubernaut, has no label, and anyone may edit one. A
-// WFE whose target does not resolve (now) is not indexed; its claim, made
-// at admission or by the claims Keeper, still guards its object.
-func IndexIdentity(r *target.Resolver) client.IndexerFunc {
+// IndexIdentity returns the index function of IdentityIndex. It reads each
+// WFE's spec rather than its label: a WFE stored before the webhook ran, or
+// by kubernaut, has no label, and anyone may edit one. It keys by what no
+// discovery change can alter, the object's name and cluster, so a WFE
+// indexed under one view of the API is still found under another; every
+// hit is resolved again, now, before it counts (activeOther).
+func IndexIdentity() client.IndexerFunc {
 	return func(obj client.Object) []string {
 		w, ok := obj.(*v1alpha1.WorkflowExecution)
 		if !ok {
 			return nil
 		}
-		key, err := r.ForExecution(w)
-		if err != nil {
-			return nil
-		}
-		return []string{key.Hash()}
+		t := w.Spec.TargetResource
+		return []string{IdentityOf(t[strings.LastIndex(t, "/")+1:], w.Spec.ClusterID)}
 	}
 }
+
+// IdentityOf is the IdentityIndex value of an object's name in a cluster.
+func IdentityOf(name, cluster string) string { return name + "@" + cluster }

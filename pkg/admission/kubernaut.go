@@ -51,10 +51,12 @@ func (h *Handler) kubernautLockHolder(ctx context.Context, req cradmission.Reque
 		return "", fmt.Errorf("reading kubernaut's lock %s/%s: %w", k.Namespace, KubernautLeaseName(targetResource), err)
 	}
 	s := l.Spec
-	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil || s.LeaseDurationSeconds == nil {
+	if s.HolderIdentity == nil || *s.HolderIdentity == "" {
 		return "", nil
 	}
-	if !h.clock.Now().Before(s.RenewTime.Add(secondsOf(*s.LeaseDurationSeconds))) {
+	// Without a renewal time or duration kubernaut deems the lock held, not
+	// expired; so does the webhook.
+	if s.RenewTime != nil && s.LeaseDurationSeconds != nil && !h.clock.Now().Before(s.RenewTime.Add(secondsOf(*s.LeaseDurationSeconds))) {
 		return "", nil // expired: kubernaut takes it over itself
 	}
 	if pods := req.UserInfo.Extra[PodNameExtra]; len(pods) == 1 && pods[0] == *s.HolderIdentity {

@@ -186,7 +186,7 @@ func (k *Keeper) adopt(ctx context.Context, wfe *v1alpha1.WorkflowExecution) (ti
 	key, err := k.resolver.ForExecution(wfe)
 	switch {
 	case errors.Is(err, target.ErrInvalid):
-		return 0, nil // names no object: nothing to lock
+		return k.interval, nil // names no object now; a CRD installed later may make it one
 	case err != nil:
 		return 0, err
 	}
@@ -210,7 +210,7 @@ func (k *Keeper) adopt(ctx context.Context, wfe *v1alpha1.WorkflowExecution) (ti
 				logf.FromContext(ctx).Info("Two active WorkflowExecutions for one target, stored before the webhook guarded it",
 					"target", key.String(), "claimant", st.Holder, "workflowExecution", owner.String())
 				duplicates.Inc()
-				return 0, nil
+				return k.interval, nil // claimed once the other ends
 			}
 			return st.Expires.Sub(now), nil // a claim's CREATE in flight
 		}

@@ -294,6 +294,15 @@ func (r *Resolver) kind(spelling string) (resolved, error) {
 			if invalidated {
 				r.stale.Store(true) // the table is still the stale one
 			}
+			// A refresh that fails keeps the table it meant to refresh: a
+			// discovery blip must not fail every lookup. A miss then stays
+			// transient (the kind may be one the refresh would have found).
+			if r.table == nil {
+				return resolved{}, err
+			}
+			if k, lerr := r.table.lookup(spelling, name, group); lerr == nil {
+				return k, nil
+			}
 			return resolved{}, err
 		}
 	}
@@ -323,6 +332,12 @@ func (t *table) lookup(spelling, name, group string) (resolved, error) {
 			return resolved{}, fmt.Errorf("kind %q not found while discovery of groups %s failed", spelling, strings.Join(t.failed, ", "))
 		}
 		return resolved{}, badKind{fmt.Errorf("the API server serves no kind %q", spelling)}
+	}
+	// A spelling that is some kind's Kind means that Kind, whatever other
+	// kinds it is a plural or short name of ("Quota" is a CRD's Kind, and
+	// ResourceQuota's short name): controllers write Kinds.
+	if exact := slices.DeleteFunc(slices.Clone(c), func(k kind) bool { return strings.ToLower(k.gk.Kind) != name }); len(exact) > 0 {
+		c = exact
 	}
 	// The first built-in kind in discovery order wins, as in kubectl.
 	for _, k := range c {

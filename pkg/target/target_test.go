@@ -347,7 +347,8 @@ func TestAdversarialTables(t *testing.T) {
 		{"cluster-scoped CRD Node, namespace dropped", api(core, []string{"longhorn.io/v1beta2", "nodes:Node:cluster:lhn"}), "longhorn-system/nodes.longhorn.io/worker-1", "Node.*/worker-1", false, ""},
 		{"core Node beside it", api(core, []string{"longhorn.io/v1beta2", "nodes:Node:cluster:lhn"}), "longhorn-system/no/worker-1", "Node/worker-1", false, ""},
 		{"CRD listed first still loses", api([]string{"longhorn.io/v1beta2", "nodes:Node:ns:lhn"}, core), "longhorn-system/node/w1", "Node/w1", false, ""},
-		{"CRD shadowing a short name loses", api(core, []string{"x.io/v1", "nos:No:ns"}), "demo/No/w1", "Node/w1", false, ""},
+		{"a CRD's Kind beats a built-in's short name", api(core, []string{"x.io/v1", "nos:No:ns"}), "demo/No/w1", "demo/No.*/w1", false, ""},
+		{"the built-in by its plural", api(core, []string{"x.io/v1", "nos:No:ns"}), "nodes/w1", "Node/w1", false, ""},
 		{"aggregated API is not built in", api(core, []string{"metrics.k8s.io/v1beta1", "nodes:NodeMetrics:cluster"}), "NodeMetrics/w1", "NodeMetrics.*/w1", false, ""},
 		{"apiextensions is built in", api(core, []string{"apiextensions.k8s.io/v1", "customresourcedefinitions:CustomResourceDefinition:cluster:crd"}), "ns/crd/routes.other.io", "CustomResourceDefinition.apiextensions.k8s.io/routes.other.io", false, ""},
 		// Scopes disagree: the namespace stays as written, whatever the spelling.
@@ -587,14 +588,18 @@ func TestInvalidate(t *testing.T) {
 	if parse("Node/w1"); d.calls != 2 {
 		t.Errorf("one Invalidate re-read discovery %d times", d.calls-1)
 	}
-	// A failed re-read keeps the table stale: the next lookup tries again.
+	// A failed re-read keeps serving the table it meant to refresh, and
+	// stays stale: the next lookup tries again. A miss is then transient.
 	r.Invalidate()
 	d.err = errors.New("connection refused")
-	if got := parse("Node/w1"); !strings.Contains(got, "connection refused") {
-		t.Errorf("re-read failing = %q, want the transient error", got)
+	if got := parse("Node/w1"); got != "Node/w1" {
+		t.Errorf("re-read failing = %q, want the kept table's answer", got)
+	}
+	if got := parse("demo/Gadget/g"); !strings.Contains(got, "connection refused") {
+		t.Errorf("re-read failing, unknown kind = %q, want the transient error", got)
 	}
 	d.err = nil
-	if got := parse("Node/w1"); got != "Node/w1" || d.calls != 4 {
+	if got := parse("Node/w1"); got != "Node/w1" || d.calls != 5 {
 		t.Errorf("after the failure = %q, calls=%d; want a new read", got, d.calls)
 	}
 }
