@@ -87,7 +87,7 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 	key, err := r.resolver.ForRemediation(rr)
 	switch {
 	case errors.Is(err, target.ErrInvalid):
-		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "InvalidTarget", err.Error())
+		return reconcile.Result{}, r.refuse(ctx, rr, "InvalidTarget", err.Error())
 	case err != nil:
 		return reconcile.Result{}, err
 	}
@@ -96,7 +96,7 @@ func (r *RemediationReconciler) reconcile(ctx context.Context, req reconcile.Req
 		if key.Namespace == "" {
 			where = "cluster-scoped"
 		}
-		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "TargetNotPermitted", fmt.Sprintf(
+		return reconcile.Result{}, r.refuse(ctx, rr, "TargetNotPermitted", fmt.Sprintf(
 			"a RemediationRequest in namespace %s may name only objects in namespace %s, and %s is %s; create it there, or ask an admin to trust this namespace (orchestrator --trusted-namespaces, chart value tenancy.trustedNamespaces)",
 			rr.Namespace, rr.Namespace, key, where))
 	}
@@ -222,7 +222,7 @@ func (r *RemediationReconciler) adopt(ctx context.Context, rr *v1alpha1.Remediat
 	if metav1.IsControlledBy(wfe, rr) {
 		return r.executing(ctx, rr, wfe)
 	}
-	return r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionNameTaken",
+	return r.refuse(ctx, rr, "WorkflowExecutionNameTaken",
 		fmt.Sprintf("WorkflowExecution %s exists and does not belong to this request", wfe.Name))
 }
 
@@ -398,7 +398,7 @@ func (r *RemediationReconciler) refused(ctx context.Context, rr *v1alpha1.Remedi
 		return r.blocked(ctx, rr, &routing.Block{Reason: v1alpha1.BlockResourceBusy,
 			Message: fmt.Sprintf("%s is busy: the admission webhook refused the WorkflowExecution (%s)", key, reason)})
 	case ours && reason == admission.ReasonInvalidTarget:
-		return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "InvalidTarget", err.Error())
+		return reconcile.Result{}, r.refuse(ctx, rr, "InvalidTarget", err.Error())
 	case ours:
 		// Our lock lapsed under us, or the Lease was contended: retried with
 		// the work queue's backoff (the error is not wrapped: a webhook's 409
@@ -424,7 +424,7 @@ func (r *RemediationReconciler) refused(ctx context.Context, rr *v1alpha1.Remedi
 	if err := r.releaseUnstored(ctx, rr, key); err != nil {
 		return reconcile.Result{}, err
 	}
-	return reconcile.Result{}, r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionRefused",
+	return reconcile.Result{}, r.refuse(ctx, rr, "WorkflowExecutionRefused",
 		fmt.Sprintf("the API server refused to create the WorkflowExecution for %s: %v", key, err))
 }
 
@@ -516,7 +516,7 @@ func (r *RemediationReconciler) mirror(ctx context.Context, rr *v1alpha1.Remedia
 		if err := r.live.Get(ctx, client.ObjectKey{Namespace: rr.Namespace, Name: name}, wfe); !apierrors.IsNotFound(err) {
 			return err
 		}
-		return r.finish(ctx, rr, v1alpha1.RemediationFailed, "WorkflowExecutionDeleted", fmt.Sprintf("WorkflowExecution %s was deleted before it ended", name))
+		return r.refuse(ctx, rr, "WorkflowExecutionDeleted", fmt.Sprintf("WorkflowExecution %s was deleted before it ended", name))
 	}
 	switch wfe.Status.Phase {
 	case v1alpha1.WorkflowExecutionCompleted:
@@ -555,9 +555,9 @@ func (r *RemediationReconciler) failed(ctx context.Context, rr *v1alpha1.Remedia
 	return r.finishFrom(ctx, before, rr, v1alpha1.RemediationFailed, "WorkflowExecutionFailed", msg)
 }
 
-// finish ends the request in phase.
-func (r *RemediationReconciler) finish(ctx context.Context, rr *v1alpha1.RemediationRequest, phase v1alpha1.RemediationPhase, reason, msg string) error {
-	return r.finishFrom(ctx, rr.DeepCopy(), rr, phase, reason, msg)
+// refuse ends the request Failed, for reason.
+func (r *RemediationReconciler) refuse(ctx context.Context, rr *v1alpha1.RemediationRequest, reason, msg string) error {
+	return r.finishFrom(ctx, rr.DeepCopy(), rr, v1alpha1.RemediationFailed, reason, msg)
 }
 
 // finishFrom ends the request in phase; before is the request as read, before

@@ -168,6 +168,7 @@ func (r *Resolver) Resolve(kindSpelling, namespace, name string) (Key, error) {
 		key.Namespace = namespace
 	case mixed:
 		key.Namespace = namespace
+	case clusterScoped: // the namespace is dropped
 	}
 	return key, nil
 }

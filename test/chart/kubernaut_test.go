@@ -48,7 +48,7 @@ func withKubernaut(t *testing.T) {
 		testenv.Eventually(t, time.Minute, func() error {
 			for _, crd := range crds {
 				if err := env.Client.Get(ctx, client.ObjectKeyFromObject(crd), &apiextensionsv1.CustomResourceDefinition{}); !apierrors.IsNotFound(err) {
-					return fmt.Errorf("%s not deleted yet: %v", crd.GetName(), err)
+					return fmt.Errorf("%s not deleted yet: %w", crd.GetName(), err)
 				}
 			}
 			return nil

@@ -114,7 +114,7 @@ func (w *webhookProcess) state() error {
 	case !w.started:
 		return errors.New("the webhook was never started")
 	case w.exited:
-		return fmt.Errorf("app.Run exited: %v (output: %q)", w.err, tail(w.out.String(), 600))
+		return fmt.Errorf("app.Run exited: %w (output: %q)", w.err, tail(w.out.String(), 600))
 	case w.readyErr != nil:
 		return w.readyErr
 	}
@@ -381,7 +381,7 @@ func applyPolicy(ctx context.Context) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return fmt.Errorf("the policy applied from config/policy (as kubernaut.ai) was not enforced within 30s: a dry-run Completed -> Running status update returned %v", last)
+	return fmt.Errorf("the policy applied from config/policy (as kubernaut.ai) was not enforced within 30s: a dry-run Completed -> Running status update returned %w", last)
 }
 
 // startWebhook runs the webhook command in-process with the kubernaut
