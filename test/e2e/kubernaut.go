@@ -101,10 +101,10 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 	// A WFE stored before targetlock is installed: the webhook must find
 	// it alone (no label, no orchestrator) and refuse a second one.
 	before := kubernautExecution(0, 0, "before-install")
+	ch.expect(before.GetName(), 0) // before the CREATE: its event may come first
 	if err := ro.Create(ctx, before); err != nil {
 		return res, fmt.Errorf("creating the pre-install WFE: %w", err)
 	}
-	ch.expect(before.GetName(), 0)
 
 	step("kubernaut profile: the adoption recipe of docs/operations.md")
 	recipe, err := readRecipe(e.operationsDoc)
@@ -121,6 +121,7 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 	}
 	// The pre-install WFE holds its object: a second is refused.
 	second := kubernautExecution(0, 1, "after-install")
+	ch.expect(second.GetName(), 0)
 	if err := mustBeRefused(ro.Create(ctx, second)); err != nil {
 		return res, fmt.Errorf("a second WFE for an object busy since before the install: %w", err)
 	}
