@@ -26,7 +26,7 @@ type ExecutionReconciler struct {
 	live     client.Reader
 	lock     *lease.Lock
 	resolver *target.Resolver
-	deleted  *tombstones
+	deleted  *lease.Tombstones
 	clock    clock.PassiveClock
 	// ended mirrors a WFE's end onto its request (RemediationReconciler.ended);
 	// it returns when to look again, if the request is not ready for it.
@@ -75,7 +75,7 @@ func (r *ExecutionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		errs = append(errs, err)
 	}
 	leases := &coordinationv1.LeaseList{}
-	if err := r.client.List(ctx, leases, client.InNamespace(r.lock.Namespace()), client.MatchingFields{holderIndex: req.String()}); err != nil {
+	if err := r.client.List(ctx, leases, client.InNamespace(r.lock.Namespace()), client.MatchingFields{lease.HolderIndex: req.String()}); err != nil {
 		return reconcile.Result{}, err
 	}
 	for _, l := range leases.Items {
@@ -141,7 +141,7 @@ func (r *ExecutionReconciler) release(ctx context.Context, key target.Key, holde
 		uid := st.ClaimUID
 		if wfe != nil {
 			uid = wfe.UID
-		} else if left := st.Expires.Sub(r.clock.Now()); left > 0 && !r.deleted.has(uid) {
+		} else if left := st.Expires.Sub(r.clock.Now()); left > 0 && !r.deleted.Has(uid) {
 			return left, nil
 		}
 		released, rerr := r.lock.ReleaseClaim(ctx, st, uid)

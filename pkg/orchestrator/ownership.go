@@ -152,7 +152,7 @@ func pendingExecutions(c client.Reader, leaseNamespace string) func(context.Cont
 		}
 		for i := range leases.Items {
 			l := &leases.Items[i]
-			holder := indexLeaseByHolder(l)
+			holder := lease.IndexHolder(l)
 			if len(holder) == 0 {
 				continue
 			}

@@ -163,7 +163,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
-	if err := idx.IndexField(ctx, &coordinationv1.Lease{}, holderIndex, indexLeaseByHolder); err != nil {
+	if err := idx.IndexField(ctx, &coordinationv1.Lease{}, lease.HolderIndex, lease.IndexHolder); err != nil {
 		return err
 	}
 
@@ -225,14 +225,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 
-	deleted := newTombstones(max(10*time.Minute, opts.ClaimGrace))
+	deleted := lease.NewTombstones(max(10*time.Minute, opts.ClaimGrace))
 	wfeCtrl := ctrl.NewControllerManagedBy(mgr).
 		Named("workflowexecution").
 		For(&v1alpha1.WorkflowExecution{}, owned).
 		// A deleted WFE's UID is proof that its claim may go at once.
 		Watches(&v1alpha1.WorkflowExecution{}, handler.Funcs{
 			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				deleted.add(e.Object.GetUID(), opts.Clock.Now())
+				deleted.Add(e.Object.GetUID(), opts.Clock.Now())
 				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)})
 			},
 		}, owned).
