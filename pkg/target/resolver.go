@@ -215,7 +215,31 @@ func (r *Resolver) ForTarget(clusterID, target string) (Key, error) {
 	if group == AnyGroup {
 		return Key{}, invalid(shown, fmt.Errorf("a remote cluster's kind takes its group as written, not %q", "."+AnyGroup))
 	}
-	return Key{Group: group, Kind: k, Namespace: ns, Name: name, Cluster: clusterID}, nil
+	key := Key{Group: group, Kind: k, Namespace: ns, Name: name, Cluster: clusterID}
+	// A built-in kind is the same on every cluster: it resolves through this
+	// cluster's table, any spelling, with its scope (a Node named with a
+	// namespace is still the one Node).
+	res, err := r.kind(kind)
+	var bad badKind
+	switch {
+	case errors.As(err, &bad):
+		return key, nil // not served here: maybe there, as written
+	case err != nil:
+		return Key{}, err
+	case res.gk.Group == AnyGroup:
+		return key, nil // a CRD here; the remote cluster's may differ
+	}
+	key.Group, key.Kind = res.gk.Group, strings.ToLower(res.gk.Kind)
+	switch res.scope {
+	case clusterScoped:
+		key.Namespace = ""
+	case namespaced:
+		if ns == "" {
+			return Key{}, invalid(shown, fmt.Errorf("%s is namespaced: name its namespace", display(res.gk)))
+		}
+	case mixed:
+	}
+	return key, nil
 }
 
 // ForRemediation returns the key of a RemediationRequest's target, in this

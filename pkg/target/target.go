@@ -33,10 +33,12 @@
 // group of the Kind agrees, else the namespace is kept as written.
 //
 // A remote cluster's target (spec.clusterID) cannot be resolved through this
-// cluster's discovery, so its Kind and group are keyed lower-cased, exactly as
-// written: "Deployment" and "deployment" agree there, but a plural, a short
-// name or an added group ("deployments", "deploy", "Deployment.apps") is a
-// different key. Three parts are namespaced, two cluster-scoped.
+// cluster's discovery, except a built-in kind, which is the same on every
+// cluster: it resolves here, any spelling, with its scope ("nodes",
+// "ns/Node" and "Node" are one Node there). Any other kind is keyed
+// lower-cased, exactly as written: "Gadget" and "gadget" agree, but a
+// plural, a short name or an added group is a different key; three parts
+// are namespaced, two cluster-scoped.
 //
 // A Resolver reads discovery again when told a CRD or APIService changed
 // (Invalidate, driven by WatchAPIChanges), when its table is older than

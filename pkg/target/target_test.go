@@ -415,15 +415,17 @@ func TestRemoteCluster(t *testing.T) {
 	}
 	// Case does not matter, and the hub's discovery is not consulted.
 	for _, tt := range []struct{ cluster, in, want string }{
-		{"prod-east", "payment/Deployment/web", "payment/deployment/web@prod-east"},
-		{"prod-east", "payment/deployment/web", "payment/deployment/web@prod-east"},
-		{"prod-east", "payment/DEPLOYMENT/web", "payment/deployment/web@prod-east"},
-		{"prod-east", "payment/deployments/web", "payment/deployments/web@prod-east"}, // a plural is another key there
+		{"prod-east", "payment/Deployment/web", "payment/deployment.apps/web@prod-east"},
+		{"prod-east", "payment/deployment/web", "payment/deployment.apps/web@prod-east"},
+		{"prod-east", "payment/DEPLOYMENT/web", "payment/deployment.apps/web@prod-east"},
+		{"prod-east", "payment/deployments/web", "payment/deployment.apps/web@prod-east"}, // a built-in kind: any spelling
 		{"prod-east", "payment/Deployment.apps/web", "payment/deployment.apps/web@prod-east"},
 		{"prod-east", "Node/worker-1", "node/worker-1@prod-east"},
-		{"prod-east", "payment/Gadget/g", "payment/gadget/g@prod-east"}, // unknown here, maybe served there
-		{"prod-east", "default/Node/worker-1", "default/node/worker-1@prod-east"},
-		{"arn:aws:eks:us-east-1:123456789012:cluster/prod", "payment/Deployment/web", "payment/deployment/web@arn:aws:eks:us-east-1:123456789012:cluster/prod"},
+		{"prod-east", "payment/Gadget/g", "payment/gadget/g@prod-east"},   // unknown here, maybe served there
+		{"prod-east", "payment/gadgets/g", "payment/gadgets/g@prod-east"}, // as written: a plural is another key there
+		{"prod-east", "default/Node/worker-1", "node/worker-1@prod-east"}, // a built-in's scope: one Node
+		{"prod-east", "nodes/worker-1", "node/worker-1@prod-east"},
+		{"arn:aws:eks:us-east-1:123456789012:cluster/prod", "payment/Deployment/web", "payment/deployment.apps/web@arn:aws:eks:us-east-1:123456789012:cluster/prod"},
 		{"a@b", "ns/K/n", "ns/k/n@a@b"},
 		{"集群-1", "ns/K/n", "ns/k/n@集群-1"},
 	} {
@@ -478,6 +480,7 @@ func TestRemoteClusterRefusals(t *testing.T) {
 		{strings.Repeat("c", 254), "ns/K/n", "longer than 253"},
 		{"prod", "ns/Route.*/n", "not \".*\""},
 		{"prod", "ns/Deploy-ment/n", "kind must be"},
+		{"prod", "Deployment/web", "is namespaced"}, // a built-in kind's scope holds there too
 		{"prod", "Demo/K/n", "namespace"},
 		{"prod", "ns/K/N", "name"},
 		{"prod", "a/b/c/d", "got 4"},
