@@ -40,6 +40,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -372,14 +373,13 @@ func applyPolicy(ctx context.Context) error {
 	if err := setPhase(ctx, probe, "Completed"); err != nil {
 		return fmt.Errorf("completing the policy probe: %w", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	var last error
-	for time.Now().Before(deadline) {
+	enforced := func(ctx context.Context) (bool, error) {
 		last = patchStatus(ctx, admin, probe, map[string]any{"phase": "Running"}, client.DryRunAll)
-		if last != nil && strings.Contains(last.Error(), "ValidatingAdmissionPolicy") {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
+		return last != nil && strings.Contains(last.Error(), "ValidatingAdmissionPolicy"), nil
+	}
+	if wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, enforced) == nil {
+		return nil
 	}
 	return fmt.Errorf("the policy applied from config/policy (as kubernaut.ai) was not enforced within 30s: a dry-run Completed -> Running status update returned %w", last)
 }
@@ -431,20 +431,17 @@ func startWebhook(ctx context.Context) {
 	}()
 
 	// Ready: /readyz passes (certificate served, caches synced).
-	deadline := time.Now().Add(60 * time.Second)
 	ready := false
-	for time.Now().Before(deadline) && !ready {
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
 		if webhookRun.state() != nil && exited() {
-			break
+			return true, nil
 		}
 		if resp, err := http.Get("http://" + probe + "/readyz"); err == nil {
 			resp.Body.Close()
 			ready = resp.StatusCode == http.StatusOK
 		}
-		if !ready {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+		return ready, nil
+	})
 	if !ready && !exited() {
 		w.mu.Lock()
 		w.readyErr = errors.New("the webhook's /readyz did not pass within 60s")
