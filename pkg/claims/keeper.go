@@ -3,7 +3,6 @@ package claims
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -251,17 +250,10 @@ func (k *Keeper) Sweep(ctx context.Context) int {
 	return n
 }
 
-// staleClaim judges a claim by lease.State.Stale: its WFE as the cache shows
-// it, read live only when the cache lacks it.
+// staleClaim is lease.StaleClaim over the webhook's cache, with the UIDs
+// seen deleted.
 func (k *Keeper) staleClaim(ctx context.Context, st lease.State) (bool, error) {
-	if w, err := lease.Claimant(ctx, k.cache, st); err == nil && w != nil {
-		return w.Status.Phase.Terminal(), nil
-	}
-	w, err := lease.Claimant(ctx, k.live, st)
-	if err != nil {
-		return false, fmt.Errorf("reading the claimant of %s: %w", st.Key, err)
-	}
-	return k.deleted.Has(st.ClaimUID) || st.Stale(w, k.clock.Now()), nil
+	return lease.StaleClaim(ctx, k.cache, k.live, st, k.deleted, k.clock.Now())
 }
 
 func soonest(a, b time.Duration) time.Duration {

@@ -49,3 +49,20 @@ func (s State) Stale(w *v1alpha1.WorkflowExecution, now time.Time) bool {
 	}
 	return w.Status.Phase.Terminal()
 }
+
+// StaleClaim reports whether the claim st is stale by State.Stale's rule,
+// reading its WFE from cache first. A claimant the cache shows settles it
+// without a request: ended is final, and the end of one it shows active is
+// an event. Only a claimant the cache lacks (a CREATE too new for it, or a
+// WFE gone) is read live, so a sweep costs its LIST, not a read per claim.
+// A claim whose UID deleted holds (nil: none) is stale without its grace.
+func StaleClaim(ctx context.Context, cache, live client.Reader, st State, deleted *Tombstones, now time.Time) (bool, error) {
+	if w, err := Claimant(ctx, cache, st); err == nil && w != nil {
+		return w.Status.Phase.Terminal(), nil
+	}
+	w, err := Claimant(ctx, live, st)
+	if err != nil {
+		return false, err
+	}
+	return deleted.Has(st.ClaimUID) || st.Stale(w, now), nil
+}

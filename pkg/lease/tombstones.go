@@ -58,8 +58,11 @@ func (t *Tombstones) Add(uid types.UID, now time.Time) {
 	t.uids[uid] = now
 }
 
-// Has reports whether uid was seen deleted.
+// Has reports whether uid was seen deleted; nil Tombstones hold none.
 func (t *Tombstones) Has(uid types.UID) bool {
+	if t == nil {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	_, ok := t.uids[uid]

@@ -47,20 +47,7 @@ func (s *Sweeper) Sweep(ctx context.Context) int {
 	return n
 }
 
-// staleClaim reports a claim whose WFE has ended, or is gone (or replaced)
-// past the grace for a CREATE in flight: lease.State.Stale's rule. A
-// claimant the cache shows settles it without a read: ended is final, and
-// the end of one it shows active is an event (the cache catches up with a
-// WFE whatever the ring drops). Only a claimant the cache lacks, a CREATE
-// too new for it or a WFE gone, is read live: a sweep costs its LIST, not
-// a read per claim per replica.
+// staleClaim is lease.StaleClaim over this replica's cache.
 func (s *Sweeper) staleClaim(ctx context.Context, st lease.State) (bool, error) {
-	if w, err := lease.Claimant(ctx, s.cache, st); err == nil && w != nil {
-		return w.Status.Phase.Terminal(), nil
-	}
-	w, err := lease.Claimant(ctx, s.live, st)
-	if err != nil {
-		return false, err
-	}
-	return st.Stale(w, s.clock.Now()), nil
+	return lease.StaleClaim(ctx, s.cache, s.live, st, nil, s.clock.Now())
 }
