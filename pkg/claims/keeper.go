@@ -148,10 +148,10 @@ func (k *Keeper) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 	return reconcile.Result{RequeueAfter: after}, errors.Join(errs...)
 }
 
-// releaseEnded releases st, a claim by the WFE's name, when its WFE ended
-// (wfe, terminal) or is gone: at once when its UID was seen deleted or an
-// object of another UID now has its name; otherwise (a CREATE perhaps still
-// in flight) once its grace has passed, by lease.State.Stale's rule.
+// releaseEnded releases st, a claim by the WFE's name: at once when that
+// WFE ended (wfe, same UID, terminal) or its UID was seen deleted; otherwise
+// (gone unseen, or the name now another object's: a CREATE perhaps still in
+// flight) once its grace has passed, by lease.State.Stale's rule.
 func (k *Keeper) releaseEnded(ctx context.Context, st lease.State, wfe *v1alpha1.WorkflowExecution) (time.Duration, error) {
 	if !k.release {
 		return 0, nil
