@@ -8,7 +8,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/targettest"
+	"github.com/targetlock/targetlock/pkg/target/targettest"
 )
 
 // FuzzHandle feeds raw object bytes through decode and decide. The handler

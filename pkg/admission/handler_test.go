@@ -31,10 +31,10 @@ import (
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/targettest"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/target/targettest"
 )
 
 // orchestratorUser makes the requests of the handler's unit tests: the one

@@ -10,9 +10,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // TestAdmissionStorm sends concurrent direct CREATEs (no orchestrator, no

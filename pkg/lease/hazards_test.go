@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 var _ = Describe("lease hazards on a real API server", func() {

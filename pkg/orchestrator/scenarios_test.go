@@ -25,10 +25,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 var _ = Describe("orchestrator scenarios", func() {

@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 var _ = Describe("status writes", func() {

@@ -19,10 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/executor"
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/test/framework/executor"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 var env *testenv.Env

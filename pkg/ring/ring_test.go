@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/ring"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

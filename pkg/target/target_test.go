@@ -14,8 +14,8 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/targettest"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/target/targettest"
 )
 
 // The objects below are known by construction: each spelling in a family

@@ -31,10 +31,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/cluster"
-	"github.com/targetlock/targetlock/internal/executor"
-	"github.com/targetlock/targetlock/internal/invariant"
-	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/executor"
+	"github.com/targetlock/targetlock/test/framework/invariant"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // runParam marks the WFEs the simulated executor runs; the others stay

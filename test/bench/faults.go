@@ -14,13 +14,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/cluster"
-	"github.com/targetlock/targetlock/internal/executor"
-	"github.com/targetlock/targetlock/internal/faults"
-	"github.com/targetlock/targetlock/internal/invariant"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/ring"
+	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/executor"
+	"github.com/targetlock/targetlock/test/framework/faults"
+	"github.com/targetlock/targetlock/test/framework/invariant"
 )
 
 const (

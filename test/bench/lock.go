@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/cluster"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/test/framework/cluster"
 )
 
 // pause between one request's WFE and the next request, on each side.

@@ -19,13 +19,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/cluster"
-	"github.com/targetlock/targetlock/internal/executor"
-	"github.com/targetlock/targetlock/internal/invariant"
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/executor"
+	"github.com/targetlock/targetlock/test/framework/invariant"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // The soak's spelling families: every way a writer may name one object.
@@ -522,7 +522,7 @@ func (r *report) soakMarkdown(p func(string, ...any)) {
 	p("")
 	p("- **creates**: WFE CREATE requests the API server answered: the direct ones (%d more got no answer: transport errors), plus the WFEs", s.notSent)
 	p("  the orchestrators created (counted as stored, seen on a watch: their CREATEs refused at admission are not counted, so a lower bound).")
-	p("- **duplicates**: the most WFEs ever active at once on one object, minus 1, by `internal/invariant` (a RetryWatcher on every WFE,")
+	p("- **duplicates**: the most WFEs ever active at once on one object, minus 1, by `test/framework/invariant` (a RetryWatcher on every WFE,")
 	p("  keyed by the object's name, which the harness knows by construction; it shares no code with `pkg/target`).")
 	p("- **phantom**: for each WFE that ended (first seen Completed or Failed, or deleted, on a watch of WFEs) while holding its object's claim,")
 	p("  the time until that claim was gone from the Lease (first seen on a watch of Leases: the Lease deleted, or claimed by another WFE, or")

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 var metricName = regexp.MustCompile(`targetlock_[a-z0-9_]+`)

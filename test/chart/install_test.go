@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/targetlock/targetlock/internal/testcert"
-	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/test/framework/testcert"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"

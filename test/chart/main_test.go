@@ -13,8 +13,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 const unreachableNS = "certs-unreachable"

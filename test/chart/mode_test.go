@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
 
-	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 const kubernautRO = "kubernaut-system/remediationorchestrator-controller"

@@ -27,14 +27,14 @@ import (
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/executor"
-	"github.com/targetlock/targetlock/internal/invariant"
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/test/framework/executor"
+	"github.com/targetlock/targetlock/test/framework/invariant"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 const rbacNS = "rbac-system"

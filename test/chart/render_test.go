@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 const releaseNS = "targetlock-system"

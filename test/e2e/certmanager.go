@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/targetlock/targetlock/internal/testcert"
+	"github.com/targetlock/targetlock/test/framework/testcert"
 
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
-	"github.com/targetlock/targetlock/internal/executor"
+	"github.com/targetlock/targetlock/test/framework/executor"
 )
 
 const stormNS = "e2e-storm"

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	orchestratorapp "github.com/targetlock/targetlock/cmd/orchestrator/app"
-	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 const specTimeout = 90 * time.Second

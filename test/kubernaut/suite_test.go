@@ -47,9 +47,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/targetlock/targetlock/cmd/webhook/app"
-	"github.com/targetlock/targetlock/internal/cluster"
-	"github.com/targetlock/targetlock/internal/testcert"
-	"github.com/targetlock/targetlock/internal/testenv"
+	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/testcert"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // The installation, known by construction.

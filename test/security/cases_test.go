@@ -16,10 +16,10 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/plugin"
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 var cases = []securityCase{

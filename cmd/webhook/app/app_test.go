@@ -19,8 +19,8 @@ import (
 
 	"k8s.io/client-go/util/cert"
 
-	"github.com/targetlock/targetlock/internal/cluster"
-	"github.com/targetlock/targetlock/internal/testcert"
+	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/testcert"
 
 	. "github.com/onsi/gomega"
 
@@ -31,8 +31,8 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/cmd/webhook/app"
 	"github.com/targetlock/targetlock/internal/plugin"
-	"github.com/targetlock/targetlock/internal/testenv"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 const leaseNamespace = "targetlock-system"
