@@ -53,10 +53,12 @@ fi
 hack/e2e/verify-host.sh --record
 
 # The pod sandbox image: a static program that waits for SIGTERM.
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$RUN/pause" ./test/e2e/pause
+# test/e2e is a Go module of its own (cert-manager's cainjector stays out of
+# the binaries' module graph).
+(cd test/e2e && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$RUN/pause" ./pause)
 (cd hack/image && go run . --file "$RUN/pause:/pause" --entrypoint /pause --repository localhost/pause --tag 3.10 --out "$RUN/pause.tar" >/dev/null)
-go build -o "$RUN/e2e" ./test/e2e
-CERT_MANAGER_CRDS=$(go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)/deploy/crds
+(cd test/e2e && go build -o "$RUN/e2e" .)
+CERT_MANAGER_CRDS=$(cd test/e2e && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)/deploy/crds
 
 hack/e2e/node-up.sh "$RUN/pause.tar" "$IMAGE_TAR"
 "$RUN/e2e" --kubeconfig "$RUN/kubeconfig" --helm "$HELM" --plugin "$BIN/kubectl-targetlock" --chart charts/targetlock \
