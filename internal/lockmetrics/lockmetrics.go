@@ -40,17 +40,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	list := &coordinationv1.LeaseList{}
-	if err := c.reader.List(ctx, list, client.InNamespace(c.namespace), client.MatchingLabels{lease.ManagedByLabel: "targetlock"}); err != nil {
+	if err := c.reader.List(ctx, list, client.InNamespace(c.namespace), client.MatchingLabels{lease.ManagedByLabel: lease.ManagedBy}); err != nil {
 		ch <- prometheus.NewInvalidMetric(desc, err)
 		return
 	}
 	counts := map[lease.Phase]float64{lease.Locked: 0, lease.Claimed: 0}
-	for _, l := range list.Items {
-		if _, claimed := l.Annotations[lease.ClaimUIDAnnotation]; claimed {
-			counts[lease.Claimed]++
-		} else {
-			counts[lease.Locked]++
-		}
+	for i := range list.Items {
+		counts[lease.Decode(&list.Items[i]).Phase]++
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, n, string(state))

@@ -22,7 +22,7 @@ func TestCollect(t *testing.T) {
 	mk := func(ns, name string, claimed bool, managed bool) *coordinationv1.Lease {
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{}, Annotations: map[string]string{}}}
 		if managed {
-			l.Labels[lease.ManagedByLabel] = "targetlock"
+			l.Labels[lease.ManagedByLabel] = lease.ManagedBy
 		}
 		if claimed {
 			l.Annotations[lease.ClaimUIDAnnotation] = "uid"

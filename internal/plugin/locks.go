@@ -48,7 +48,7 @@ type Lock struct {
 // namespace ("" for all), with the phase of each claiming WFE.
 func ListLocks(ctx context.Context, c client.Reader, leaseNamespace, namespace string) ([]Lock, error) {
 	list := &coordinationv1.LeaseList{}
-	if err := c.List(ctx, list, client.InNamespace(leaseNamespace), client.MatchingLabels{lease.ManagedByLabel: "targetlock"}); err != nil {
+	if err := c.List(ctx, list, client.InNamespace(leaseNamespace), client.MatchingLabels{lease.ManagedByLabel: lease.ManagedBy}); err != nil {
 		return nil, fmt.Errorf("listing Leases in %s: %w", leaseNamespace, err)
 	}
 	out := []Lock{}
@@ -71,25 +71,11 @@ func ListLocks(ctx context.Context, c client.Reader, leaseNamespace, namespace s
 }
 
 func lockOf(le *coordinationv1.Lease) Lock {
-	l := Lock{Target: le.Annotations[lease.TargetAnnotation], State: string(lease.Locked), Lease: le.Name}
-	if le.Spec.HolderIdentity != nil {
-		l.Holder = *le.Spec.HolderIdentity
-	}
-	if uid, ok := le.Annotations[lease.ClaimUIDAnnotation]; ok {
-		l.State, l.ClaimUID = string(lease.Claimed), uid
-	} else if i := strings.LastIndex(l.Holder, "_"); i > 0 {
-		l.Holder = l.Holder[:i] // the pod; the rest is the token's nonce
-	}
-	switch {
-	case le.Spec.AcquireTime != nil:
-		l.Since = le.Spec.AcquireTime.Time
-	case le.Spec.RenewTime != nil:
-		l.Since = le.Spec.RenewTime.Time
-	default:
-		l.Since = le.CreationTimestamp.Time
-	}
-	if le.Spec.RenewTime != nil && le.Spec.LeaseDurationSeconds != nil {
-		l.Expires = le.Spec.RenewTime.Add(time.Duration(*le.Spec.LeaseDurationSeconds) * time.Second)
+	st := lease.Decode(le)
+	l := Lock{Target: le.Annotations[lease.TargetAnnotation], State: string(st.Phase), Holder: st.Holder,
+		Since: st.Acquired, Expires: st.Expires, Lease: le.Name, ClaimUID: string(st.ClaimUID)}
+	if st.Phase == lease.Locked {
+		l.Holder = lease.PodOf(st.Holder) // the token's nonce is a capability
 	}
 	return l
 }

@@ -26,7 +26,7 @@ var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 func leaseFor(name, key, holder string, claimUID string, renewed time.Time) *coordinationv1.Lease {
 	l := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Namespace: DefaultReleaseNamespace, Name: name,
-			Labels:      map[string]string{lease.ManagedByLabel: "targetlock"},
+			Labels:      map[string]string{lease.ManagedByLabel: lease.ManagedBy},
 			Annotations: map[string]string{lease.TargetAnnotation: key}},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(holder), LeaseDurationSeconds: ptr.To[int32](30),
 			AcquireTime: &metav1.MicroTime{Time: renewed}, RenewTime: &metav1.MicroTime{Time: renewed}},

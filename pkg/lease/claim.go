@@ -95,7 +95,7 @@ func (l *Lock) ReleaseClaim(ctx context.Context, st State, uid types.UID) (bool,
 // renewed or re-claimed since the list is kept. It returns how many it removed.
 func (l *Lock) Sweep(ctx context.Context, stale func(context.Context, State) (bool, error)) (int, error) {
 	list := &coordinationv1.LeaseList{}
-	if err := l.client.List(ctx, list, client.InNamespace(l.namespace), client.MatchingLabels{ManagedByLabel: managedBy}); err != nil {
+	if err := l.client.List(ctx, list, client.InNamespace(l.namespace), client.MatchingLabels{ManagedByLabel: ManagedBy}); err != nil {
 		apiErrors.WithLabelValues("list").Inc()
 		return 0, fmt.Errorf("listing leases in %s: %w", l.namespace, err)
 	}

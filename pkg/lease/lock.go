@@ -383,7 +383,7 @@ func (l *Lock) newLease(key target.Key, holder string, now time.Time) *coordinat
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        key.LeaseName(),
 			Namespace:   l.namespace,
-			Labels:      map[string]string{ManagedByLabel: managedBy, TargetHashLabel: key.Hash()},
+			Labels:      map[string]string{ManagedByLabel: ManagedBy, TargetHashLabel: key.Hash()},
 			Annotations: map[string]string{TargetAnnotation: key.String()},
 		},
 		Spec: coordinationv1.LeaseSpec{

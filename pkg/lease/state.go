@@ -18,7 +18,8 @@ import (
 const (
 	// ManagedByLabel marks the Leases this package owns (for List and Sweep).
 	ManagedByLabel = "app.kubernetes.io/managed-by"
-	managedBy      = "targetlock"
+	// ManagedBy is ManagedByLabel's value on every target Lease.
+	ManagedBy = "targetlock"
 	// TargetHashLabel carries target.Key.Hash, to find a target's Lease by
 	// label; WFEs and RRs carry the same label.
 	TargetHashLabel = v1alpha1.TargetHashLabel
@@ -45,6 +46,9 @@ type State struct {
 	Holder string
 	// ClaimUID is the owning WFE's UID when Claimed.
 	ClaimUID types.UID
+	// Acquired is when the Lease was taken: its acquire time, else its
+	// renew time, else its creation.
+	Acquired time.Time
 	// Renewed is when the lock was last renewed or the claim written.
 	Renewed time.Time
 	// Expires is when a lock lapses; for a claim, the end of its grace period.
@@ -118,6 +122,14 @@ func (l *Lock) Peek(ctx context.Context, key target.Key) (State, error) {
 	return st, nil
 }
 
+// Decode reads a target Lease as a State, the one reading of a Lease for
+// every component. Key is parsed from the target annotation; it is the zero
+// Key when that is missing or not canonical.
+func Decode(lease *coordinationv1.Lease) State {
+	key, _ := target.Parse(lease.Annotations[TargetAnnotation])
+	return stateOf(key, lease)
+}
+
 func stateOf(key target.Key, lease *coordinationv1.Lease) State {
 	s := State{Key: key, Phase: Locked, lease: lease}
 	if uid, ok := lease.Annotations[ClaimUIDAnnotation]; ok {
@@ -132,6 +144,14 @@ func stateOf(key target.Key, lease *coordinationv1.Lease) State {
 	if lease.Spec.RenewTime != nil && lease.Spec.LeaseDurationSeconds != nil {
 		s.Renewed = lease.Spec.RenewTime.Time
 		s.Expires = s.Renewed.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
+	}
+	switch {
+	case lease.Spec.AcquireTime != nil:
+		s.Acquired = lease.Spec.AcquireTime.Time
+	case lease.Spec.RenewTime != nil:
+		s.Acquired = lease.Spec.RenewTime.Time
+	default:
+		s.Acquired = lease.CreationTimestamp.Time
 	}
 	return s
 }

@@ -17,13 +17,13 @@ const HolderIndex = ".holder"
 // under HolderIndex; a lock (not a claim) is not indexed.
 func IndexHolder(obj client.Object) []string {
 	l, ok := obj.(*coordinationv1.Lease)
-	if !ok || l.Spec.HolderIdentity == nil {
+	if !ok {
 		return nil
 	}
-	if _, claimed := l.Annotations[ClaimUIDAnnotation]; !claimed {
-		return nil
+	if st := Decode(l); st.Phase == Claimed && st.Holder != "" {
+		return []string{st.Holder}
 	}
-	return []string{*l.Spec.HolderIdentity}
+	return nil
 }
 
 // Tombstones remembers the UIDs of WFEs seen deleted. A claim naming such a
