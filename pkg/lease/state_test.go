@@ -28,3 +28,19 @@ func TestDecode(t *testing.T) {
 		t.Errorf("Decode(bare) = %+v; want a lock expired since its creation", bare)
 	}
 }
+
+func TestTombstones(t *testing.T) {
+	var none *Tombstones
+	if none.Has("uid") {
+		t.Error("nil Tombstones hold a UID")
+	}
+	ts := NewTombstones(time.Minute)
+	ts.Add("old", t0)
+	if !ts.Has("old") || ts.Has("other") {
+		t.Error("Has after Add: want the added UID only")
+	}
+	ts.Add("new", t0.Add(time.Minute))
+	if ts.Has("old") || !ts.Has("new") {
+		t.Error("a UID is kept for keep, on the clock Add is given")
+	}
+}

@@ -6,6 +6,8 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -32,30 +34,24 @@ func IndexHolder(obj client.Object) []string {
 // out its grace. A UID is kept for keep (at least the claim grace), so the
 // memory is bounded by the deletes of that window.
 type Tombstones struct {
-	mu     sync.Mutex
-	uids   map[types.UID]time.Time
-	keep   time.Duration
-	pruned time.Time
+	mu    sync.Mutex // orders setting the clock with the Set it times
+	clock *addClock
+	uids  *cache.Expiring
+	keep  time.Duration
 }
 
 // NewTombstones returns Tombstones that keep a UID for keep.
 func NewTombstones(keep time.Duration) *Tombstones {
-	return &Tombstones{uids: map[types.UID]time.Time{}, keep: keep}
+	c := &addClock{}
+	return &Tombstones{clock: c, uids: cache.NewExpiringWithClock(c), keep: keep}
 }
 
 // Add records uid as deleted at now.
 func (t *Tombstones) Add(uid types.UID, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if now.Sub(t.pruned) > t.keep {
-		for u, at := range t.uids {
-			if now.Sub(at) > t.keep {
-				delete(t.uids, u)
-			}
-		}
-		t.pruned = now
-	}
-	t.uids[uid] = now
+	t.clock.set(now)
+	t.uids.Set(uid, struct{}{}, t.keep)
 }
 
 // Has reports whether uid was seen deleted; nil Tombstones hold none.
@@ -63,8 +59,27 @@ func (t *Tombstones) Has(uid types.UID) bool {
 	if t == nil {
 		return false
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, ok := t.uids[uid]
+	_, ok := t.uids.Get(uid)
 	return ok
+}
+
+// addClock reads the time of the latest Add: tombstones age on the caller's
+// (injectable) clock, as Add is given it, not on the real one. Expiring
+// calls only Now.
+type addClock struct {
+	clock.RealClock
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *addClock) set(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = now
+}
+
+func (c *addClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
 }
