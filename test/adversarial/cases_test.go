@@ -286,7 +286,7 @@ var cases = []adversarialCase{
 		if err != nil {
 			t.Fatal(err)
 		}
-		faulty := &faults.Leases{Client: api, Rate: 0.3}
+		faulty := faults.New(api, 0.3)
 		if err := orchestrator.Setup(ctx, mgr, orchestrator.Options{LeaseNamespace: cluster.LeaseNamespace, Identity: "faulty",
 			// Off the ring: it decides every object, racing the ring's members.
 			LeaseClient: faulty, SweepInterval: 2 * time.Second, SkipNameValidation: true, DisableRing: true,

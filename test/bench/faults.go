@@ -377,7 +377,7 @@ func startFaultPlane(ctx context.Context, bin string, orchestratorArgs []string,
 	if p.live, err = client.New(fastConfig(c.Env.Config), client.Options{Scheme: c.Env.Scheme}); err != nil {
 		return nil, err
 	}
-	p.faulty = &faults.Leases{Client: p.live, Rate: leaseFailureRate}
+	p.faulty = faults.New(p.live, leaseFailureRate)
 	return p, nil
 }
 
