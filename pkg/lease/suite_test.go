@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
@@ -20,11 +17,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func TestLeaseOnAPIServer(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "Lease Suite (real API server)")
-}
-
 // newNamespace creates a namespace for one test's Leases.
 func newNamespace(ctx context.Context, c client.Client) (string, error) {
 	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "lease-"}}
@@ -34,14 +26,19 @@ func newNamespace(ctx context.Context, c client.Client) (string, error) {
 	return n.Name, nil
 }
 
-func newLock(c lease.Client, ns, identity string, clk clock.PassiveClock, d time.Duration) *lease.Lock {
+func newLock(t *testing.T, c lease.Client, ns, identity string, clk clock.PassiveClock, d time.Duration) *lease.Lock {
+	t.Helper()
 	l, err := lease.New(c, lease.Options{Namespace: ns, Identity: identity, Duration: d, ClaimGrace: d, Clock: clk})
-	Expect(err).NotTo(HaveOccurred())
+	if err != nil {
+		t.Fatal(err)
+	}
 	return l
 }
 
 func mustKey(s string) target.Key {
 	k, err := target.Parse(s)
-	Expect(err).NotTo(HaveOccurred())
+	if err != nil {
+		panic(err)
+	}
 	return k
 }
