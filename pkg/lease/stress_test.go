@@ -95,23 +95,7 @@ func runStress(t *testing.T, cfg stressConfig) *stressResult {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() {
-			for res.acquisitions.Load() < cfg.acquisitions && ctx.Err() == nil {
-				k := rand.IntN(len(keys))
-				tok, ok, err := l.Acquire(ctx, keys[k])
-				if err != nil || !ok {
-					continue // contended, or an (injected) API error: try again
-				}
-				if inside[k].Add(1) > 1 {
-					res.overlaps.Add(1)
-				}
-				res.acquisitions.Add(1)
-				runtime.Gosched() // widen the window an overlap would show in
-				inside[k].Add(-1)
-				for l.Release(ctx, tok) != nil && ctx.Err() == nil {
-				}
-			}
-		})
+		wg.Go(func() { contender(ctx, l, keys, inside, cfg.acquisitions, res) })
 	}
 
 	// One contender pauses past expiry on its own target; a rival takes over
@@ -129,6 +113,26 @@ func runStress(t *testing.T, cfg stressConfig) *stressResult {
 		t.Fatalf("stress did not finish in time: %v", ctx.Err())
 	}
 	return res
+}
+
+// contender acquires random keys until the run has its acquisitions,
+// counting an overlap whenever it enters a key's section while another is in.
+func contender(ctx context.Context, l *lease.Lock, keys []target.Key, inside []atomic.Int32, total int64, res *stressResult) {
+	for res.acquisitions.Load() < total && ctx.Err() == nil {
+		k := rand.IntN(len(keys))
+		tok, ok, err := l.Acquire(ctx, keys[k])
+		if err != nil || !ok {
+			continue // contended, or an (injected) API error: try again
+		}
+		if inside[k].Add(1) > 1 {
+			res.overlaps.Add(1)
+		}
+		res.acquisitions.Add(1)
+		runtime.Gosched() // widen the window an overlap would show in
+		inside[k].Add(-1)
+		for l.Release(ctx, tok) != nil && ctx.Err() == nil {
+		}
+	}
 }
 
 // pauser repeatedly: A acquires, A "pauses" (the clock passes its expiry),
