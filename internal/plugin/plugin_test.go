@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/yaml"
 
@@ -37,7 +38,10 @@ func leaseFor(name, key, holder string, claimUID string, renewed time.Time) *coo
 	return l
 }
 
-func TestListLocks(t *testing.T) {
+// locksClient serves a lock, claims by a pending, a running and a missing
+// WFE in namespace shop, and a lock on a Node.
+func locksClient(t *testing.T) client.Reader {
+	t.Helper()
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		t.Fatal(err)
@@ -48,18 +52,27 @@ func TestListLocks(t *testing.T) {
 	pending := &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "wfe-new"}}
 	running := &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "wfe-run"},
 		Status: v1alpha1.WorkflowExecutionStatus{Phase: v1alpha1.WorkflowExecutionRunning}}
-	c := fake.NewClientBuilder().WithScheme(s).WithObjects(pending, running,
+	return fake.NewClientBuilder().WithScheme(s).WithObjects(pending, running,
 		leaseFor("l1", "shop/Deployment/checkout", "orchestrator-0_0123456789abcdef", "", now.Add(-5*time.Second)),
 		leaseFor("l2", "shop/Deployment/cart", "shop/wfe-new", "uid-1", now.Add(-time.Minute)),
 		leaseFor("l3", "shop/Deployment/api", "shop/wfe-run", "uid-2", now.Add(-time.Minute)),
 		leaseFor("l4", "shop/Deployment/gone", "shop/wfe-gone", "uid-3", now.Add(-time.Hour)),
 		leaseFor("l5", "Node/worker-1", "orchestrator-1_fedcba9876543210", "", now),
 	).Build()
+}
 
-	ls, err := ListLocks(context.Background(), c, DefaultReleaseNamespace, "")
+// listLocks lists the locks of locksClient whose object is in namespace.
+func listLocks(t *testing.T, namespace string) []Lock {
+	t.Helper()
+	ls, err := ListLocks(context.Background(), locksClient(t), DefaultReleaseNamespace, namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ls
+}
+
+func TestListLocks(t *testing.T) {
+	ls := listLocks(t, "")
 	got := map[string]Lock{}
 	for _, l := range ls {
 		got[l.Target] = l
@@ -77,14 +90,13 @@ func TestListLocks(t *testing.T) {
 		}
 	}
 
-	ls, err = ListLocks(context.Background(), c, DefaultReleaseNamespace, "shop")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ls) != 4 {
+	if ls := listLocks(t, "shop"); len(ls) != 4 {
 		t.Errorf("-n shop: %d locks, want 4 (not the Node's)", len(ls))
 	}
+}
 
+func TestPrintLocks(t *testing.T) {
+	ls := listLocks(t, "shop")
 	var out bytes.Buffer
 	if err := PrintLocks(&out, ls, "wide", now); err != nil {
 		t.Fatal(err)
