@@ -156,12 +156,12 @@ func stateOf(key target.Key, lease *coordinationv1.Lease) State {
 	return s
 }
 
-// stateOfListed rebuilds the state of a listed Lease from its target
-// annotation; ok is false for a Lease that is not a well-formed target Lease.
+// stateOfListed is Decode of a listed Lease; ok is false for a Lease that
+// is not a well-formed target Lease (no canonical key, or another's name).
 func (*Lock) stateOfListed(lease *coordinationv1.Lease) (s State, ok bool) {
-	key, err := target.Parse(lease.Annotations[TargetAnnotation])
-	if err != nil || key.LeaseName() != lease.Name {
+	s = Decode(lease)
+	if s.Key == (target.Key{}) || s.Key.LeaseName() != lease.Name {
 		return State{}, false
 	}
-	return stateOf(key, lease), true
+	return s, true
 }
