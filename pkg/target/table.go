@@ -55,7 +55,13 @@ type resolved struct {
 	scope scope
 }
 
-// table is one reading of discovery.
+// table is one reading of discovery. It is not client-go's restmapper
+// (DiscoveryRESTMapper, ShortcutExpander): those rank groups by discovery
+// order alone, so a CRD group listed first, or a CRD's short name, could
+// take a built-in kind's spelling, and they resolve an ambiguous Kind to
+// one group; the identity rules (built-in groups first, an exact Kind over
+// a short name, one Kind.* key per Kind not built in, refusing what two
+// such kinds share) are this table's.
 type table struct {
 	names     map[string][]kind // lower-case spelling -> kinds it may mean, in discovery order
 	resources map[schema.GroupKind]string
