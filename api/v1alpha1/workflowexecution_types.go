@@ -36,6 +36,15 @@ func (p WorkflowExecutionPhase) Terminal() bool {
 	return p == WorkflowExecutionCompleted || p == WorkflowExecutionFailed
 }
 
+// OrPending is the phase as messages name it: a WFE whose status no one
+// has written yet is Pending.
+func (p WorkflowExecutionPhase) OrPending() WorkflowExecutionPhase {
+	if p == "" {
+		return WorkflowExecutionPending
+	}
+	return p
+}
+
 // ObjectRef names an object by namespace and name.
 type ObjectRef struct {
 	// +kubebuilder:validation:MinLength=1

@@ -203,7 +203,7 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 		case w != nil && !w.Status.Phase.Terminal() && holder == anotherNamespace:
 			return v.deny(ReasonResourceBusy, holder, "%s owns the target", describe(holder)), false
 		case w != nil && !w.Status.Phase.Terminal():
-			return v.deny(ReasonResourceBusy, holder, "%s owns the target (phase %s)", describe(holder), phaseOrPending(w.Status.Phase)), false
+			return v.deny(ReasonResourceBusy, holder, "%s owns the target (phase %s)", describe(holder), w.Status.Phase.OrPending()), false
 		case token != "":
 			return v.deny(ReasonLockLost, holder, "the WorkflowExecution's lock token does not hold the target: it is claimed by %s", describe(holder)), false
 		case !st.Stale(w, now):
@@ -212,13 +212,6 @@ func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner le
 		return verdict{}, true // the claimant ended, or never got stored: take over
 	}
 	return v.errored(fmt.Errorf("lease of %s in unknown phase %q", st.Key, st.Phase)), false
-}
-
-func phaseOrPending(p v1alpha1.WorkflowExecutionPhase) v1alpha1.WorkflowExecutionPhase {
-	if p == "" {
-		return v1alpha1.WorkflowExecutionPending
-	}
-	return p
 }
 
 // activeOther returns "namespace/name" of a non-terminal WFE of the same
