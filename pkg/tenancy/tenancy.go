@@ -45,7 +45,13 @@ func (t Trust) TrustsNamespace(ns string) bool {
 // TrustsUser reports whether user is the orchestrator or a trusted
 // ServiceAccount: trusted by identity, wherever it creates.
 func (t Trust) TrustsUser(user string) bool {
-	return (t.Orchestrator != "" && user == t.Orchestrator) || slices.Contains(t.ServiceAccounts, serviceAccountOf(user))
+	return t.IsOrchestrator(user) || slices.Contains(t.ServiceAccounts, serviceAccountOf(user))
+}
+
+// IsOrchestrator reports whether user is the orchestrator's ServiceAccount;
+// never when none is configured.
+func (t Trust) IsOrchestrator(user string) bool {
+	return t.Orchestrator != "" && user == t.Orchestrator
 }
 
 // Refusal is the message refusing an object of kind in namespace ns that

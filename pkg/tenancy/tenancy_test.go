@@ -31,6 +31,15 @@ func TestPermits(t *testing.T) {
 	if (Trust{}).Permits("", "team-a", "") {
 		t.Error("an empty Trust with no user permits a foreign object")
 	}
+	for _, tt := range []struct {
+		trust Trust
+		user  string
+		want  bool
+	}{{trust, orch, true}, {trust, "alice", false}, {Trust{}, "", false}} {
+		if got := tt.trust.IsOrchestrator(tt.user); got != tt.want {
+			t.Errorf("Trust{Orchestrator: %q}.IsOrchestrator(%q) = %v, want %v", tt.trust.Orchestrator, tt.user, got, tt.want)
+		}
+	}
 }
 
 func TestRefusal(t *testing.T) {
