@@ -20,6 +20,14 @@ const TargetField = "spec.targetResource"
 // on every WFE it admits; the orchestrator sets it on RRs and repairs WFEs.
 const TargetHashLabel = "targetlock.io/target-hash"
 
+// ManagedByLabel=ManagedBy marks the target Leases targetlock owns: the
+// lock lists and sweeps by it, and so does everything that reads locks.
+// One constant, so that a reader never misses a Lease by a typo.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedBy      = "targetlock"
+)
+
 // WorkflowExecutionPhase is the lifecycle phase of a WorkflowExecution.
 // +kubebuilder:validation:Enum=Pending;Running;Completed;Failed
 type WorkflowExecutionPhase string
@@ -34,6 +42,15 @@ const (
 // Terminal reports whether the phase is final: the WFE no longer owns its target.
 func (p WorkflowExecutionPhase) Terminal() bool {
 	return p == WorkflowExecutionCompleted || p == WorkflowExecutionFailed
+}
+
+// OrPending is the phase as messages name it: a WFE whose status no one
+// has written yet is Pending.
+func (p WorkflowExecutionPhase) OrPending() WorkflowExecutionPhase {
+	if p == "" {
+		return WorkflowExecutionPending
+	}
+	return p
 }
 
 // ObjectRef names an object by namespace and name.

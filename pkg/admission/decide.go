@@ -1,16 +1,14 @@
 package admission
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
@@ -42,226 +40,89 @@ const (
 	ReasonAPIError      = "APIError"      // reading or writing the API failed; retry
 )
 
+// create is one CREATE under review, as the steps of decideCreate learn it.
+type create struct {
+	req   cradmission.Request
+	wfe   *v1alpha1.WorkflowExecution
+	owner lease.Owner
+	key   target.Key // set by resolve
+	token string     // the lock token the WFE carries, if any
+	// v is the verdict so far: what it is about, not yet what it decides.
+	v verdict
+}
+
+// decideCreate decides a CREATE in steps, each of which may end it: read
+// the object, resolve its target, authorize the requester, claim the
+// target's Lease.
 func (h *Handler) decideCreate(ctx context.Context, req cradmission.Request) verdict {
+	c, d, ok := newCreate(req)
+	if !ok {
+		return d
+	}
+	if d, ok := h.resolve(c); !ok {
+		return d
+	}
+	if d, ok := h.authorize(ctx, c); !ok {
+		return d
+	}
+	return h.claim(ctx, c)
+}
+
+// newCreate decodes the WorkflowExecution of req and names it. Unless ok,
+// the verdict refuses a malformed object.
+func newCreate(req cradmission.Request) (*create, verdict, bool) {
 	wfe, err := decode(req.Object.Raw)
 	if err != nil {
-		return verdict{reason: ReasonInvalidObject, code: http.StatusBadRequest, message: err.Error()}
+		return nil, verdict{reason: ReasonInvalidObject, code: http.StatusBadRequest, message: err.Error()}, false
 	}
-	owner := lease.Owner{Namespace: req.Namespace, Name: wfe.Name, UID: wfe.UID}
-	if owner.Namespace == "" {
-		owner.Namespace = wfe.Namespace
-	}
-	if owner.Name == "" {
-		owner.Name = req.Name
-	}
-	v := verdict{target: wfe.Spec.TargetResource, object: owner.String(), regarding: regarding(wfe, owner, apiVersionOf(req))}
+	owner := lease.Owner{Namespace: cmp.Or(req.Namespace, wfe.Namespace), Name: cmp.Or(wfe.Name, req.Name), UID: wfe.UID}
+	c := &create{req: req, wfe: wfe, owner: owner, token: wfe.Annotations[v1alpha1.LockTokenAnnotation],
+		v: verdict{target: wfe.Spec.TargetResource, object: owner.String(), regarding: regarding(wfe, owner, apiVersionOf(req))}}
 	if owner.Namespace == "" || owner.Name == "" || owner.UID == "" {
-		return v.invalid(ReasonInvalidObject, errors.New("the WorkflowExecution has no namespace, name or uid; "+
-			"the API server sets them before validating admission"))
+		return nil, c.v.invalid(ReasonInvalidObject, errors.New("the WorkflowExecution has no namespace, name or uid; "+
+			"the API server sets them before validating admission")), false
 	}
-	key, err := h.resolver.ForExecution(wfe)
+	return c, verdict{}, true
+}
+
+// resolve finds the object the WFE targets, and checks the WFE's identity
+// label against it.
+func (h *Handler) resolve(c *create) (verdict, bool) {
+	key, err := h.resolver.ForExecution(c.wfe)
 	switch {
 	case errors.Is(err, target.ErrInvalid):
-		return v.invalid(ReasonInvalidTarget, fmt.Errorf("spec.targetResource: %w", err))
+		return c.v.invalid(ReasonInvalidTarget, fmt.Errorf("spec.targetResource: %w", err)), false
 	case err != nil:
-		return v.errored(err)
+		return c.v.errored(err), false
 	}
-	v.target = key.String()
+	c.key, c.v.target = key, key.String()
 	// The labelling webhook skips a WFE that already carries the identity
 	// label (the orchestrator's), so a wrong one is refused here: a WFE
 	// must be found by its object's label.
-	if hash, ok := wfe.Labels[v1alpha1.TargetHashLabel]; ok && hash != key.Hash() {
-		return v.invalid(ReasonInvalidLabel, fmt.Errorf("label %s is %q, but target %s has %q: remove the label (the webhook sets it) or set it to that value",
-			v1alpha1.TargetHashLabel, hash, key, key.Hash()))
+	if hash, ok := c.wfe.Labels[v1alpha1.TargetHashLabel]; ok && hash != key.Hash() {
+		return c.v.invalid(ReasonInvalidLabel, fmt.Errorf("label %s is %q, but target %s has %q: remove the label (the webhook sets it) or set it to that value",
+			v1alpha1.TargetHashLabel, hash, key, key.Hash())), false
 	}
-	if d, ok := h.permitted(ctx, req, owner.Namespace, key, v); !ok {
-		return d
+	return verdict{}, true
+}
+
+// authorize decides whether the requester may claim the target at all:
+// tenancy, then kubernaut's lock, then who may carry a lock token.
+func (h *Handler) authorize(ctx context.Context, c *create) (verdict, bool) {
+	if d, ok := h.permitted(ctx, c.req, c.owner.Namespace, c.key, c.v); !ok {
+		return d, false
 	}
-	switch pod, err := h.kubernautLockHolder(ctx, req, wfe.Spec.TargetResource); {
+	switch pod, err := h.kubernautLockHolder(ctx, c.req, c.wfe.Spec.TargetResource); {
 	case err != nil:
-		return v.errored(err)
+		return c.v.errored(err), false
 	case pod != "":
-		return v.deny(ReasonLockHeld, pod, "kubernaut's RemediationOrchestrator pod %s holds the target's lock (Lease %s/%s); only that pod may create a WorkflowExecution for it until the lock is released or expires",
-			pod, h.kubernaut.Namespace, KubernautLeaseName(wfe.Spec.TargetResource))
+		return c.v.deny(ReasonLockHeld, pod, "kubernaut's RemediationOrchestrator pod %s holds the target's lock (Lease %s/%s); only that pod may create a WorkflowExecution for it until the lock is released or expires",
+			pod, h.kubernaut.Namespace, KubernautLeaseName(c.wfe.Spec.TargetResource)), false
 	}
-	token := wfe.Annotations[v1alpha1.LockTokenAnnotation]
-	if token != "" && (h.trust.Orchestrator == "" || req.UserInfo.Username != h.trust.Orchestrator) {
-		return v.deny(ReasonTokenNotAccepted, "", "the %s annotation is accepted only from the orchestrator's ServiceAccount; remove it to create the WorkflowExecution directly", v1alpha1.LockTokenAnnotation)
+	if c.token != "" && !h.trust.IsOrchestrator(c.req.UserInfo.Username) {
+		return c.v.deny(ReasonTokenNotAccepted, "", "the %s annotation is accepted only from the orchestrator's ServiceAccount; remove it to create the WorkflowExecution directly", v1alpha1.LockTokenAnnotation), false
 	}
-
-	// The first read is the cached Lease (when the Lock has a cache): an
-	// admission that claims proves it current by its compare-and-swap. Any
-	// verdict that writes nothing (a denial, a claim already ours, a dry
-	// run) is decided again on a live read, so a stale cache never refuses
-	// wrongly nor admits without a claim.
-	read := h.lock.Peek
-	checked := false
-	for range h.maxAttempts {
-		st, err := read(ctx, key)
-		if err == nil && st.Cached() && !claims(st, token, h.clock.Now(), req) {
-			st, err = h.lock.Inspect(ctx, key)
-		}
-		if err != nil {
-			return v.errored(err)
-		}
-		read = h.lock.Inspect // after a lost compare-and-swap: live
-		if d, ok := h.judge(ctx, v, st, owner, token); !ok {
-			return d
-		}
-		if !checked {
-			other, err := h.activeOther(ctx, key, owner)
-			if err != nil {
-				return v.errored(err)
-			}
-			if other != "" {
-				other = hideForeign(other, owner.Namespace)
-				return v.deny(ReasonResourceBusy, other, "%s is still active for this target", describe(other))
-			}
-			checked = true
-		}
-		if st.ClaimedBy(owner.UID) && st.Holder == owner.String() {
-			return v.allow(ReasonAlreadyClaimed, owner.String(), "the target is already claimed by this WorkflowExecution")
-		}
-		if isDryRun(req) {
-			return v.allow(ReasonDryRun, owner.String(), "dry run: the target would be claimed by this WorkflowExecution")
-		}
-		if !h.trust.unlimited(req) && !h.limiter.allow(owner.Namespace, h.clock.Now()) {
-			d := v.deny(ReasonRateLimited, "", "namespace %s made too many claims in a short time; retry", owner.Namespace)
-			d.code = http.StatusTooManyRequests
-			return d
-		}
-		switch err := h.lock.Claim(ctx, st, owner); {
-		case err == nil:
-			return v.allow(ReasonClaimed, owner.String(), "target claimed by this WorkflowExecution")
-		case errors.Is(err, lease.ErrConflict):
-			continue // the Lease changed under us (or the cache was behind)
-		default:
-			return v.errored(err)
-		}
-	}
-	d := v.deny(ReasonContended, "", "the target's Lease changed on each of %d attempts; retry", h.maxAttempts)
-	d.code = http.StatusConflict
-	return d
-}
-
-// claims reports whether st, as observed, lets owner's CREATE go on to a
-// claim (a write that proves st current) without judging it: a free Lease,
-// or its own orchestrator lock still in time. Only then may st be cached.
-func claims(st lease.State, token string, now time.Time, req cradmission.Request) bool {
-	if isDryRun(req) {
-		return false
-	}
-	switch st.Phase {
-	case lease.Free:
-		return token == ""
-	case lease.Locked:
-		if token == "" {
-			return st.Expired(now) // an abandoned lock, taken over
-		}
-		return token == st.Holder && !st.Expired(now)
-	case lease.Claimed:
-	}
-	return false
-}
-
-// judge decides on one observation of the Lease. ok means the Lease lets
-// this WFE claim the target from st; otherwise the verdict is the denial.
-func (h *Handler) judge(ctx context.Context, v verdict, st lease.State, owner lease.Owner, token string) (verdict, bool) {
-	now := h.clock.Now()
-	switch st.Phase {
-	case lease.Free:
-		if token != "" {
-			return v.deny(ReasonLockLost, "", "the WorkflowExecution's lock token does not hold the target: its lock was released or swept"), false
-		}
-		return verdict{}, true
-
-	case lease.Locked:
-		// A lock's holder is a token, a capability: messages name its pod only.
-		pod := lease.PodOf(st.Holder)
-		switch {
-		case token == "" && st.Expired(now):
-			return verdict{}, true // an abandoned lock: a direct CREATE may take it over
-		case token == "":
-			return v.deny(ReasonLockHeld, pod, "an orchestrator holds the target's lock; create through the orchestrator or retry later"), false
-		case token != st.Holder:
-			return v.deny(ReasonLockLost, pod, "the WorkflowExecution's lock token no longer holds the target: it was taken over"), false
-		case st.Expired(now):
-			return v.deny(ReasonStaleLock, pod, "the WorkflowExecution's lock expired before its CREATE arrived"), false
-		}
-		return verdict{}, true
-
-	case lease.Claimed:
-		if st.ClaimedBy(owner.UID) {
-			return verdict{}, true
-		}
-		w, err := lease.Claimant(ctx, h.reader, st)
-		if err != nil {
-			return v.errored(err), false
-		}
-		holder := hideForeign(st.Holder, owner.Namespace)
-		switch {
-		case w != nil && !w.Status.Phase.Terminal() && holder == anotherNamespace:
-			return v.deny(ReasonResourceBusy, holder, "%s owns the target", describe(holder)), false
-		case w != nil && !w.Status.Phase.Terminal():
-			return v.deny(ReasonResourceBusy, holder, "%s owns the target (phase %s)", describe(holder), phaseOrPending(w.Status.Phase)), false
-		case token != "":
-			return v.deny(ReasonLockLost, holder, "the WorkflowExecution's lock token does not hold the target: it is claimed by %s", describe(holder)), false
-		case !st.Stale(w, now):
-			return v.deny(ReasonClaimPending, holder, "%s claimed the target but is not stored (yet); the claim lapses if it never is", describe(holder)), false
-		}
-		return verdict{}, true // the claimant ended, or never got stored: take over
-	}
-	return v.errored(fmt.Errorf("lease of %s in unknown phase %q", st.Key, st.Phase)), false
-}
-
-func phaseOrPending(p v1alpha1.WorkflowExecutionPhase) v1alpha1.WorkflowExecutionPhase {
-	if p == "" {
-		return v1alpha1.WorkflowExecutionPending
-	}
-	return p
-}
-
-// activeOther returns "namespace/name" of a non-terminal WFE of the same
-// object, however its target is spelled, other than owner, or "" if none.
-// With a cache, the object's WFEs come from its index and only one that
-// looks active is read live: the cache may not have seen it end, and a
-// stale cache must not refuse. A WFE stored a moment ago that the cache
-// has not seen yet is not missed by the lock: it claimed the Lease.
-func (h *Handler) activeOther(ctx context.Context, key target.Key, owner lease.Owner) (string, error) {
-	list := &v1alpha1.WorkflowExecutionList{}
-	var err error
-	if h.cache != nil {
-		err = h.cache.List(ctx, list, client.MatchingFields{IdentityIndex: IdentityOf(key.Name, key.Cluster)})
-	} else {
-		err = h.reader.List(ctx, list, client.MatchingLabels{v1alpha1.TargetHashLabel: key.Hash()})
-	}
-	if err != nil {
-		return "", fmt.Errorf("listing WorkflowExecutions of %s: %w", key, err)
-	}
-	for i := range list.Items {
-		w := &list.Items[i]
-		if w.UID == owner.UID || (w.Namespace == owner.Namespace && w.Name == owner.Name) || w.Status.Phase.Terminal() {
-			continue
-		}
-		// An index is a hint: the object found must name this target by its
-		// own spec (a label anyone can write must not refuse a CREATE).
-		if k, err := h.resolver.ForExecution(w); err != nil || k != key {
-			continue
-		}
-		if h.cache != nil {
-			live := &v1alpha1.WorkflowExecution{}
-			switch err := h.reader.Get(ctx, client.ObjectKeyFromObject(w), live); {
-			case apierrors.IsNotFound(err):
-				continue
-			case err != nil:
-				return "", fmt.Errorf("reading WorkflowExecution %s/%s: %w", w.Namespace, w.Name, err)
-			case live.UID != w.UID || live.Status.Phase.Terminal():
-				continue
-			}
-		}
-		return w.Namespace + "/" + w.Name, nil
-	}
-	return "", nil
+	return verdict{}, true
 }
 
 // decode reads a WorkflowExecution from the raw request object.

@@ -4,7 +4,13 @@
 // compare-and-swap, so of any number of concurrent CREATEs for one target at
 // most one is admitted, whoever sends them. A CREATE that carries an
 // orchestrator's lock token is admitted only while that token still holds an
-// unexpired lock (fencing). UPDATEs that change the target are denied.
+// unexpired lock (fencing). Other operations are not guarded: the CRD keeps
+// the target immutable and a terminal phase final.
+//
+// A CREATE is decided in steps, each of which may end it: newCreate decodes
+// and names the object, resolve finds its target, authorize applies the
+// tenancy rule (pkg/tenancy), kubernaut's lock and who may carry a token,
+// and claim observes, judges and claims the target's Lease.
 //
 // Every read that decides is live. Every denial names its reason, target and
 // holder in the message, in the response's audit annotations, in an Event and

@@ -3,7 +3,6 @@ package admission
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -11,26 +10,12 @@ import (
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/tenancy"
 )
 
-// Trust says who may claim what. By default a WorkflowExecution may name
-// only objects in its own namespace: a tenant must not hold another
-// tenant's objects, or a Node, hostage.
-type Trust struct {
-	// Orchestrator is the username of the orchestrator's ServiceAccount
-	// ("system:serviceaccount:<ns>:<name>"). Its WFEs may name any object,
-	// and only its CREATEs may carry a lock token: the token is a capability
-	// of that identity, worthless to anyone who reads it.
-	Orchestrator string
-	// Namespaces whose WFEs may name any object ("*": every namespace, for
-	// clusters with a single tenant).
-	Namespaces []string
-	// ServiceAccounts ("namespace/name") whose WFEs may name any object.
-	ServiceAccounts []string
-	// Verb, if set, lets anyone else name an object they may <verb>
-	// (a SubjectAccessReview of the requester against the object).
-	Verb string
-}
+// Trust says who may claim what: tenancy.Trust, the rule the orchestrator
+// applies too. An alias, so that callers keep naming it admission.Trust.
+type Trust = tenancy.Trust
 
 // Creator creates objects: the SubjectAccessReviews of Trust.Verb.
 type Creator interface {
@@ -38,22 +23,14 @@ type Creator interface {
 }
 
 // permitted decides whether the requester of req may claim key from the
-// WFE's namespace ns. A refusal says which rule refused and how to be allowed.
+// WFE's namespace ns: tenancy's rule, then Trust.Verb's SubjectAccessReview.
+// A refusal says which rule refused and how to be allowed.
 func (h *Handler) permitted(ctx context.Context, req cradmission.Request, ns string, key target.Key, v verdict) (verdict, bool) {
-	t, user := h.trust, req.UserInfo.Username
-	switch {
-	case key.Namespace == ns,
-		t.Orchestrator != "" && user == t.Orchestrator,
-		slices.Contains(t.Namespaces, ns) || slices.Contains(t.Namespaces, "*"),
-		slices.Contains(t.ServiceAccounts, serviceAccountOf(user)):
+	if h.trust.Permits(req.UserInfo.Username, ns, key.Namespace) {
 		return verdict{}, true
 	}
-	where := "in namespace " + key.Namespace
-	if key.Namespace == "" {
-		where = "cluster-scoped"
-	}
 	how := "ask an admin to trust this namespace or your ServiceAccount (chart values tenancy.trustedNamespaces, tenancy.trustedServiceAccounts)"
-	if t.Verb != "" && h.authorizer != nil {
+	if h.trust.Verb != "" && h.authorizer != nil {
 		allowed, err := h.review(ctx, req, key)
 		if err != nil {
 			return v.errored(err), false
@@ -61,11 +38,9 @@ func (h *Handler) permitted(ctx context.Context, req cradmission.Request, ns str
 		if allowed {
 			return verdict{}, true
 		}
-		how = fmt.Sprintf("be allowed to %s it, or %s", t.Verb, how)
+		how = fmt.Sprintf("be allowed to %s it, or %s", h.trust.Verb, how)
 	}
-	return v.deny(ReasonNotPermitted, "",
-		"a WorkflowExecution in namespace %s may name only objects in namespace %s, and this one is %s; create it there, or %s",
-		ns, ns, where, how), false
+	return v.deny(ReasonNotPermitted, "", "%s", tenancy.Refusal("WorkflowExecution", ns, "this one", key.Namespace, how)), false
 }
 
 // review asks the API server whether the requester may Trust.Verb the object.
@@ -91,27 +66,10 @@ func (h *Handler) review(ctx context.Context, req cradmission.Request, key targe
 	return sar.Status.Allowed, nil
 }
 
-// unlimited reports whether req's requester is exempt from the direct-claim
-// rate limit: the orchestrator and the trusted ServiceAccounts (kubernaut's
-// RO), whose CREATEs are the workload the webhook exists to guard.
-func (t Trust) unlimited(req cradmission.Request) bool {
-	user := req.UserInfo.Username
-	return (t.Orchestrator != "" && user == t.Orchestrator) || slices.Contains(t.ServiceAccounts, serviceAccountOf(user))
-}
-
-// serviceAccountOf is "namespace/name" of a ServiceAccount username, or "".
-func serviceAccountOf(user string) string {
-	rest, ok := strings.CutPrefix(user, "system:serviceaccount:")
-	ns, name, ok2 := strings.Cut(rest, ":")
-	if !ok || !ok2 || ns == "" || name == "" {
-		return ""
-	}
-	return ns + "/" + name
-}
-
-// ServiceAccountUser is the username of a ServiceAccount.
+// ServiceAccountUser is the username of a ServiceAccount
+// (tenancy.ServiceAccountUser, kept for the callers of this package's).
 func ServiceAccountUser(namespace, name string) string {
-	return "system:serviceaccount:" + namespace + ":" + name
+	return tenancy.ServiceAccountUser(namespace, name)
 }
 
 // anotherNamespace stands for a holder the requester may not see.

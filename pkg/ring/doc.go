@@ -4,8 +4,8 @@
 //
 // Membership. Each replica keeps one Lease in the install namespace, named
 // LeasePrefix+identity and labelled Label=LabelValue (target Leases carry
-// app.kubernetes.io/managed-by instead, so the lock's sweeper never sees
-// member Leases). It renews the Lease every Duration/3, as client-go's leader
+// v1alpha1.ManagedByLabel instead, so the lock's sweeper never sees member
+// Leases). It renews the Lease every Duration/3, as client-go's leader
 // election renews its lock. The members are read from the manager's informer
 // cache: a member is live while renewTime + leaseDurationSeconds is after
 // now. An expired Lease emits no event, so the ring re-evaluates itself at

@@ -73,7 +73,7 @@ func resourceBusy(in *input, _ Options) *Block {
 		}
 		name := w.Namespace + "/" + w.Name
 		return &Block{Reason: v1alpha1.BlockResourceBusy, BlockingWorkflowExecution: name,
-			Message: fmt.Sprintf("%s is busy: WorkflowExecution %s is %s", in.Key, name, phaseOrPending(w.Status.Phase))}
+			Message: fmt.Sprintf("%s is busy: WorkflowExecution %s is %s", in.Key, name, w.Status.Phase.OrPending())}
 	}
 	return nil
 }
@@ -195,11 +195,4 @@ func doneAt(t *metav1.Time, created metav1.Time) time.Time {
 		return t.Time
 	}
 	return created.Time
-}
-
-func phaseOrPending(p v1alpha1.WorkflowExecutionPhase) v1alpha1.WorkflowExecutionPhase {
-	if p == "" {
-		return v1alpha1.WorkflowExecutionPending
-	}
-	return p
 }

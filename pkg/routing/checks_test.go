@@ -57,86 +57,27 @@ func self() *v1alpha1.RemediationRequest {
 	return &r
 }
 
-func TestChecks(t *testing.T) {
-	failed := v1alpha1.RemediationFailed
-	tests := []struct {
-		name  string
-		check check
-		in    input
-		want  v1alpha1.BlockReason // "" = not blocked
-		until time.Time
-		skip  bool
-	}{
-		{name: "consecutive failures at threshold", check: consecutiveFailures, want: v1alpha1.BlockConsecutiveFailures, until: now.Add(-time.Minute + time.Hour),
-			in: input{Peers: []v1alpha1.RemediationRequest{
-				rr("a", now.Add(-4*time.Hour), failed, now.Add(-3*time.Minute)),
-				rr("b", now.Add(-4*time.Hour), failed, now.Add(-2*time.Minute)),
-				rr("c", now.Add(-4*time.Hour), failed, now.Add(-time.Minute)),
-			}}},
-		{name: "consecutive failures broken by a success", check: consecutiveFailures,
-			in: input{Peers: []v1alpha1.RemediationRequest{
-				rr("a", now.Add(-4*time.Hour), failed, now.Add(-4*time.Minute)),
-				rr("b", now.Add(-4*time.Hour), failed, now.Add(-3*time.Minute)),
-				rr("ok", now.Add(-4*time.Hour), v1alpha1.RemediationCompleted, now.Add(-2*time.Minute)),
-				rr("c", now.Add(-4*time.Hour), failed, now.Add(-time.Minute)),
-			}}},
-		{name: "consecutive failures past the cooldown", check: consecutiveFailures,
-			in: input{Peers: []v1alpha1.RemediationRequest{
-				rr("a", now.Add(-4*time.Hour), failed, now.Add(-3*time.Hour)),
-				rr("b", now.Add(-4*time.Hour), failed, now.Add(-3*time.Hour)),
-				rr("c", now.Add(-4*time.Hour), failed, now.Add(-2*time.Hour)),
-			}}},
-		{name: "duplicate of an older active request", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
-			in: input{Peers: []v1alpha1.RemediationRequest{
-				rr("newer", now, v1alpha1.RemediationPending, time.Time{}),
-				rr("older", now.Add(-time.Hour), v1alpha1.RemediationExecuting, time.Time{}),
-			}}},
-		{name: "an executing duplicate wins even if newer", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
-			in: input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationExecuting, time.Time{})}}},
-		{name: "oldest of the duplicates runs", check: duplicateInProgress,
-			in: input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationBlocked, time.Time{})}}},
-		{name: "same creation time: the name breaks the tie", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress,
-			in: input{Peers: []v1alpha1.RemediationRequest{rr("aaa", now.Add(-time.Minute), v1alpha1.RemediationPending, time.Time{})}}},
-		{name: "terminal duplicates do not block", check: duplicateInProgress,
-			in: input{Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), failed, now)}}},
-		{name: "the original completed: skip", check: duplicateInProgress, want: v1alpha1.BlockDuplicateInProgress, skip: true,
-			in: input{RR: func() *v1alpha1.RemediationRequest { r := self(); r.Status.DuplicateOf = "ns/old"; return r }(),
-				Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now)}}},
-		{name: "busy with an active WFE", check: resourceBusy, want: v1alpha1.BlockResourceBusy,
-			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})}}},
-		{name: "not busy with ended WFEs", check: resourceBusy,
-			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionFailed, "restart", now)}}},
-		{name: "own WFE does not block", check: resourceBusy,
-			in: input{Executions: []v1alpha1.WorkflowExecution{func() v1alpha1.WorkflowExecution {
-				w := wfe("w", "", "restart", time.Time{})
-				w.OwnerReferences = []metav1.OwnerReference{{UID: "self"}}
-				return w
-			}()}}},
-		{name: "recently remediated", check: recentlyRemediated, want: v1alpha1.BlockRecentlyRemediated, until: now.Add(4 * time.Minute),
-			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Minute))}}},
-		{name: "another workflow completed recently", check: recentlyRemediated,
-			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "scale", now.Add(-time.Minute))}}},
-		{name: "remediated long ago", check: recentlyRemediated,
-			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Hour))}}},
-		{name: "backoff from the request's own next allowed time", check: exponentialBackoff, want: v1alpha1.BlockExponentialBackoff, until: now.Add(time.Minute),
-			in: input{RR: func() *v1alpha1.RemediationRequest {
-				r := self()
-				r.Status.NextAllowedExecution = &metav1.Time{Time: now.Add(time.Minute)}
-				return r
-			}()}},
-		{name: "backoff from the signal's last failure", check: exponentialBackoff, want: v1alpha1.BlockExponentialBackoff,
-			in: input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-10*time.Second))}}},
-		{name: "backoff passed", check: exponentialBackoff,
-			in: input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-time.Hour))}}},
-	}
-	for _, tt := range tests {
+// checkCase is one input to a check and the Block it must return.
+type checkCase struct {
+	name  string
+	in    input
+	want  v1alpha1.BlockReason // "" = not blocked
+	until time.Time
+	skip  bool
+}
+
+// testCheck runs check on each case, at now, on key, for self() unless the
+// case names its own request.
+func testCheck(t *testing.T, check check, cases []checkCase) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			in := tt.in
 			in.Now, in.Key = now, key
 			if in.RR == nil {
 				in.RR = self()
 			}
-			b := tt.check(&in, opts)
+			b := check(&in, opts)
 			if tt.want == "" {
 				if b != nil {
 					t.Fatalf("blocked: %+v", b)
@@ -154,6 +95,95 @@ func TestChecks(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestConsecutiveFailures(t *testing.T) {
+	failed := v1alpha1.RemediationFailed
+	testCheck(t, consecutiveFailures, []checkCase{
+		{name: "consecutive failures at threshold", want: v1alpha1.BlockConsecutiveFailures, until: now.Add(-time.Minute + time.Hour),
+			in: input{Peers: []v1alpha1.RemediationRequest{
+				rr("a", now.Add(-4*time.Hour), failed, now.Add(-3*time.Minute)),
+				rr("b", now.Add(-4*time.Hour), failed, now.Add(-2*time.Minute)),
+				rr("c", now.Add(-4*time.Hour), failed, now.Add(-time.Minute)),
+			}}},
+		{name: "consecutive failures broken by a success",
+			in: input{Peers: []v1alpha1.RemediationRequest{
+				rr("a", now.Add(-4*time.Hour), failed, now.Add(-4*time.Minute)),
+				rr("b", now.Add(-4*time.Hour), failed, now.Add(-3*time.Minute)),
+				rr("ok", now.Add(-4*time.Hour), v1alpha1.RemediationCompleted, now.Add(-2*time.Minute)),
+				rr("c", now.Add(-4*time.Hour), failed, now.Add(-time.Minute)),
+			}}},
+		{name: "consecutive failures past the cooldown",
+			in: input{Peers: []v1alpha1.RemediationRequest{
+				rr("a", now.Add(-4*time.Hour), failed, now.Add(-3*time.Hour)),
+				rr("b", now.Add(-4*time.Hour), failed, now.Add(-3*time.Hour)),
+				rr("c", now.Add(-4*time.Hour), failed, now.Add(-2*time.Hour)),
+			}}},
+	})
+}
+
+func TestDuplicateInProgress(t *testing.T) {
+	failed := v1alpha1.RemediationFailed
+	testCheck(t, duplicateInProgress, []checkCase{
+		{name: "duplicate of an older active request", want: v1alpha1.BlockDuplicateInProgress,
+			in: input{Peers: []v1alpha1.RemediationRequest{
+				rr("newer", now, v1alpha1.RemediationPending, time.Time{}),
+				rr("older", now.Add(-time.Hour), v1alpha1.RemediationExecuting, time.Time{}),
+			}}},
+		{name: "an executing duplicate wins even if newer", want: v1alpha1.BlockDuplicateInProgress,
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationExecuting, time.Time{})}}},
+		{name: "oldest of the duplicates runs",
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("newer", now, v1alpha1.RemediationBlocked, time.Time{})}}},
+		{name: "same creation time: the name breaks the tie", want: v1alpha1.BlockDuplicateInProgress,
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("aaa", now.Add(-time.Minute), v1alpha1.RemediationPending, time.Time{})}}},
+		{name: "terminal duplicates do not block",
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), failed, now)}}},
+		{name: "the original completed: skip", want: v1alpha1.BlockDuplicateInProgress, skip: true,
+			in: input{RR: func() *v1alpha1.RemediationRequest { r := self(); r.Status.DuplicateOf = "ns/old"; return r }(),
+				Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now)}}},
+	})
+}
+
+func TestResourceBusy(t *testing.T) {
+	testCheck(t, resourceBusy, []checkCase{
+		{name: "busy with an active WFE", want: v1alpha1.BlockResourceBusy,
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})}}},
+		{name: "not busy with ended WFEs",
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionFailed, "restart", now)}}},
+		{name: "own WFE does not block",
+			in: input{Executions: []v1alpha1.WorkflowExecution{func() v1alpha1.WorkflowExecution {
+				w := wfe("w", "", "restart", time.Time{})
+				w.OwnerReferences = []metav1.OwnerReference{{UID: "self"}}
+				return w
+			}()}}},
+	})
+}
+
+func TestRecentlyRemediated(t *testing.T) {
+	testCheck(t, recentlyRemediated, []checkCase{
+		{name: "recently remediated", want: v1alpha1.BlockRecentlyRemediated, until: now.Add(4 * time.Minute),
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Minute))}}},
+		{name: "another workflow completed recently",
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "scale", now.Add(-time.Minute))}}},
+		{name: "remediated long ago",
+			in: input{Executions: []v1alpha1.WorkflowExecution{wfe("w", v1alpha1.WorkflowExecutionCompleted, "restart", now.Add(-time.Hour))}}},
+	})
+}
+
+func TestExponentialBackoff(t *testing.T) {
+	failed := v1alpha1.RemediationFailed
+	testCheck(t, exponentialBackoff, []checkCase{
+		{name: "backoff from the request's own next allowed time", want: v1alpha1.BlockExponentialBackoff, until: now.Add(time.Minute),
+			in: input{RR: func() *v1alpha1.RemediationRequest {
+				r := self()
+				r.Status.NextAllowedExecution = &metav1.Time{Time: now.Add(time.Minute)}
+				return r
+			}()}},
+		{name: "backoff from the signal's last failure", want: v1alpha1.BlockExponentialBackoff,
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-10*time.Second))}}},
+		{name: "backoff passed",
+			in: input{Peers: []v1alpha1.RemediationRequest{rr("a", now.Add(-time.Hour), failed, now.Add(-time.Hour))}}},
+	})
 }
 
 func TestDecideRunsChecksInOrder(t *testing.T) {
