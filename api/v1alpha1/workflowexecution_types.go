@@ -20,14 +20,6 @@ const TargetField = "spec.targetResource"
 // on every WFE it admits; the orchestrator sets it on RRs and repairs WFEs.
 const TargetHashLabel = "targetlock.io/target-hash"
 
-// ManagedByLabel=ManagedBy marks the target Leases targetlock owns: the
-// lock lists and sweeps by it, and so does everything that reads locks.
-// One constant, so that a reader never misses a Lease by a typo.
-const (
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedBy      = "targetlock"
-)
-
 // WorkflowExecutionPhase is the lifecycle phase of a WorkflowExecution.
 // +kubebuilder:validation:Enum=Pending;Running;Completed;Failed
 type WorkflowExecutionPhase string

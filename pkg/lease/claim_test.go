@@ -184,7 +184,7 @@ func sweepFixture(t *testing.T) (*fixture, map[string]target.Key) {
 		}
 	}
 	// A Lease that is not ours in form: never touched.
-	foreign := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "targetlock-foreign", Namespace: ns, Labels: map[string]string{ManagedByLabel: "targetlock"}}}
+	foreign := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "targetlock-foreign", Namespace: ns, Labels: map[string]string{ManagedByLabel: ManagedBy}}}
 	if err := f.base.Create(ctx, foreign); err != nil {
 		t.Fatal(err)
 	}

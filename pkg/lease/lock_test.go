@@ -135,7 +135,7 @@ func TestAcquireWritesAReadableLease(t *testing.T) {
 	if got := ptr.Deref(l.Spec.LeaseDurationSeconds, 0); got != 10 {
 		t.Errorf("leaseDurationSeconds = %d, want 10", got)
 	}
-	if l.Labels[TargetHashLabel] != key.Hash() || l.Labels[ManagedByLabel] != "targetlock" {
+	if l.Labels[TargetHashLabel] != key.Hash() || l.Labels[ManagedByLabel] != ManagedBy {
 		t.Errorf("labels = %v", l.Labels)
 	}
 	if l.Annotations[TargetAnnotation] != "demo/Deployment/app" {
