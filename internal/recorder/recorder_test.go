@@ -62,24 +62,40 @@ func TestRecordsTheEventClientGoWould(t *testing.T) {
 		t.Fatalf("want 2 Events, got %d", len(got))
 	}
 	for _, ev := range got {
-		if ev.ReportingController != "test-controller" || ev.ReportingInstance == "" || ev.EventTime.IsZero() {
-			t.Errorf("%s: reporting %q/%q at %v", ev.Name, ev.ReportingController, ev.ReportingInstance, ev.EventTime)
-		}
-		switch ev.Reason {
-		case "Created":
-			if ev.Namespace != "demo" || ev.Regarding.Name != "cm" || ev.Regarding.UID != "u1" || ev.Related == nil || ev.Related.Name != "p" ||
-				ev.Note != "made it" || ev.Action != "Route" || ev.Type != corev1.EventTypeNormal {
-				t.Errorf("Created: %+v", ev)
-			}
-		case "Denied":
-			// A cluster-scoped object's Events go to the default namespace.
-			if ev.Namespace != metav1.NamespaceDefault || ev.Regarding.Kind != "Node" || ev.Related != nil || ev.Annotations["k"] != "v" || ev.Type != corev1.EventTypeWarning {
-				t.Errorf("Denied: %+v", ev)
-			}
-		default:
-			t.Errorf("unexpected Event %s", ev.Reason)
-		}
+		checkEvent(t, ev)
 	}
+}
+
+// checkEvent checks one Event of TestRecordsTheEventClientGoWould.
+func checkEvent(t *testing.T, ev eventsv1.Event) {
+	t.Helper()
+	if ev.ReportingController != "test-controller" || ev.ReportingInstance == "" || ev.EventTime.IsZero() {
+		t.Errorf("%s: reporting %q/%q at %v", ev.Name, ev.ReportingController, ev.ReportingInstance, ev.EventTime)
+	}
+	switch ev.Reason {
+	case "Created":
+		if !isCreated(ev) {
+			t.Errorf("Created: %+v", ev)
+		}
+	case "Denied":
+		if !isDenied(ev) {
+			t.Errorf("Denied: %+v", ev)
+		}
+	default:
+		t.Errorf("unexpected Event %s", ev.Reason)
+	}
+}
+
+// isCreated: the namespaced Event, with a related object.
+func isCreated(ev eventsv1.Event) bool {
+	return ev.Namespace == "demo" && ev.Regarding.Name == "cm" && ev.Regarding.UID == "u1" && ev.Related != nil && ev.Related.Name == "p" &&
+		ev.Note == "made it" && ev.Action == "Route" && ev.Type == corev1.EventTypeNormal
+}
+
+// isDenied: a cluster-scoped object's Events go to the default namespace.
+func isDenied(ev eventsv1.Event) bool {
+	return ev.Namespace == metav1.NamespaceDefault && ev.Regarding.Kind == "Node" && ev.Related == nil && ev.Annotations["k"] == "v" &&
+		ev.Type == corev1.EventTypeWarning
 }
 
 func TestRetriesWhileUnreachableDropsWhatIsRefused(t *testing.T) {

@@ -6,9 +6,7 @@ package certcheck
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -19,7 +17,6 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -62,139 +59,105 @@ func Verify(ctx context.Context, c client.Client, o Options) []Result {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	var rs []Result
-	add := func(check string, err error, detail, fix string) bool {
-		r := Result{Check: check, OK: err == nil, Detail: detail}
-		if err != nil {
-			r.Detail, r.Fix = err.Error(), fix
-		}
-		rs = append(rs, r)
-		return err == nil
-	}
+	v := &verifier{ctx: ctx, c: c, o: o}
+	v.run()
+	return v.rs
+}
 
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	err := c.Get(ctx, client.ObjectKey{Name: o.WebhookConfiguration}, vwc)
-	if err == nil && len(vwc.Webhooks) == 0 {
-		err = errors.New("has no webhooks")
+// verifier runs the checks in order, each a method, and collects their
+// results.
+type verifier struct {
+	ctx context.Context
+	c   client.Client
+	o   Options
+	rs  []Result
+}
+
+// add records a check's result (detail if it passed, the error and fix if
+// not) and reports whether it passed.
+func (v *verifier) add(check string, err error, detail, fix string) bool {
+	r := Result{Check: check, OK: err == nil, Detail: detail}
+	if err != nil {
+		r.Detail, r.Fix = err.Error(), fix
 	}
-	if !add("webhook-configuration", wrap(err, "ValidatingWebhookConfiguration %s", o.WebhookConfiguration),
-		fmt.Sprintf("ValidatingWebhookConfiguration %s found", o.WebhookConfiguration),
-		"install the chart, or pass --webhook-configuration with the release's name") {
-		return rs
+	v.rs = append(v.rs, r)
+	return err == nil
+}
+
+func (v *verifier) run() {
+	vwc, ok := v.webhookConfiguration()
+	if !ok {
+		return
 	}
 	unguarded := guardedScope(vwc.Webhooks[0])
-	add("guarded-scope", unguarded, "the webhook guards WorkflowExecution CREATEs in every namespace, failing closed",
+	v.add("guarded-scope", unguarded, "the webhook guards WorkflowExecution CREATEs in every namespace, failing closed",
 		"remove the selector or rule change: WorkflowExecutions created where the webhook does not look bypass the per-object claim")
 	cc := vwc.Webhooks[0].ClientConfig
 	names, dialed := serverNames(cc)
-
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(cc.CABundle) {
-		add("ca-bundle", errors.New("caBundle is empty or holds no PEM certificate"), "",
-			"cert-manager mode: check the cert-manager.io/inject-ca-from annotation and that cainjector runs; helm/manual mode: set the caBundle")
-		return rs
+	roots, ok := v.caBundle(cc.CABundle)
+	if !ok {
+		return
 	}
-	add("ca-bundle", nil, fmt.Sprintf("%d CA certificate(s)", len(pemBlocks(cc.CABundle))), "")
+	secret, ok := v.servingSecret()
+	if !ok {
+		return
+	}
+	chain, err := parseChain(secret.Data[corev1.TLSCertKey])
+	if !v.add("serving-certificate", err, fmt.Sprintf("subject %q, issued by %q", subject(chain), issuer(chain)), "re-issue the serving certificate") {
+		return
+	}
+	leaf := chain[0]
+	v.chainVerifies(roots, chain)
+	v.namesCovered(leaf, names)
+	v.keyMatches(secret)
+	v.validity(leaf)
+	v.certificateReady(vwc)
+	if v.o.DryRunNamespace != "" {
+		detail, err := dryRunCreate(v.ctx, v.c, v.o.DryRunNamespace, guardedGroup(vwc.Webhooks[0]), dialed)
+		v.add("dry-run-create", err, detail,
+			"check the webhook pods are Ready, the Service selects them, the serving port matches, and NetworkPolicies allow the API server")
+	}
+}
 
+// webhookConfiguration gets the ValidatingWebhookConfiguration, which
+// must have a webhook.
+func (v *verifier) webhookConfiguration() (*admissionregistrationv1.ValidatingWebhookConfiguration, bool) {
+	name := v.o.WebhookConfiguration
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	err := v.c.Get(v.ctx, client.ObjectKey{Name: name}, vwc)
+	if err == nil && len(vwc.Webhooks) == 0 {
+		err = errors.New("has no webhooks")
+	}
+	ok := v.add("webhook-configuration", wrap(err, "ValidatingWebhookConfiguration %s", name),
+		fmt.Sprintf("ValidatingWebhookConfiguration %s found", name),
+		"install the chart, or pass --webhook-configuration with the release's name")
+	return vwc, ok
+}
+
+// caBundle parses the webhook's caBundle, which must hold a certificate.
+func (v *verifier) caBundle(bundle []byte) (*x509.CertPool, bool) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(bundle) {
+		v.add("ca-bundle", errors.New("caBundle is empty or holds no PEM certificate"), "",
+			"cert-manager mode: check the cert-manager.io/inject-ca-from annotation and that cainjector runs; helm/manual mode: set the caBundle")
+		return nil, false
+	}
+	v.add("ca-bundle", nil, fmt.Sprintf("%d CA certificate(s)", len(pemBlocks(bundle))), "")
+	return roots, true
+}
+
+// servingSecret gets the serving Secret, which must hold a certificate and
+// a key.
+func (v *verifier) servingSecret() (*corev1.Secret, bool) {
+	ns, name := v.o.SecretNamespace, v.o.Secret
 	secret := &corev1.Secret{}
-	err = c.Get(ctx, client.ObjectKey{Namespace: o.SecretNamespace, Name: o.Secret}, secret)
+	err := v.c.Get(v.ctx, client.ObjectKey{Namespace: ns, Name: name}, secret)
 	if err == nil && (len(secret.Data[corev1.TLSCertKey]) == 0 || len(secret.Data[corev1.TLSPrivateKeyKey]) == 0) {
 		err = errors.New("lacks tls.crt or tls.key")
 	}
-	if !add("serving-secret", wrap(err, "Secret %s/%s", o.SecretNamespace, o.Secret), fmt.Sprintf("Secret %s/%s found", o.SecretNamespace, o.Secret),
-		"check the serving Certificate's secretName (cert-manager mode) or certs.manual.secretName") {
-		return rs
-	}
-	chain, err := parseChain(secret.Data[corev1.TLSCertKey])
-	if !add("serving-certificate", err, fmt.Sprintf("subject %q, issued by %q", subject(chain), issuer(chain)), "re-issue the serving certificate") {
-		return rs
-	}
-	leaf := chain[0]
-
-	inter := x509.NewCertPool()
-	for _, ic := range chain[1:] {
-		inter.AddCert(ic)
-	}
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: o.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	add("ca-bundle-verifies-chain", wrap(err, "caBundle does not verify the serving certificate"), "the caBundle verifies the serving certificate chain",
-		"the caBundle and the Secret come from different CAs: re-inject the CA (cainjector) or re-issue the certificate from the CA in the caBundle")
-
-	var missing []string
-	for _, n := range names {
-		if leaf.VerifyHostname(n) != nil {
-			missing = append(missing, n)
-		}
-	}
-	err = nil
-	if len(missing) > 0 {
-		err = fmt.Errorf("certificate SANs %v do not cover %s", sans(leaf), strings.Join(missing, ", "))
-	}
-	add("subject-alternative-names", err, fmt.Sprintf("SANs cover %s", strings.Join(names, ", ")),
-		"add the missing DNS names to the serving Certificate's dnsNames")
-
-	_, err = tls.X509KeyPair(secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey])
-	add("key-matches-certificate", wrap(err, "tls.key does not match tls.crt"), "tls.key matches tls.crt",
-		"re-issue the Secret: its key and certificate do not belong together")
-
-	left := leaf.NotAfter.Sub(o.Now())
-	err = nil
-	switch {
-	case o.Now().Before(leaf.NotBefore):
-		err = fmt.Errorf("not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))
-	case left <= 0:
-		err = fmt.Errorf("expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
-	case left < o.MinValidity:
-		err = fmt.Errorf("expires at %s, in %s: less than --min-validity %s", leaf.NotAfter.UTC().Format(time.RFC3339), left.Round(time.Hour), o.MinValidity)
-	}
-	add("validity", err, fmt.Sprintf("valid until %s (%s left)", leaf.NotAfter.UTC().Format(time.RFC3339), left.Round(time.Hour)),
-		"renew the certificate (cert-manager: check renewBefore and the Certificate's events; helm mode: helm upgrade after deleting the Secret)")
-
-	switch {
-	case o.Certificate == "":
-	case vwc.Annotations[InjectCAFromAnnotation] == "":
-		rs = append(rs, Result{Check: "certificate-ready", OK: true, Skipped: true,
-			Detail: "skipped: the webhook configuration has no " + InjectCAFromAnnotation + " annotation, so no cert-manager Certificate serves it (certs.mode helm or manual)"})
-	default:
-		add("certificate-ready", certificateReady(ctx, c, o.SecretNamespace, o.Certificate), fmt.Sprintf("Certificate %s/%s is Ready", o.SecretNamespace, o.Certificate),
-			"kubectl describe certificate: check the Issuer and the CertificateRequest's events")
-	}
-	if o.DryRunNamespace != "" {
-		detail, err := dryRunCreate(ctx, c, o.DryRunNamespace, guardedGroup(vwc.Webhooks[0]), dialed)
-		add("dry-run-create", err, detail,
-			"check the webhook pods are Ready, the Service selects them, the serving port matches, and NetworkPolicies allow the API server")
-	}
-	return rs
-}
-
-// guardedScope reports what a webhook leaves unguarded: selectors that let
-// a namespace or a labelled WFE through, rules without WFE CREATEs, or a
-// failure policy that admits when the webhook is down.
-func guardedScope(w admissionregistrationv1.ValidatingWebhook) error {
-	var gaps []string
-	if s := w.NamespaceSelector; s != nil && (len(s.MatchLabels) > 0 || len(s.MatchExpressions) > 0) {
-		gaps = append(gaps, fmt.Sprintf("namespaceSelector %s skips every namespace it does not match", metav1.FormatLabelSelector(s)))
-	}
-	if s := w.ObjectSelector; s != nil && (len(s.MatchLabels) > 0 || len(s.MatchExpressions) > 0) {
-		gaps = append(gaps, fmt.Sprintf("objectSelector %s lets a WFE creator opt out with a label", metav1.FormatLabelSelector(s)))
-	}
-	if w.FailurePolicy != nil && *w.FailurePolicy == admissionregistrationv1.Ignore {
-		gaps = append(gaps, "failurePolicy Ignore admits every CREATE while the webhook is unreachable")
-	}
-	creates := false
-	for _, r := range w.Rules {
-		if (slices.Contains(r.Operations, admissionregistrationv1.Create) || slices.Contains(r.Operations, admissionregistrationv1.OperationAll)) &&
-			(slices.Contains(r.Resources, "workflowexecutions") || slices.Contains(r.Resources, "*")) &&
-			(slices.ContainsFunc(r.APIGroups, isExecutionGroup) || slices.Contains(r.APIGroups, "*")) {
-			creates = true
-		}
-	}
-	if !creates {
-		gaps = append(gaps, "its rules do not match WorkflowExecution CREATEs")
-	}
-	if len(gaps) == 0 {
-		return nil
-	}
-	return errors.New("unguarded: " + strings.Join(gaps, "; "))
+	ok := v.add("serving-secret", wrap(err, "Secret %s/%s", ns, name), fmt.Sprintf("Secret %s/%s found", ns, name),
+		"check the serving Certificate's secretName (cert-manager mode) or certs.manual.secretName")
+	return secret, ok
 }
 
 // InjectCAFromAnnotation marks a webhook configuration whose caBundle
@@ -277,71 +240,4 @@ func dryRunCreate(ctx context.Context, c client.Client, ns, group, dialed string
 	default:
 		return "", fmt.Errorf("dry-run CREATE failed before reaching the webhook: %w", err)
 	}
-}
-
-func certificateReady(ctx context.Context, c client.Client, ns, name string) error {
-	cert := &unstructured.Unstructured{}
-	cert.SetAPIVersion("cert-manager.io/v1")
-	cert.SetKind("Certificate")
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cert); err != nil {
-		return fmt.Errorf("certificate %s/%s: %w", ns, name, err)
-	}
-	conds, _, _ := unstructured.NestedSlice(cert.Object, "status", "conditions")
-	for _, raw := range conds {
-		cond, _ := raw.(map[string]any)
-		if cond["type"] == "Ready" {
-			if cond["status"] == "True" {
-				return nil
-			}
-			return fmt.Errorf("certificate %s/%s is not Ready: %v", ns, name, cond["message"])
-		}
-	}
-	return fmt.Errorf("certificate %s/%s has no Ready condition yet", ns, name)
-}
-
-func parseChain(data []byte) ([]*x509.Certificate, error) {
-	var chain []*x509.Certificate
-	for _, b := range pemBlocks(data) {
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("tls.crt: %w", err)
-		}
-		chain = append(chain, c)
-	}
-	if len(chain) == 0 {
-		return nil, errors.New("tls.crt holds no PEM certificate")
-	}
-	return chain, nil
-}
-
-func pemBlocks(data []byte) []*pem.Block {
-	var blocks []*pem.Block
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return blocks
-		}
-		if b.Type == "CERTIFICATE" {
-			blocks = append(blocks, b)
-		}
-	}
-}
-
-func sans(c *x509.Certificate) []string {
-	out := append([]string{}, c.DNSNames...)
-	for _, ip := range c.IPAddresses {
-		out = append(out, ip.String())
-	}
-	return out
-}
-
-func subject(chain []*x509.Certificate) string { return chain[0].Subject.CommonName }
-func issuer(chain []*x509.Certificate) string  { return chain[0].Issuer.CommonName }
-
-func wrap(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 var env *testenv.Env
@@ -52,13 +53,6 @@ func newNamespace(ctx context.Context, prefix string) string {
 	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix}}
 	Expect(env.Client.Create(ctx, n)).To(Succeed())
 	return n.Name
-}
-
-func newWFE(ns, name, targetResource string) *v1alpha1.WorkflowExecution {
-	return &v1alpha1.WorkflowExecution{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: targetResource, WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}},
-	}
 }
 
 // startKeeper runs a Keeper (as the webhook runs it) with its Leases in
@@ -101,8 +95,8 @@ func setPhase(ctx context.Context, w *v1alpha1.WorkflowExecution, p v1alpha1.Wor
 var _ = Describe("Keeper", func() {
 	It("claims the target of an active WFE stored before it ran, and not a terminal one", func(ctx SpecContext) {
 		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
-		active := newWFE(ns, "old-active", ns+"/deployment/web") // kubernaut's spelling, no label
-		ended := newWFE(ns, "old-ended", ns+"/Deployment/api")
+		active := wrappers.MakeWFE(ns, "old-active").TargetResource(ns + "/deployment/web").Obj() // kubernaut's spelling, no label
+		ended := wrappers.MakeWFE(ns, "old-ended").TargetResource(ns + "/Deployment/api").Obj()
 		Expect(env.Client.Create(ctx, active)).To(Succeed())
 		Expect(env.Client.Create(ctx, ended)).To(Succeed())
 		setPhase(ctx, ended, v1alpha1.WorkflowExecutionCompleted)
@@ -115,7 +109,7 @@ var _ = Describe("Keeper", func() {
 	It("releases a deleted WFE's claim within a second", func(ctx SpecContext) {
 		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
 		lock := startKeeper(ctx, leaseNS, true)
-		w := newWFE(ns, "w", ns+"/Deployment/web")
+		w := wrappers.MakeWFE(ns, "w").TargetResource(ns + "/Deployment/web").Obj()
 		Expect(env.Client.Create(ctx, w)).To(Succeed())
 		key := deploymentKey(ns, "web")
 		Eventually(claimOf(ctx, lock, key)).Should(Equal(w.UID))
@@ -127,7 +121,7 @@ var _ = Describe("Keeper", func() {
 	It("releases a claim when its WFE ends, and only then", func(ctx SpecContext) {
 		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
 		lock := startKeeper(ctx, leaseNS, true)
-		w := newWFE(ns, "w", ns+"/deployments.apps/web")
+		w := wrappers.MakeWFE(ns, "w").TargetResource(ns + "/deployments.apps/web").Obj()
 		Expect(env.Client.Create(ctx, w)).To(Succeed())
 		key := deploymentKey(ns, "web")
 		Eventually(claimOf(ctx, lock, key)).Should(Equal(w.UID))
@@ -148,7 +142,7 @@ var _ = Describe("Keeper", func() {
 		Expect(lock.Claim(ctx, st, lease.Owner{Namespace: ns, Name: "w", UID: "in-flight"})).To(Succeed())
 		// Meanwhile an older "w" for another object ends: its event must
 		// not release the in-flight claim that shares its name.
-		old := newWFE(ns, "w", ns+"/Deployment/other")
+		old := wrappers.MakeWFE(ns, "w").TargetResource(ns + "/Deployment/other").Obj()
 		Expect(env.Client.Create(ctx, old)).To(Succeed())
 		setPhase(ctx, old, v1alpha1.WorkflowExecutionCompleted)
 		Consistently(claimOf(ctx, lock, key), "1s").Should(Equal(types.UID("in-flight")))
@@ -157,7 +151,7 @@ var _ = Describe("Keeper", func() {
 	It("with release off, still adopts but leaves ended claims to the orchestrator", func(ctx SpecContext) {
 		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
 		lock := startKeeper(ctx, leaseNS, false)
-		w := newWFE(ns, "w", ns+"/Deployment/web")
+		w := wrappers.MakeWFE(ns, "w").TargetResource(ns + "/Deployment/web").Obj()
 		Expect(env.Client.Create(ctx, w)).To(Succeed())
 		key := deploymentKey(ns, "web")
 		Eventually(claimOf(ctx, lock, key)).Should(Equal(w.UID))
@@ -167,12 +161,12 @@ var _ = Describe("Keeper", func() {
 
 	It("does not take a target from another active WFE (two stored unguarded)", func(ctx SpecContext) {
 		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
-		first := newWFE(ns, "first", ns+"/Deployment/web")
+		first := wrappers.MakeWFE(ns, "first").TargetResource(ns + "/Deployment/web").Obj()
 		Expect(env.Client.Create(ctx, first)).To(Succeed())
 		lock := startKeeper(ctx, leaseNS, true)
 		key := deploymentKey(ns, "web")
 		Eventually(claimOf(ctx, lock, key)).Should(Equal(first.UID))
-		second := newWFE(ns, "second", ns+"/deploy/web")
+		second := wrappers.MakeWFE(ns, "second").TargetResource(ns + "/deploy/web").Obj()
 		Expect(env.Client.Create(ctx, second)).To(Succeed()) // no webhook in this suite
 		Consistently(claimOf(ctx, lock, key), "500ms").Should(Equal(first.UID))
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/targetlock/targetlock/test/framework/cluster"
 	"github.com/targetlock/targetlock/test/framework/faults"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 // opsA and opsB are namespaces the orchestrators trust to name any object:
@@ -45,7 +46,7 @@ var cases = []adversarialCase{
 		spellings := []string{"Deployment", "deployments", "deploy", "Deployment.apps", "DEPLOYMENT", "deployment.apps"}
 		var wfes []*v1alpha1.WorkflowExecution
 		for i := range 24 {
-			wfes = append(wfes, newWFE(ns, fmt.Sprintf("spell-%02d", i), ns+"/"+spellings[i%len(spellings)]+"/dep-spell"))
+			wfes = append(wfes, wrappers.MakeWFE(ns, fmt.Sprintf("spell-%02d", i)).TargetResource(ns+"/"+spellings[i%len(spellings)]+"/dep-spell").Obj())
 		}
 		admitted, reasons := storm(t, wfes)
 		if len(admitted) != 1 {
@@ -60,7 +61,7 @@ var cases = []adversarialCase{
 		var wfes []*v1alpha1.WorkflowExecution
 		for i, ns := range []string{a, b, cluster.LeaseNamespace} {
 			for j, s := range spellings {
-				wfes = append(wfes, newWFE(ns, fmt.Sprintf("node-%d-%d", i, j), s))
+				wfes = append(wfes, wrappers.MakeWFE(ns, fmt.Sprintf("node-%d-%d", i, j)).TargetResource(s).Obj())
 			}
 		}
 		admitted, reasons := storm(t, wfes)
@@ -72,17 +73,17 @@ var cases = []adversarialCase{
 
 	{"the install namespace is guarded like any other", func(t *testing.T) {
 		a := newNamespace(t, nil)
-		if err := api.Create(context.Background(), newWFE(a, "owner", a+"/Deployment/dep-install")); err != nil {
+		if err := api.Create(context.Background(), wrappers.MakeWFE(a, "owner").TargetResource(a+"/Deployment/dep-install").Obj()); err != nil {
 			t.Fatal(err)
 		}
-		err := api.Create(context.Background(), newWFE(cluster.LeaseNamespace, "intruder", a+"/deploy/dep-install"))
+		err := api.Create(context.Background(), wrappers.MakeWFE(cluster.LeaseNamespace, "intruder").TargetResource(a+"/deploy/dep-install").Obj())
 		if err == nil || denialReason(err) != "ResourceBusy" {
 			t.Errorf("a second WFE in the install namespace: %v, want ResourceBusy", err)
 		}
-		if err := api.Create(context.Background(), newWFE(cluster.LeaseNamespace, "owner-2", "Node/node-install")); err != nil {
+		if err := api.Create(context.Background(), wrappers.MakeWFE(cluster.LeaseNamespace, "owner-2").TargetResource("Node/node-install").Obj()); err != nil {
 			t.Fatal(err)
 		}
-		err = api.Create(context.Background(), newWFE(a, "intruder-2", "nodes/node-install"))
+		err = api.Create(context.Background(), wrappers.MakeWFE(a, "intruder-2").TargetResource("nodes/node-install").Obj())
 		if err == nil || denialReason(err) != "ResourceBusy" {
 			t.Errorf("a WFE elsewhere for an object owned from the install namespace: %v, want ResourceBusy", err)
 		}
@@ -99,7 +100,7 @@ var cases = []adversarialCase{
 			ns + "/Deployment/a/b":  "got 4",
 			"/Deployment/no-ns-set": "empty namespace",
 		} {
-			err := api.Create(context.Background(), newWFE(ns, "bad", tgt))
+			err := api.Create(context.Background(), wrappers.MakeWFE(ns, "bad").TargetResource(tgt).Obj())
 			switch {
 			case err == nil:
 				t.Errorf("%q admitted", tgt)
@@ -107,7 +108,7 @@ var cases = []adversarialCase{
 				t.Errorf("%q: %v; want a 4xx naming %q and the expected form", tgt, err, want)
 			}
 		}
-		long := newWFE(ns, "long", ns+"/Deployment/"+strings.Repeat("a", 500))
+		long := wrappers.MakeWFE(ns, "long").TargetResource(ns + "/Deployment/" + strings.Repeat("a", 500)).Obj()
 		if err := api.Create(context.Background(), long); err == nil || !isRefusedAsInvalid(err) {
 			t.Errorf("an oversized target: %v, want a 4xx", err)
 		}
@@ -115,7 +116,7 @@ var cases = []adversarialCase{
 
 	{"a terminal WFE never becomes active again; normal progress passes", func(t *testing.T) {
 		ns := newNamespace(t, nil)
-		if err := api.Create(context.Background(), newWFE(ns, "first", ns+"/Deployment/dep-final")); err != nil {
+		if err := api.Create(context.Background(), wrappers.MakeWFE(ns, "first").TargetResource(ns+"/Deployment/dep-final").Obj()); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range []v1alpha1.WorkflowExecutionPhase{v1alpha1.WorkflowExecutionPending, v1alpha1.WorkflowExecutionRunning, v1alpha1.WorkflowExecutionCompleted} {
@@ -125,7 +126,7 @@ var cases = []adversarialCase{
 		}
 		// The orchestrator frees the object; a newer WFE owns it.
 		testenv.Eventually(t, 10*time.Second, func() error {
-			return api.Create(context.Background(), newWFE(ns, "second", ns+"/deployments/dep-final"))
+			return api.Create(context.Background(), wrappers.MakeWFE(ns, "second").TargetResource(ns+"/deployments/dep-final").Obj())
 		})
 		for _, p := range []v1alpha1.WorkflowExecutionPhase{v1alpha1.WorkflowExecutionRunning, v1alpha1.WorkflowExecutionPending, ""} {
 			err := setPhase(ns, "first", p)
@@ -144,7 +145,7 @@ var cases = []adversarialCase{
 	{"deleting the WFE that owns an object frees it within a second", func(t *testing.T) {
 		ns := newNamespace(t, nil)
 		tgt := ns + "/Deployment/dep-delete"
-		if err := api.Create(context.Background(), newWFE(ns, "w-0", tgt)); err != nil {
+		if err := api.Create(context.Background(), wrappers.MakeWFE(ns, "w-0").TargetResource(tgt).Obj()); err != nil {
 			t.Fatal(err)
 		}
 		for i := 1; i <= 10; i++ {
@@ -154,7 +155,7 @@ var cases = []adversarialCase{
 				t.Fatal(err)
 			}
 			testenv.Eventually(t, 5*time.Second, func() error {
-				return api.Create(context.Background(), newWFE(ns, fmt.Sprintf("w-%d", i), tgt))
+				return api.Create(context.Background(), wrappers.MakeWFE(ns, fmt.Sprintf("w-%d", i)).TargetResource(tgt).Obj())
 			})
 			deleteFrees = append(deleteFrees, time.Since(start))
 		}
@@ -210,7 +211,7 @@ var cases = []adversarialCase{
 		}
 		// The policy is in force once the API server has loaded it.
 		testenv.Eventually(t, 30*time.Second, func() error {
-			err := api.Create(context.Background(), newWFE(ns, "probe", ns+"/Deployment/dep-policy-probe"), client.DryRunAll)
+			err := api.Create(context.Background(), wrappers.MakeWFE(ns, "probe").TargetResource(ns+"/Deployment/dep-policy-probe").Obj(), client.DryRunAll)
 			if err == nil || !strings.Contains(err.Error(), "adversarial policy") {
 				return fmt.Errorf("policy not in force yet: %w", err)
 			}
@@ -222,12 +223,12 @@ var cases = []adversarialCase{
 	{"RRs for one Node from two trusted namespaces, spelled differently, run one at a time", func(t *testing.T) {
 		a, b := namedNamespace(t, opsA), namedNamespace(t, opsB)
 		rrs := []*v1alpha1.RemediationRequest{
-			newRR(a, "n-0", "Node", "", "node-rr", "sig-0"),
-			newRR(b, "n-1", "node", b, "node-rr", "sig-1"),
-			newRR(a, "n-2", "nodes", "monitoring", "node-rr", "sig-2"),
-			newRR(b, "n-3", "no", "", "node-rr", "sig-3"),
-			newRR(a, "n-4", "NODE", a, "node-rr", "sig-4"),
-			newRR(b, "n-5", "Node", "kube-system", "node-rr", "sig-5"),
+			runRR(a, "n-0").Target("Node", "", "node-rr").Fingerprint("sig-0").Obj(),
+			runRR(b, "n-1").Target("node", b, "node-rr").Fingerprint("sig-1").Obj(),
+			runRR(a, "n-2").Target("nodes", "monitoring", "node-rr").Fingerprint("sig-2").Obj(),
+			runRR(b, "n-3").Target("no", "", "node-rr").Fingerprint("sig-3").Obj(),
+			runRR(a, "n-4").Target("NODE", a, "node-rr").Fingerprint("sig-4").Obj(),
+			runRR(b, "n-5").Target("Node", "kube-system", "node-rr").Fingerprint("sig-5").Obj(),
 		}
 		for _, rr := range rrs {
 			if err := api.Create(context.Background(), rr); err != nil {
@@ -247,9 +248,8 @@ var cases = []adversarialCase{
 		for o := range 8 {
 			obj := fmt.Sprintf("dep-mix-%d", o)
 			for i, s := range spellings {
-				rrs = append(rrs, newRR(ns, fmt.Sprintf("%s-rr-%d", obj, i), s, ns, obj, fmt.Sprintf("sig-%d", i)))
-				w := newWFE(ns, fmt.Sprintf("%s-direct-%d", obj, i), ns+"/"+s+"/"+obj)
-				w.Spec.Parameters = map[string]string{runParam: "yes"}
+				rrs = append(rrs, runRR(ns, fmt.Sprintf("%s-rr-%d", obj, i)).Target(s, ns, obj).Fingerprint(fmt.Sprintf("sig-%d", i)).Obj())
+				w := wrappers.MakeWFE(ns, fmt.Sprintf("%s-direct-%d", obj, i)).TargetResource(ns+"/"+s+"/"+obj).Parameter(runParam, "yes").Obj()
 				direct = append(direct, w)
 			}
 		}
@@ -300,7 +300,7 @@ var cases = []adversarialCase{
 		var rrs []*v1alpha1.RemediationRequest
 		for o := range 4 {
 			for i := range 3 {
-				rrs = append(rrs, newRR(ns, fmt.Sprintf("lost-%d-%d", o, i), "Deployment", ns, fmt.Sprintf("dep-lost-%d", o), fmt.Sprintf("sig-%d", i)))
+				rrs = append(rrs, runRR(ns, fmt.Sprintf("lost-%d-%d", o, i)).Target("Deployment", ns, fmt.Sprintf("dep-lost-%d", o)).Fingerprint(fmt.Sprintf("sig-%d", i)).Obj())
 			}
 		}
 		for _, rr := range rrs {
@@ -337,8 +337,8 @@ var cases = []adversarialCase{
 func expectRefused(t *testing.T, ns, want string) {
 	t.Helper()
 	rrs := []*v1alpha1.RemediationRequest{
-		newRR(ns, "first", "Deployment", ns, "dep-refused-"+ns, "sig"),
-		newRR(ns, "second", "Deployment", ns, "dep-refused-"+ns, "sig"),
+		runRR(ns, "first").Target("Deployment", ns, "dep-refused-"+ns).Fingerprint("sig").Obj(),
+		runRR(ns, "second").Target("Deployment", ns, "dep-refused-"+ns).Fingerprint("sig").Obj(),
 	}
 	for _, rr := range rrs {
 		if err := api.Create(context.Background(), rr); err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/invariant"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 // runParam marks the WFEs the simulated executor runs; the others stay
@@ -133,17 +134,9 @@ func newNamespace(t *testing.T, labels map[string]string) string {
 	return n.Name
 }
 
-func newWFE(ns, name, tgt string) *v1alpha1.WorkflowExecution {
-	return &v1alpha1.WorkflowExecution{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: tgt, WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}},
-	}
-}
-
-func newRR(ns, name, kind, tns, tname, signal string) *v1alpha1.RemediationRequest {
-	rr := testenv.RemediationRequest(ns, name, kind, tns, tname, signal)
-	rr.Spec.Parameters = map[string]string{runParam: "yes"}
-	return rr
+// runRR is a request whose WFE the simulated executor runs.
+func runRR(ns, name string) *wrappers.RRWrapper {
+	return wrappers.MakeRR(ns, name).Parameter(runParam, "yes")
 }
 
 // denialReason is the reason of a refusal by the targetlock webhook, as its

@@ -26,6 +26,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/test/framework/cluster"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 type admissionResult struct {
@@ -80,53 +81,88 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 	if err := installTwin(env.Config); err != nil {
 		return res, err
 	}
-	create := func(name, object string, labelled bool) (time.Duration, error) {
-		w := directWFE(ns, name, object)
-		if labelled {
-			w.Labels = map[string]string{v1alpha1.TargetHashLabel: deploymentHash(ns, object)}
-		}
-		start := time.Now()
-		err := api.Create(ctx, w)
-		return time.Since(start), err
-	}
-	createTwin := func(name string) (time.Duration, error) {
-		t, err := twinOf(directWFE(ns, name, name))
-		if err != nil {
-			return 0, err
-		}
-		start := time.Now()
-		err = api.Create(ctx, t)
-		return time.Since(start), err
-	}
-	if _, err := create("warm-up", "warm-up", false); err != nil {
+	ar := &admissionRun{ctx: ctx, api: api, ns: ns, res: &res}
+	if _, err := ar.create("warm-up", "warm-up", false); err != nil {
 		return res, err
 	}
-	if _, err := createTwin("warm-up"); err != nil {
+	if _, err := ar.createTwin("warm-up"); err != nil {
 		return res, err
 	}
 	// One at a time: labelled, unlabelled, twin, in turn.
 	sumBefore, countBefore := c.WebhookHistogram(ctx, "targetlock_webhook_admission_duration_seconds")
-	for i := range s.admissionSamples {
+	if err := ar.oneAtATime(s.admissionSamples); err != nil {
+		return res, err
+	}
+	if sum, count := c.WebhookHistogram(ctx, "targetlock_webhook_admission_duration_seconds"); count > countBefore {
+		res.handler = time.Duration((sum - sumBefore) / float64(count-countBefore) * float64(time.Second))
+	}
+	if err := ar.distinct(); err != nil {
+		return res, err
+	}
+	err = ar.burst() // before res is read: burst fills it in
+	return res, err
+}
+
+// admissionRun is what the admission section's steps share.
+type admissionRun struct {
+	ctx context.Context
+	api client.Client
+	ns  string
+	res *admissionResult
+}
+
+// create times the CREATE of a direct WFE name for object, with its
+// identity label if labelled.
+func (ar *admissionRun) create(name, object string, labelled bool) (time.Duration, error) {
+	b := directWFE(ar.ns, name, object)
+	if labelled {
+		b.Label(v1alpha1.TargetHashLabel, deploymentHash(ar.ns, object))
+	}
+	w := b.Obj()
+	start := time.Now()
+	err := ar.api.Create(ar.ctx, w)
+	return time.Since(start), err
+}
+
+// createTwin times the CREATE of the twin of a direct WFE name.
+func (ar *admissionRun) createTwin(name string) (time.Duration, error) {
+	t, err := twinOf(directWFE(ar.ns, name, name).Obj())
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	err = ar.api.Create(ar.ctx, t)
+	return time.Since(start), err
+}
+
+// oneAtATime times n CREATEs of each kind, labelled, unlabelled and twin,
+// in turn.
+func (ar *admissionRun) oneAtATime(n int) error {
+	res := ar.res
+	for i := range n {
 		name := fmt.Sprintf("one-%04d", i)
 		for _, step := range []struct {
 			into *[]time.Duration
 			do   func() (time.Duration, error)
 		}{
-			{&res.with, func() (time.Duration, error) { return create(name+"-l", name+"-l", true) }},
-			{&res.unlabelled, func() (time.Duration, error) { return create(name+"-u", name+"-u", false) }},
-			{&res.without, func() (time.Duration, error) { return createTwin(name) }},
+			{&res.with, func() (time.Duration, error) { return ar.create(name+"-l", name+"-l", true) }},
+			{&res.unlabelled, func() (time.Duration, error) { return ar.create(name+"-u", name+"-u", false) }},
+			{&res.without, func() (time.Duration, error) { return ar.createTwin(name) }},
 		} {
 			d, err := step.do()
 			if err != nil {
-				return res, fmt.Errorf("CREATE %s: %w", name, err)
+				return fmt.Errorf("CREATE %s: %w", name, err)
 			}
 			*step.into = append(*step.into, d)
 		}
 	}
-	if sum, count := c.WebhookHistogram(ctx, "targetlock_webhook_admission_duration_seconds"); count > countBefore {
-		res.handler = time.Duration((sum - sumBefore) / float64(count-countBefore) * float64(time.Second))
-	}
+	return nil
+}
 
+// distinct measures admissions per second: res.distinct CREATEs on
+// distinct targets from res.concurrency clients.
+func (ar *admissionRun) distinct() error {
+	res := ar.res
 	var (
 		next, failed atomic.Int64
 		wg           sync.WaitGroup
@@ -140,7 +176,7 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 					return
 				}
 				name := fmt.Sprintf("distinct-%05d", i)
-				if _, err := create(name, name, true); err != nil {
+				if _, err := ar.create(name, name, true); err != nil {
 					failed.Add(1)
 				}
 			}
@@ -149,18 +185,25 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 	wg.Wait()
 	elapsed := time.Since(start)
 	if n := failed.Load(); n > 0 {
-		return res, fmt.Errorf("%d of %d concurrent CREATEs on distinct targets failed", n, res.distinct)
+		return fmt.Errorf("%d of %d concurrent CREATEs on distinct targets failed", n, res.distinct)
 	}
 	res.perSecond = float64(res.distinct) / elapsed.Seconds()
+	return nil
+}
 
-	// The burst: all at once, ten CREATEs per target; one per target is
-	// admitted, the others refused as busy. None may time out.
-	var timeouts, admitted atomic.Int64
+// burst sends all at once, ten CREATEs per target; one per target is
+// admitted, the others refused as busy. None may time out.
+func (ar *admissionRun) burst() error {
+	res := ar.res
+	var (
+		timeouts, admitted atomic.Int64
+		wg                 sync.WaitGroup
+	)
 	ready := make(chan struct{})
 	for i := range res.burst {
 		wg.Go(func() {
 			<-ready
-			_, err := create(fmt.Sprintf("burst-%05d", i), fmt.Sprintf("burst-target-%03d", i%res.burstTargets), i%2 == 0)
+			_, err := ar.create(fmt.Sprintf("burst-%05d", i), fmt.Sprintf("burst-target-%03d", i%res.burstTargets), i%2 == 0)
 			switch {
 			case err == nil:
 				admitted.Add(1)
@@ -175,9 +218,9 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 	wg.Wait()
 	res.burstTimeouts, res.burstAdmitted = int(timeouts.Load()), int(admitted.Load())
 	if res.burstAdmitted > res.burstTargets {
-		return res, fmt.Errorf("burst: %d CREATEs admitted on %d targets", res.burstAdmitted, res.burstTargets)
+		return fmt.Errorf("burst: %d CREATEs admitted on %d targets", res.burstAdmitted, res.burstTargets)
 	}
-	return res, nil
+	return nil
 }
 
 // twinGroup serves a copy of the WorkflowExecution CRD (schema and
@@ -227,7 +270,6 @@ func isTimeout(err error) bool {
 		strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "timeout") || strings.Contains(msg, "failed calling webhook")
 }
 
-// directWFE is a WFE created as kubectl would, for the Deployment object.
 // deploymentHash is the identity label of Deployment ns/name: the hash of
 // its canonical identity, written out here rather than taken from
 // pkg/target, which the webhook checks it against.
@@ -236,12 +278,7 @@ func deploymentHash(ns, name string) string {
 	return hex.EncodeToString(sum[:])[:40]
 }
 
-func directWFE(ns, name, object string) *v1alpha1.WorkflowExecution {
-	return &v1alpha1.WorkflowExecution{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha1.WorkflowExecutionSpec{
-			TargetResource: fmt.Sprintf("%s/Deployment/%s", ns, object),
-			WorkflowRef:    v1alpha1.WorkflowRef{WorkflowID: "manual"},
-		},
-	}
+// directWFE is a WFE created as kubectl would, for the Deployment object.
+func directWFE(ns, name, object string) *wrappers.WFEWrapper {
+	return wrappers.MakeWFE(ns, name).Target("Deployment", ns, object).Workflow("manual")
 }

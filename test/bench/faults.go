@@ -21,6 +21,7 @@ import (
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/faults"
 	"github.com/targetlock/targetlock/test/framework/invariant"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 const (
@@ -80,92 +81,140 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 	}
 	defer stopReplicas()
 
-	// The storm: requests spread over the window, several per target, some
-	// failing, some duplicating others.
 	api := fp.live
 	total := s.faultTargets * s.faultRRsPerTarget
 	start := time.Now()
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		every := s.faultWindow / time.Duration(total)
-		for i := range total {
-			t, k := i%s.faultTargets, i/s.faultTargets
-			rr := newRR(ns, fmt.Sprintf("rr-%03d-%02d", t, k), fmt.Sprintf("app-%03d", t), fmt.Sprintf("sig-%d", k%3), fmt.Sprintf("workflow-%d", k%2))
-			if k%5 == 4 {
-				rr.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
-			}
-			if err := api.Create(ctx, rr); err != nil {
-				progress("creating %s: %v", rr.Name, err)
-			}
-			time.Sleep(every)
-		}
-	})
+	fs := &faultStorm{ctx: ctx, s: s, bin: bin, ns: ns, args: faultArgs, c: c, api: api, res: &res,
+		orchestrators: slices.Clone(c.Orchestrators)}
+	defer fs.stopStarted()
+	fs.wg.Go(func() { fs.requests(total) })
+	fs.wg.Go(fs.faults)
+	fs.wg.Wait()
 
-	// The faults, spread over the same window.
-	var (
-		mu                  sync.Mutex
-		recovery, rebalance []time.Duration
-		started             []*proc // replacements and the added replica
-	)
-	defer func() {
-		for _, p := range started {
-			_ = p.Stop()
-		}
-	}()
-	orchestrators := slices.Clone(c.Orchestrators)
-	wg.Go(func() {
-		step := s.faultWindow / time.Duration(s.faultKills+1)
-		for k := range s.faultKills {
-			time.Sleep(step)
-			if k == s.faultKills/2 {
-				progress("faults: restarting %s", c.Webhooks[0].Name)
-				if err := c.Webhooks[0].Restart(); err != nil {
-					progress("restarting webhook: %v", err)
-				} else {
-					res.webhookRestarts++
-				}
-				name := "orchestrator-added"
-				if p, err := startOrchestrator(c, bin, name, faultArgs...); err != nil {
-					progress("adding %s: %v", name, err)
-				} else {
-					started = append(started, p)
-					res.added++
-					progress("faults: added %s", name)
-				}
-			}
-			i := k % len(orchestrators)
-			victim := orchestrators[i]
-			var owned map[string]map[string]v1alpha1.RemediationPhase
-			held, killedAt := killHoldingAfter(ctx, api, victim, func() { owned = ownedPending(ctx, api, ns, victim.Name) })
-			res.killed++
-			progress("faults: SIGKILLed %s holding %d lock(s), owning %d object(s) with requests pending", victim.Name, len(held), len(owned))
-			wg.Go(func() {
-				for _, d := range awaitRecovery(ctx, api, held, killedAt) {
-					mu.Lock()
-					recovery = append(recovery, d)
-					mu.Unlock()
-				}
-			})
-			wg.Go(func() {
-				for _, d := range awaitProgress(ctx, api, ns, owned, killedAt) {
-					mu.Lock()
-					rebalance = append(rebalance, d)
-					mu.Unlock()
-				}
-			})
-			time.Sleep(time.Second)
-			name := fmt.Sprintf("%s-r%d", c.Orchestrators[i].Name, k)
-			if p, err := startOrchestrator(c, bin, name, faultArgs...); err != nil {
-				progress("replacing %s: %v", victim.Name, err)
-			} else {
-				started = append(started, p)
-				orchestrators[i] = p.Process
-			}
-		}
-	})
-	wg.Wait()
+	err = waitRequestsEnded(ctx, api, ns, total)
+	res.elapsed = time.Since(start)
+	if err != nil {
+		return res, fmt.Errorf("the storm did not end: %w", err)
+	}
+	time.Sleep(time.Second) // the watch catches up
+	if err := w.Err(); err != nil {
+		return res, err
+	}
+	maxActive, worst := w.MaxActive()
+	res.rrs, res.wfes, res.duplicates, res.worst = total, w.Seen(), max(maxActive-1, 0), worst
+	res.recovery, res.rebalance = fs.recovery, fs.rebalance
+	res.injected, res.leaseWrites = faulty.Injected.Load(), faulty.Writes.Load()
+	return res, nil
+}
 
-	err = waitFor(ctx, 5*time.Minute, func() bool {
+// faultStorm is what the faults section's requests and faults share.
+type faultStorm struct {
+	ctx      context.Context
+	s        scale
+	bin, ns  string
+	args     []string // the orchestrator processes' flags
+	c        *cluster.Cluster
+	api      client.Client
+	res      *faultResult
+	wg       sync.WaitGroup
+	mu       sync.Mutex // recovery, rebalance
+	recovery []time.Duration
+	// rebalance is per object a killed replica owned with a request pending.
+	rebalance     []time.Duration
+	started       []*proc // replacements and the added replica
+	orchestrators []*cluster.Process
+}
+
+func (fs *faultStorm) stopStarted() {
+	for _, p := range fs.started {
+		_ = p.Stop()
+	}
+}
+
+// requests is the storm: requests spread over the window, several per
+// target, some failing, some duplicating others.
+func (fs *faultStorm) requests(total int) {
+	s := fs.s
+	every := s.faultWindow / time.Duration(total)
+	for i := range total {
+		t, k := i%s.faultTargets, i/s.faultTargets
+		b := wrappers.MakeRR(fs.ns, fmt.Sprintf("rr-%03d-%02d", t, k)).Target("Deployment", fs.ns, fmt.Sprintf("app-%03d", t)).
+			Fingerprint(fmt.Sprintf("sig-%d", k%3)).Workflow(fmt.Sprintf("workflow-%d", k%2))
+		if k%5 == 4 {
+			b.Parameter(executor.OutcomeParameter, "fail")
+		}
+		rr := b.Obj()
+		if err := fs.api.Create(fs.ctx, rr); err != nil {
+			progress("creating %s: %v", rr.Name, err)
+		}
+		time.Sleep(every)
+	}
+}
+
+// faults are spread over the same window: s.faultKills SIGKILLs, each
+// replica replaced, and halfway a webhook restart and a replica added.
+func (fs *faultStorm) faults() {
+	step := fs.s.faultWindow / time.Duration(fs.s.faultKills+1)
+	for k := range fs.s.faultKills {
+		time.Sleep(step)
+		if k == fs.s.faultKills/2 {
+			fs.midStorm()
+		}
+		fs.kill(k)
+	}
+}
+
+// midStorm restarts the first webhook process and adds an orchestrator.
+func (fs *faultStorm) midStorm() {
+	c, res := fs.c, fs.res
+	progress("faults: restarting %s", c.Webhooks[0].Name)
+	if err := c.Webhooks[0].Restart(); err != nil {
+		progress("restarting webhook: %v", err)
+	} else {
+		res.webhookRestarts++
+	}
+	name := "orchestrator-added"
+	if p, err := startOrchestrator(c, fs.bin, name, fs.args...); err != nil {
+		progress("adding %s: %v", name, err)
+	} else {
+		fs.started = append(fs.started, p)
+		res.added++
+		progress("faults: added %s", name)
+	}
+}
+
+// kill SIGKILLs the k-th victim, times its locks' recovery and its
+// objects' next decisions, and replaces it with a process of a new name.
+func (fs *faultStorm) kill(k int) {
+	ctx, api, ns := fs.ctx, fs.api, fs.ns
+	i := k % len(fs.orchestrators)
+	victim := fs.orchestrators[i]
+	var owned map[string]map[string]v1alpha1.RemediationPhase
+	held, killedAt := killHoldingAfter(ctx, api, victim, func() { owned = ownedPending(ctx, api, ns, victim.Name) })
+	fs.res.killed++
+	progress("faults: SIGKILLed %s holding %d lock(s), owning %d object(s) with requests pending", victim.Name, len(held), len(owned))
+	fs.wg.Go(func() { fs.add(&fs.recovery, awaitRecovery(ctx, api, held, killedAt)) })
+	fs.wg.Go(func() { fs.add(&fs.rebalance, awaitProgress(ctx, api, ns, owned, killedAt)) })
+	time.Sleep(time.Second)
+	name := fmt.Sprintf("%s-r%d", fs.c.Orchestrators[i].Name, k)
+	if p, err := startOrchestrator(fs.c, fs.bin, name, fs.args...); err != nil {
+		progress("replacing %s: %v", victim.Name, err)
+	} else {
+		fs.started = append(fs.started, p)
+		fs.orchestrators[i] = p.Process
+	}
+}
+
+func (fs *faultStorm) add(into *[]time.Duration, ds []time.Duration) {
+	fs.mu.Lock()
+	*into = append(*into, ds...)
+	fs.mu.Unlock()
+}
+
+// waitRequestsEnded waits up to 5 minutes for the total requests in ns to
+// exist and be terminal.
+func waitRequestsEnded(ctx context.Context, api client.Client, ns string, total int) error {
+	return waitFor(ctx, 5*time.Minute, func() bool {
 		list := &v1alpha1.RemediationRequestList{}
 		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil || len(list.Items) < total {
 			return false
@@ -177,19 +226,6 @@ func benchFaults(ctx context.Context, bin string, s scale) (faultResult, error) 
 		}
 		return true
 	})
-	res.elapsed = time.Since(start)
-	if err != nil {
-		return res, fmt.Errorf("the storm did not end: %w", err)
-	}
-	time.Sleep(time.Second) // the watch catches up
-	if err := w.Err(); err != nil {
-		return res, err
-	}
-	maxActive, worst := w.MaxActive()
-	res.rrs, res.wfes, res.duplicates, res.worst = total, w.Seen(), max(maxActive-1, 0), worst
-	res.recovery, res.rebalance = recovery, rebalance
-	res.injected, res.leaseWrites = faulty.Injected.Load(), faulty.Writes.Load()
-	return res, nil
 }
 
 // killHolding SIGKILLs p, preferably while it holds a target lock (it

@@ -12,6 +12,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 type handoffResult struct {
@@ -49,67 +50,39 @@ func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResu
 	if err != nil {
 		return handoffResult{}, err
 	}
-	warm := newRR(ns, "warm-up", "warm-up", "sig", "restart")
+	warm := wrappers.MakeRR(ns, "warm-up").Target("Deployment", ns, "warm-up").Fingerprint("sig").Obj()
 	if err := api.Create(ctx, warm); err != nil {
 		return handoffResult{}, err
 	}
 	if _, ok := arr.wait(ctx, ns+"/wfe-warm-up", time.Minute); !ok {
 		return handoffResult{}, fmt.Errorf("the replica did not create a WFE")
 	}
+	h := &handoffs{ctx: ctx, api: api, arr: arr, ns: ns}
+	err = h.run(s.handoffSamples)
+	return h.res, err
+}
 
-	var (
-		mu  sync.Mutex
-		res handoffResult
-	)
-	one := func(i int) error {
-		a := newRR(ns, fmt.Sprintf("a-%03d", i), fmt.Sprintf("app-%03d", i), "sig-a", "restart")
-		b := newRR(ns, fmt.Sprintf("b-%03d", i), fmt.Sprintf("app-%03d", i), "sig-b", "scale")
-		if err := api.Create(ctx, a); err != nil {
-			return err
-		}
-		if _, ok := arr.wait(ctx, ns+"/wfe-"+a.Name, 30*time.Second); !ok {
-			return fmt.Errorf("no WFE for %s", a.Name)
-		}
-		if err := api.Create(ctx, b); err != nil {
-			return err
-		}
-		if err := waitFor(ctx, 30*time.Second, func() bool {
-			got := &v1alpha1.RemediationRequest{}
-			return api.Get(ctx, client.ObjectKeyFromObject(b), got) == nil && got.Status.BlockReason == v1alpha1.BlockResourceBusy
-		}); err != nil {
-			return fmt.Errorf("%s never blocked behind %s: %w", b.Name, a.Name, err)
-		}
-		wfe := &v1alpha1.WorkflowExecution{}
-		if err := api.Get(ctx, client.ObjectKey{Namespace: ns, Name: "wfe-" + a.Name}, wfe); err != nil {
-			return err
-		}
-		wfe.Status.Phase = v1alpha1.WorkflowExecutionCompleted
-		wfe.Status.CompletionTime = &metav1.Time{Time: time.Now()}
-		if err := api.Status().Update(ctx, wfe); err != nil {
-			return err
-		}
-		// The WFE has ended once its terminal status is stored: when the
-		// write returns (the orchestrator may react before it does).
-		start := time.Now()
-		at, ok := arr.wait(ctx, ns+"/wfe-"+b.Name, 30*time.Second)
-		mu.Lock()
-		defer mu.Unlock()
-		if !ok {
-			res.lost++
-			return nil
-		}
-		res.samples = append(res.samples, at.Sub(start))
-		return nil
-	}
-	// A few targets at a time, each handoff timed on its own.
+// handoffs times the handoffs on each target, a few targets at a time.
+type handoffs struct {
+	ctx context.Context
+	api client.Client
+	arr *arrivals
+	ns  string
+	mu  sync.Mutex // res
+	res handoffResult
+}
+
+// run times n handoffs, two at a time, each on its own; it returns the
+// first error.
+func (h *handoffs) run(n int) error {
 	var wg sync.WaitGroup
-	errs := make(chan error, s.handoffSamples)
+	errs := make(chan error, n)
 	sem := make(chan struct{}, 2)
-	for i := range s.handoffSamples {
+	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := one(i); err != nil {
+			if err := h.one(i); err != nil {
 				errs <- err
 			}
 		})
@@ -117,9 +90,58 @@ func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResu
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		return res, err
+		return err
 	}
-	return res, nil
+	return nil
+}
+
+// one times the handoff on target i: A's WFE, B blocked behind it, A's
+// WFE Completed, B's WFE arrived.
+func (h *handoffs) one(i int) error {
+	ctx, api, arr, ns := h.ctx, h.api, h.arr, h.ns
+	a := wrappers.MakeRR(ns, fmt.Sprintf("a-%03d", i)).Target("Deployment", ns, fmt.Sprintf("app-%03d", i)).Fingerprint("sig-a").Obj()
+	b := wrappers.MakeRR(ns, fmt.Sprintf("b-%03d", i)).Target("Deployment", ns, fmt.Sprintf("app-%03d", i)).Fingerprint("sig-b").Workflow("scale").Obj()
+	if err := api.Create(ctx, a); err != nil {
+		return err
+	}
+	if _, ok := arr.wait(ctx, ns+"/wfe-"+a.Name, 30*time.Second); !ok {
+		return fmt.Errorf("no WFE for %s", a.Name)
+	}
+	if err := api.Create(ctx, b); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		got := &v1alpha1.RemediationRequest{}
+		return api.Get(ctx, client.ObjectKeyFromObject(b), got) == nil && got.Status.BlockReason == v1alpha1.BlockResourceBusy
+	}); err != nil {
+		return fmt.Errorf("%s never blocked behind %s: %w", b.Name, a.Name, err)
+	}
+	if err := h.complete("wfe-" + a.Name); err != nil {
+		return err
+	}
+	// The WFE has ended once its terminal status is stored: when the
+	// write returns (the orchestrator may react before it does).
+	start := time.Now()
+	at, ok := arr.wait(ctx, ns+"/wfe-"+b.Name, 30*time.Second)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !ok {
+		h.res.lost++
+		return nil
+	}
+	h.res.samples = append(h.res.samples, at.Sub(start))
+	return nil
+}
+
+// complete marks WFE name Completed.
+func (h *handoffs) complete(name string) error {
+	wfe := &v1alpha1.WorkflowExecution{}
+	if err := h.api.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: name}, wfe); err != nil {
+		return err
+	}
+	wfe.Status.Phase = v1alpha1.WorkflowExecutionCompleted
+	wfe.Status.CompletionTime = &metav1.Time{Time: time.Now()}
+	return h.api.Status().Update(h.ctx, wfe)
 }
 
 // waitFor polls cond every 20ms until it holds or timeout passes.

@@ -16,6 +16,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 type historyResult struct {
@@ -221,7 +222,7 @@ func (p *historyPlane) sample(ctx context.Context, name, object string) (_ time.
 	hookBefore, hookWritesBefore := webhookRequests(ctx, p.c)
 	p.counter.take()
 	start := time.Now()
-	if err := p.api.Create(ctx, newRR(historyNS, name, object, "sig-"+name, "restart")); err != nil {
+	if err := p.api.Create(ctx, wrappers.MakeRR(historyNS, name).Target("Deployment", historyNS, object).Fingerprint("sig-"+name).Obj()); err != nil {
 		return 0, 0, 0, err
 	}
 	at, ok := p.arr.wait(ctx, historyNS+"/wfe-"+name, 30*time.Second)
@@ -257,7 +258,7 @@ func (p *historyPlane) build(ctx context.Context, size, targets int) error {
 			name := fmt.Sprintf("past-%05d", wave*targets+o)
 			names = append(names, name)
 			wg.Go(func() {
-				if p.api.Create(ctx, newRR(historyNS, name, fmt.Sprintf("app-%03d", o), "sig-"+name, "restart")) != nil {
+				if p.api.Create(ctx, wrappers.MakeRR(historyNS, name).Target("Deployment", historyNS, fmt.Sprintf("app-%03d", o)).Fingerprint("sig-"+name).Obj()) != nil {
 					failed.Add(1)
 				}
 			})

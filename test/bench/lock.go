@@ -16,6 +16,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 // pause between one request's WFE and the next request, on each side.
@@ -75,7 +76,7 @@ func benchLock(ctx context.Context, c *cluster.Cluster, s scale) (lockResult, er
 	}
 	// Warm up: both replicas running and the webhook connections open.
 	for _, ns := range []string{"lock-on", "lock-off"} {
-		if err := api.Create(ctx, newRR(ns, "warm-up", "warm-up", "sig", "restart")); err != nil {
+		if err := api.Create(ctx, wrappers.MakeRR(ns, "warm-up").Target("Deployment", ns, "warm-up").Fingerprint("sig").Obj()); err != nil {
 			return lockResult{}, err
 		}
 		if _, ok := arr.wait(ctx, ns+"/wfe-warm-up", time.Minute); !ok {
@@ -90,45 +91,56 @@ func benchLock(ctx context.Context, c *cluster.Cluster, s scale) (lockResult, er
 		wg      sync.WaitGroup
 		lostOff int
 	)
-	loop := func(ns string, into *[]time.Duration, lost *int) {
-		for i := range s.lockSamples {
-			name := fmt.Sprintf("rr-%04d", i)
-			start := time.Now()
-			if err := api.Create(ctx, newRR(ns, name, fmt.Sprintf("app-%04d", i), "sig", "restart")); err != nil {
-				*lost++
-				continue
-			}
-			at, ok := arr.wait(ctx, ns+"/wfe-"+name, 30*time.Second)
-			if !ok {
-				*lost++
-				continue
-			}
-			*into = append(*into, at.Sub(start))
-			time.Sleep(pause)
-		}
-	}
-	wg.Go(func() { loop("lock-on", &res.on, &res.lost) })
-	wg.Go(func() { loop("lock-off", &res.off, &lostOff) })
+	wg.Go(func() { res.on, res.lost = lockLoop(ctx, api, arr, "lock-on", s.lockSamples) })
+	wg.Go(func() { res.off, lostOff = lockLoop(ctx, api, arr, "lock-off", s.lockSamples) })
 	wg.Wait()
 	res.lost += lostOff
 	if len(res.on) == 0 || len(res.off) == 0 {
 		return res, fmt.Errorf("no WorkflowExecution arrived (%d lost)", res.lost)
 	}
-	// The floor, in the same run: Lease CREATEs one at a time, each on
-	// its own name, as a lock's acquisition makes them.
-	for i := range s.lockSamples {
+	res.leaseCreates, err = leaseFloor(ctx, api, s.lockSamples)
+	return res, err
+}
+
+// lockLoop creates n requests in ns one after another, each once the
+// previous one's WFE arrived, and returns the latencies and how many got
+// no WFE.
+func lockLoop(ctx context.Context, api client.Client, arr *arrivals, ns string, n int) (latencies []time.Duration, lost int) {
+	for i := range n {
+		name := fmt.Sprintf("rr-%04d", i)
+		start := time.Now()
+		if err := api.Create(ctx, wrappers.MakeRR(ns, name).Target("Deployment", ns, fmt.Sprintf("app-%04d", i)).Fingerprint("sig").Obj()); err != nil {
+			lost++
+			continue
+		}
+		at, ok := arr.wait(ctx, ns+"/wfe-"+name, 30*time.Second)
+		if !ok {
+			lost++
+			continue
+		}
+		latencies = append(latencies, at.Sub(start))
+		time.Sleep(pause)
+	}
+	return latencies, lost
+}
+
+// leaseFloor is the floor, in the same run: n Lease CREATEs one at a
+// time, each on its own name, as a lock's acquisition makes them.
+func leaseFloor(ctx context.Context, api client.Client, n int) ([]time.Duration, error) {
+	var out []time.Duration
+	for i := range n {
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: cluster.LeaseNamespace, Name: fmt.Sprintf("bench-floor-%04d", i)},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("bench"), LeaseDurationSeconds: ptr.To(int32(30)), RenewTime: &metav1.MicroTime{Time: time.Now()}}}
 		start := time.Now()
 		if err := api.Create(ctx, l); err != nil {
-			return res, err
+			return out, err
 		}
-		res.leaseCreates = append(res.leaseCreates, time.Since(start))
+		out = append(out, time.Since(start))
 		if err := api.Delete(ctx, l); err != nil {
-			return res, err
+			return out, err
 		}
 	}
-	return res, nil
+	return out, nil
 }
 
 // noToken creates WFEs without the lock-token annotation: the lock-off

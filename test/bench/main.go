@@ -375,17 +375,6 @@ func runManager(ctx context.Context, mgr ctrl.Manager) func() {
 	}
 }
 
-func newRR(ns, name, targetName, fingerprint, workflow string) *v1alpha1.RemediationRequest {
-	return &v1alpha1.RemediationRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha1.RemediationRequestSpec{
-			TargetResource:    v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: ns, Name: targetName},
-			SignalFingerprint: fingerprint,
-			WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: workflow},
-		},
-	}
-}
-
 // watchAndClient is what a section measures with: a watch of WFE arrivals
 // and a client without client-side rate limits for the harness's requests.
 func watchAndClient(ctx context.Context, env *testenv.Env) (*arrivals, client.Client, error) {

@@ -13,7 +13,6 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +25,7 @@ import (
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/invariant"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 // The soak's spelling families: every way a writer may name one object.
@@ -128,12 +128,11 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 		return res, err
 	}
 	defer fp.stop()
-	c, env, inv, live := fp.Cluster, fp.Env, fp.inv, fp.live
 	ho, err := watchHandovers(fp.watchCtx, fp.wc)
 	if err != nil {
 		return res, err
 	}
-	stopExec, err := startSoakExecutor(ctx, env)
+	stopExec, err := startSoakExecutor(ctx, fp.Env)
 	if err != nil {
 		return res, err
 	}
@@ -147,7 +146,18 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 	}
 	defer stopReplicas()
 
-	objects := make([]soakObject, s.soakObjects)
+	st := &soakStorm{ctx: ctx, s: s, c: fp.Cluster, live: fp.live, res: &res,
+		objects: newSoakObjects(s.soakObjects), target: int64(s.soakCreates)}
+	st.run()
+	st.drain()
+	err = st.finish(fp, ho)
+	return res, err
+}
+
+// newSoakObjects is n targets: every third a Node, the others Deployments
+// in the soak's namespaces in turn.
+func newSoakObjects(n int) []soakObject {
+	objects := make([]soakObject, n)
 	for i := range objects {
 		if i%3 == 2 {
 			objects[i] = soakObject{node: true, name: fmt.Sprintf("soak-node-%03d", i)}
@@ -155,202 +165,216 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 			objects[i] = soakObject{namespace: soakNamespaces[i%2], name: fmt.Sprintf("soak-dep-%03d", i)}
 		}
 	}
+	return objects
+}
 
-	var (
-		sent, admitted, notSent, deletes, seq atomic.Int64
-		rrs                                   atomic.Int64
-		mu                                    sync.Mutex
-		wg                                    sync.WaitGroup
-	)
-	target := int64(s.soakCreates)
-	start := time.Now()
-	tally := func(reason string) {
-		mu.Lock()
-		res.reasons[reason]++
-		mu.Unlock()
-	}
-	// deleteLater deletes an admitted WFE while it is active: the executor
-	// leaves WFEs with soakDeleteParam alone.
-	deleteLater := func(w *v1alpha1.WorkflowExecution) {
-		wg.Go(func() {
-			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
-			for range 20 {
-				err := live.Delete(ctx, w)
-				if err == nil || apierrors.IsNotFound(err) {
-					deletes.Add(1)
-					return
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-		})
-	}
+// soakStorm is what the soak's workers, its faults and its drain share.
+type soakStorm struct {
+	ctx     context.Context
+	s       scale
+	c       *cluster.Cluster
+	live    client.Client
+	res     *soakResult
+	objects []soakObject
+	target  int64
+	start   time.Time
+
+	sent, admitted, notSent, deletes, seq atomic.Int64
+	rrs                                   atomic.Int64
+	mu                                    sync.Mutex // res.reasons
+	wg                                    sync.WaitGroup
+}
+
+// run is the storm: soakWorkers workers until target CREATEs are sent,
+// the faults spread over it and a progress line a minute.
+func (st *soakStorm) run() {
+	st.start = time.Now()
 	for wk := range soakWorkers {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(wk), uint64(start.UnixNano())))
-			for ctx.Err() == nil && sent.Load() < target {
-				n := seq.Add(1)
-				o := objects[r.IntN(len(objects))]
-				if n%int64(s.soakRREvery) == 0 {
-					id, ns := o.rrTarget(r)
-					rr := &v1alpha1.RemediationRequest{
-						ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("rr-%07d", n)},
-						Spec: v1alpha1.RemediationRequestSpec{TargetResource: id, SignalFingerprint: fmt.Sprintf("sig-%d", r.IntN(4)),
-							WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: fmt.Sprintf("workflow-%d", r.IntN(2))}},
-					}
-					if r.IntN(10) == 0 {
-						rr.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
-					}
-					if err := live.Create(ctx, rr); err != nil {
-						progress("soak: creating %s: %v", rr.Name, err)
-					} else {
-						rrs.Add(1)
-					}
-				}
-				tgt, ns := o.wfeTarget(r)
-				w := &v1alpha1.WorkflowExecution{
-					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("d-%07d", n)},
-					Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: tgt, WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "direct"}},
-				}
-				switch r.IntN(20) {
-				case 0:
-					w.Spec.Parameters = map[string]string{soakDeleteParam: "yes"}
-				case 1, 2:
-					w.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
-				}
-				err := live.Create(ctx, w)
-				var status apierrors.APIStatus
-				switch {
-				case err == nil:
-					sent.Add(1)
-					admitted.Add(1)
-					if w.Spec.Parameters[soakDeleteParam] == "yes" {
-						deleteLater(w)
-					}
-				case errors.As(err, &status):
-					sent.Add(1)
-					reason, ok := admission.DenialReason(err)
-					switch {
-					case ok:
-					case strings.Contains(err.Error(), "failed calling webhook"):
-						reason = "other: webhook unreachable"
-					default:
-						reason = "other: " + string(apierrors.ReasonForError(err))
-					}
-					tally(reason)
-				default:
-					notSent.Add(1)
-					time.Sleep(50 * time.Millisecond)
-				}
-			}
-		})
+		st.wg.Go(func() { st.worker(wk) })
 	}
-
 	// Faults, spread over the storm by progress (its rate depends on the machine).
 	var faultsWG sync.WaitGroup
-	faultsWG.Go(func() {
-		type fault struct {
-			at float64
-			do func()
-		}
-		var plan []fault
-		for k := range s.soakKills {
-			victim := c.Orchestrators[k%len(c.Orchestrators)]
-			plan = append(plan, fault{float64(k+1) / float64(s.soakKills+1), func() {
-				held, _ := killHolding(ctx, live, victim)
-				res.killed++
-				progress("soak: %d/%d CREATEs; SIGKILLed %s holding %d lock(s)", sent.Load(), target, victim.Name, len(held))
-				time.Sleep(time.Second)
-				if err := victim.Start(); err != nil {
-					progress("soak: restarting %s: %v", victim.Name, err)
-				}
-			}})
-		}
-		for i, wh := range c.Webhooks {
-			plan = append(plan, fault{float64(2*i+1) / float64(2*len(c.Webhooks)+1), func() {
-				progress("soak: %d/%d CREATEs; restarting %s", sent.Load(), target, wh.Name)
-				if err := wh.Restart(); err != nil {
-					progress("soak: restarting %s: %v", wh.Name, err)
-					return
-				}
-				res.webhookRestarts++
-			}})
-		}
-		sort.Slice(plan, func(i, j int) bool { return plan[i].at < plan[j].at })
-		for _, f := range plan {
-			for ctx.Err() == nil && float64(sent.Load()) < f.at*float64(target) {
-				time.Sleep(100 * time.Millisecond)
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			f.do()
-		}
-	})
+	faultsWG.Go(func() { st.inject(st.faultPlan()) })
 	stormDone := make(chan struct{})
-	faultsWG.Go(func() {
-		tick := time.NewTicker(time.Minute)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stormDone:
-				return
-			case <-tick.C:
-				progress("soak: %d/%d CREATEs sent, %d admitted, %d RRs", sent.Load(), target, admitted.Load(), rrs.Load())
-			}
-		}
-	})
-	wg.Wait()
+	faultsWG.Go(func() { st.report(stormDone) })
+	st.wg.Wait()
 	close(stormDone)
 	faultsWG.Wait()
-	res.storm = time.Since(start)
-	res.direct, res.directAdmitted, res.notSent, res.rrs = sent.Load(), admitted.Load(), notSent.Load(), int(rrs.Load())
+	res := st.res
+	res.storm = time.Since(st.start)
+	res.direct, res.directAdmitted, res.notSent, res.rrs = st.sent.Load(), st.admitted.Load(), st.notSent.Load(), int(st.rrs.Load())
 	progress("soak: %d direct CREATEs sent (%d admitted) and %d RRs in %s; draining",
 		res.direct, res.directAdmitted, res.rrs, res.storm.Round(time.Second))
+}
 
-	// Drain: every RR terminal, every WFE ended, no target Lease left.
-	drainStart := time.Now()
-	check := func() {
-		res.stuckRRs, res.stuckWF, res.stuckLeases = 0, 0, 0
-		rl := &v1alpha1.RemediationRequestList{}
-		if err := live.List(ctx, rl); err == nil {
-			for _, rr := range rl.Items {
-				if !rr.Status.Phase.Terminal() {
-					res.stuckRRs++
-				}
-			}
-		} else {
-			res.stuckRRs = -1
+// worker sends direct CREATEs, and an RR every s.soakRREvery of them,
+// on random objects in random spellings.
+func (st *soakStorm) worker(wk int) {
+	r := rand.New(rand.NewPCG(uint64(wk), uint64(st.start.UnixNano())))
+	for st.ctx.Err() == nil && st.sent.Load() < st.target {
+		n := st.seq.Add(1)
+		o := st.objects[r.IntN(len(st.objects))]
+		if n%int64(st.s.soakRREvery) == 0 {
+			st.createRR(r, n, o)
 		}
-		wl := &v1alpha1.WorkflowExecutionList{}
-		if err := live.List(ctx, wl); err == nil {
-			for i := range wl.Items {
-				w := &wl.Items[i]
-				if w.Status.Phase.Terminal() {
-					continue
-				}
-				res.stuckWF++
-				// A WFE whose CREATE answered with an error yet was stored:
-				// the harness plays the operator who deletes it.
-				if w.Spec.Parameters[soakDeleteParam] == "yes" && w.DeletionTimestamp == nil {
-					_ = live.Delete(ctx, w)
-				}
-			}
-		} else {
-			res.stuckWF = -1
+		st.createWFE(r, n, o)
+	}
+}
+
+// createRR creates an RR for o; one in ten fails its workflow.
+func (st *soakStorm) createRR(r *rand.Rand, n int64, o soakObject) {
+	id, ns := o.rrTarget(r)
+	b := wrappers.MakeRR(ns, fmt.Sprintf("rr-%07d", n)).TargetID(id).
+		Fingerprint(fmt.Sprintf("sig-%d", r.IntN(4))).Workflow(fmt.Sprintf("workflow-%d", r.IntN(2)))
+	if r.IntN(10) == 0 {
+		b.Parameter(executor.OutcomeParameter, "fail")
+	}
+	rr := b.Obj()
+	if err := st.live.Create(st.ctx, rr); err != nil {
+		progress("soak: creating %s: %v", rr.Name, err)
+	} else {
+		st.rrs.Add(1)
+	}
+}
+
+// createWFE sends one direct CREATE for o and tallies its answer: one in
+// twenty is deleted while active, two fail their workflow.
+func (st *soakStorm) createWFE(r *rand.Rand, n int64, o soakObject) {
+	tgt, ns := o.wfeTarget(r)
+	b := wrappers.MakeWFE(ns, fmt.Sprintf("d-%07d", n)).TargetResource(tgt).Workflow("direct")
+	switch r.IntN(20) {
+	case 0:
+		b.Parameter(soakDeleteParam, "yes")
+	case 1, 2:
+		b.Parameter(executor.OutcomeParameter, "fail")
+	}
+	w := b.Obj()
+	err := st.live.Create(st.ctx, w)
+	var status apierrors.APIStatus
+	switch {
+	case err == nil:
+		st.sent.Add(1)
+		st.admitted.Add(1)
+		if w.Spec.Parameters[soakDeleteParam] == "yes" {
+			st.deleteLater(w)
 		}
-		ll := &coordinationv1.LeaseList{}
-		if err := live.List(ctx, ll, client.InNamespace(cluster.LeaseNamespace)); err == nil {
-			for _, l := range ll.Items {
-				if _, ok := l.Annotations[lease.TargetAnnotation]; ok {
-					res.stuckLeases++
-				}
+	case errors.As(err, &status):
+		st.sent.Add(1)
+		st.tally(soakDenialReason(err))
+	default:
+		st.notSent.Add(1)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// soakDenialReason is the reason a CREATE the API server answered was
+// refused for: the webhook's, or "other: ..." for anything else.
+func soakDenialReason(err error) string {
+	reason, ok := admission.DenialReason(err)
+	switch {
+	case ok:
+	case strings.Contains(err.Error(), "failed calling webhook"):
+		reason = "other: webhook unreachable"
+	default:
+		reason = "other: " + string(apierrors.ReasonForError(err))
+	}
+	return reason
+}
+
+func (st *soakStorm) tally(reason string) {
+	st.mu.Lock()
+	st.res.reasons[reason]++
+	st.mu.Unlock()
+}
+
+// deleteLater deletes an admitted WFE while it is active: the executor
+// leaves WFEs with soakDeleteParam alone.
+func (st *soakStorm) deleteLater(w *v1alpha1.WorkflowExecution) {
+	st.wg.Go(func() {
+		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+		for range 20 {
+			err := st.live.Delete(st.ctx, w)
+			if err == nil || apierrors.IsNotFound(err) {
+				st.deletes.Add(1)
+				return
 			}
-		} else {
-			res.stuckLeases = -1
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+// soakFault is one fault of the plan, done once at fraction at of the
+// storm's CREATEs.
+type soakFault struct {
+	at float64
+	do func()
+}
+
+// faultPlan is s.soakKills orchestrator SIGKILLs and one restart of each
+// webhook process, in the order of their place in the storm.
+func (st *soakStorm) faultPlan() []soakFault {
+	ctx, res := st.ctx, st.res
+	var plan []soakFault
+	for k := range st.s.soakKills {
+		victim := st.c.Orchestrators[k%len(st.c.Orchestrators)]
+		plan = append(plan, soakFault{float64(k+1) / float64(st.s.soakKills+1), func() {
+			held, _ := killHolding(ctx, st.live, victim)
+			res.killed++
+			progress("soak: %d/%d CREATEs; SIGKILLed %s holding %d lock(s)", st.sent.Load(), st.target, victim.Name, len(held))
+			time.Sleep(time.Second)
+			if err := victim.Start(); err != nil {
+				progress("soak: restarting %s: %v", victim.Name, err)
+			}
+		}})
+	}
+	for i, wh := range st.c.Webhooks {
+		plan = append(plan, soakFault{float64(2*i+1) / float64(2*len(st.c.Webhooks)+1), func() {
+			progress("soak: %d/%d CREATEs; restarting %s", st.sent.Load(), st.target, wh.Name)
+			if err := wh.Restart(); err != nil {
+				progress("soak: restarting %s: %v", wh.Name, err)
+				return
+			}
+			res.webhookRestarts++
+		}})
+	}
+	sort.Slice(plan, func(i, j int) bool { return plan[i].at < plan[j].at })
+	return plan
+}
+
+// inject does each fault of plan once the storm has got that far.
+func (st *soakStorm) inject(plan []soakFault) {
+	for _, f := range plan {
+		for st.ctx.Err() == nil && float64(st.sent.Load()) < f.at*float64(st.target) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if st.ctx.Err() != nil {
+			return
+		}
+		f.do()
+	}
+}
+
+// report prints the storm's progress every minute until done closes.
+func (st *soakStorm) report(done <-chan struct{}) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			progress("soak: %d/%d CREATEs sent, %d admitted, %d RRs", st.sent.Load(), st.target, st.admitted.Load(), st.rrs.Load())
 		}
 	}
-	err = waitFor(ctx, soakDrainTimeout, func() bool {
-		check()
+}
+
+// drain waits until every RR is terminal, every WFE ended and no target
+// Lease is left, or soakDrainTimeout.
+func (st *soakStorm) drain() {
+	res := st.res
+	drainStart := time.Now()
+	err := waitFor(st.ctx, soakDrainTimeout, func() bool {
+		st.check()
 		if res.stuck() == 0 {
 			return true
 		}
@@ -362,21 +386,81 @@ func benchSoak(ctx context.Context, bin string, s scale) (soakResult, error) {
 		progress("soak: not drained after %s: %d RRs not terminal, %d WFEs active, %d Leases left",
 			soakDrainTimeout, res.stuckRRs, res.stuckWF, res.stuckLeases)
 	}
+}
+
+// check counts what is still stuck (-1: the list failed).
+func (st *soakStorm) check() {
+	st.res.stuckRRs, st.res.stuckWF, st.res.stuckLeases = st.stuckRRs(), st.stuckWFEs(), st.stuckLeases()
+}
+
+func (st *soakStorm) stuckRRs() int {
+	rl := &v1alpha1.RemediationRequestList{}
+	if err := st.live.List(st.ctx, rl); err != nil {
+		return -1
+	}
+	n := 0
+	for _, rr := range rl.Items {
+		if !rr.Status.Phase.Terminal() {
+			n++
+		}
+	}
+	return n
+}
+
+func (st *soakStorm) stuckWFEs() int {
+	wl := &v1alpha1.WorkflowExecutionList{}
+	if err := st.live.List(st.ctx, wl); err != nil {
+		return -1
+	}
+	n := 0
+	for i := range wl.Items {
+		w := &wl.Items[i]
+		if w.Status.Phase.Terminal() {
+			continue
+		}
+		n++
+		// A WFE whose CREATE answered with an error yet was stored:
+		// the harness plays the operator who deletes it.
+		if w.Spec.Parameters[soakDeleteParam] == "yes" && w.DeletionTimestamp == nil {
+			_ = st.live.Delete(st.ctx, w)
+		}
+	}
+	return n
+}
+
+func (st *soakStorm) stuckLeases() int {
+	ll := &coordinationv1.LeaseList{}
+	if err := st.live.List(st.ctx, ll, client.InNamespace(cluster.LeaseNamespace)); err != nil {
+		return -1
+	}
+	n := 0
+	for _, l := range ll.Items {
+		if _, ok := l.Annotations[lease.TargetAnnotation]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+// finish reads the invariant's and the handovers' figures once the
+// watches have caught up.
+func (st *soakStorm) finish(fp *faultPlane, ho *handovers) error {
+	res := st.res
 	time.Sleep(time.Second) // the watches catch up
-	if err := inv.Err(); err != nil {
-		return res, err
+	if err := fp.inv.Err(); err != nil {
+		return err
 	}
 	if err := ho.err(); err != nil {
-		return res, err
+		return err
 	}
-	maxActive, worst := inv.MaxActive()
+	maxActive, worst := fp.inv.MaxActive()
 	res.duplicates, res.worst = max(maxActive-1, 0), worst
-	res.wfes = inv.Seen()
-	res.deletes = deletes.Load()
+	res.wfes = fp.inv.Seen()
+	res.deletes = st.deletes.Load()
 	res.injected, res.leaseWrites = fp.faulty.Injected.Load(), fp.faulty.Writes.Load()
 	res.phantoms, res.unreleased, res.rrWFEs = ho.results()
 	res.creates = res.direct + int64(res.rrWFEs)
-	return res, nil
+	return nil
 }
 
 // startSoakExecutor runs the simulated workflow engine in the soak's

@@ -16,6 +16,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 type throughputResult struct {
@@ -68,23 +69,14 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin, ns string, n,
 		return res, err
 	}
 	defer stopExec()
-	var procs []*proc
+	procs, err := startOrchestrators(ctx, c, bin, ns, n)
 	defer func() {
 		for _, p := range procs {
 			_ = p.Stop()
 		}
 	}()
-	for i := range n {
-		p, err := startOrchestrator(c, bin, fmt.Sprintf("%s-%d", ns, i))
-		if err != nil {
-			return res, err
-		}
-		procs = append(procs, p)
-	}
-	for _, p := range procs {
-		if err := p.ready(ctx, 60*time.Second); err != nil {
-			return res, err
-		}
+	if err != nil {
+		return res, err
 	}
 	api, err := client.New(fastConfig(env.Config), client.Options{Scheme: env.Scheme})
 	if err != nil {
@@ -92,39 +84,8 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin, ns string, n,
 	}
 
 	start := time.Now()
-	var (
-		next atomic.Int64
-		wg   sync.WaitGroup
-	)
-	for range 16 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1))
-				if i > res.rrs {
-					return
-				}
-				// Each request its own signal: the same one would be a duplicate.
-				rr := newRR(ns, fmt.Sprintf("rr-%05d", i), fmt.Sprintf("app-%04d", (i-1)%targets), fmt.Sprintf("sig-%d", (i-1)/targets), "restart")
-				if err := api.Create(ctx, rr); err != nil {
-					progress("creating %s: %v", rr.Name, err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	err = waitFor(ctx, 10*time.Minute, func() bool {
-		list := &v1alpha1.RemediationRequestList{}
-		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
-			return false
-		}
-		done := 0
-		for _, rr := range list.Items {
-			if rr.Status.Phase.Terminal() {
-				done++
-			}
-		}
-		return done == res.rrs
-	})
+	createThroughputRRs(ctx, api, ns, res.rrs, targets)
+	err = waitTerminal(ctx, api, ns, res.rrs)
 	res.elapsed = time.Since(start)
 	if err != nil {
 		return res, fmt.Errorf("requests not terminal: %w", err)
@@ -142,6 +103,69 @@ func benchThroughput(ctx context.Context, c *cluster.Cluster, bin, ns string, n,
 		res.webhookRSS = append(res.webhookRSS, peakRSS(w.Pid()))
 	}
 	return res, nil
+}
+
+// startOrchestrators starts n orchestrator processes and waits until each
+// is ready; it returns those it started, to be stopped, error or not.
+func startOrchestrators(ctx context.Context, c *cluster.Cluster, bin, ns string, n int) ([]*proc, error) {
+	var procs []*proc
+	for i := range n {
+		p, err := startOrchestrator(c, bin, fmt.Sprintf("%s-%d", ns, i))
+		if err != nil {
+			return procs, err
+		}
+		procs = append(procs, p)
+	}
+	for _, p := range procs {
+		if err := p.ready(ctx, 60*time.Second); err != nil {
+			return procs, err
+		}
+	}
+	return procs, nil
+}
+
+// createThroughputRRs creates rrs requests in ns on targets Deployments,
+// from 16 clients at once.
+func createThroughputRRs(ctx context.Context, api client.Client, ns string, rrs, targets int) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1))
+				if i > rrs {
+					return
+				}
+				// Each request its own signal: the same one would be a duplicate.
+				rr := wrappers.MakeRR(ns, fmt.Sprintf("rr-%05d", i)).Target("Deployment", ns, fmt.Sprintf("app-%04d", (i-1)%targets)).
+					Fingerprint(fmt.Sprintf("sig-%d", (i-1)/targets)).Obj()
+				if err := api.Create(ctx, rr); err != nil {
+					progress("creating %s: %v", rr.Name, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// waitTerminal waits up to 10 minutes for the rrs requests in ns to be
+// terminal.
+func waitTerminal(ctx context.Context, api client.Client, ns string, rrs int) error {
+	return waitFor(ctx, 10*time.Minute, func() bool {
+		list := &v1alpha1.RemediationRequestList{}
+		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false
+		}
+		done := 0
+		for _, rr := range list.Items {
+			if rr.Status.Phase.Terminal() {
+				done++
+			}
+		}
+		return done == rrs
+	})
 }
 
 // proc is an orchestrator process with its own metrics and probe ports.

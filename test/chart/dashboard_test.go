@@ -56,14 +56,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
+	var dash dashboard
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatalf("dashboard JSON: %v", err)
 	}
@@ -71,6 +64,32 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	if !exported["targetlock_webhook_admissions_total"] || !exported["targetlock_locks"] {
 		t.Fatalf("the scan of exported metrics found too little: %v", exported)
 	}
+	queries := checkQueries(t, dash, exported)
+	for _, want := range []string{"targetlock_locks", "targetlock_webhook_admissions_total", "targetlock_webhook_admission_duration_seconds_bucket",
+		"targetlock_lease_hold_duration_seconds_bucket", "targetlock_orchestrator_blocked_total", "targetlock_orchestrator_sweeps_total"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("the dashboard does not show %s", want)
+		}
+	}
+	t.Logf("%d panels, %d queries", len(dash.Panels), queries)
+
+	checkDashboardConfigMap(t, raw)
+}
+
+// dashboard is what the test reads of the Grafana dashboard's JSON.
+type dashboard struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+// checkQueries checks every panel has queries and every query names only
+// exported metrics; it returns the number of queries.
+func checkQueries(t *testing.T, dash dashboard, exported map[string]bool) int {
+	t.Helper()
 	queries := 0
 	for _, p := range dash.Panels {
 		if len(p.Targets) == 0 {
@@ -89,14 +108,13 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"targetlock_locks", "targetlock_webhook_admissions_total", "targetlock_webhook_admission_duration_seconds_bucket",
-		"targetlock_lease_hold_duration_seconds_bucket", "targetlock_orchestrator_blocked_total", "targetlock_orchestrator_sweeps_total"} {
-		if !strings.Contains(string(raw), want) {
-			t.Errorf("the dashboard does not show %s", want)
-		}
-	}
-	t.Logf("%d panels, %d queries", len(dash.Panels), queries)
+	return queries
+}
 
+// checkDashboardConfigMap checks the chart ships the dashboard raw in a
+// ConfigMap only when asked.
+func checkDashboardConfigMap(t *testing.T, raw []byte) {
+	t.Helper()
 	if find(mustRender(t, nil), "ConfigMap", "tl-targetlock-dashboard") != nil {
 		t.Error("the dashboard ConfigMap is rendered by default")
 	}

@@ -39,42 +39,48 @@ func withKubernaut(t *testing.T) {
 		t.Fatal(err)
 	}
 	crds := decodeAll(t, filepath.Join("testdata", "kubernaut-crds.yaml"))
-	t.Cleanup(func() {
-		for _, crd := range crds {
-			if err := env.Client.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
-				t.Errorf("deleting %s: %v", crd.GetName(), err)
-			}
-		}
-		testenv.Eventually(t, time.Minute, func() error {
-			for _, crd := range crds {
-				if err := env.Client.Get(ctx, client.ObjectKeyFromObject(crd), &apiextensionsv1.CustomResourceDefinition{}); !apierrors.IsNotFound(err) {
-					return fmt.Errorf("%s not deleted yet: %w", crd.GetName(), err)
-				}
-			}
-			return nil
-		})
-	})
+	t.Cleanup(func() { deleteCRDs(ctx, t, crds) })
 	for _, crd := range crds {
 		if err := env.Client.Create(ctx, crd.DeepCopy()); err != nil {
 			t.Fatalf("creating %s: %v", crd.GetName(), err)
 		}
 	}
-	testenv.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error { return established(ctx, crds) })
+}
+
+// deleteCRDs deletes crds and waits until they are gone.
+func deleteCRDs(ctx context.Context, t *testing.T, crds []*unstructured.Unstructured) {
+	for _, crd := range crds {
+		if err := env.Client.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting %s: %v", crd.GetName(), err)
+		}
+	}
+	testenv.Eventually(t, time.Minute, func() error {
 		for _, crd := range crds {
-			c := &apiextensionsv1.CustomResourceDefinition{}
-			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(crd), c); err != nil {
-				return err
-			}
-			established := false
-			for _, cond := range c.Status.Conditions {
-				established = established || (cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue)
-			}
-			if !established {
-				return fmt.Errorf("%s not established", crd.GetName())
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(crd), &apiextensionsv1.CustomResourceDefinition{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("%s not deleted yet: %w", crd.GetName(), err)
 			}
 		}
 		return nil
 	})
+}
+
+// established is nil once every one of crds is Established.
+func established(ctx context.Context, crds []*unstructured.Unstructured) error {
+	for _, crd := range crds {
+		c := &apiextensionsv1.CustomResourceDefinition{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(crd), c); err != nil {
+			return err
+		}
+		established := false
+		for _, cond := range c.Status.Conditions {
+			established = established || (cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue)
+		}
+		if !established {
+			return fmt.Errorf("%s not established", crd.GetName())
+		}
+	}
+	return nil
 }
 
 // installKubernaut installs the chart with nothing but mode=kubernaut, as
@@ -132,8 +138,15 @@ func TestKubernautModeInstallsAndKeepsTerminalFinal(t *testing.T) {
 	const name, ns = "kn", "kn-system"
 	installKubernaut(t, name, ns)
 	ctx := context.Background()
-	c := env.Client
+	checkKubernautInstall(ctx, t, name, ns)
+	wfe := checkTerminalIsFinal(ctx, t)
+	checkTerminalStaysWritable(ctx, t, wfe)
+}
 
+// checkKubernautInstall checks what release name in ns installed: the
+// guard, nothing else, and none of its own CRDs.
+func checkKubernautInstall(ctx context.Context, t *testing.T, name, ns string) {
+	c := env.Client
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	if err := c.Get(ctx, client.ObjectKey{Name: "kn-targetlock"}, vwc); err != nil {
 		t.Fatal(err)
@@ -171,7 +184,12 @@ func TestKubernautModeInstallsAndKeepsTerminalFinal(t *testing.T) {
 			t.Errorf("kubernaut mode installed the CRD %s", crd.Name)
 		}
 	}
+}
 
+// checkTerminalIsFinal runs a kubernaut WFE to Completed and checks the
+// policy keeps it there; it returns the WFE.
+func checkTerminalIsFinal(ctx context.Context, t *testing.T) *unstructured.Unstructured {
+	c := env.Client
 	// A kubernaut WFE runs and completes; then its status is set back to
 	// Running through /status: the policy refuses. (The API server starts
 	// enforcing a new policy within moments: until it does, the write goes
@@ -209,6 +227,13 @@ func TestKubernautModeInstallsAndKeepsTerminalFinal(t *testing.T) {
 	if phase, _, _ := unstructured.NestedString(wfe.Object, "status", "phase"); phase != "Completed" {
 		t.Errorf("phase = %q, want Completed", phase)
 	}
+	return wfe
+}
+
+// checkTerminalStaysWritable checks the rest of a Completed WFE is
+// writable, and that a Failed WFE is as final.
+func checkTerminalStaysWritable(ctx context.Context, t *testing.T, wfe *unstructured.Unstructured) {
+	c := env.Client
 	// The rest of a terminal WFE stays writable: labels, and its status
 	// with the phase unchanged.
 	wfe.SetLabels(map[string]string{"audited": "true"})

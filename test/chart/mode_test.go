@@ -66,6 +66,24 @@ func TestKubernautModeRendersOnlyTheGuard(t *testing.T) {
 	if s := toYAML(t, find(objs, "ServiceMonitor", "").Object); strings.Contains(s, "orchestrator") {
 		t.Errorf("the ServiceMonitor selects the orchestrator:\n%s", s)
 	}
+	checkKubernautWebhookRule(t, objs)
+	for _, o := range objs {
+		if s := toYAML(t, o.Object); strings.Contains(s, "- targetlock.io\n") {
+			t.Errorf("%s %s names the targetlock.io group:\n%s", o.GetKind(), o.GetName(), s)
+		}
+	}
+	if count(objs, "NetworkPolicy") != 1 || find(objs, "NetworkPolicy", "tl-targetlock-webhook") == nil {
+		t.Error("kubernaut mode: want the webhook's NetworkPolicy only")
+	}
+	if _, err := render(t, map[string]any{"mode": "Kubernaut"}); err == nil {
+		t.Error("mode=Kubernaut rendered without an error")
+	}
+}
+
+// checkKubernautWebhookRule: one validating webhook, on kubernaut.ai
+// workflowexecutions.
+func checkKubernautWebhookRule(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
 	vwc := find(objs, "ValidatingWebhookConfiguration", "")
 	if vwc == nil {
 		t.Fatal("no ValidatingWebhookConfiguration")
@@ -80,17 +98,6 @@ func TestKubernautModeRendersOnlyTheGuard(t *testing.T) {
 	resources, _, _ := unstructured.NestedStringSlice(rules[0].(map[string]any), "resources")
 	if !slices.Equal(groups, []string{"kubernaut.ai"}) || !slices.Equal(resources, []string{"workflowexecutions"}) {
 		t.Errorf("webhook rule on %v %v, want kubernaut.ai workflowexecutions", groups, resources)
-	}
-	for _, o := range objs {
-		if s := toYAML(t, o.Object); strings.Contains(s, "- targetlock.io\n") {
-			t.Errorf("%s %s names the targetlock.io group:\n%s", o.GetKind(), o.GetName(), s)
-		}
-	}
-	if count(objs, "NetworkPolicy") != 1 || find(objs, "NetworkPolicy", "tl-targetlock-webhook") == nil {
-		t.Error("kubernaut mode: want the webhook's NetworkPolicy only")
-	}
-	if _, err := render(t, map[string]any{"mode": "Kubernaut"}); err == nil {
-		t.Error("mode=Kubernaut rendered without an error")
 	}
 }
 

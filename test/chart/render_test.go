@@ -133,51 +133,7 @@ func TestWorkloads(t *testing.T) {
 		if got := num(d.Object, "spec", "replicas"); got != replicas {
 			t.Errorf("%s replicas = %d, want %d", name, got, replicas)
 		}
-		sel, _, _ := unstructured.NestedStringMap(d.Object, "spec", "selector", "matchLabels")
-		labels, _, _ := unstructured.NestedStringMap(d.Object, "spec", "template", "metadata", "labels")
-		for k, v := range sel {
-			if labels[k] != v {
-				t.Errorf("%s: selector %s=%s does not match the pod labels %v", name, k, v, labels)
-			}
-		}
-		if sel["app.kubernetes.io/component"] == "" || sel["app.kubernetes.io/instance"] != "tl" {
-			t.Errorf("%s: selector %v lacks instance/component", name, sel)
-		}
-		pod, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
-		if nonRoot, _, _ := unstructured.NestedBool(pod, "securityContext", "runAsNonRoot"); !nonRoot {
-			t.Errorf("%s: pod may run as root", name)
-		}
-		if p, _, _ := unstructured.NestedString(pod, "securityContext", "seccompProfile", "type"); p != "RuntimeDefault" {
-			t.Errorf("%s: seccompProfile = %q", name, p)
-		}
-		containers, _, _ := unstructured.NestedSlice(pod, "containers")
-		c := containers[0].(map[string]any)
-		if esc, _, _ := unstructured.NestedBool(c, "securityContext", "allowPrivilegeEscalation"); esc {
-			t.Errorf("%s: privilege escalation allowed", name)
-		}
-		if ro, _, _ := unstructured.NestedBool(c, "securityContext", "readOnlyRootFilesystem"); !ro {
-			t.Errorf("%s: root filesystem writable", name)
-		}
-		drop, _, _ := unstructured.NestedStringSlice(c, "securityContext", "capabilities", "drop")
-		if len(drop) != 1 || drop[0] != "ALL" {
-			t.Errorf("%s: capabilities.drop = %v", name, drop)
-		}
-		env, _, _ := unstructured.NestedSlice(c, "env")
-		if !strings.Contains(toYAML(t, env), "fieldPath: metadata.name") {
-			t.Errorf("%s: POD_NAME not from the downward API", name)
-		}
-		for _, probe := range []string{"livenessProbe", "readinessProbe"} {
-			if _, ok := c[probe]; !ok {
-				t.Errorf("%s: no %s", name, probe)
-			}
-		}
-		if _, ok, _ := unstructured.NestedMap(pod, "affinity", "podAntiAffinity"); !ok {
-			t.Errorf("%s: no default anti-affinity", name)
-		}
-		args, _, _ := unstructured.NestedStringSlice(c, "args")
-		if !contains(args, "--lease-duration=30s") || !contains(args, "--claim-grace=30s") {
-			t.Errorf("%s: args %v do not share the lock settings", name, args)
-		}
+		checkWorkload(t, name, d)
 	}
 	if pdb := find(objs, "PodDisruptionBudget", ""); pdb == nil {
 		t.Error("no PodDisruptionBudget for the webhook")
@@ -187,6 +143,64 @@ func TestWorkloads(t *testing.T) {
 	one := mustRender(t, map[string]any{"webhook": map[string]any{"replicas": 1}})
 	if v := num(find(one, "PodDisruptionBudget", "").Object, "spec", "maxUnavailable"); v != 1 {
 		t.Error("with one webhook replica the PDB must still allow an eviction")
+	}
+}
+
+// checkWorkload checks Deployment d: its selector, its pod's security and
+// anti-affinity, and its container.
+func checkWorkload(t *testing.T, name string, d *unstructured.Unstructured) {
+	t.Helper()
+	sel, _, _ := unstructured.NestedStringMap(d.Object, "spec", "selector", "matchLabels")
+	labels, _, _ := unstructured.NestedStringMap(d.Object, "spec", "template", "metadata", "labels")
+	for k, v := range sel {
+		if labels[k] != v {
+			t.Errorf("%s: selector %s=%s does not match the pod labels %v", name, k, v, labels)
+		}
+	}
+	if sel["app.kubernetes.io/component"] == "" || sel["app.kubernetes.io/instance"] != "tl" {
+		t.Errorf("%s: selector %v lacks instance/component", name, sel)
+	}
+	pod, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
+	if nonRoot, _, _ := unstructured.NestedBool(pod, "securityContext", "runAsNonRoot"); !nonRoot {
+		t.Errorf("%s: pod may run as root", name)
+	}
+	if p, _, _ := unstructured.NestedString(pod, "securityContext", "seccompProfile", "type"); p != "RuntimeDefault" {
+		t.Errorf("%s: seccompProfile = %q", name, p)
+	}
+	containers, _, _ := unstructured.NestedSlice(pod, "containers")
+	c := containers[0].(map[string]any)
+	checkContainer(t, name, c)
+	if _, ok, _ := unstructured.NestedMap(pod, "affinity", "podAntiAffinity"); !ok {
+		t.Errorf("%s: no default anti-affinity", name)
+	}
+	args, _, _ := unstructured.NestedStringSlice(c, "args")
+	if !contains(args, "--lease-duration=30s") || !contains(args, "--claim-grace=30s") {
+		t.Errorf("%s: args %v do not share the lock settings", name, args)
+	}
+}
+
+// checkContainer checks a workload's container: locked down, POD_NAME
+// from the downward API, and probes.
+func checkContainer(t *testing.T, name string, c map[string]any) {
+	t.Helper()
+	if esc, _, _ := unstructured.NestedBool(c, "securityContext", "allowPrivilegeEscalation"); esc {
+		t.Errorf("%s: privilege escalation allowed", name)
+	}
+	if ro, _, _ := unstructured.NestedBool(c, "securityContext", "readOnlyRootFilesystem"); !ro {
+		t.Errorf("%s: root filesystem writable", name)
+	}
+	drop, _, _ := unstructured.NestedStringSlice(c, "securityContext", "capabilities", "drop")
+	if len(drop) != 1 || drop[0] != "ALL" {
+		t.Errorf("%s: capabilities.drop = %v", name, drop)
+	}
+	env, _, _ := unstructured.NestedSlice(c, "env")
+	if !strings.Contains(toYAML(t, env), "fieldPath: metadata.name") {
+		t.Errorf("%s: POD_NAME not from the downward API", name)
+	}
+	for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+		if _, ok := c[probe]; !ok {
+			t.Errorf("%s: no %s", name, probe)
+		}
 	}
 }
 
@@ -200,34 +214,7 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 				}
 				rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
 				for _, r := range rules {
-					rule := r.(map[string]any)
-					res, _, _ := unstructured.NestedStringSlice(rule, "resources")
-					verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
-					if contains(res, "*") || contains(verbs, "*") {
-						t.Errorf("%s %s grants a wildcard: %v", o.GetKind(), o.GetName(), rule)
-					}
-					if contains(res, "leases") {
-						// Written only in the release namespace (the webhook
-						// also deletes the claims of WFEs that ended); in
-						// kubernaut mode kubernaut's lock Leases are read only.
-						kubernautLocks := o.GetKind() == "Role" && o.GetNamespace() == "kubernaut-system" && o.GetName() == "tl-targetlock-webhook-kubernaut-locks"
-						if kubernautLocks {
-							if mode != "kubernaut" || !slices.Equal(verbs, []string{"get", "list", "watch"}) {
-								t.Errorf("%s %s: leases %v in kubernaut's namespace", o.GetKind(), o.GetName(), verbs)
-							}
-						} else if o.GetKind() != "Role" || o.GetNamespace() != releaseNS {
-							t.Errorf("%s %s grants leases outside the release namespace", o.GetKind(), o.GetName())
-						}
-					}
-					if contains(res, "remediationrequests") && (contains(verbs, "delete") || contains(verbs, "create")) {
-						t.Errorf("%s may create or delete RemediationRequests", o.GetName())
-					}
-					if contains(res, "workflowexecutions") && strings.HasPrefix(o.GetName(), "tl-targetlock-webhook") && !slices.Equal(verbs, []string{"get", "list", "watch"}) {
-						t.Errorf("the webhook may %v WorkflowExecutions", verbs)
-					}
-					if contains(res, "secrets") {
-						t.Errorf("%s reads Secrets", o.GetName())
-					}
+					checkRule(t, mode, o, r.(map[string]any))
 				}
 			}
 			wh := find(objs, "Role", "tl-targetlock-webhook")
@@ -235,6 +222,43 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 				t.Error("the webhook cannot claim and release Leases")
 			}
 		})
+	}
+}
+
+// checkRule checks one rule of Role or ClusterRole o, rendered in mode.
+func checkRule(t *testing.T, mode string, o *unstructured.Unstructured, rule map[string]any) {
+	t.Helper()
+	res, _, _ := unstructured.NestedStringSlice(rule, "resources")
+	verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
+	if contains(res, "*") || contains(verbs, "*") {
+		t.Errorf("%s %s grants a wildcard: %v", o.GetKind(), o.GetName(), rule)
+	}
+	if contains(res, "leases") {
+		checkLeaseRule(t, mode, o, verbs)
+	}
+	if contains(res, "remediationrequests") && (contains(verbs, "delete") || contains(verbs, "create")) {
+		t.Errorf("%s may create or delete RemediationRequests", o.GetName())
+	}
+	if contains(res, "workflowexecutions") && strings.HasPrefix(o.GetName(), "tl-targetlock-webhook") && !slices.Equal(verbs, []string{"get", "list", "watch"}) {
+		t.Errorf("the webhook may %v WorkflowExecutions", verbs)
+	}
+	if contains(res, "secrets") {
+		t.Errorf("%s reads Secrets", o.GetName())
+	}
+}
+
+// checkLeaseRule: Leases are written only in the release namespace (the
+// webhook also deletes the claims of WFEs that ended); in kubernaut mode
+// kubernaut's lock Leases are read only.
+func checkLeaseRule(t *testing.T, mode string, o *unstructured.Unstructured, verbs []string) {
+	t.Helper()
+	kubernautLocks := o.GetKind() == "Role" && o.GetNamespace() == "kubernaut-system" && o.GetName() == "tl-targetlock-webhook-kubernaut-locks"
+	if kubernautLocks {
+		if mode != "kubernaut" || !slices.Equal(verbs, []string{"get", "list", "watch"}) {
+			t.Errorf("%s %s: leases %v in kubernaut's namespace", o.GetKind(), o.GetName(), verbs)
+		}
+	} else if o.GetKind() != "Role" || o.GetNamespace() != releaseNS {
+		t.Errorf("%s %s grants leases outside the release namespace", o.GetKind(), o.GetName())
 	}
 }
 

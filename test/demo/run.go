@@ -27,6 +27,7 @@ import (
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/invariant"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 const demoNS = "demo"
@@ -118,27 +119,18 @@ func storm(ctx context.Context, api client.Client, o options) *directResult {
 	var wg sync.WaitGroup
 	for t := range o.targets {
 		for i := range o.rrsPerTarget {
-			rr := &v1alpha1.RemediationRequest{
-				ObjectMeta: metav1.ObjectMeta{Namespace: demoNS, Name: fmt.Sprintf("rr-%02d-%02d", t, i)},
-				Spec: v1alpha1.RemediationRequestSpec{
-					TargetResource:    v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: demoNS, Name: fmt.Sprintf("app-%02d", t)},
-					SignalFingerprint: fmt.Sprintf("signal-%d", i%7), // some requests duplicate others
-					WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: fmt.Sprintf("workflow-%d", i%3)},
-				},
-			}
+			b := wrappers.MakeRR(demoNS, fmt.Sprintf("rr-%02d-%02d", t, i)).Target("Deployment", demoNS, fmt.Sprintf("app-%02d", t)).
+				Fingerprint(fmt.Sprintf("signal-%d", i%7)). // some requests duplicate others
+				Workflow(fmt.Sprintf("workflow-%d", i%3))
 			if i%4 == 3 {
-				rr.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
+				b.Parameter(executor.OutcomeParameter, "fail")
 			}
+			rr := b.Obj()
 			wg.Go(func() { _ = api.Create(ctx, rr) })
 		}
 		for i := range o.directPerTarget {
-			wfe := &v1alpha1.WorkflowExecution{
-				ObjectMeta: metav1.ObjectMeta{Namespace: demoNS, Name: fmt.Sprintf("direct-%02d-%d", t, i)},
-				Spec: v1alpha1.WorkflowExecutionSpec{
-					TargetResource: fmt.Sprintf("%s/Deployment/app-%02d", demoNS, t),
-					WorkflowRef:    v1alpha1.WorkflowRef{WorkflowID: "manual"},
-				},
-			}
+			wfe := wrappers.MakeWFE(demoNS, fmt.Sprintf("direct-%02d-%d", t, i)).
+				TargetResource(fmt.Sprintf("%s/Deployment/app-%02d", demoNS, t)).Workflow("manual").Obj()
 			wg.Go(func() {
 				switch err := api.Create(ctx, wfe); {
 				case err == nil:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/targetlock/targetlock/test/framework/testcert"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"
@@ -64,8 +65,7 @@ func (e *e2e) certManagerMode(ctx context.Context) error {
 		return fmt.Errorf("certs verify: %w", err)
 	}
 	wfe := func(name string) *v1alpha1.WorkflowExecution {
-		return &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: stormNS, Name: name},
-			Spec: v1alpha1.WorkflowExecutionSpec{TargetResource: stormNS + "/Deployment/cert-manager-mode", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "manual"}}}
+		return wrappers.MakeWFE(stormNS, name).Target("Deployment", stormNS, "cert-manager-mode").Workflow("manual").Obj()
 	}
 	first := wfe("cert-manager-mode-1")
 	if err := e.c.Create(ctx, first); err != nil {

@@ -66,17 +66,49 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 		return res, err
 	}
 	ro := e.as(roSA)
-	we := e.as(weSA)
-	gw := e.as(gatewaySA)
+	rrStatus, err := e.kubernautRequests(ctx, e.as(gatewaySA), ro)
+	if err != nil {
+		return res, err
+	}
+	ch, err := e.watchKubernaut(ctx)
+	if err != nil {
+		return res, err
+	}
+	before, err := e.kubernautInstall(ctx, ro, ch)
+	if err != nil {
+		return res, err
+	}
 
-	// One request per object, created by the Gateway; the RO then writes
-	// its status. The checker compares it at the end.
-	objects := e.objects
+	step("kubernaut profile: storm from kubernaut-system as the RO's ServiceAccount")
+	e.kubernautStorm(ctx, ch, before.GetName(), &res)
+	if err := e.waitClaimsReleased(ctx); err != nil {
+		return res, err
+	}
+	res.maxActive, res.worst = ch.result()
+	if err := ch.failure(); err != nil {
+		return res, err
+	}
+	// Nothing of kubernaut's RRs was written by targetlock.
+	if res.statusUntouched, err = e.kubernautStatusUntouched(ctx, rrStatus); err != nil {
+		return res, err
+	}
+	step(fmt.Sprintf("kubernaut storm: admitted=%d denied=%d max_active_per_object=%d status_untouched=%v",
+		res.admitted, res.denied, res.maxActive, res.statusUntouched))
+	if err := e.plugin(ctx, "locks", "-A"); err != nil {
+		return res, fmt.Errorf("locks: %w", err)
+	}
+	return res, nil
+}
+
+// kubernautRequests creates one request per object as the Gateway; the
+// RO then writes its status. It returns each request's status, which the
+// checks compare at the end.
+func (e *e2e) kubernautRequests(ctx context.Context, gw, ro client.Client) (map[string]map[string]any, error) {
 	rrStatus := map[string]map[string]any{}
-	for i := range objects {
+	for i := range e.objects {
 		rr := kubernautRequest(i)
 		if err := gw.Create(ctx, rr); err != nil {
-			return res, fmt.Errorf("creating RR as kubernaut's Gateway: %w", err)
+			return nil, fmt.Errorf("creating RR as kubernaut's Gateway: %w", err)
 		}
 		status := map[string]any{
 			"overallPhase":  "Executing",
@@ -89,46 +121,52 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 		patch.SetNamespace(kubernautNS)
 		patch.SetName(rr.GetName())
 		if err := ro.Status().Patch(ctx, patch, client.Merge); err != nil {
-			return res, fmt.Errorf("writing RR status as kubernaut's RO: %w", err)
+			return nil, fmt.Errorf("writing RR status as kubernaut's RO: %w", err)
 		}
 		rrStatus[rr.GetName()] = status
 	}
+	return rrStatus, nil
+}
 
-	ch, err := e.watchKubernaut(ctx)
-	if err != nil {
-		return res, err
-	}
-	// A WFE stored before targetlock is installed: the webhook must find
-	// it alone (no label, no orchestrator) and refuse a second one.
+// kubernautInstall stores a WFE before targetlock is installed (the
+// webhook must find it alone: no label, no orchestrator), runs the
+// adoption recipe, and checks a second WFE for that object is refused.
+// It returns the pre-install WFE.
+func (e *e2e) kubernautInstall(ctx context.Context, ro client.Client, ch *kubernautChecker) (*unstructured.Unstructured, error) {
 	before := kubernautExecution(0, 0, "before-install")
 	ch.expect(before.GetName(), 0) // before the CREATE: its event may come first
 	if err := ro.Create(ctx, before); err != nil {
-		return res, fmt.Errorf("creating the pre-install WFE: %w", err)
+		return nil, fmt.Errorf("creating the pre-install WFE: %w", err)
 	}
 
 	step("kubernaut profile: the adoption recipe of docs/operations.md")
 	recipe, err := readRecipe(e.operationsDoc)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	for _, cmd := range recipe {
 		if err := e.runRecipe(ctx, cmd); err != nil {
-			return res, fmt.Errorf("recipe %q: %w", strings.Join(cmd, " "), err)
+			return nil, fmt.Errorf("recipe %q: %w", strings.Join(cmd, " "), err)
 		}
 	}
 	if _, err := e.waitPodsReady(ctx, 2); err != nil { // the webhook only
-		return res, err
+		return nil, err
 	}
 	// The pre-install WFE holds its object: a second is refused.
 	second := kubernautExecution(0, 1, "after-install")
 	ch.expect(second.GetName(), 0)
 	if err := mustBeRefused(ro.Create(ctx, second)); err != nil {
-		return res, fmt.Errorf("a second WFE for an object busy since before the install: %w", err)
+		return nil, fmt.Errorf("a second WFE for an object busy since before the install: %w", err)
 	}
+	return before, nil
+}
 
-	step("kubernaut profile: storm from kubernaut-system as the RO's ServiceAccount")
-	var wg sync.WaitGroup
-	var ended sync.WaitGroup
+// kubernautStorm has 10 RO pods create WFEs on random objects, playing
+// the WE controller for each admitted one (and, after 3s, for the
+// pre-install WFE before), until every admitted WFE has completed.
+func (e *e2e) kubernautStorm(ctx context.Context, ch *kubernautChecker, before string, res *kubernautResult) {
+	we := e.as(weSA)
+	var wg, ended sync.WaitGroup
 	complete := func(name string) {
 		defer ended.Done()
 		sleep(ctx, e.executorDelay)
@@ -137,14 +175,14 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 		_ = setKubernautPhase(ctx, we, name, "Completed")
 	}
 	ended.Add(1)
-	go func() { sleep(ctx, 3*time.Second); complete(before.GetName()) }()
+	go func() { sleep(ctx, 3*time.Second); complete(before) }()
 	for pod := range 10 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c := e.asPod(roSA, fmt.Sprintf("remediationorchestrator-%d", pod))
-			for n := range e.rrsPerObject * objects / 2 {
-				obj := rand.IntN(objects)
+			for n := range e.rrsPerObject * e.objects / 2 {
+				obj := rand.IntN(e.objects)
 				w := kubernautExecution(obj, n, fmt.Sprintf("ro%d", pod))
 				ch.expect(w.GetName(), obj)
 				err := c.Create(ctx, w)
@@ -164,7 +202,12 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 	}
 	wg.Wait()
 	ended.Wait()
-	if err := poll(ctx, 2*time.Minute, "every claim released by the webhook alone", func(ctx context.Context) error {
+}
+
+// waitClaimsReleased waits until the webhook alone has released every
+// claim: no target Lease left.
+func (e *e2e) waitClaimsReleased(ctx context.Context) error {
+	return poll(ctx, 2*time.Minute, "every claim released by the webhook alone", func(ctx context.Context) error {
 		leases := &coordinationv1.LeaseList{}
 		if err := e.c.List(ctx, leases, client.InNamespace(e.namespace), client.MatchingLabels{"app.kubernetes.io/managed-by": "targetlock"}); err != nil {
 			return err
@@ -173,34 +216,26 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 			return fmt.Errorf("%d target Leases remain", n)
 		}
 		return nil
-	}); err != nil {
-		return res, err
-	}
-	res.maxActive, res.worst = ch.result()
-	if err := ch.failure(); err != nil {
-		return res, err
-	}
+	})
+}
 
-	// Nothing of kubernaut's RRs was written by targetlock.
-	res.statusUntouched = true
+// kubernautStatusUntouched reports whether every request's status is still
+// what the RO wrote, printing each that changed.
+func (e *e2e) kubernautStatusUntouched(ctx context.Context, rrStatus map[string]map[string]any) (bool, error) {
+	untouched := true
 	for name, want := range rrStatus {
 		rr := &unstructured.Unstructured{}
 		rr.SetGroupVersionKind(kubernautRR)
 		if err := e.c.Get(ctx, client.ObjectKey{Namespace: kubernautNS, Name: name}, rr); err != nil {
-			return res, err
+			return untouched, err
 		}
 		got, _, _ := unstructured.NestedMap(rr.Object, "status")
 		if !reflect.DeepEqual(got, want) {
-			res.statusUntouched = false
+			untouched = false
 			fmt.Printf("    RR %s status changed: got %v, want %v\n", name, got, want)
 		}
 	}
-	step(fmt.Sprintf("kubernaut storm: admitted=%d denied=%d max_active_per_object=%d status_untouched=%v",
-		res.admitted, res.denied, res.maxActive, res.statusUntouched))
-	if err := e.plugin(ctx, "locks", "-A"); err != nil {
-		return res, fmt.Errorf("locks: %w", err)
-	}
-	return res, nil
+	return untouched, nil
 }
 
 // readRecipe returns the commands of the kubernaut adoption section of

@@ -16,13 +16,13 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 // upgrade changes values with helm upgrade and checks that they took and
@@ -52,8 +52,7 @@ func (e *e2e) upgrade(ctx context.Context) error {
 	}
 	// The upgraded webhook still refuses a second active WFE for one object.
 	mk := func(name string) *v1alpha1.WorkflowExecution {
-		return &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: stormNS, Name: name},
-			Spec: v1alpha1.WorkflowExecutionSpec{TargetResource: stormNS + "/Deployment/after-upgrade", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "manual"}}}
+		return wrappers.MakeWFE(stormNS, name).Target("Deployment", stormNS, "after-upgrade").Workflow("manual").Obj()
 	}
 	first, second := mk("after-upgrade-1"), mk("after-upgrade-2")
 	if err := e.c.Create(ctx, first); err != nil {

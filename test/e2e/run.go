@@ -52,43 +52,82 @@ var stormValues = []string{
 }
 
 func run(ctx context.Context, o options) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	e, err := newE2E(o)
 	if err != nil {
 		return err
+	}
+	ready, res, err := e.helmMode(ctx)
+	if err != nil {
+		return err
+	}
+	if err := e.upgrade(ctx); err != nil {
+		return err
+	}
+	leftovers, err := e.uninstall(ctx)
+	if err != nil {
+		return err
+	}
+	n, kres, err := e.optionalModes(ctx)
+	if err != nil {
+		return err
+	}
+	leftovers += n
+
+	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d seconds=%d\n",
+		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), time.Now().Unix()-o.started)
+	return verdict(res, kres, leftovers)
+}
+
+// newE2E is a run's client to the cluster of o.kubeconfig.
+func newE2E(o options) (*e2e, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return nil, err
 	}
 	cfg.QPS, cfg.Burst = 100, 200
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, apiextensionsv1.AddToScheme, cmv1.AddToScheme} {
 		if err := add(s); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	c, err := client.NewWithWatch(cfg, client.Options{Scheme: s})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	e := &e2e{options: o, cfg: cfg, scheme: s, c: c}
+	return &e2e{options: o, cfg: cfg, scheme: s, c: c}, nil
+}
 
-	// helm mode: the whole scenario.
+// helmMode is the whole scenario in helm mode, up to the upgrade: the
+// install, the pods, certs verify, the storm, the metrics and the
+// plugin's views. It returns the Ready pods and the storm's result.
+func (e *e2e) helmMode(ctx context.Context) (int, stormResult, error) {
+	o := e.options
 	step("helm install (certs.mode=helm)")
 	if err := e.helm(ctx, append([]string{"install", o.release, o.chart, "-n", o.namespace, "--create-namespace",
 		"--wait", "--timeout", "5m"}, e.setFlags(append([]string{"certs.mode=helm"}, stormValues...))...)...); err != nil {
-		return err
+		return 0, stormResult{}, err
 	}
 	ready, err := e.waitPodsReady(ctx, 5)
 	if err != nil {
-		return err
+		return ready, stormResult{}, err
 	}
 	step(fmt.Sprintf("%d pods Ready, every one running %s", ready, o.digest))
 	if err := e.plugin(ctx, "certs", "verify", "--release", o.release, "-n", o.namespace, "--dry-run-create", "--dry-run-namespace", "default"); err != nil {
-		return fmt.Errorf("certs verify: %w", err)
+		return ready, stormResult{}, fmt.Errorf("certs verify: %w", err)
 	}
 
 	res, err := e.storm(ctx)
 	if err != nil {
-		return err
+		return ready, res, err
 	}
 	step(fmt.Sprintf("storm: %s", res))
+	return ready, res, e.afterStorm(ctx)
+}
+
+// afterStorm checks the pods are Ready again and shows the metrics and
+// the plugin's views of the locks and the denials.
+func (e *e2e) afterStorm(ctx context.Context) error {
 	if _, err := e.waitPodsReady(ctx, 5); err != nil {
 		return fmt.Errorf("after the storm: %w", err)
 	}
@@ -104,40 +143,39 @@ func run(ctx context.Context, o options) error {
 	if err := e.plugin(ctx, "denials", "-n", stormNS, "--since", "1h"); err != nil {
 		return fmt.Errorf("denials: %w", err)
 	}
+	return nil
+}
 
-	if err := e.upgrade(ctx); err != nil {
-		return err
-	}
-	leftovers, err := e.uninstall(ctx)
-	if err != nil {
-		return err
-	}
-
-	if o.certManager {
+// optionalModes runs the cert-manager and kubernaut phases if asked, each
+// followed by an uninstall, and returns their leftovers and the kubernaut
+// result (a passing one if not run).
+func (e *e2e) optionalModes(ctx context.Context) (leftovers int, kres kubernautResult, err error) {
+	kres = kubernautResult{maxActive: 1, statusUntouched: true}
+	if e.certManager {
 		if err := e.certManagerMode(ctx); err != nil {
-			return fmt.Errorf("cert-manager mode: %w", err)
+			return leftovers, kres, fmt.Errorf("cert-manager mode: %w", err)
 		}
 		n, err := e.uninstall(ctx)
 		if err != nil {
-			return err
+			return leftovers, kres, err
 		}
 		leftovers += n
 	}
-
-	kres := kubernautResult{maxActive: 1, statusUntouched: true}
-	if o.kubernaut {
+	if e.kubernaut {
 		if kres, err = e.kubernautMode(ctx); err != nil {
-			return fmt.Errorf("kubernaut profile: %w", err)
+			return leftovers, kres, fmt.Errorf("kubernaut profile: %w", err)
 		}
 		n, err := e.uninstall(ctx)
 		if err != nil {
-			return err
+			return leftovers, kres, err
 		}
 		leftovers += n
 	}
+	return leftovers, kres, nil
+}
 
-	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d seconds=%d\n",
-		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), time.Now().Unix()-o.started)
+// verdict fails the run on any figure of the summary line off its target.
+func verdict(res stormResult, kres kubernautResult, leftovers int) error {
 	switch {
 	case res.maxActive != 1:
 		return fmt.Errorf("max_active_per_object=%d, want 1: %s", res.maxActive, res.worst)

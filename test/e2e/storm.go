@@ -21,6 +21,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/test/framework/executor"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 const stormNS = "e2e-storm"
@@ -174,106 +175,135 @@ func (e *e2e) storm(ctx context.Context) (stormResult, error) {
 		return res, err
 	}
 
-	var admitted, denied, errored atomic.Int64
-	var wg sync.WaitGroup
-	spread := func() time.Duration { return time.Duration(rand.IntN(8000)) * time.Millisecond }
-	kinds := []string{"Deployment", "deployment"} // one object, two spellings
+	var (
+		cnt stormCounts
+		wg  sync.WaitGroup
+	)
 	for obj := range e.objects {
-		name := fmt.Sprintf("app-%02d", obj)
-		for i := range e.rrsPerObject {
-			rr := &v1alpha1.RemediationRequest{
-				ObjectMeta: metav1.ObjectMeta{Namespace: stormNS, Name: fmt.Sprintf("rr-%02d-%02d", obj, i)},
-				Spec: v1alpha1.RemediationRequestSpec{
-					TargetResource:    v1alpha1.ResourceIdentifier{Kind: kinds[i%2], Namespace: stormNS, Name: name},
-					SignalFingerprint: fmt.Sprintf("signal-%d", i%3), // some requests duplicate others
-					WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: fmt.Sprintf("workflow-%d", i%2)},
-				},
-			}
-			if i%4 == 3 {
-				rr.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
-			}
-			b.add("rr", rr.Name, obj)
-			wg.Go(func() {
-				sleep(ctx, spread())
-				if err := e.c.Create(ctx, rr); err != nil {
-					errored.Add(1)
-					fmt.Printf("    create %s: %v\n", rr.Name, err)
-				}
-			})
-		}
-		for i := range e.directPerObject {
-			wfe := &v1alpha1.WorkflowExecution{
-				ObjectMeta: metav1.ObjectMeta{Namespace: stormNS, Name: fmt.Sprintf("direct-%02d-%d", obj, i)},
-				Spec: v1alpha1.WorkflowExecutionSpec{
-					TargetResource: fmt.Sprintf("%s/%s/%s", stormNS, kinds[i%2], name),
-					WorkflowRef:    v1alpha1.WorkflowRef{WorkflowID: "manual"},
-				},
-			}
-			b.add("wfe", wfe.Name, obj)
-			wg.Go(func() {
-				sleep(ctx, spread())
-				switch err := e.c.Create(ctx, wfe); {
-				case err == nil:
-					admitted.Add(1)
-				case apierrors.IsForbidden(err):
-					denied.Add(1)
-				default: // the webhook unreachable for a moment: refused, never admitted unchecked
-					errored.Add(1)
-					fmt.Printf("    create %s: %v\n", wfe.Name, err)
-				}
-			})
-		}
+		e.sendRRs(ctx, &wg, b, &cnt, obj)
+		e.sendDirect(ctx, &wg, b, &cnt, obj)
 	}
-
 	// Mid-storm: once WFEs run, a webhook pod is evicted (the PDB and the
 	// second replica keep admissions flowing) and an orchestrator pod dies.
 	killErr := make(chan error, 1)
-	wg.Go(func() {
-		killErr <- func() error {
-			if err := poll(ctx, time.Minute, "the first WFE", func(ctx context.Context) error {
-				list := &v1alpha1.WorkflowExecutionList{}
-				if err := e.c.List(ctx, list, client.InNamespace(stormNS)); err != nil {
-					return err
-				}
-				if len(list.Items) == 0 {
-					return errors.New("none yet")
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			for _, k := range []struct {
-				component string
-				evict     bool
-			}{{"webhook", true}, {"orchestrator", false}} {
-				pod, err := e.killPod(ctx, k.component, k.evict)
-				if err != nil {
-					return fmt.Errorf("killing a %s pod: %w", k.component, err)
-				}
-				res.podKills++
-				step(fmt.Sprintf("mid-storm: %s pod %s %s", k.component, pod, map[bool]string{true: "evicted", false: "deleted"}[k.evict]))
-				sleep(ctx, 2*time.Second)
-			}
-			return nil
-		}()
-	})
+	wg.Go(func() { killErr <- e.midStorm(ctx, &res) })
 	wg.Wait()
 	if err := <-killErr; err != nil {
 		return res, err
 	}
-	res.admitted, res.denied, res.errored = admitted.Load(), denied.Load(), errored.Load()
+	res.admitted, res.denied, res.errored = cnt.admitted.Load(), cnt.denied.Load(), cnt.errored.Load()
 
+	if err := e.settle(ctx, ch); err != nil {
+		return res, err
+	}
+	stopWatch()
+	<-ch.done
+	if err := e.tally(ctx, ch, &res); err != nil {
+		return res, err
+	}
+	res.took = time.Since(start)
+	return res, nil
+}
+
+// stormCounts are the answers to the storm's direct CREATEs; errored
+// counts the requests' failed CREATEs too.
+type stormCounts struct{ admitted, denied, errored atomic.Int64 }
+
+// stormKinds spell one object two ways.
+var stormKinds = []string{"Deployment", "deployment"}
+
+// stormSpread is when, within the storm's first 8 seconds, a CREATE goes.
+func stormSpread() time.Duration { return time.Duration(rand.IntN(8000)) * time.Millisecond }
+
+// sendRRs creates the requests for object obj, spread over the storm.
+func (e *e2e) sendRRs(ctx context.Context, wg *sync.WaitGroup, b *book, cnt *stormCounts, obj int) {
+	name := fmt.Sprintf("app-%02d", obj)
+	for i := range e.rrsPerObject {
+		w := wrappers.MakeRR(stormNS, fmt.Sprintf("rr-%02d-%02d", obj, i)).Target(stormKinds[i%2], stormNS, name).
+			Fingerprint(fmt.Sprintf("signal-%d", i%3)). // some requests duplicate others
+			Workflow(fmt.Sprintf("workflow-%d", i%2))
+		if i%4 == 3 {
+			w.Parameter(executor.OutcomeParameter, "fail")
+		}
+		rr := w.Obj()
+		b.add("rr", rr.Name, obj)
+		wg.Go(func() {
+			sleep(ctx, stormSpread())
+			if err := e.c.Create(ctx, rr); err != nil {
+				cnt.errored.Add(1)
+				fmt.Printf("    create %s: %v\n", rr.Name, err)
+			}
+		})
+	}
+}
+
+// sendDirect creates the direct WFEs for object obj, spread over the
+// storm, and counts their answers.
+func (e *e2e) sendDirect(ctx context.Context, wg *sync.WaitGroup, b *book, cnt *stormCounts, obj int) {
+	name := fmt.Sprintf("app-%02d", obj)
+	for i := range e.directPerObject {
+		wfe := wrappers.MakeWFE(stormNS, fmt.Sprintf("direct-%02d-%d", obj, i)).
+			TargetResource(fmt.Sprintf("%s/%s/%s", stormNS, stormKinds[i%2], name)).Workflow("manual").Obj()
+		b.add("wfe", wfe.Name, obj)
+		wg.Go(func() {
+			sleep(ctx, stormSpread())
+			switch err := e.c.Create(ctx, wfe); {
+			case err == nil:
+				cnt.admitted.Add(1)
+			case apierrors.IsForbidden(err):
+				cnt.denied.Add(1)
+			default: // the webhook unreachable for a moment: refused, never admitted unchecked
+				cnt.errored.Add(1)
+				fmt.Printf("    create %s: %v\n", wfe.Name, err)
+			}
+		})
+	}
+}
+
+// midStorm waits for the first WFE, then evicts a webhook pod and deletes
+// an orchestrator pod, counting each in res.podKills.
+func (e *e2e) midStorm(ctx context.Context, res *stormResult) error {
+	if err := poll(ctx, time.Minute, "the first WFE", func(ctx context.Context) error {
+		list := &v1alpha1.WorkflowExecutionList{}
+		if err := e.c.List(ctx, list, client.InNamespace(stormNS)); err != nil {
+			return err
+		}
+		if len(list.Items) == 0 {
+			return errors.New("none yet")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range []struct {
+		component string
+		evict     bool
+	}{{"webhook", true}, {"orchestrator", false}} {
+		pod, err := e.killPod(ctx, k.component, k.evict)
+		if err != nil {
+			return fmt.Errorf("killing a %s pod: %w", k.component, err)
+		}
+		res.podKills++
+		step(fmt.Sprintf("mid-storm: %s pod %s %s", k.component, pod, map[bool]string{true: "evicted", false: "deleted"}[k.evict]))
+		sleep(ctx, 2*time.Second)
+	}
+	return nil
+}
+
+// settle waits for every request and WFE to end, every lock to be
+// released, and the checker to have seen every WFE end.
+func (e *e2e) settle(ctx context.Context, ch *checker) error {
 	if err := poll(ctx, 5*time.Minute, "every request and WFE to end", func(ctx context.Context) error {
 		return e.allEnded(ctx)
 	}); err != nil {
-		return res, err
+		return err
 	}
 	if err := e.waitLocksReleased(ctx); err != nil {
-		return res, err
+		return err
 	}
 	// Events come in resourceVersion order: once the checker has seen every
 	// WFE end, it has seen every state before.
-	if err := poll(ctx, time.Minute, "the checker to see every WFE end", func(ctx context.Context) error {
+	return poll(ctx, time.Minute, "the checker to see every WFE end", func(ctx context.Context) error {
 		list := &v1alpha1.WorkflowExecutionList{}
 		if err := e.c.List(ctx, list, client.InNamespace(stormNS)); err != nil {
 			return err
@@ -289,23 +319,23 @@ func (e *e2e) storm(ctx context.Context) (stormResult, error) {
 			}
 		}
 		return nil
-	}); err != nil {
-		return res, err
-	}
-	stopWatch()
-	<-ch.done
+	})
+}
+
+// tally fills res in from the stopped checker and the WFEs stored.
+func (e *e2e) tally(ctx context.Context, ch *checker, res *stormResult) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if len(ch.unknown) > 0 {
-		return res, fmt.Errorf("WFEs the storm did not create: %v", ch.unknown)
+		return fmt.Errorf("WFEs the storm did not create: %v", ch.unknown)
 	}
 	list := &v1alpha1.WorkflowExecutionList{}
 	if err := e.c.List(ctx, list, client.InNamespace(stormNS)); err != nil {
-		return res, err
+		return err
 	}
 	res.rrs, res.wfes = e.objects*e.rrsPerObject, len(list.Items)
-	res.maxActive, res.worst, res.took = ch.max, ch.worst, time.Since(start)
-	return res, nil
+	res.maxActive, res.worst = ch.max, ch.worst
+	return nil
 }
 
 // waitLocksReleased waits until no lock Lease is left in the release

@@ -78,68 +78,85 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			_ = c.Stop()
 		}
 	}()
+	if err := c.startControlPlane(ctx, root, o); err != nil {
+		return c, err
+	}
+	if o.Webhooks > 0 {
+		if err := c.startWebhooks(o); err != nil {
+			return c, err
+		}
+	}
+	return c, c.startOrchestrators(o)
+}
 
+// startControlPlane starts the API server (with the webhook configuration
+// if o has webhooks), writes the kubeconfig and creates LeaseNamespace.
+func (c *Cluster) startControlPlane(ctx context.Context, root string, o Options) (err error) {
 	var hooks envtest.WebhookInstallOptions
 	if o.Webhooks > 0 {
 		hooks.Paths = []string{filepath.Join(root, "config", "webhook")}
 	}
 	if c.Env, err = testenv.Start(testenv.Options{Webhooks: hooks}); err != nil {
-		return c, err
+		return err
 	}
 	if err := c.Env.Kubeconfig(c.Kubeconfig); err != nil {
-		return c, err
+		return err
 	}
-	if err := c.Env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}}); err != nil {
-		return c, err
-	}
+	return c.Env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: LeaseNamespace}})
+}
 
-	if o.Webhooks > 0 {
-		wio := c.Env.Environment.WebhookInstallOptions
-		var backends []string
-		for i := range o.Webhooks {
-			port, err := FreePort()
-			if err != nil {
-				return c, err
-			}
-			metricsPort, err := FreePort()
-			if err != nil {
-				return c, err
-			}
-			backends = append(backends, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			c.metrics = append(c.metrics, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
-			args := append([]string{
-				"--kubeconfig=" + c.Kubeconfig, "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
-				"--cert-dir=" + wio.LocalServingCertDir, "--lease-namespace=" + LeaseNamespace,
-				fmt.Sprintf("--identity=webhook-%d", i), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
-				// Every process here runs as the admin user: it plays the
-				// orchestrator's ServiceAccount.
-				"--orchestrator-user=" + testenv.AdminUser,
-				"--health-probe-bind-address=0",
-			}, o.WebhookArgs...)
-			p := NewProcess(fmt.Sprintf("webhook-%d", i), filepath.Join(o.BinDir, "webhook"), dir, args...)
-			if err := p.Start(); err != nil {
-				return c, err
-			}
-			c.Webhooks = append(c.Webhooks, p)
+// startWebhooks starts o.Webhooks webhook processes behind a proxy on the
+// address the API server calls.
+func (c *Cluster) startWebhooks(o Options) (err error) {
+	wio := c.Env.Environment.WebhookInstallOptions
+	var backends []string
+	for i := range o.Webhooks {
+		port, err := FreePort()
+		if err != nil {
+			return err
 		}
-		addr := net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))
-		if c.proxy, err = startProxy(addr, backends); err != nil {
-			return c, fmt.Errorf("listening on the webhook address %s: %w", addr, err)
+		metricsPort, err := FreePort()
+		if err != nil {
+			return err
 		}
+		backends = append(backends, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		c.metrics = append(c.metrics, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+		args := append([]string{
+			"--kubeconfig=" + c.Kubeconfig, "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
+			"--cert-dir=" + wio.LocalServingCertDir, "--lease-namespace=" + LeaseNamespace,
+			fmt.Sprintf("--identity=webhook-%d", i), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+			// Every process here runs as the admin user: it plays the
+			// orchestrator's ServiceAccount.
+			"--orchestrator-user=" + testenv.AdminUser,
+			"--health-probe-bind-address=0",
+		}, o.WebhookArgs...)
+		p := NewProcess(fmt.Sprintf("webhook-%d", i), filepath.Join(o.BinDir, "webhook"), c.Dir, args...)
+		if err := p.Start(); err != nil {
+			return err
+		}
+		c.Webhooks = append(c.Webhooks, p)
 	}
+	addr := net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))
+	if c.proxy, err = startProxy(addr, backends); err != nil {
+		return fmt.Errorf("listening on the webhook address %s: %w", addr, err)
+	}
+	return nil
+}
 
+// startOrchestrators starts o.Orchestrators orchestrator processes.
+func (c *Cluster) startOrchestrators(o Options) error {
 	for i := range o.Orchestrators {
 		args := append([]string{
 			"--kubeconfig=" + c.Kubeconfig, "--lease-namespace=" + LeaseNamespace,
 			fmt.Sprintf("--identity=orchestrator-%d", i), "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		}, o.OrchestratorArgs...)
-		p := NewProcess(fmt.Sprintf("orchestrator-%d", i), filepath.Join(o.BinDir, "orchestrator"), dir, args...)
+		p := NewProcess(fmt.Sprintf("orchestrator-%d", i), filepath.Join(o.BinDir, "orchestrator"), c.Dir, args...)
 		if err := p.Start(); err != nil {
-			return c, err
+			return err
 		}
 		c.Orchestrators = append(c.Orchestrators, p)
 	}
-	return c, nil
+	return nil
 }
 
 // Stop ends every process, then the control plane, and removes Dir

@@ -69,6 +69,8 @@ func Eventually(tb interface {
 // RemediationRequest is a request in ns for the object kind tns/tname (tns
 // empty for a cluster-scoped kind), with the signal fingerprint and the
 // workflow "restart".
+//
+// Deprecated: use wrappers.MakeRR.
 func RemediationRequest(ns, name, kind, tns, tname, fingerprint string) *v1alpha1.RemediationRequest {
 	return &v1alpha1.RemediationRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
