@@ -7,26 +7,23 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/command"
 	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/internal/lockmetrics"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/ring"
@@ -96,7 +93,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  orchestrator.CacheOptions(c.orch.LeaseNamespace),
+		Cache:                  manager.CacheOptions(c.orch.LeaseNamespace),
 		Metrics:                metricsserver.Options{BindAddress: c.endpoints.Metrics},
 		HealthProbeBindAddress: c.endpoints.Probe,
 		LeaderElection:         false, // all replicas active; the Leases coordinate
@@ -104,15 +101,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return errors.New("cache not synced")
-		}
-		return nil
-	}); err != nil {
+	if err := manager.AddChecks(mgr); err != nil {
 		return err
 	}
 	c.orch.DisableRing = !c.ring
@@ -128,25 +117,16 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 		if c.orch.Ring, err = orchestrator.NewRing(mgr, live, c.orch); err != nil {
 			return err
 		}
-		if err := register(orchestrator.OwnedRequests(mgr.GetCache(), c.orch.Ring)); err != nil {
+		if err := manager.Register(orchestrator.OwnedRequests(mgr.GetCache(), c.orch.Ring)); err != nil {
 			return fmt.Errorf("registering the owned-requests gauge: %w", err)
 		}
 	}
 	if err := orchestrator.Setup(ctx, mgr, c.orch); err != nil {
 		return err
 	}
-	if err := register(lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)); err != nil {
+	if err := manager.Register(lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)); err != nil {
 		return fmt.Errorf("registering the lock gauge: %w", err)
 	}
 	ctrl.Log.Info("Starting orchestrator", "identity", c.orch.Identity, "leaseNamespace", c.orch.LeaseNamespace, "ring", c.ring)
 	return mgr.Start(ctx)
-}
-
-// register adds a collector to the metrics registry. It is already there
-// only when a test runs the command twice in one process.
-func register(col prometheus.Collector) error {
-	if err := metrics.Registry.Register(col); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-		return err
-	}
-	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"time"
 
@@ -16,9 +15,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -27,6 +24,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/command"
 	"github.com/targetlock/targetlock/internal/kubeflags"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/internal/recorder"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/claims"
@@ -108,30 +106,6 @@ Flags:
 	return fs, c
 }
 
-// cacheOptions caches the target Leases of the install namespace (the only
-// ones the webhook may read) and every WorkflowExecution, without their
-// managed fields.
-func cacheOptions(leaseNamespace string) cache.Options {
-	return cache.Options{
-		ByObject: map[client.Object]cache.ByObject{
-			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{leaseNamespace: {}}},
-		},
-		DefaultTransform: cache.TransformStripManagedFields(),
-	}
-}
-
-// cacheSynced is ready once the informers have their first list.
-func cacheSynced(c cache.Cache) healthz.Checker {
-	return func(req *http.Request) error {
-		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
-		defer cancel()
-		if !c.WaitForCacheSync(ctx) {
-			return errors.New("informer caches not synced")
-		}
-		return nil
-	}
-}
-
 func runServe(ctx context.Context, args []string, out io.Writer) error {
 	fs, c := serveFlags(out)
 	if help, err := command.Parse(fs, args); help || err != nil {
@@ -179,7 +153,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	})
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  cacheOptions(c.namespace),
+		Cache:                  manager.CacheOptions(c.namespace),
 		Metrics:                metricsserver.Options{BindAddress: c.endpoints.Metrics},
 		HealthProbeBindAddress: c.endpoints.Probe,
 		WebhookServer:          server,
@@ -240,15 +214,12 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	// to the manager's runnables.
 	mgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h})
 	mgr.GetWebhookServer().Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(resolver)})
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+	if err := manager.AddChecks(mgr); err != nil {
 		return err
 	}
 	// The webhook server starts only once it has loaded the certificate,
 	// and this check completes a TLS handshake with it.
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("cache", cacheSynced(mgr.GetCache())); err != nil {
 		return err
 	}
 	log.Info("Starting webhook", "identity", c.identity, "leaseNamespace", c.namespace, "executionGroup", c.executionGroup,
