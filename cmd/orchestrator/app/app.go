@@ -3,7 +3,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,13 +23,13 @@ import (
 	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/internal/lockmetrics"
 	"github.com/targetlock/targetlock/internal/manager"
-	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/ring"
 )
 
 type config struct {
 	kube      kubeflags.Flags
+	lock      kubeflags.Lock
 	ring      bool
 	endpoints kubeflags.Endpoints
 	orch      orchestrator.Options
@@ -43,10 +42,7 @@ func flags(out io.Writer) (*flag.FlagSet, *config) {
 	o := &c.orch
 	c.kube.Bind(fs)
 	c.endpoints.Bind(fs)
-	fs.StringVar(&o.LeaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the target Leases, the install namespace (default $POD_NAMESPACE)")
-	fs.StringVar(&o.Identity, "identity", os.Getenv("POD_NAME"), "this replica's name in lock tokens and on the ring, unique per replica (default $POD_NAME, else the host name)")
-	fs.DurationVar(&o.LeaseDuration, "lease-duration", lease.DefaultDuration, "how long a target lock lasts unless renewed; must match the webhook's")
-	fs.DurationVar(&o.ClaimGrace, "claim-grace", lease.DefaultClaimGrace, "how long a claim by a WorkflowExecution that cannot be found stands (a CREATE in flight); must match the webhook's")
+	c.lock.Bind(fs)
 	fs.BoolVar(&c.ring, "ring", true, "divide the objects among the replicas: each object's requests are decided by the replica that owns it on a hash ring of the live replicas, and the others drop its events (the target Leases and the webhook keep a handover safe); false: every replica decides every object")
 	fs.DurationVar(&o.RingLeaseDuration, "ring-lease-duration", ring.DefaultDuration, "how long a replica's ring membership lasts without renewal (renewed every third of it, whole seconds): a replica that dies without leaving has its objects moved to the others within it; shorter moves sooner at more Lease writes (one per replica per third)")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "RemediationRequests reconciled at once by this replica")
@@ -72,12 +68,11 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	if help, err := command.Parse(fs, args); help || err != nil {
 		return err
 	}
-	if c.orch.Identity == "" {
-		c.orch.Identity, _ = os.Hostname()
+	if err := c.lock.Complete(); err != nil {
+		return err
 	}
-	if c.orch.LeaseNamespace == "" {
-		return errors.New("--lease-namespace (or $POD_NAMESPACE) is required")
-	}
+	c.orch.LeaseNamespace, c.orch.Identity = c.lock.Namespace, c.lock.Identity
+	c.orch.LeaseDuration, c.orch.ClaimGrace = c.lock.Duration, c.lock.ClaimGrace
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&c.zap)))
 
 	restCfg, err := c.kube.Config()

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -33,20 +32,17 @@ import (
 )
 
 type serveConfig struct {
-	kube          kubeflags.Flags
-	endpoints     kubeflags.Endpoints
-	host          string
-	port          int
-	certDir       string
-	certName      string
-	keyName       string
-	enableHTTP2   bool
-	namespace     string
-	identity      string
-	leaseDuration time.Duration
-	claimGrace    time.Duration
-	maxAttempts   int
-	trust         admission.Trust
+	kube        kubeflags.Flags
+	endpoints   kubeflags.Endpoints
+	host        string
+	port        int
+	certDir     string
+	certName    string
+	keyName     string
+	enableHTTP2 bool
+	lock        kubeflags.Lock
+	maxAttempts int
+	trust       admission.Trust
 
 	executionGroup string
 	kubernautLocks string
@@ -81,16 +77,13 @@ Flags:
 	c.kube = kubeflags.Flags{QPS: 1000, Burst: 2000}
 	c.kube.Bind(fs)
 	c.endpoints.Bind(fs)
+	c.lock.Bind(fs)
 	fs.StringVar(&c.host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&c.port, "port", webhook.DefaultPort, "port of the webhook server (HTTPS)")
 	fs.StringVar(&c.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the serving certificate and key; watched, so a renewed certificate is used without a restart")
 	fs.StringVar(&c.certName, "cert-name", "tls.crt", "file name of the serving certificate in --cert-dir")
 	fs.StringVar(&c.keyName, "key-name", "tls.key", "file name of the serving key in --cert-dir")
 	fs.BoolVar(&c.enableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1 (off: HTTP/2 rapid-reset and stream-exhaustion attacks)")
-	fs.StringVar(&c.namespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the target Leases, the install namespace (default $POD_NAMESPACE); must match the orchestrator's")
-	fs.StringVar(&c.identity, "identity", os.Getenv("POD_NAME"), "this replica's name, in logs (default $POD_NAME, else the host name)")
-	fs.DurationVar(&c.leaseDuration, "lease-duration", lease.DefaultDuration, "the orchestrator's lock duration; must match the orchestrator's (a lock's expiry is read from its Lease)")
-	fs.DurationVar(&c.claimGrace, "claim-grace", lease.DefaultClaimGrace, "how long a claim stands for a WorkflowExecution that cannot be found (an admitted CREATE not stored yet); at least the API server's webhook timeout; must match the orchestrator's")
 	fs.IntVar(&c.maxAttempts, "max-attempts", admission.DefaultMaxAttempts, "attempts per CREATE when the target's Lease changes under the webhook; then the CREATE is denied as retryable")
 	fs.StringVar(&c.trust.Orchestrator, "orchestrator-user", "", "username of the orchestrator's ServiceAccount (system:serviceaccount:<ns>:<name>): the only requester whose lock tokens are accepted, and trusted to name any object; empty: no lock token is accepted")
 	kubeflags.StringList(fs, &c.trust.Namespaces, "trusted-namespaces", "comma-separated namespaces whose WorkflowExecutions may name objects in other namespaces and cluster-scoped ones (\"*\": every namespace, for single-tenant clusters); by default a WorkflowExecution may name only objects in its own namespace")
@@ -114,15 +107,12 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	if c.identity == "" {
-		c.identity, _ = os.Hostname()
-	}
-	if c.namespace == "" {
-		return errors.New("--lease-namespace (or $POD_NAMESPACE) is required")
+	if err := c.lock.Complete(); err != nil {
+		return err
 	}
 	// Leases count whole seconds: a shorter grace would expire every claim
 	// the moment it is written.
-	if c.claimGrace < time.Second || c.leaseDuration < time.Second {
+	if c.lock.ClaimGrace < time.Second || c.lock.Duration < time.Second {
 		return errors.New("--claim-grace and --lease-duration must be at least 1s")
 	}
 	if c.maxAttempts < 1 {
@@ -153,7 +143,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	})
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  manager.CacheOptions(c.namespace),
+		Cache:                  manager.CacheOptions(c.lock.Namespace),
 		Metrics:                metricsserver.Options{BindAddress: c.endpoints.Metrics},
 		HealthProbeBindAddress: c.endpoints.Probe,
 		WebhookServer:          server,
@@ -170,8 +160,8 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	}
 	clk := clock.RealClock{}
 	lock, err := lease.New(live, lease.Options{
-		Namespace: c.namespace, Identity: c.identity,
-		Duration: c.leaseDuration, ClaimGrace: c.claimGrace, Clock: clk,
+		Namespace: c.lock.Namespace, Identity: c.lock.Identity,
+		Duration: c.lock.Duration, ClaimGrace: c.lock.ClaimGrace, Clock: clk,
 		Cache: mgr.GetCache(),
 	})
 	if err != nil {
@@ -222,9 +212,9 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return err
 	}
-	log.Info("Starting webhook", "identity", c.identity, "leaseNamespace", c.namespace, "executionGroup", c.executionGroup,
+	log.Info("Starting webhook", "identity", c.lock.Identity, "leaseNamespace", c.lock.Namespace, "executionGroup", c.executionGroup,
 		"kubernautLockNamespace", c.kubernautLocks,
-		"path", admission.Path, "port", c.port, "certDir", c.certDir, "claimGrace", c.claimGrace)
+		"path", admission.Path, "port", c.port, "certDir", c.certDir, "claimGrace", c.lock.ClaimGrace)
 	return mgr.Start(ctx)
 }
 
