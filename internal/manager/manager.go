@@ -6,17 +6,52 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/targetlock/targetlock/internal/kubeflags"
 )
+
+// Options are what the binaries' managers differ in.
+type Options struct {
+	Scheme *runtime.Scheme
+	// LeaseNamespace is the namespace whose Leases the cache holds.
+	LeaseNamespace string
+	Endpoints      kubeflags.Endpoints
+	// WebhookServer, optional, is the server of the webhook's handlers.
+	WebhookServer webhook.Server
+}
+
+// New returns a manager of cfg with CacheOptions and AddChecks. Every
+// replica is active: the target Leases coordinate them, not leader
+// election.
+func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 o.Scheme,
+		Cache:                  CacheOptions(o.LeaseNamespace),
+		Metrics:                metricsserver.Options{BindAddress: o.Endpoints.Metrics},
+		HealthProbeBindAddress: o.Endpoints.Probe,
+		WebhookServer:          o.WebhookServer,
+		LeaderElection:         false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	return mgr, AddChecks(mgr)
+}
 
 // SyncCheckTimeout bounds one readiness check's wait for the informers, so
 // a probe is answered (not ready) before the kubelet's one-second default

@@ -16,7 +16,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/command"
@@ -86,17 +85,8 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  manager.CacheOptions(c.orch.LeaseNamespace),
-		Metrics:                metricsserver.Options{BindAddress: c.endpoints.Metrics},
-		HealthProbeBindAddress: c.endpoints.Probe,
-		LeaderElection:         false, // all replicas active; the Leases coordinate
-	})
+	mgr, err := manager.New(restCfg, manager.Options{Scheme: scheme, LeaseNamespace: c.orch.LeaseNamespace, Endpoints: c.endpoints})
 	if err != nil {
-		return fmt.Errorf("creating manager: %w", err)
-	}
-	if err := manager.AddChecks(mgr); err != nil {
 		return err
 	}
 	c.orch.DisableRing = !c.ring
