@@ -91,12 +91,14 @@ func AddChecks(mgr ctrl.Manager) error {
 	return mgr.AddReadyzCheck("cache", CacheSynced(mgr.GetCache()))
 }
 
-// Register adds col to controller-runtime's metrics registry, which
-// /metrics serves. It is already there only when a test runs a command
+// Register adds cols to controller-runtime's metrics registry, which
+// /metrics serves. One is already there only when a test runs a command
 // twice in one process, which is no error.
-func Register(col prometheus.Collector) error {
-	if err := metrics.Registry.Register(col); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-		return err
+func Register(cols ...prometheus.Collector) error {
+	for _, col := range cols {
+		if err := metrics.Registry.Register(col); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return err
+		}
 	}
 	return nil
 }

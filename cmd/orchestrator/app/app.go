@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -89,6 +90,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	gauges := []prometheus.Collector{lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)}
 	c.orch.DisableRing = !c.ring
 	// In a pod (the chart sets $POD_UID), the pod owns the member Lease.
 	if uid := os.Getenv("POD_UID"); uid != "" && c.orch.Identity == os.Getenv("POD_NAME") {
@@ -102,15 +104,13 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 		if c.orch.Ring, err = orchestrator.NewRing(mgr, live, c.orch); err != nil {
 			return err
 		}
-		if err := manager.Register(orchestrator.OwnedRequests(mgr.GetCache(), c.orch.Ring)); err != nil {
-			return fmt.Errorf("registering the owned-requests gauge: %w", err)
-		}
+		gauges = append(gauges, orchestrator.OwnedRequests(mgr.GetCache(), c.orch.Ring))
 	}
 	if err := orchestrator.Setup(ctx, mgr, c.orch); err != nil {
 		return err
 	}
-	if err := manager.Register(lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)); err != nil {
-		return fmt.Errorf("registering the lock gauge: %w", err)
+	if err := manager.Register(gauges...); err != nil {
+		return fmt.Errorf("registering the gauges: %w", err)
 	}
 	ctrl.Log.Info("Starting orchestrator", "identity", c.orch.Identity, "leaseNamespace", c.orch.LeaseNamespace, "ring", c.ring)
 	return mgr.Start(ctx)
