@@ -12,6 +12,19 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
+// The defaults of Flags and Endpoints.
+const (
+	// DefaultQPS and DefaultBurst replace client-go's 5 requests/s, which
+	// throttles a replica that makes a few reads and writes per decision;
+	// the API server's priority and fairness protects it from a busy client.
+	DefaultQPS   = 50
+	DefaultBurst = 100
+	// DefaultMetricsAddress and DefaultProbeAddress are controller-runtime's
+	// customary ports, which the chart's Services and probes name.
+	DefaultMetricsAddress = ":8080"
+	DefaultProbeAddress   = ":8081"
+)
+
 // Flags are the connection settings.
 type Flags struct {
 	Kubeconfig string
@@ -20,15 +33,13 @@ type Flags struct {
 }
 
 // Bind registers --kubeconfig, --kube-api-qps and --kube-api-burst on fs.
-// QPS and Burst already set on f are the flags' defaults (else 50 and 100).
+// QPS and Burst already set on f are the flags' defaults (else DefaultQPS
+// and DefaultBurst).
 func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: $KUBECONFIG, then the in-cluster config, then ~/.kube/config")
-	// client-go's default of 5 requests/s throttles a replica that makes a
-	// few reads and writes per decision; the API server's priority and
-	// fairness protects it from a busy client.
 	qps, burst := f.QPS, f.Burst
 	if qps <= 0 {
-		qps, burst = 50, 100
+		qps, burst = DefaultQPS, DefaultBurst
 	}
 	fs.Float64Var(&f.QPS, "kube-api-qps", qps, "requests per second to the API server (client-side limit)")
 	fs.IntVar(&f.Burst, "kube-api-burst", burst, "request burst to the API server (client-side limit)")
@@ -62,8 +73,8 @@ type Endpoints struct {
 
 // Bind registers --metrics-bind-address and --health-probe-bind-address on fs.
 func (e *Endpoints) Bind(fs *flag.FlagSet) {
-	fs.StringVar(&e.Metrics, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; \"0\" disables it")
-	fs.StringVar(&e.Probe, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	fs.StringVar(&e.Metrics, "metrics-bind-address", DefaultMetricsAddress, "address of the Prometheus /metrics endpoint; \"0\" disables it")
+	fs.StringVar(&e.Probe, "health-probe-bind-address", DefaultProbeAddress, "address of the /healthz and /readyz endpoints")
 }
 
 // StringList registers a comma-separated list flag.

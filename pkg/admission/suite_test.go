@@ -2,7 +2,7 @@ package admission_test
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -12,15 +12,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
@@ -93,19 +91,26 @@ func startFixture() (*fixture, func() error, error) {
 	}
 	f := &fixture{env: env, clock: clocktesting.NewFakeClock(time.Now())}
 	ctx, cancel := context.WithCancel(context.Background())
-	stop := func() error { cancel(); return env.Stop() }
-	return f, stop, f.serve(ctx)
+	stopWebhook, err := f.serve(ctx)
+	stop := func() error {
+		cancel()
+		var errs []error
+		if stopWebhook != nil {
+			errs = append(errs, stopWebhook())
+		}
+		return errors.Join(append(errs, env.Stop())...)
+	}
+	return f, stop, err
 }
 
-func (f *fixture) serve(ctx context.Context) error {
+// serve runs the webhook as it ships (admission.Setup) on the fixture's
+// fake clock, with the deny-every-other webhook beside it on the same
+// server. The tests play the orchestrator, so, as beside the real one,
+// the webhook leaves releasing claims to them.
+func (f *fixture) serve(ctx context.Context) (stop func() error, err error) {
 	c := f.env.Client
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}}); err != nil {
-		return err
-	}
-	lock, err := lease.New(c, lease.Options{Namespace: leaseNamespace, Identity: "webhook-0",
-		Duration: lockDuration, ClaimGrace: claimGrace, Clock: f.clock})
-	if err != nil {
-		return err
+		return nil, err
 	}
 	f.orchestrator = func(identity string) *lease.Lock {
 		l, err := lease.New(c, lease.Options{Namespace: leaseNamespace, Identity: identity,
@@ -115,48 +120,35 @@ func (f *fixture) serve(ctx context.Context) error {
 		}
 		return l
 	}
-
-	cs, err := kubernetes.NewForConfig(f.env.Config)
+	wo := f.env.Environment.WebhookInstallOptions
+	mo := f.env.ManagerOptions()
+	mo.Cache = manager.CacheOptions(leaseNamespace)
+	mo.WebhookServer = admission.NewServer(admission.ServerOptions{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
+	mgr, err := ctrl.NewManager(f.env.Config, mo)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
-	if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
-		return err
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(f.env.Config)
-	if err != nil {
-		return err
-	}
-	f.resolver = target.NewResolver(dc, nil)
-	f.handler, err = admission.New(admission.Options{
-		Lock: lock, Resolver: f.resolver, Reader: c, Clock: f.clock,
-		Trust:    admission.Trust{Orchestrator: testenv.AdminUser}, // the tests' client plays the orchestrator
-		Recorder: broadcaster.NewRecorder(f.env.Scheme, "targetlock-webhook").(admission.EventRecorder),
+	w, err := admission.Setup(ctx, mgr, admission.SetupOptions{
+		LeaseNamespace: leaseNamespace, Identity: "webhook-0", LeaseDuration: lockDuration, ClaimGrace: claimGrace,
+		Trust:               admission.Trust{Orchestrator: testenv.AdminUser}, // the tests' client plays the orchestrator
+		DisableClaimRelease: true, Clock: f.clock, SkipNameValidation: true,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	wo := f.env.Environment.WebhookInstallOptions
-	srv := webhook.NewServer(webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
-	srv.Register(admission.Path, &cradmission.Webhook{Handler: f.handler})
-	srv.Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(f.resolver)})
-	srv.Register(denyEveryOtherPath, &cradmission.Webhook{Handler: cradmission.HandlerFunc(
+	f.handler, f.resolver = w.Handler, w.Resolver
+	mgr.GetWebhookServer().Register(denyEveryOtherPath, &cradmission.Webhook{Handler: cradmission.HandlerFunc(
 		func(context.Context, cradmission.Request) cradmission.Response {
 			if f.otherCalls.Add(1)%2 == 1 {
 				return cradmission.Denied("deny-every-other: denied")
 			}
 			return cradmission.Allowed("")
 		})})
-	errs := make(chan error, 1)
-	go func() { errs <- srv.Start(ctx) }()
-	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		select {
-		case err := <-errs:
-			return false, fmt.Errorf("webhook server stopped: %w", err)
-		default:
-			return srv.StartedChecker()(nil) == nil, nil
-		}
+	stop = testenv.StartManager(ctx, mgr)
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return stop, errors.New("the webhook's cache did not sync")
+	}
+	return stop, wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return mgr.GetWebhookServer().StartedChecker()(nil) == nil, nil
 	})
 }

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
@@ -23,15 +22,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/admission"
-	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/routing"
-	"github.com/targetlock/targetlock/pkg/target"
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/invariant"
 	"github.com/targetlock/targetlock/test/framework/testenv"
@@ -75,7 +71,7 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 
 	for i := range 2 {
 		mo := env.ManagerOptions()
-		mo.Cache = orchestrator.CacheOptions(rbacNS)
+		mo.Cache = manager.CacheOptions(rbacNS)
 		mgr, err := ctrl.NewManager(orchCfg, mo)
 		if err != nil {
 			t.Fatal(err)
@@ -284,41 +280,33 @@ func TestKubernautWebhookRBAC(t *testing.T) {
 	}
 }
 
-// serveWebhook serves the admission handler, acting as cfg, at the address
-// the API server's local webhook registration points to, until ctx ends.
-// It returns the handler's client.
+// serveWebhook serves the webhook as it ships (admission.Setup), acting as
+// cfg, at the address the API server's local webhook registration points
+// to, until ctx ends. Orchestrators run, so it leaves releasing claims to
+// them, as the chart's standalone mode does. It returns a client acting
+// as cfg.
 func serveWebhook(ctx context.Context, t *testing.T, cfg *rest.Config, leaseNS string) client.Client {
 	t.Helper()
 	wio := env.Environment.WebhookInstallOptions
-	server := webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
 	mo := env.ManagerOptions()
-	mo.WebhookServer = server
+	mo.Cache = manager.CacheOptions(leaseNS)
+	mo.WebhookServer = admission.NewServer(admission.ServerOptions{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := admission.Setup(ctx, mgr, admission.SetupOptions{
+		LeaseNamespace: leaseNS, Identity: "webhook-0", DisableClaimRelease: true, SkipNameValidation: true,
+		Trust: admission.Trust{Orchestrator: admission.ServiceAccountUser(rbacNS, "rbac-targetlock-orchestrator")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start(ctx, t, mgr)
+	testenv.Eventually(t, 30*time.Second, func() error { return mgr.GetWebhookServer().StartedChecker()(nil) })
 	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := lease.New(c, lease.Options{Namespace: leaseNS, Identity: "webhook-0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resolver := target.NewResolver(dc, nil)
-	h, err := admission.New(admission.Options{Lock: l, Resolver: resolver, Reader: c, Recorder: mgr.GetEventRecorder("targetlock-webhook"),
-		Trust: admission.Trust{Orchestrator: admission.ServiceAccountUser(rbacNS, "rbac-targetlock-orchestrator")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr.GetWebhookServer().Register(admission.Path, &cradmission.Webhook{Handler: h}) // also adds the server to the manager
-	mgr.GetWebhookServer().Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(resolver)})
-	start(ctx, t, mgr)
-	testenv.Eventually(t, 30*time.Second, func() error { return server.StartedChecker()(nil) })
 	return c
 }
 

@@ -385,15 +385,11 @@ func applyPolicy(ctx context.Context) error {
 }
 
 // startWebhook runs the webhook command in-process with the kubernaut
-// profile's flags, waits for it to be ready, registers it with the API
+// profile's flags (app.Run, which assembles the webhook with
+// admission.Setup), waits for it to be ready, registers it with the API
 // server and waits until the API server calls it.
 func startWebhook(ctx context.Context) {
-	certDir := filepath.Join(workDir, "certs")
-	Expect(os.Mkdir(certDir, 0o700)).To(Succeed())
-	ca, crt, key, err := testcert.Issue([]string{"127.0.0.1", "localhost"}, 24*time.Hour)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(os.WriteFile(filepath.Join(certDir, "tls.crt"), crt, 0o600)).To(Succeed())
-	Expect(os.WriteFile(filepath.Join(certDir, "tls.key"), key, 0o600)).To(Succeed())
+	ca, certDir := writeServingCert()
 	port, err := cluster.FreePort()
 	Expect(err).NotTo(HaveOccurred())
 	probePort, err := cluster.FreePort()
@@ -401,8 +397,7 @@ func startWebhook(ctx context.Context) {
 	metricsPort, err := cluster.FreePort()
 	Expect(err).NotTo(HaveOccurred())
 	probe := net.JoinHostPort("127.0.0.1", strconv.Itoa(probePort))
-
-	args := []string{
+	webhookRun.run(ctx, []string{
 		"--kubeconfig", kubeconfig,
 		"--lease-namespace", leaseNS,
 		"--execution-group", kubernautGroup,
@@ -415,8 +410,28 @@ func startWebhook(ctx context.Context) {
 		"--health-probe-bind-address", probe,
 		"--identity", "targetlock-webhook-kubernaut-0",
 		"--zap-log-level", "error",
-	}
-	w := &webhookRun
+	})
+	waitWebhookReady(ctx, probe)
+	// Registered whatever the webhook's state: with failurePolicy Fail a
+	// webhook that is down fails every CREATE, which the cases then report.
+	registerWebhook(ctx, "https://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(port))+webhookPath, ca)
+	waitWebhookCalled(ctx)
+}
+
+// writeServingCert issues a serving certificate for 127.0.0.1 into a new
+// directory; it returns the CA and the directory.
+func writeServingCert() (ca []byte, certDir string) {
+	certDir = filepath.Join(workDir, "certs")
+	Expect(os.Mkdir(certDir, 0o700)).To(Succeed())
+	ca, crt, key, err := testcert.Issue([]string{"127.0.0.1", "localhost"}, 24*time.Hour)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(os.WriteFile(filepath.Join(certDir, "tls.crt"), crt, 0o600)).To(Succeed())
+	Expect(os.WriteFile(filepath.Join(certDir, "tls.key"), key, 0o600)).To(Succeed())
+	return ca, certDir
+}
+
+// run runs app.Run with args in a goroutine, recording its exit.
+func (w *webhookProcess) run(ctx context.Context, args []string) {
 	w.done = make(chan struct{})
 	w.started = true
 	go func() {
@@ -429,8 +444,12 @@ func startWebhook(ctx context.Context) {
 		w.out.WriteString(out.String())
 		w.mu.Unlock()
 	}()
+}
 
-	// Ready: /readyz passes (certificate served, caches synced).
+// waitWebhookReady waits until /readyz passes (certificate served, caches
+// synced) or the webhook exits; a webhook that does neither within 60s is
+// recorded as not ready.
+func waitWebhookReady(ctx context.Context, probe string) {
 	ready := false
 	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
 		if webhookRun.state() != nil && exited() {
@@ -443,14 +462,15 @@ func startWebhook(ctx context.Context) {
 		return ready, nil
 	})
 	if !ready && !exited() {
-		w.mu.Lock()
-		w.readyErr = errors.New("the webhook's /readyz did not pass within 60s")
-		w.mu.Unlock()
+		webhookRun.mu.Lock()
+		webhookRun.readyErr = errors.New("the webhook's /readyz did not pass within 60s")
+		webhookRun.mu.Unlock()
 	}
+}
 
-	// Registered whatever the webhook's state: with failurePolicy Fail a
-	// webhook that is down fails every CREATE, which the cases then report.
-	url := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + webhookPath
+// registerWebhook registers the webhook at url, as the kubernaut profile
+// of the chart does.
+func registerWebhook(ctx context.Context, url string, ca []byte) {
 	fail, none := admissionregistrationv1.Fail, admissionregistrationv1.SideEffectClassNoneOnDryRun
 	equivalent, scope := admissionregistrationv1.Equivalent, admissionregistrationv1.NamespacedScope
 	timeout := int32(10)
@@ -471,9 +491,12 @@ func startWebhook(ctx context.Context) {
 			TimeoutSeconds: &timeout,
 		}},
 	})).To(Succeed())
+}
 
-	// Effective: the API server calls the webhook (a dry-run CREATE whose
-	// target no kind can have is answered by the webhook, or fails calling it).
+// waitWebhookCalled waits until the API server calls the webhook: a
+// dry-run CREATE whose target no kind can have is answered by the webhook,
+// or fails calling it.
+func waitWebhookCalled(ctx context.Context) {
 	bad := wfeObject(probeNS, "we-webhook-probe", nil, "not/a/valid/target/at-all", "")
 	Eventually(func() string {
 		err := admin.Create(ctx, bad.DeepCopy(), client.DryRunAll)

@@ -23,19 +23,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/admission"
-	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
-	"github.com/targetlock/targetlock/pkg/target"
 	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
@@ -145,41 +141,29 @@ func setupRBAC(ctx context.Context) error {
 	return nil
 }
 
-// serveWebhook serves both webhooks where envtest registered them, with the
-// chart's default trust plus a trusted namespace, a trusted ServiceAccount
-// and a SubjectAccessReview verb.
+// serveWebhook serves the webhook as it ships (admission.Setup) where
+// envtest registered it, with the chart's default trust plus a trusted
+// namespace, a trusted ServiceAccount and a SubjectAccessReview verb. An
+// orchestrator runs, so the webhook leaves releasing claims to it, as the
+// chart's standalone mode does.
 func serveWebhook(ctx context.Context) (stop func() error, err error) {
-	dc, err := discovery.NewDiscoveryClientForConfig(env.Config)
-	if err != nil {
-		return nil, err
-	}
-	resolver := target.NewResolver(dc, nil)
-	lock, err := lease.New(env.Client, lease.Options{Namespace: installNS, Identity: "webhook-0"})
-	if err != nil {
-		return nil, err
-	}
-	mgr, err := ctrl.NewManager(env.Config, env.ManagerOptions())
-	if err != nil {
-		return nil, err
-	}
-	h, err := admission.New(admission.Options{
-		Lock: lock, Resolver: resolver, Reader: env.Client, Authorizer: env.Client,
-		Recorder: mgr.GetEventRecorder(admission.ReportingController),
-		Trust:    admission.Trust{Orchestrator: orchUser, Namespaces: []string{opsNS}, ServiceAccounts: []string{ciNS + "/deployer"}, Verb: authorVerb},
-	})
-	if err != nil {
-		return nil, err
-	}
 	wo := env.Environment.WebhookInstallOptions
-	srv := webhook.NewServer(webhook.Options{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
-	srv.Register(admission.Path, &cradmission.Webhook{Handler: h})
-	srv.Register(admission.LabelPath, &cradmission.Webhook{Handler: admission.NewLabeler(resolver)})
-	if err := mgr.Add(srv); err != nil {
+	mo := env.ManagerOptions()
+	mo.Cache = manager.CacheOptions(installNS)
+	mo.WebhookServer = admission.NewServer(admission.ServerOptions{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
+	mgr, err := ctrl.NewManager(env.Config, mo)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := admission.Setup(ctx, mgr, admission.SetupOptions{
+		LeaseNamespace: installNS, Identity: "webhook-0", DisableClaimRelease: true, SkipNameValidation: true,
+		Trust: admission.Trust{Orchestrator: orchUser, Namespaces: []string{opsNS}, ServiceAccounts: []string{ciNS + "/deployer"}, Verb: authorVerb},
+	}); err != nil {
 		return nil, err
 	}
 	stop = testenv.StartManager(ctx, mgr)
 	return stop, wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		return srv.StartedChecker()(nil) == nil, nil
+		return mgr.GetWebhookServer().StartedChecker()(nil) == nil, nil
 	})
 }
 
@@ -189,7 +173,7 @@ func runOrchestrator(ctx context.Context) (stop func() error, err error) {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: orchUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}}
 	mo := env.ManagerOptions()
-	mo.Cache = orchestrator.CacheOptions(installNS)
+	mo.Cache = manager.CacheOptions(installNS)
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		return nil, err

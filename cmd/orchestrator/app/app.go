@@ -3,11 +3,9 @@ package app
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"time"
 
@@ -18,22 +16,20 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/command"
 	"github.com/targetlock/targetlock/internal/kubeflags"
 	"github.com/targetlock/targetlock/internal/lockmetrics"
-	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/ring"
 )
 
 type config struct {
 	kube      kubeflags.Flags
+	lock      kubeflags.Lock
 	ring      bool
 	endpoints kubeflags.Endpoints
 	orch      orchestrator.Options
@@ -46,10 +42,7 @@ func flags(out io.Writer) (*flag.FlagSet, *config) {
 	o := &c.orch
 	c.kube.Bind(fs)
 	c.endpoints.Bind(fs)
-	fs.StringVar(&o.LeaseNamespace, "lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the target Leases, the install namespace (default $POD_NAMESPACE)")
-	fs.StringVar(&o.Identity, "identity", os.Getenv("POD_NAME"), "this replica's name in lock tokens and on the ring, unique per replica (default $POD_NAME, else the host name)")
-	fs.DurationVar(&o.LeaseDuration, "lease-duration", lease.DefaultDuration, "how long a target lock lasts unless renewed; must match the webhook's")
-	fs.DurationVar(&o.ClaimGrace, "claim-grace", lease.DefaultClaimGrace, "how long a claim by a WorkflowExecution that cannot be found stands (a CREATE in flight); must match the webhook's")
+	c.lock.Bind(fs)
 	fs.BoolVar(&c.ring, "ring", true, "divide the objects among the replicas: each object's requests are decided by the replica that owns it on a hash ring of the live replicas, and the others drop its events (the target Leases and the webhook keep a handover safe); false: every replica decides every object")
 	fs.DurationVar(&o.RingLeaseDuration, "ring-lease-duration", ring.DefaultDuration, "how long a replica's ring membership lasts without renewal (renewed every third of it, whole seconds): a replica that dies without leaving has its objects moved to the others within it; shorter moves sooner at more Lease writes (one per replica per third)")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "RemediationRequests reconciled at once by this replica")
@@ -75,12 +68,11 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	if help, err := command.Parse(fs, args); help || err != nil {
 		return err
 	}
-	if c.orch.Identity == "" {
-		c.orch.Identity, _ = os.Hostname()
+	if err := c.lock.Complete(); err != nil {
+		return err
 	}
-	if c.orch.LeaseNamespace == "" {
-		return errors.New("--lease-namespace (or $POD_NAMESPACE) is required")
-	}
+	c.orch.LeaseNamespace, c.orch.Identity = c.lock.Namespace, c.lock.Identity
+	c.orch.LeaseDuration, c.orch.ClaimGrace = c.lock.Duration, c.lock.ClaimGrace
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&c.zap)))
 
 	restCfg, err := c.kube.Config()
@@ -94,27 +86,11 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  orchestrator.CacheOptions(c.orch.LeaseNamespace),
-		Metrics:                metricsserver.Options{BindAddress: c.endpoints.Metrics},
-		HealthProbeBindAddress: c.endpoints.Probe,
-		LeaderElection:         false, // all replicas active; the Leases coordinate
-	})
+	mgr, err := manager.New(restCfg, manager.Options{Scheme: scheme, LeaseNamespace: c.orch.LeaseNamespace, Endpoints: c.endpoints})
 	if err != nil {
-		return fmt.Errorf("creating manager: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return errors.New("cache not synced")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
+	gauges := []prometheus.Collector{lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)}
 	c.orch.DisableRing = !c.ring
 	// In a pod (the chart sets $POD_UID), the pod owns the member Lease.
 	if uid := os.Getenv("POD_UID"); uid != "" && c.orch.Identity == os.Getenv("POD_NAME") {
@@ -128,25 +104,14 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 		if c.orch.Ring, err = orchestrator.NewRing(mgr, live, c.orch); err != nil {
 			return err
 		}
-		if err := register(orchestrator.OwnedRequests(mgr.GetCache(), c.orch.Ring)); err != nil {
-			return fmt.Errorf("registering the owned-requests gauge: %w", err)
-		}
+		gauges = append(gauges, orchestrator.OwnedRequests(mgr.GetCache(), c.orch.Ring))
 	}
 	if err := orchestrator.Setup(ctx, mgr, c.orch); err != nil {
 		return err
 	}
-	if err := register(lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)); err != nil {
-		return fmt.Errorf("registering the lock gauge: %w", err)
+	if err := manager.Register(gauges...); err != nil {
+		return fmt.Errorf("registering the gauges: %w", err)
 	}
 	ctrl.Log.Info("Starting orchestrator", "identity", c.orch.Identity, "leaseNamespace", c.orch.LeaseNamespace, "ring", c.ring)
 	return mgr.Start(ctx)
-}
-
-// register adds a collector to the metrics registry. It is already there
-// only when a test runs the command twice in one process.
-func register(col prometheus.Collector) error {
-	if err := metrics.Registry.Register(col); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-		return err
-	}
-	return nil
 }

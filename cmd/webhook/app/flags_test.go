@@ -1,0 +1,71 @@
+package app_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/targetlock/targetlock/internal/kubeflags"
+	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/lease"
+)
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	out, err := runCmd("--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"-kubeconfig", "-lease-namespace", "POD_NAMESPACE", "-identity", "POD_NAME", "-lease-duration",
+		"-claim-grace", "-cert-dir", "-port", "-host", "-metrics-bind-address", "-health-probe-bind-address", "denials"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("--help does not mention %s", f)
+		}
+	}
+	out, err = runCmd("denials", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"-namespace", "-target", "-since", "-output", "json", "-kubeconfig"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("denials --help does not mention %s", f)
+		}
+	}
+	for _, args := range [][]string{
+		{"--no-such-flag"},
+		{"--lease-namespace", "x", "--claim-grace", "500ms"},
+		{"--lease-namespace", "x", "--max-attempts", "0"},
+		{"--lease-namespace", ""},
+		{"denials", "stray-argument"},
+	} {
+		if _, err := runCmd(args...); err == nil {
+			t.Errorf("%v was accepted", args)
+		}
+	}
+}
+
+// TestHelpShowsDefaults: --help shows the defaults the flags bind, the
+// named constants of the packages that own them.
+func TestHelpShowsDefaults(t *testing.T) {
+	out, err := runCmd("--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{
+		fmt.Sprintf("(default %d)", admission.DefaultPort),
+		fmt.Sprintf("(default %q)", admission.DefaultCertDir),
+		fmt.Sprintf("(default %q)", admission.DefaultCertName),
+		fmt.Sprintf("(default %q)", admission.DefaultKeyName),
+		fmt.Sprintf("(default %d)", admission.DefaultKubeAPIQPS),
+		fmt.Sprintf("(default %d)", admission.DefaultKubeAPIBurst),
+		fmt.Sprintf("(default %d)", admission.DefaultMaxAttempts),
+		fmt.Sprintf("(default %q)", kubeflags.DefaultMetricsAddress),
+		fmt.Sprintf("(default %q)", kubeflags.DefaultProbeAddress),
+		fmt.Sprintf("(default %s)", lease.DefaultDuration),
+		fmt.Sprintf("(default %s)", lease.DefaultClaimGrace),
+		"(default true)", // --release-claims
+	} {
+		if !strings.Contains(out, d) {
+			t.Errorf("--help does not show %s", d)
+		}
+	}
+}
