@@ -31,6 +31,7 @@ import (
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/invariant"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 const rbacNS = "rbac-system"
@@ -55,6 +56,29 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	mainInstall(t) // the CRDs
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	installForRBAC(t)
+	orchCfg, hookCfg := serviceAccount("rbac-targetlock-orchestrator"), serviceAccount("rbac-targetlock-webhook")
+
+	// The webhook, served where the API server's local registration points.
+	hookClient := serveWebhook(ctx, t, hookCfg, rbacNS)
+	startOrchestrators(ctx, t, orchCfg, 2)
+	stopExecutor := startExecutor(ctx, t)
+
+	ns := rbacStorm(ctx, t)
+	stopExecutor() // WFEs created from here on stay active
+	assertDirectCreatesClaimed(ctx, t, ns)
+	assertMinimal(ctx, t, orchCfg, hookClient, ns)
+	// Sufficient for what the webhook does beyond the storm: it releases
+	// the claims of WFEs that ended or were deleted, and watches CRDs and
+	// APIServices to refresh its discovery.
+	assertWebhookMay(ctx, t, hookClient, rbacNS)
+}
+
+// installForRBAC installs the chart without CRDs or certificates, its
+// workloads inert: the test runs the components as the chart's
+// ServiceAccounts.
+func installForRBAC(t *testing.T) {
+	t.Helper()
 	if _, err := install(t, "rbac", rbacNS, map[string]any{
 		"crds":  map[string]any{"install": false},
 		"certs": map[string]any{"mode": "manual", "manual": map[string]any{"secretName": "none", "caBundle": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1BPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="}},
@@ -64,12 +88,13 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	if err := makeInert("rbac-targetlock"); err != nil {
 		t.Fatal(err)
 	}
-	orchCfg, hookCfg := serviceAccount("rbac-targetlock-orchestrator"), serviceAccount("rbac-targetlock-webhook")
+}
 
-	// The webhook, served where the API server's local registration points.
-	hookClient := serveWebhook(ctx, t, hookCfg, rbacNS)
-
-	for i := range 2 {
+// startOrchestrators runs n orchestrator replicas as the chart's
+// orchestrator ServiceAccount.
+func startOrchestrators(ctx context.Context, t *testing.T, orchCfg *rest.Config, n int) {
+	t.Helper()
+	for i := range n {
 		mo := env.ManagerOptions()
 		mo.Cache = manager.CacheOptions(rbacNS)
 		mgr, err := ctrl.NewManager(orchCfg, mo)
@@ -84,6 +109,11 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 		}
 		start(ctx, t, mgr)
 	}
+}
+
+// startExecutor runs the simulated workflow engine until the returned stop.
+func startExecutor(ctx context.Context, t *testing.T) (stop func()) {
+	t.Helper()
 	execMgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
 	if err != nil {
 		t.Fatal(err)
@@ -91,9 +121,16 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	if err := (&executor.Executor{Client: execMgr.GetClient(), Delay: 20 * time.Millisecond}).Setup(execMgr, "executor"); err != nil {
 		t.Fatal(err)
 	}
-	execCtx, stopExecutor := context.WithCancel(ctx)
+	execCtx, stop := context.WithCancel(ctx)
 	start(execCtx, t, execMgr)
+	return stop
+}
 
+// rbacStorm sends a small storm (5 targets x 4 requests, distinct signals)
+// and waits until every request completed, never two WFEs active on one
+// target, and no target Lease is left. It returns the storm's namespace.
+func rbacStorm(ctx context.Context, t *testing.T) string {
+	t.Helper()
 	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -102,38 +139,20 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// A small storm: 5 targets x 4 requests, distinct signals.
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rbac-storm-"}}
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	for tg := range 5 {
 		for i := range 4 {
-			rr := &v1alpha1.RemediationRequest{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("rr-%d-%d", tg, i)},
-				Spec: v1alpha1.RemediationRequestSpec{
-					TargetResource:    v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: ns.Name, Name: fmt.Sprintf("app-%d", tg)},
-					SignalFingerprint: fmt.Sprintf("sig-%d", i), WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"},
-				},
-			}
+			rr := wrappers.MakeRR(ns.Name, fmt.Sprintf("rr-%d-%d", tg, i)).
+				Target("Deployment", ns.Name, fmt.Sprintf("app-%d", tg)).Fingerprint(fmt.Sprintf("sig-%d", i)).Obj()
 			if err := env.Client.Create(ctx, rr); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	testenv.Eventually(t, 3*time.Minute, func() error {
-		list := &v1alpha1.RemediationRequestList{}
-		if err := env.Client.List(ctx, list, client.InNamespace(ns.Name)); err != nil {
-			return err
-		}
-		for _, rr := range list.Items {
-			if rr.Status.Phase != v1alpha1.RemediationCompleted {
-				return fmt.Errorf("%s is %s: %s", rr.Name, rr.Status.Phase, rr.Status.BlockMessage)
-			}
-		}
-		return nil
-	})
+	testenv.Eventually(t, 3*time.Minute, func() error { return allCompleted(ctx, ns.Name) })
 	if err := watcher.Err(); err != nil {
 		t.Errorf("the invariant's watch: %v", err)
 	}
@@ -151,16 +170,28 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 		}
 		return nil
 	})
+	return ns.Name
+}
 
-	stopExecutor() // WFEs created from here on stay active
+func allCompleted(ctx context.Context, ns string) error {
+	list := &v1alpha1.RemediationRequestList{}
+	if err := env.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for _, rr := range list.Items {
+		if rr.Status.Phase != v1alpha1.RemediationCompleted {
+			return fmt.Errorf("%s is %s: %s", rr.Name, rr.Status.Phase, rr.Status.BlockMessage)
+		}
+	}
+	return nil
+}
 
-	// The webhook, as its ServiceAccount, claimed: a direct second CREATE
-	// for a busy target is refused, the first admitted.
+// assertDirectCreatesClaimed: the webhook, as its ServiceAccount, claimed:
+// a direct second CREATE for a busy target is refused, the first admitted.
+func assertDirectCreatesClaimed(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
 	direct := func(name string) error {
-		return env.Client.Create(ctx, &v1alpha1.WorkflowExecution{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
-			Spec:       v1alpha1.WorkflowExecutionSpec{TargetResource: ns.Name + "/Deployment/direct", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}},
-		})
+		return env.Client.Create(ctx, wrappers.MakeWFE(ns, name).TargetResource(ns+"/Deployment/direct").Obj())
 	}
 	if err := direct("direct-1"); err != nil {
 		t.Fatalf("first direct CREATE: %v", err)
@@ -168,34 +199,31 @@ func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	if err := direct("direct-2"); !apierrors.IsForbidden(err) {
 		t.Errorf("second direct CREATE for a busy target: %v, want denied", err)
 	}
+}
 
-	// Minimal: nothing beyond what the components need.
+// assertMinimal: nothing beyond what the components need.
+func assertMinimal(ctx context.Context, t *testing.T, orchCfg *rest.Config, hookClient client.Client, ns string) {
+	t.Helper()
 	orch, err := client.New(orchCfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
 	forbidden := map[string]error{
 		"orchestrator writes a Lease in another namespace": orch.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}),
-		"orchestrator deletes a RemediationRequest":        orch.Delete(ctx, &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "rr-0-0"}}),
+		"orchestrator deletes a RemediationRequest":        orch.Delete(ctx, &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rr-0-0"}}),
 		"orchestrator reads Secrets":                       orch.Get(ctx, client.ObjectKey{Namespace: rbacNS, Name: "none"}, &corev1.Secret{}),
 		"webhook deletes a Lease in another namespace":     hookClient.Delete(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}),
 		"webhook reads Leases in another namespace":        hookClient.List(ctx, &coordinationv1.LeaseList{}, client.InNamespace("default")),
 		"webhook writes a Lease in another namespace":      hookClient.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}),
-		"webhook creates a WorkflowExecution":              hookClient.Create(ctx, &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "w"}, Spec: v1alpha1.WorkflowExecutionSpec{TargetResource: "Node/n", WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "x"}}}),
+		"webhook creates a WorkflowExecution":              hookClient.Create(ctx, wrappers.MakeWFE(ns, "w").TargetResource("Node/n").Workflow("x").Obj()),
 	}
 	for what, err := range forbidden {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("%s: got %v, want Forbidden", what, err)
 		}
 	}
-	// Sufficient for what the webhook does beyond the storm: it releases
-	// the claims of WFEs that ended or were deleted, and watches CRDs and
-	// APIServices to refresh its discovery.
-	assertWebhookMay(ctx, t, hookClient, rbacNS)
 }
 
-// assertWebhookMay checks, as the webhook's client, the rights it needs in
-// both modes: delete a Lease of its namespace, list CRDs and APIServices.
 func assertWebhookMay(ctx context.Context, t *testing.T, hook client.Client, ns string) {
 	t.Helper()
 	claim := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "released-claim"}}
