@@ -11,8 +11,8 @@
 // a missed event.
 //
 // With a ring (pkg/ring), one replica decides each object: the controllers
-// drop the events of objects another replica owns before their work queue
-// (ownedBy), skip queued reconciles of objects that moved away (stillOwned),
-// and enqueue what this replica takes over when membership changes
-// (handover). The ring only divides work; the lock keeps it safe.
+// drop the events of objects another replica owns before their work queue,
+// skip queued reconciles of objects that moved away, and enqueue what this
+// replica takes over when membership changes (pkg/ring/ownership). The ring
+// only divides work; the lock keeps it safe.
 package orchestrator

@@ -25,6 +25,7 @@ import (
 	"github.com/targetlock/targetlock/internal/recorder"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/ring"
+	"github.com/targetlock/targetlock/pkg/ring/ownership"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
 )
@@ -113,8 +114,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return rrs.Reconcile(ctx, req)
 		})
 	}
-	rec = stillOwned(rg, c, &v1alpha1.RemediationRequest{}, rec)
-	owned := builder.WithPredicates(ownedBy(rg))
+	rec = ownership.StillOwned(rg, c, &v1alpha1.RemediationRequest{}, rec)
+	owned := builder.WithPredicates(ownership.Owned(rg))
 	ctrlOpts := controller.Options{
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 		NeedLeaderElection:      ptr.To(false), // all replicas are active
@@ -124,7 +125,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Named("remediationrequest").
 		// Our own status writes bring nothing new to decide: only a
 		// request created, or changed in spec, labels or annotations.
-		For(&v1alpha1.RemediationRequest{}, builder.WithPredicates(ownedBy(rg), requestChanged(opts.TerminalRequestTTL > 0))).
+		For(&v1alpha1.RemediationRequest{}, builder.WithPredicates(ownership.Owned(rg), requestChanged(opts.TerminalRequestTTL > 0))).
 		// A request that ends, or is deleted, frees its duplicates.
 		Watches(&v1alpha1.RemediationRequest{}, wake(c, requestEnded), owned).
 		// A WFE created busies its target for the other requests; one that
@@ -132,10 +133,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Watches(&v1alpha1.WorkflowExecution{}, wakeOnExecution(c), owned).
 		// A Lease released wakes the requests waiting on its target (a claim
 		// is announced by its WFE's creation).
-		Watches(&coordinationv1.Lease{}, wake(c, nil), builder.WithPredicates(targetLeases, ownedBy(rg))).
+		Watches(&coordinationv1.Lease{}, wake(c, nil), builder.WithPredicates(targetLeases, ownership.Owned(rg))).
 		WithOptions(ctrlOpts)
 	if rg != nil {
-		rrCtrl = rrCtrl.WatchesRawSource(handover(rg, "remediationrequest", pendingRequests(c)))
+		rrCtrl = rrCtrl.WatchesRawSource(ownership.Handover(rg, "remediationrequest", ownership.PendingRequests(c)))
 	}
 	if err := rrCtrl.Complete(rec); err != nil {
 		return err
@@ -154,10 +155,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		}, owned).
 		WithOptions(ctrlOpts)
 	if rg != nil {
-		wfeCtrl = wfeCtrl.WatchesRawSource(handover(rg, "workflowexecution", pendingExecutions(c, opts.LeaseNamespace)))
+		wfeCtrl = wfeCtrl.WatchesRawSource(ownership.Handover(rg, "workflowexecution", ownership.PendingExecutions(c, opts.LeaseNamespace)))
 	}
 	execs := &ExecutionReconciler{client: c, live: mgr.GetAPIReader(), lock: lock, resolver: resolver, deleted: deleted, clock: opts.Clock, ended: rrs.ended}
-	if err := wfeCtrl.Complete(stillOwned(rg, c, &v1alpha1.WorkflowExecution{}, execs)); err != nil {
+	if err := wfeCtrl.Complete(ownership.StillOwned(rg, c, &v1alpha1.WorkflowExecution{}, execs)); err != nil {
 		return err
 	}
 	return mgr.Add(sweeper)
