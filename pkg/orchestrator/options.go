@@ -116,4 +116,3 @@ func CacheOptions(leaseNamespace string) cache.Options {
 		DefaultTransform: cache.TransformStripManagedFields(),
 	}
 }
-

@@ -1,4 +1,4 @@
-package orchestrator
+package remediation
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,18 +37,10 @@ var (
 		Name: "targetlock_orchestrator_status_conflicts_total",
 		Help: "Request writes that lost to another replica's write of the same request.",
 	})
-	sweeps = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "targetlock_orchestrator_sweeps_total",
-		Help: "Periodic sweeps of expired locks and stale claims, by result.",
-	}, []string{"result"})
-	retained = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "targetlock_orchestrator_retention_deletions_total",
-		Help: "Terminal requests deleted past their retention (--terminal-request-ttl).",
-	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, createRefusals, contentions, conflicts, sweeps, retained)
+	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, createRefusals, contentions, conflicts)
 }
 
 func transition(from, to v1alpha1.RemediationPhase) {
