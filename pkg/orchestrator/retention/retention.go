@@ -71,28 +71,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, rr *v1alpha1.RemediationRequ
 	if err != nil || len(done) == 0 {
 		return reconcile.Result{}, err // none: the cache has not seen rr end yet; its update brings it back
 	}
-	newest := done[0]
-	for _, p := range done[1:] {
-		if endOf(p).After(endOf(newest)) || (endOf(p).Equal(endOf(newest)) && p.Name > newest.Name) {
-			newest = p
-		}
-	}
+	keep := newest(done)
 	now := r.clock.Now()
 	var again time.Duration
 	for _, p := range done {
 		left := endOf(p).Add(r.ttl).Sub(now)
 		switch {
-		case p == newest:
+		case p == keep:
 		case left > 0:
 			if again == 0 || left < again {
 				again = left // rr is looked at again when the next one expires
 			}
 		default:
-			if err := r.client.Delete(ctx, p, client.Preconditions{UID: &p.UID}); client.IgnoreNotFound(err) != nil {
+			if err := r.delete(ctx, p); err != nil {
 				return reconcile.Result{}, err
 			}
-			retained.Inc()
-			logf.FromContext(ctx).V(1).Info("Deleted request past its retention", "request", p.Namespace+"/"+p.Name)
 		}
 	}
 	return reconcile.Result{RequeueAfter: again}, nil
@@ -116,6 +109,27 @@ func (r *Reconciler) ended(ctx context.Context, rr *v1alpha1.RemediationRequest)
 		}
 	}
 	return done, nil
+}
+
+// newest is the request that ended last (by name on a tie): it is kept.
+func newest(done []*v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
+	n := done[0]
+	for _, p := range done[1:] {
+		if endOf(p).After(endOf(n)) || (endOf(p).Equal(endOf(n)) && p.Name > n.Name) {
+			n = p
+		}
+	}
+	return n
+}
+
+// delete deletes p, the very object read (its UID), unless already gone.
+func (r *Reconciler) delete(ctx context.Context, p *v1alpha1.RemediationRequest) error {
+	if err := r.client.Delete(ctx, p, client.Preconditions{UID: &p.UID}); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	retained.Inc()
+	logf.FromContext(ctx).V(1).Info("Deleted request past its retention", "request", p.Namespace+"/"+p.Name)
+	return nil
 }
 
 // endOf is when a terminal request ended.
