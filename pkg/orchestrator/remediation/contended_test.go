@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,5 +235,45 @@ func (tc contendedCase) run(t *testing.T) {
 	}
 	if n := int(f.patches.Load()); tc.patches >= 0 && n != tc.patches {
 		t.Errorf("%d status writes, want %d", n, tc.patches)
+	}
+}
+
+// An acquisition whose write was applied but whose answer was lost leaves
+// our own lock, unconfirmed: contended does not wait on it like another's
+// lock, but looks again soon so that Acquire takes it over.
+func TestContendedOrphanedLock(t *testing.T) {
+	var lost, reread atomic.Bool
+	lost.Store(true)
+	f := newFixture(t, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
+			if err := c.Create(ctx, obj, o...); err != nil {
+				return err
+			}
+			if _, ok := obj.(*coordinationv1.Lease); ok && lost.CompareAndSwap(true, false) {
+				reread.Store(true)
+				return errors.New("connection reset: the answer was lost")
+			}
+			return nil
+		},
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, o ...client.GetOption) error {
+			if _, ok := obj.(*coordinationv1.Lease); ok && reread.CompareAndSwap(true, false) {
+				return errors.New("connection reset")
+			}
+			return c.Get(ctx, key, obj, o...)
+		},
+	}, request("rr", "sig", v1alpha1.RemediationPending))
+	if _, _, err := f.lock.Acquire(context.Background(), appKey); err == nil {
+		t.Fatal("the lost answer was not injected")
+	}
+	got, err := f.r.contended(context.Background(), f.get("rr"), appKey)
+	if err != nil || got != (reconcile.Result{RequeueAfter: soon}) {
+		t.Fatalf("result %+v, %v: want a look again soon", got, err)
+	}
+	if st := f.lease(); st.Phase != lease.Locked || !strings.HasPrefix(st.Holder, "me_") {
+		t.Errorf("lease %s, want our unconfirmed lock", st)
+	}
+	f.check(outcome{phase: v1alpha1.RemediationPending})
+	if n := f.patches.Load(); n != 0 {
+		t.Errorf("%d status writes, want none", n)
 	}
 }
