@@ -29,8 +29,8 @@ func RequestChanged() predicate.Predicate {
 	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{})
 }
 
-// RequestEnded reports an update of a request into a terminal phase.
-func RequestEnded(old, new client.Object) bool {
+// requestEnded reports an update of a request into a terminal phase.
+func requestEnded(old, new client.Object) bool {
 	return !old.(*v1alpha1.RemediationRequest).Status.Phase.Terminal() && new.(*v1alpha1.RemediationRequest).Status.Phase.Terminal()
 }
 
@@ -45,7 +45,7 @@ var TargetLeases = predicate.NewPredicateFuncs(func(o client.Object) bool {
 
 // OnRequestEnd wakes the requests of an object when another of its
 // requests ends or is deleted: it frees its duplicates.
-func OnRequestEnd(c client.Reader) handler.Funcs { return wake(c, RequestEnded) }
+func OnRequestEnd(c client.Reader) handler.Funcs { return wake(c, requestEnded) }
 
 // OnLeaseRelease wakes the requests waiting on an object when its Lease is
 // released (a claim is announced by its WFE's creation).
@@ -58,11 +58,11 @@ func wake(c client.Reader, ended func(old, new client.Object) bool) handler.Func
 	return handler.Funcs{
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
 			if ended != nil && ended(e.ObjectOld, e.ObjectNew) {
-				enqueue(q, Waiters(ctx, c, targetHash(e.ObjectNew)))
+				enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew)))
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
-			enqueue(q, Waiters(ctx, c, targetHash(e.Object)))
+			enqueue(q, waiters(ctx, c, targetHash(e.Object)))
 		},
 	}
 }
@@ -73,15 +73,15 @@ func wake(c client.Reader, ended func(old, new client.Object) bool) handler.Func
 func OnExecution(c client.Reader) handler.Funcs {
 	h := wake(c, executionEnded)
 	h.CreateFunc = func(ctx context.Context, e event.CreateEvent, q queue) {
-		enqueue(q, others(Waiters(ctx, c, targetHash(e.Object)), e.Object))
+		enqueue(q, others(waiters(ctx, c, targetHash(e.Object)), e.Object))
 	}
 	h.UpdateFunc = func(ctx context.Context, e event.UpdateEvent, q queue) {
 		if executionEnded(e.ObjectOld, e.ObjectNew) {
-			enqueue(q, others(Waiters(ctx, c, targetHash(e.ObjectNew)), e.ObjectNew))
+			enqueue(q, others(waiters(ctx, c, targetHash(e.ObjectNew)), e.ObjectNew))
 		}
 	}
 	h.DeleteFunc = func(ctx context.Context, e event.DeleteEvent, q queue) {
-		enqueue(q, Waiters(ctx, c, targetHash(e.Object)))
+		enqueue(q, waiters(ctx, c, targetHash(e.Object)))
 		if owner := metav1.GetControllerOf(e.Object); owner != nil && owner.Kind == "RemediationRequest" {
 			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: owner.Name}})
 		}
@@ -111,8 +111,8 @@ func enqueue(q queue, reqs []reconcile.Request) {
 	}
 }
 
-// Waiters lists the active requests for an object, from the cache.
-func Waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Request {
+// waiters lists the active requests for an object, from the cache.
+func waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Request {
 	if hash == "" {
 		return nil
 	}
