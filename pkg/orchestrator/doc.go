@@ -1,18 +1,18 @@
 // Package orchestrator turns RemediationRequests into WorkflowExecutions,
-// one active WFE per target, across any number of active replicas.
+// one active WFE per target, across any number of active replicas. Setup
+// wires its parts, one concept per package:
 //
-// Per request: take the target's lock (pkg/lease), read the request live,
-// run the routing checks (pkg/routing, on the informer cache by the object's
-// identity, confirming live what looks active), create the WFE carrying the
-// lock token; the webhook's claim then replaces the lock (without the
-// webhook, the WFE's end releases it). Requests that wait for a target are
-// woken by events (a Lease deleted, a WFE created or ended, another request
-// ended) through an index by target key; a slow requeue only guards against
-// a missed event.
+//   - remediation: decides each request under its target's lock (pkg/lease),
+//     or records why it waits; mirrors its WFE's end onto it.
+//   - wake: the events that bring waiting requests back (a Lease released,
+//     a WFE created or ended, another request ended); a slow requeue only
+//     guards against a missed event.
+//   - handoff: how a target passes on: releasing an ended WFE's lock or
+//     claim, replacing a stale claim, tombstones, unstored CREATEs.
+//   - execution: the WFE controller, which drives the handoff.
+//   - sweep: the periodic backstop for expired locks and stale claims.
+//   - retention: deletes terminal requests past their TTL.
 //
-// With a ring (pkg/ring), one replica decides each object: the controllers
-// drop the events of objects another replica owns before their work queue
-// (ownedBy), skip queued reconciles of objects that moved away (stillOwned),
-// and enqueue what this replica takes over when membership changes
-// (handover). The ring only divides work; the lock keeps it safe.
+// With a ring (pkg/ring, adapted by pkg/ring/ownership) one replica decides
+// each object. The ring only divides work; the lock keeps it safe.
 package orchestrator

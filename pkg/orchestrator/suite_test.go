@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/pkg/target"
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/testenv"
 )
@@ -146,3 +148,29 @@ func remediate(ctx context.Context, ns, name, signal string, phase v1alpha1.Work
 }
 
 func name(prefix string, i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
+
+// appKey is the key of Deployment ns/app, known by construction.
+func appKey(ns string) target.Key {
+	return target.Key{Group: "apps", Kind: "Deployment", Namespace: ns, Name: "app"}
+}
+
+// poke changes an annotation of a request: an update event that brings it
+// back to the reconciler.
+func poke(ctx context.Context, ns, name string) {
+	rr := getRR(ctx, ns, name)()
+	patch := client.MergeFrom(rr.DeepCopy())
+	metav1.SetMetaDataAnnotation(&rr.ObjectMeta, "test/poke", time.Now().String())
+	Expect(env.Client.Patch(ctx, rr, patch)).To(Succeed())
+}
+
+// roundTripper counts or changes a replica's requests in its transport.
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// liveClient is a client of the test API server that reads live.
+func liveClient() client.WithWatch {
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}

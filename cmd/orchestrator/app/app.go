@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +24,7 @@ import (
 	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/ring"
+	"github.com/targetlock/targetlock/pkg/routing"
 )
 
 type config struct {
@@ -45,18 +45,18 @@ func flags(out io.Writer) (*flag.FlagSet, *config) {
 	c.lock.Bind(fs)
 	fs.BoolVar(&c.ring, "ring", true, "divide the objects among the replicas: each object's requests are decided by the replica that owns it on a hash ring of the live replicas, and the others drop its events (the target Leases and the webhook keep a handover safe); false: every replica decides every object")
 	fs.DurationVar(&o.RingLeaseDuration, "ring-lease-duration", ring.DefaultDuration, "how long a replica's ring membership lasts without renewal (renewed every third of it, whole seconds): a replica that dies without leaving has its objects moved to the others within it; shorter moves sooner at more Lease writes (one per replica per third)")
-	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "RemediationRequests reconciled at once by this replica")
-	fs.DurationVar(&o.FallbackRequeue, "fallback-requeue", 30*time.Second, "re-check of requests waiting on a busy target, in case an event was missed")
-	fs.DurationVar(&o.SweepInterval, "sweep-interval", 30*time.Second, "interval between sweeps of expired locks and stale claims")
-	fs.DurationVar(&o.TerminalRequestTTL, "terminal-request-ttl", 0, "delete terminal RemediationRequests (and with them their WorkflowExecutions) this long after they end, keeping the newest of each signal on each object, which carries the failure streak; 0 keeps every request. Shorter than --recently-remediated-cooldown, the recently-remediated check can no longer see a deleted request's WorkflowExecution")
+	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", orchestrator.DefaultMaxConcurrentReconciles, "RemediationRequests reconciled at once by this replica")
+	fs.DurationVar(&o.FallbackRequeue, "fallback-requeue", orchestrator.DefaultFallbackRequeue, "re-check of requests waiting on a busy target, in case an event was missed")
+	fs.DurationVar(&o.SweepInterval, "sweep-interval", orchestrator.DefaultSweepInterval, "interval between sweeps of expired locks and stale claims")
+	fs.DurationVar(&o.TerminalRequestTTL, "terminal-request-ttl", orchestrator.DefaultTerminalRequestTTL, "delete terminal RemediationRequests (and with them their WorkflowExecutions) this long after they end, keeping the newest of each signal on each object, which carries the failure streak; 0 keeps every request. Shorter than --recently-remediated-cooldown, the recently-remediated check can no longer see a deleted request's WorkflowExecution")
 	kubeflags.StringList(fs, &o.TrustedNamespaces, "trusted-namespaces", "comma-separated namespaces whose RemediationRequests may name objects in other namespaces and cluster-scoped ones (\"*\": every namespace, for single-tenant clusters); requests in --lease-namespace always may; others only their own namespace's objects")
 	r := &o.Routing
-	fs.IntVar(&r.ConsecutiveFailureThreshold, "consecutive-failure-threshold", 3, "failed requests in a row (same signal and target) that block the next")
-	fs.DurationVar(&r.ConsecutiveFailureCooldown, "consecutive-failure-cooldown", time.Hour, "how long consecutive failures block the signal on the target")
-	fs.DurationVar(&r.RecentlyRemediatedCooldown, "recently-remediated-cooldown", 5*time.Minute, "how long after a workflow completed on a target the same workflow is blocked there")
-	fs.DurationVar(&r.BackoffBase, "backoff-base", time.Minute, "backoff after the first failure; doubles per failure")
-	fs.DurationVar(&r.BackoffMax, "backoff-max", 10*time.Minute, "longest backoff")
-	fs.Float64Var(&r.BackoffJitter, "backoff-jitter", 0.1, "backoff spread, as a fraction (0.1 = +-10%)")
+	fs.IntVar(&r.ConsecutiveFailureThreshold, "consecutive-failure-threshold", routing.DefaultConsecutiveFailureThreshold, "failed requests in a row (same signal and target) that block the next")
+	fs.DurationVar(&r.ConsecutiveFailureCooldown, "consecutive-failure-cooldown", routing.DefaultConsecutiveFailureCooldown, "how long consecutive failures block the signal on the target")
+	fs.DurationVar(&r.RecentlyRemediatedCooldown, "recently-remediated-cooldown", routing.DefaultRecentlyRemediatedCooldown, "how long after a workflow completed on a target the same workflow is blocked there")
+	fs.DurationVar(&r.BackoffBase, "backoff-base", routing.DefaultBackoffBase, "backoff after the first failure; doubles per failure")
+	fs.DurationVar(&r.BackoffMax, "backoff-max", routing.DefaultBackoffMax, "longest backoff")
+	fs.Float64Var(&r.BackoffJitter, "backoff-jitter", routing.DefaultBackoffJitter, "backoff spread, as a fraction (0.1 = +-10%)")
 	c.zap.Development = false // JSON logs
 	c.zap.BindFlags(fs)
 	return fs, c

@@ -1,4 +1,4 @@
-package orchestrator
+package remediation
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,26 +37,10 @@ var (
 		Name: "targetlock_orchestrator_status_conflicts_total",
 		Help: "Request writes that lost to another replica's write of the same request.",
 	})
-	dropped = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "targetlock_orchestrator_ring_dropped_events_total",
-		Help: "Events dropped before the work queue, and queued reconciles skipped, because another replica owns their object on the ring.",
-	})
-	handovers = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "targetlock_orchestrator_ring_handovers_total",
-		Help: "Objects enqueued because this replica came to own them when ring membership changed, by controller.",
-	}, []string{"controller"})
-	sweeps = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "targetlock_orchestrator_sweeps_total",
-		Help: "Periodic sweeps of expired locks and stale claims, by result.",
-	}, []string{"result"})
-	retained = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "targetlock_orchestrator_retention_deletions_total",
-		Help: "Terminal requests deleted past their retention (--terminal-request-ttl).",
-	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, createRefusals, contentions, conflicts, dropped, handovers, sweeps, retained)
+	metrics.Registry.MustRegister(reconcileSeconds, transitions, blocks, creations, createRefusals, contentions, conflicts)
 }
 
 func transition(from, to v1alpha1.RemediationPhase) {

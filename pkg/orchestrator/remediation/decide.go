@@ -1,0 +1,158 @@
+package remediation
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+// decide takes the target's lock and, holding it, runs the checks on the
+// request as stored and creates its WFE, or records why it waits.
+func (r *Reconciler) decide(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (reconcile.Result, error) {
+	tok, acquired, err := r.lock.Acquire(ctx, key)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if !acquired {
+		return r.contended(ctx, rr, key)
+	}
+	return r.holding(ctx, rr, key, tok)
+}
+
+// holding decides the request under the lock tok holds.
+func (r *Reconciler) holding(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token) (reconcile.Result, error) {
+	// Once our CREATE is stored the lock is not ours to release: the
+	// webhook's claim for the WFE replaced it (a DELETE would only be
+	// refused), or, without the webhook, it stands until the WFE ends
+	// (the WFE controller releases it) or expires.
+	stored := false
+	defer func() {
+		if stored {
+			return
+		}
+		if err := r.lock.Release(ctx, tok); err != nil {
+			logf.FromContext(ctx).Error(err, "Releasing target lock", "target", key.String())
+		}
+	}()
+
+	// Decide on the request as stored, not as cached: a stale cache could
+	// show a finished request as Pending.
+	live := &v1alpha1.RemediationRequest{}
+	if err := r.live.Get(ctx, client.ObjectKeyFromObject(rr), live); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if live.Status.Phase != rr.Status.Phase {
+		return reconcile.Result{}, nil // the cache catches up and brings us back
+	}
+	rr = live
+
+	block, err := r.engine.Check(ctx, rr, key)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if block != nil {
+		return r.blocked(ctx, rr, block)
+	}
+	// Without the webhook nothing else fences a holder that paused past
+	// expiry: a lock older than a quarter of its duration is confirmed and
+	// extended over the CREATE. A younger one has time enough left, and the
+	// webhook refuses its token once it has expired.
+	if r.clock.Since(tok.Acquired()) > r.lock.Duration()/4 {
+		if err := r.lock.Renew(ctx, tok); err != nil {
+			if errors.Is(err, lease.ErrNotHeld) {
+				return reconcile.Result{RequeueAfter: inFlight}, nil
+			}
+			return reconcile.Result{}, err
+		}
+	}
+	res, stored, err := r.create(ctx, rr, key, tok)
+	return res, err
+}
+
+// create makes the request's WFE, carrying the lock token so that the
+// admission webhook can check that our lock still holds. stored reports
+// that this CREATE stored the WFE.
+func (r *Reconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token) (_ reconcile.Result, stored bool, _ error) {
+	wfe := &v1alpha1.WorkflowExecution{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        executionName(rr),
+			Namespace:   rr.Namespace,
+			Labels:      map[string]string{v1alpha1.TargetHashLabel: key.Hash()},
+			Annotations: map[string]string{v1alpha1.LockTokenAnnotation: tok.ID},
+		},
+		Spec: v1alpha1.WorkflowExecutionSpec{
+			TargetResource:        r.resolver.Spelling(key),
+			RemediationRequestRef: &v1alpha1.ObjectRef{Name: rr.Name, Namespace: rr.Namespace},
+			WorkflowRef:           rr.Spec.WorkflowRef,
+			Parameters:            rr.Spec.Parameters,
+		},
+	}
+	if err := controllerutil.SetControllerReference(rr, wfe, r.client.Scheme()); err != nil {
+		return reconcile.Result{}, false, err
+	}
+	switch err := r.client.Create(ctx, wfe); {
+	case apierrors.IsAlreadyExists(err):
+		existing, err := r.existing(ctx, r.live, rr)
+		if err != nil || existing == nil {
+			return reconcile.Result{}, false, err
+		}
+		return reconcile.Result{}, false, r.adopt(ctx, rr, existing)
+	case err != nil:
+		res, err := r.refused(ctx, rr, key, err)
+		return res, false, err
+	}
+	creations.Inc()
+	return reconcile.Result{}, true, r.executing(ctx, rr, wfe)
+}
+
+// existing returns the request's WFE as reader has it, or nil.
+func (r *Reconciler) existing(ctx context.Context, reader client.Reader, rr *v1alpha1.RemediationRequest) (*v1alpha1.WorkflowExecution, error) {
+	wfe := &v1alpha1.WorkflowExecution{}
+	switch err := reader.Get(ctx, executionKey(rr), wfe); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading workflow execution of %s/%s: %w", rr.Namespace, rr.Name, err)
+	}
+	return wfe, nil
+}
+
+// adopt records an existing WFE of the request's name: ours (Executing), or
+// someone else's, which the request can never replace (Failed).
+func (r *Reconciler) adopt(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {
+	if metav1.IsControlledBy(wfe, rr) {
+		return r.executing(ctx, rr, wfe)
+	}
+	return r.refuse(ctx, rr, "WorkflowExecutionNameTaken",
+		fmt.Sprintf("WorkflowExecution %s exists and does not belong to this request", wfe.Name))
+}
+
+// executionName is the one WFE name per request, so that retries and
+// racing replicas converge on a single object.
+func executionName(rr *v1alpha1.RemediationRequest) string {
+	const prefix = "wfe-"
+	if len(prefix)+len(rr.Name) <= 253 {
+		return prefix + rr.Name
+	}
+	sum := sha256.Sum256([]byte(rr.Name))
+	return prefix + hex.EncodeToString(sum[:20])
+}
+
+// executionKey is the request's WFE's key, and its claims' holder.
+func executionKey(rr *v1alpha1.RemediationRequest) types.NamespacedName {
+	return types.NamespacedName{Namespace: rr.Namespace, Name: executionName(rr)}
+}

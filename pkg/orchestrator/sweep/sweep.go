@@ -1,0 +1,65 @@
+// Package sweep periodically removes expired locks (a holder that crashed)
+// and stale claims (a WFE that ended or vanished while no replica was
+// watching), so no Lease outlives its reason.
+package sweep
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/wait"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/targetlock/targetlock/pkg/lease"
+)
+
+var sweeps = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "targetlock_orchestrator_sweeps_total",
+	Help: "Periodic sweeps of expired locks and stale claims, by result.",
+}, []string{"result"})
+
+func init() { metrics.Registry.MustRegister(sweeps) }
+
+// Claims judges whether a claim is stale (handoff.Handoff.Stale).
+type Claims interface {
+	Stale(ctx context.Context, st lease.State) (bool, error)
+}
+
+// Sweeper sweeps the lock's namespace every interval. Every replica
+// sweeps, on the ring or not; each removal is a compare-and-swap, so
+// concurrent sweeps are harmless. The sweep is the backstop for a missed
+// event or a wrong view of the ring, so it does not trust the ring: one
+// List per interval per replica.
+type Sweeper struct {
+	lock     *lease.Lock
+	claims   Claims
+	interval time.Duration
+}
+
+// New returns a Sweeper of lock's Leases that judges claims by claims.
+func New(lock *lease.Lock, claims Claims, interval time.Duration) *Sweeper {
+	return &Sweeper{lock: lock, claims: claims, interval: interval}
+}
+
+// Start runs the sweep until ctx ends (a manager.Runnable).
+func (s *Sweeper) Start(ctx context.Context) error {
+	wait.JitterUntilWithContext(ctx, func(ctx context.Context) { s.Sweep(ctx) }, s.interval, 0.2, true)
+	return nil
+}
+
+// NeedLeaderElection is false: every replica sweeps.
+func (*Sweeper) NeedLeaderElection() bool { return false }
+
+// Sweep runs once and returns how many Leases it removed.
+func (s *Sweeper) Sweep(ctx context.Context) int {
+	n, err := s.lock.Sweep(ctx, s.claims.Stale)
+	if err != nil {
+		sweeps.WithLabelValues("error").Inc()
+		logf.FromContext(ctx).Error(err, "Sweeping leases")
+		return n
+	}
+	sweeps.WithLabelValues("ok").Inc()
+	return n
+}

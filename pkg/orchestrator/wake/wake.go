@@ -1,0 +1,132 @@
+package wake
+
+import (
+	"context"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
+)
+
+type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+
+// targetHash is the object identity an RR, WFE or Lease carries.
+func targetHash(obj client.Object) string { return obj.GetLabels()[v1alpha1.TargetHashLabel] }
+
+// RequestChanged passes a request's creation and deletion, and updates of
+// its spec (generation), labels or annotations: not its status writes,
+// which are the orchestrator's own and bring nothing new to decide.
+func RequestChanged() predicate.Predicate {
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{})
+}
+
+// requestEnded reports an update of a request into a terminal phase.
+func requestEnded(old, new client.Object) bool {
+	return !old.(*v1alpha1.RemediationRequest).Status.Phase.Terminal() && new.(*v1alpha1.RemediationRequest).Status.Phase.Terminal()
+}
+
+func executionEnded(old, new client.Object) bool {
+	return !old.(*v1alpha1.WorkflowExecution).Status.Phase.Terminal() && new.(*v1alpha1.WorkflowExecution).Status.Phase.Terminal()
+}
+
+// TargetLeases passes the Leases that lock objects, not the ring's members.
+var TargetLeases = predicate.NewPredicateFuncs(func(o client.Object) bool {
+	return o.GetLabels()[lease.ManagedByLabel] == "targetlock" && targetHash(o) != ""
+})
+
+// OnRequestEnd wakes the requests of an object when another of its
+// requests ends or is deleted: it frees its duplicates.
+func OnRequestEnd(c client.Reader) handler.Funcs { return wake(c, requestEnded) }
+
+// OnLeaseRelease wakes the requests waiting on an object when its Lease is
+// released (a claim is announced by its WFE's creation).
+func OnLeaseRelease(c client.Reader) handler.Funcs { return wake(c, nil) }
+
+// wake enqueues the requests waiting on an object when one of the
+// object's requests, WFEs or Leases ends (an update that ended reports) or
+// is deleted.
+func wake(c client.Reader, ended func(old, new client.Object) bool) handler.Funcs {
+	return handler.Funcs{
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
+			if ended != nil && ended(e.ObjectOld, e.ObjectNew) {
+				enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew)))
+			}
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
+			enqueue(q, waiters(ctx, c, targetHash(e.Object)))
+		},
+	}
+}
+
+// OnExecution wakes the other requests of an object when a WFE is created
+// for it (it is busy now), ends or goes; and a WFE's own request when the
+// WFE is deleted before it ended (that fails the request).
+func OnExecution(c client.Reader) handler.Funcs {
+	h := wake(c, executionEnded)
+	h.CreateFunc = func(ctx context.Context, e event.CreateEvent, q queue) {
+		enqueue(q, others(waiters(ctx, c, targetHash(e.Object)), e.Object))
+	}
+	h.UpdateFunc = func(ctx context.Context, e event.UpdateEvent, q queue) {
+		if executionEnded(e.ObjectOld, e.ObjectNew) {
+			enqueue(q, others(waiters(ctx, c, targetHash(e.ObjectNew)), e.ObjectNew))
+		}
+	}
+	h.DeleteFunc = func(ctx context.Context, e event.DeleteEvent, q queue) {
+		enqueue(q, waiters(ctx, c, targetHash(e.Object)))
+		if owner := metav1.GetControllerOf(e.Object); owner != nil && owner.Kind == "RemediationRequest" {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: owner.Name}})
+		}
+	}
+	return h
+}
+
+// others leaves out the WFE's own request: it created the WFE and knows;
+// the WFE controller ends it when the WFE ends.
+func others(reqs []reconcile.Request, wfe client.Object) []reconcile.Request {
+	owner := metav1.GetControllerOf(wfe)
+	if owner == nil {
+		return reqs
+	}
+	out := reqs[:0]
+	for _, r := range reqs {
+		if r.Namespace != wfe.GetNamespace() || r.Name != owner.Name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func enqueue(q queue, reqs []reconcile.Request) {
+	for _, r := range reqs {
+		q.Add(r)
+	}
+}
+
+// waiters lists the active requests for an object, from the cache.
+func waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Request {
+	if hash == "" {
+		return nil
+	}
+	list := &v1alpha1.RemediationRequestList{}
+	if err := c.List(ctx, list, client.MatchingFields{target.HashIndex: hash}); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, rr := range list.Items {
+		// An executing request waits on its own WFE only: the WFE
+		// controller ends it (remediation.Reconciler.Ended).
+		if !rr.Status.Phase.Terminal() && rr.Status.Phase != v1alpha1.RemediationExecuting {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: rr.Namespace, Name: rr.Name}})
+		}
+	}
+	return reqs
+}
