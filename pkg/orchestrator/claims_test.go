@@ -23,6 +23,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 var _ = Describe("claims", func() {
@@ -47,7 +48,7 @@ var _ = Describe("claims", func() {
 			return old.Labels[v1alpha1.TargetHashLabel]
 		}).Should(Equal(appKey(ns).Hash()))
 		// And so a request for the object finds it busy.
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.BlockingWorkflowExecution }, Equal(ns+"/legacy")))
 	})
 
@@ -104,7 +105,7 @@ var _ = Describe("claims", func() {
 func claimedByWFE(ctx context.Context) (ns, lns string, w v1alpha1.WorkflowExecution) {
 	ns, lns = newNamespace(ctx), newNamespace(ctx)
 	startReplica(ctx, "replica-0", orchestrator.Options{LeaseNamespace: lns, Routing: testenv.FastRouting, FallbackRequeue: 10 * time.Minute, SweepInterval: 10 * time.Minute})
-	Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+	Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 	Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 	return ns, lns, claimAsWebhook(ctx, ns, lns)
 }

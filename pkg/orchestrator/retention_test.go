@@ -12,6 +12,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 var _ = Describe("retention", func() {
@@ -24,7 +25,7 @@ var _ = Describe("retention", func() {
 			remediate(ctx, ns, name("rr", i), "sig", v1alpha1.WorkflowExecutionFailed)
 		}
 		// Another signal on the object has its own newest.
-		Expect(env.Client.Create(ctx, newRR(ns, "other", ns, "Deployment", "app", "other-sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "other").Target("Deployment", ns, "app").Fingerprint("other-sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "other")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		setWFEPhase(ctx, ns, "wfe-other", v1alpha1.WorkflowExecutionCompleted)
 

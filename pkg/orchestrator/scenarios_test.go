@@ -25,6 +25,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/target"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 var _ = Describe("orchestrator scenarios", func() {
@@ -67,7 +68,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		o := opts
 		o.LeaseClient, o.LeaseDuration = lossy, 10*time.Minute
 		startReplica(ctx, "replica-0", o)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		Expect(created.Load()).To(BeTrue(), "the lost answer was injected")
 	})
@@ -100,7 +101,7 @@ var _ = Describe("orchestrator scenarios", func() {
 				return apierrors.NewInternalError(fmt.Errorf(`failed calling webhook "workflowexecutions.targetlock.io": failed to call webhook: Post "https://webhook:443/validate": EOF`))
 			},
 		}))
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		Expect(claimed.Load()).To(BeTrue(), "the phantom claim was made")
 		Expect(wfesIn(ctx, ns)).To(HaveLen(1))
@@ -108,9 +109,9 @@ var _ = Describe("orchestrator scenarios", func() {
 
 	It("1 replica, 2 RRs on one target: 1 WFE, the second Blocked ResourceBusy; it runs once the first ends", func() {
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig-a"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig-a").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "deployment", "app", "sig-b"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-b").Target("deployment", ns, "app").Fingerprint("sig-b").Obj())).To(Succeed())
 
 		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationBlocked)))
 		b := getRR(ctx, ns, "rr-b")()
@@ -136,7 +137,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		startReplica(ctx, "replica-0", opts)
 		startReplica(ctx, "replica-1", opts)
 		for i := range 6 {
-			Expect(env.Client.Create(ctx, newRR(ns, name("rr", i), ns, "Deployment", "app", name("sig", i)))).To(Succeed())
+			Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, name("rr", i)).Target("Deployment", ns, "app").Fingerprint(name("sig", i)).Obj())).To(Succeed())
 		}
 		Eventually(func() int {
 			blocked := 0
@@ -153,7 +154,7 @@ var _ = Describe("orchestrator scenarios", func() {
 	It("different targets proceed concurrently", func() {
 		startReplica(ctx, "replica-0", opts)
 		for i := range 5 {
-			Expect(env.Client.Create(ctx, newRR(ns, name("rr", i), ns, "Deployment", name("app", i), "sig"))).To(Succeed())
+			Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, name("rr", i)).Target("Deployment", ns, name("app", i)).Fingerprint("sig").Obj())).To(Succeed())
 		}
 		for i := range 5 {
 			Eventually(getRR(ctx, ns, name("rr", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
@@ -172,7 +173,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		}
 		Expect(env.Client.Create(ctx, dead)).To(Succeed())
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 	})
 
@@ -184,7 +185,7 @@ var _ = Describe("orchestrator scenarios", func() {
 			remediate(ctx, ns, name("rr", i), "sig", v1alpha1.WorkflowExecutionFailed)
 		}
 		Expect(getRR(ctx, ns, "rr-1")().Status.ConsecutiveFailureCount).To(BeEquivalentTo(2))
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-2", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-2").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-2")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) v1alpha1.BlockReason { return rr.Status.BlockReason }, Equal(v1alpha1.BlockConsecutiveFailures)))
 		rr := getRR(ctx, ns, "rr-2")()
 		Expect(rr.Status.BlockedUntil.Time).To(BeTemporally(">", time.Now().Add(50*time.Minute)))
@@ -193,12 +194,12 @@ var _ = Describe("orchestrator scenarios", func() {
 
 	It("blocks DuplicateInProgress behind the oldest, then skips it when that one completes", func() {
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-old", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-old").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-old")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		// As the webhook would: the WFE claims the target. The duplicate
 		// must still learn whom it duplicates.
 		claimAsWebhook(ctx, ns, lns)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-new", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-new").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal(ns+"/rr-old")))
 		Expect(getRR(ctx, ns, "rr-new")().Status.BlockReason).To(Equal(v1alpha1.BlockDuplicateInProgress))
 
@@ -212,7 +213,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		startReplica(ctx, "replica-0", opts)
 		remediate(ctx, ns, "rr-a", "sig-a", v1alpha1.WorkflowExecutionCompleted)
 
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig-b"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-b").Target("Deployment", ns, "app").Fingerprint("sig-b").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) v1alpha1.BlockReason { return rr.Status.BlockReason }, Equal(v1alpha1.BlockRecentlyRemediated)))
 		Expect(getRR(ctx, ns, "rr-b")().Status.BlockedUntil).NotTo(BeNil())
 	})
@@ -228,7 +229,7 @@ var _ = Describe("orchestrator scenarios", func() {
 		remediate(ctx, ns, "rr-a", "sig", v1alpha1.WorkflowExecutionFailed)
 		Expect(getRR(ctx, ns, "rr-a")().Status.NextAllowedExecution).NotTo(BeNil())
 
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-b").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) v1alpha1.BlockReason { return rr.Status.BlockReason }, Equal(v1alpha1.BlockExponentialBackoff)))
 		Consistently(getRR(ctx, ns, "rr-b"), time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationBlocked)))
 
@@ -239,7 +240,7 @@ var _ = Describe("orchestrator scenarios", func() {
 
 	It("fails a request whose WFE is deleted while active, and records Events", func() {
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		Expect(env.Client.Delete(ctx, &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wfe-rr-a"}})).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
@@ -257,7 +258,7 @@ var _ = Describe("orchestrator scenarios", func() {
 	It("fails a request with a malformed or unknown target, saying the expected form", func() {
 		startReplica(ctx, "replica-0", opts)
 		for i, kind := range []string{"Deploy-ment", "Gadget", "Deployment.example.invalid"} {
-			Expect(env.Client.Create(ctx, newRR(ns, name("rr-bad", i), ns, kind, "app", "sig"))).To(Succeed())
+			Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, name("rr-bad", i)).Target(kind, ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		}
 		for i, want := range []string{"kind must be", `serves no kind "Gadget"`, `serves no kind "Deployment.example.invalid"`} {
 			Eventually(getRR(ctx, ns, name("rr-bad", i))).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
@@ -275,8 +276,8 @@ var _ = Describe("orchestrator scenarios", func() {
 		q.Status = corev1.ResourceQuotaStatus{Hard: q.Spec.Hard, Used: corev1.ResourceList{"count/workflowexecutions.targetlock.io": resource.MustParse("0")}}
 		Expect(env.Client.Status().Update(ctx, q)).To(Succeed())
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-b").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		for _, n := range []string{"rr-a", "rr-b"} {
 			Eventually(getRR(ctx, ns, n)).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationFailed)))
 			rr := getRR(ctx, ns, n)()
@@ -289,10 +290,10 @@ var _ = Describe("orchestrator scenarios", func() {
 		other := newNamespace(ctx)
 		opts.TrustedNamespaces = []string{other} // its requests may name objects elsewhere
 		startReplica(ctx, "replica-0", opts)
-		Expect(env.Client.Create(ctx, newRR(ns, "alert-1", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "alert-1").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "alert-1")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		// The same signal on the same object, spelled otherwise, from another namespace.
-		Expect(env.Client.Create(ctx, newRR(other, "alert-1", ns, "deployments.apps", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(other, "alert-1").Target("deployments.apps", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, other, "alert-1")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal(ns+"/alert-1")))
 		Expect(getRR(ctx, other, "alert-1")().Labels).To(HaveKeyWithValue(v1alpha1.TargetHashLabel, appKey(ns).Hash()))
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/invariant"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 var _ = Describe("orchestrator storm", func() {
@@ -55,7 +56,7 @@ var _ = Describe("orchestrator storm", func() {
 		var rrs []*v1alpha1.RemediationRequest
 		for t := range targets {
 			for i := range rrsPerTarget {
-				rr := newRR(ns, fmt.Sprintf("rr-%d-%d", t, i), ns, "Deployment", fmt.Sprintf("app-%d", t), fmt.Sprintf("sig-%d", i%7))
+				rr := wrappers.MakeRR(ns, fmt.Sprintf("rr-%d-%d", t, i)).Target("Deployment", ns, fmt.Sprintf("app-%d", t)).Fingerprint(fmt.Sprintf("sig-%d", i%7)).Obj()
 				if i%4 == 3 {
 					rr.Spec.Parameters = map[string]string{executor.OutcomeParameter: "fail"}
 				}

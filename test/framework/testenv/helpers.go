@@ -5,12 +5,10 @@ import (
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/routing"
 )
 
@@ -63,21 +61,5 @@ func Eventually(tb interface {
 		return last == nil, nil
 	}); err != nil {
 		tb.Fatalf("after %s: %v", timeout, last)
-	}
-}
-
-// RemediationRequest is a request in ns for the object kind tns/tname (tns
-// empty for a cluster-scoped kind), with the signal fingerprint and the
-// workflow "restart".
-//
-// Deprecated: use wrappers.MakeRR.
-func RemediationRequest(ns, name, kind, tns, tname, fingerprint string) *v1alpha1.RemediationRequest {
-	return &v1alpha1.RemediationRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha1.RemediationRequestSpec{
-			TargetResource:    v1alpha1.ResourceIdentifier{Kind: kind, Namespace: tns, Name: tname},
-			SignalFingerprint: fingerprint,
-			WorkflowRef:       v1alpha1.WorkflowRef{WorkflowID: "restart"},
-		},
 	}
 }
