@@ -23,6 +23,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/ring/ownership"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/tenancy"
 )
 
 // Condition types on a RemediationRequest (remediation.ConditionRouted, ...).
@@ -32,7 +33,8 @@ const (
 )
 
 // Setup adds the orchestrator's controllers and sweeper to mgr. The manager
-// must use CacheOptions. It fails, before anything is added, if the API
+// must cache Leases of the lease namespace only (internal/manager.CacheOptions,
+// which the webhook uses too). It fails, before anything is added, if the API
 // server does not serve the orchestrator's own kinds (CheckAPIs).
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	opts = opts.defaults()
@@ -70,9 +72,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	h := handoff.New(c, apiReader, lock, resolver, opts.Clock)
 	requests := remediation.New(remediation.Config{
 		Client: c, Live: apiReader, Lock: lock, Resolver: resolver,
-		TrustedNamespaces: append([]string{opts.LeaseNamespace}, opts.TrustedNamespaces...),
-		Engine:            routing.NewEngine(c, apiReader, opts.Routing, opts.Clock),
-		Handoff:           h, Recorder: events, Clock: opts.Clock, FallbackRequeue: opts.FallbackRequeue,
+		Trust:   tenancy.Trust{Namespaces: append([]string{opts.LeaseNamespace}, opts.TrustedNamespaces...)},
+		Engine:  routing.NewEngine(c, apiReader, opts.Routing, opts.Clock),
+		Handoff: h, Recorder: events, Clock: opts.Clock, FallbackRequeue: opts.FallbackRequeue,
 	})
 	w := newWiring(mgr, rg, opts)
 	if err := w.requests(requests, opts.reconciled); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
 	"github.com/targetlock/targetlock/pkg/target/targettest"
+	"github.com/targetlock/targetlock/pkg/tenancy"
 )
 
 // The fixture's world: requests in ns, Leases in lns, one object.
@@ -84,7 +85,7 @@ func newFixture(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *f
 	resolver := targettest.Resolver()
 	rec := events.NewFakeRecorder(100)
 	r := New(Config{
-		Client: c, Live: c, Lock: lock, Resolver: resolver, TrustedNamespaces: []string{lns},
+		Client: c, Live: c, Lock: lock, Resolver: resolver, Trust: tenancy.Trust{Namespaces: []string{lns}},
 		Engine:  routing.NewEngine(c, c, routing.Options{}, clk),
 		Handoff: handoff.New(c, c, lock, resolver, clk), Recorder: rec, Clock: clk, FallbackRequeue: fallback,
 	})

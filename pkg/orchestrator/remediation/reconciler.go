@@ -3,8 +3,6 @@ package remediation
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +17,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/tenancy"
 )
 
 // Condition types on a RemediationRequest.
@@ -55,8 +54,8 @@ type Reconciler struct {
 	live     client.Reader // live reads that decide
 	lock     *lease.Lock
 	resolver *target.Resolver
-	// trusted namespaces may hold requests for any object.
-	trusted  []string
+	// trust says which namespaces may hold requests for any object.
+	trust    tenancy.Trust
 	engine   *routing.Engine
 	handoff  Handoff
 	recorder events.EventRecorder
@@ -67,22 +66,22 @@ type Reconciler struct {
 
 // Config is what a Reconciler needs; every field is required.
 type Config struct {
-	Client            client.Client
-	Live              client.Reader
-	Lock              *lease.Lock
-	Resolver          *target.Resolver
-	TrustedNamespaces []string
-	Engine            *routing.Engine
-	Handoff           Handoff
-	Recorder          events.EventRecorder
-	Clock             clock.PassiveClock
-	FallbackRequeue   time.Duration
+	Client          client.Client
+	Live            client.Reader
+	Lock            *lease.Lock
+	Resolver        *target.Resolver
+	Trust           tenancy.Trust
+	Engine          *routing.Engine
+	Handoff         Handoff
+	Recorder        events.EventRecorder
+	Clock           clock.PassiveClock
+	FallbackRequeue time.Duration
 }
 
 // New returns a Reconciler.
 func New(c Config) *Reconciler {
 	return &Reconciler{
-		client: c.Client, live: c.Live, lock: c.Lock, resolver: c.Resolver, trusted: c.TrustedNamespaces,
+		client: c.Client, live: c.Live, lock: c.Lock, resolver: c.Resolver, trust: c.Trust,
 		engine: c.Engine, handoff: c.Handoff, recorder: c.Recorder, clock: c.Clock, fallback: c.FallbackRequeue,
 	}
 }
@@ -145,14 +144,10 @@ func (r *Reconciler) target(ctx context.Context, rr *v1alpha1.RemediationRequest
 	case err != nil:
 		return key, false, err
 	}
-	if !r.trusts(rr, key) {
-		where := "in namespace " + key.Namespace
-		if key.Namespace == "" {
-			where = "cluster-scoped"
-		}
-		return key, false, r.refuse(ctx, rr, "TargetNotPermitted", fmt.Sprintf(
-			"a RemediationRequest in namespace %s may name only objects in namespace %s, and %s is %s; create it there, or ask an admin to trust this namespace (orchestrator --trusted-namespaces, chart value tenancy.trustedNamespaces)",
-			rr.Namespace, rr.Namespace, key, where))
+	// The requester is not known here, so only the namespaces count.
+	if !r.trust.Permits("", rr.Namespace, key.Namespace) {
+		return key, false, r.refuse(ctx, rr, "TargetNotPermitted", tenancy.Refusal("RemediationRequest", rr.Namespace, key.String(), key.Namespace,
+			"ask an admin to trust this namespace (orchestrator --trusted-namespaces, chart value tenancy.trustedNamespaces)"))
 	}
 	// The request carries its object's identity, so that every replica and
 	// every check finds it by label however its target is spelled.
@@ -164,12 +159,6 @@ func (r *Reconciler) target(ctx context.Context, rr *v1alpha1.RemediationRequest
 		}
 	}
 	return key, true, nil
-}
-
-// trusts reports whether rr may name key: an object in its own namespace,
-// or any from a trusted namespace.
-func (r *Reconciler) trusts(rr *v1alpha1.RemediationRequest, key target.Key) bool {
-	return key.Namespace == rr.Namespace || slices.Contains(r.trusted, rr.Namespace) || slices.Contains(r.trusted, "*")
 }
 
 // blockedFor is how long a time-based block still holds; 0 if none.

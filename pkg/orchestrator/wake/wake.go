@@ -40,7 +40,7 @@ func executionEnded(old, new client.Object) bool {
 
 // TargetLeases passes the Leases that lock objects, not the ring's members.
 var TargetLeases = predicate.NewPredicateFuncs(func(o client.Object) bool {
-	return o.GetLabels()[lease.ManagedByLabel] == "targetlock" && targetHash(o) != ""
+	return o.GetLabels()[lease.ManagedByLabel] == lease.ManagedBy && targetHash(o) != ""
 })
 
 // OnRequestEnd wakes the requests of an object when another of its

@@ -2,7 +2,6 @@ package ownership
 
 import (
 	"context"
-	"strings"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -105,12 +104,12 @@ func PendingExecutions(c client.Reader, leaseNamespace string) Lister {
 		}
 		for i := range leases.Items {
 			l := &leases.Items[i]
-			holder := lease.IndexHolder(l)
-			if len(holder) == 0 {
+			st := lease.Decode(l)
+			if st.Phase != lease.Claimed {
 				continue
 			}
-			if ns, name, ok := strings.Cut(holder[0], "/"); ok {
-				out = append(out, Object{types.NamespacedName{Namespace: ns, Name: name}, l.Labels[v1alpha1.TargetHashLabel]})
+			if o, ok := lease.ParseOwner(st.Holder); ok {
+				out = append(out, Object{types.NamespacedName{Namespace: o.Namespace, Name: o.Name}, l.Labels[v1alpha1.TargetHashLabel]})
 			}
 		}
 		return out, nil
