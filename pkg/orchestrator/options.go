@@ -3,11 +3,8 @@ package orchestrator
 import (
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/pkg/lease"
@@ -101,18 +98,4 @@ func (o Options) defaults() Options {
 		o.Clock = clock.RealClock{}
 	}
 	return o
-}
-
-// CacheOptions restricts the manager's Lease cache to the lease namespace,
-// the only namespace the orchestrator may read Leases in, and keeps cached
-// objects without their managedFields: nothing reads them, and on requests
-// and WFEs whose status is written several times they are most of the
-// object (a write without them leaves the stored ones as they are).
-func CacheOptions(leaseNamespace string) cache.Options {
-	return cache.Options{
-		ByObject: map[client.Object]cache.ByObject{
-			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{leaseNamespace: {}}},
-		},
-		DefaultTransform: cache.TransformStripManagedFields(),
-	}
 }

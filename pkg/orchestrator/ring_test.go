@@ -15,10 +15,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/ring"
 	"github.com/targetlock/targetlock/pkg/target"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 // reconciles counts, per replica, the reconciles of each request.
@@ -59,7 +61,7 @@ func (r *reconciles) reset() {
 // a stop that the spec may call early (a graceful stop: it leaves the ring).
 func startRingReplica(ctx context.Context, id string, opts orchestrator.Options, seen *reconciles) (*ring.Ring, func()) {
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Cache: orchestrator.CacheOptions(opts.LeaseNamespace),
+		Scheme: env.Scheme, Cache: manager.CacheOptions(opts.LeaseNamespace),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
@@ -106,7 +108,7 @@ var _ = Describe("orchestrator ring", func() {
 			return target.Key{Group: "apps", Kind: "Deployment", Namespace: ns, Name: name("app", t)}
 		}
 		create := func(prefix, sig string, t int) {
-			rr := newRR(ns, name(prefix, t), ns, "Deployment", name("app", t), sig)
+			rr := wrappers.MakeRR(ns, name(prefix, t)).Target("Deployment", ns, name("app", t)).Fingerprint(sig).Obj()
 			rr.Labels = map[string]string{v1alpha1.TargetHashLabel: key(t).Hash()}
 			Expect(env.Client.Create(ctx, rr)).To(Succeed())
 		}
@@ -166,7 +168,7 @@ var _ = Describe("orchestrator ring", func() {
 
 		// A request not labelled yet belongs to its own name's owner until
 		// labelled, then to its object's: at most those two decide it.
-		rr := newRR(ns, "rr-new", ns, "Deployment", name("app", 0), "sig-c")
+		rr := wrappers.MakeRR(ns, "rr-new").Target("Deployment", ns, name("app", 0)).Fingerprint("sig-c").Obj()
 		Expect(env.Client.Create(ctx, rr)).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		Expect(getRR(ctx, ns, "rr-new")().Labels).To(HaveKeyWithValue(v1alpha1.TargetHashLabel, key(0).Hash()))

@@ -22,8 +22,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 var _ = Describe("status writes", func() {
@@ -69,7 +71,7 @@ var _ = Describe("status writes", func() {
 		// before the orchestrator starts: one runs, the other is Blocked.
 		names := []string{"rr-a", "rr-b"}
 		for _, n := range names {
-			Expect(e.Client.Create(ctx, newRR(ns, n, ns, "Deployment", "app", "sig-"+n))).To(Succeed())
+			Expect(e.Client.Create(ctx, wrappers.MakeRR(ns, n).Target("Deployment", ns, "app").Fingerprint("sig-"+n).Obj())).To(Succeed())
 			// The widened schema applies once the API server has reloaded the CRD.
 			Eventually(func() (string, error) {
 				rr := &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}}
@@ -140,9 +142,9 @@ var _ = Describe("status writes", func() {
 				},
 			}))
 		// Blocked (a duplicate), Executing, Completed and Skipped.
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-a", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-		Expect(env.Client.Create(ctx, newRR(ns, "rr-b", ns, "Deployment", "app", "sig"))).To(Succeed())
+		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-b").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-b")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationBlocked)))
 		setWFEPhase(ctx, ns, "wfe-rr-a", v1alpha1.WorkflowExecutionCompleted)
 		Eventually(getRR(ctx, ns, "rr-a")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationCompleted)))
@@ -195,7 +197,7 @@ var _ = Describe("API check at start", func() {
 
 		// Setup runs the check before anything starts.
 		mo := e.ManagerOptions()
-		mo.Cache = orchestrator.CacheOptions("default")
+		mo.Cache = manager.CacheOptions("default")
 		mgr, err := ctrl.NewManager(e.Config, mo)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(orchestrator.Setup(ctx, mgr, orchestrator.Options{LeaseNamespace: "default", Identity: "replica-0", SkipNameValidation: true})).

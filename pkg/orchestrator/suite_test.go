@@ -20,11 +20,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/target"
 	"github.com/targetlock/targetlock/test/framework/executor"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
 var env *testenv.Env
@@ -60,7 +62,7 @@ func startReplica(ctx context.Context, name string, opts orchestrator.Options, t
 func startReplicaIn(ctx context.Context, e *testenv.Env, name string, opts orchestrator.Options, tune ...func(*rest.Config, *ctrl.Options)) {
 	cfg := rest.CopyConfig(e.Config)
 	mo := e.ManagerOptions()
-	mo.Cache = orchestrator.CacheOptions(opts.LeaseNamespace)
+	mo.Cache = manager.CacheOptions(opts.LeaseNamespace)
 	for _, t := range tune {
 		t(cfg, &mo)
 	}
@@ -97,10 +99,6 @@ func startExecutor(ctx context.Context, delay time.Duration) {
 func run(ctx context.Context, mgr ctrl.Manager) {
 	stop := testenv.StartManager(ctx, mgr)
 	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
-}
-
-func newRR(ns, name, targetNS, kind, targetName, fingerprint string) *v1alpha1.RemediationRequest {
-	return testenv.RemediationRequest(ns, name, kind, targetNS, targetName, fingerprint)
 }
 
 func getRR(ctx context.Context, ns, name string) func() *v1alpha1.RemediationRequest {
@@ -141,7 +139,7 @@ func setWFEPhase(ctx context.Context, ns, name string, phase v1alpha1.WorkflowEx
 // and waits until the request ends in the same phase.
 func remediate(ctx context.Context, ns, name, signal string, phase v1alpha1.WorkflowExecutionPhase) {
 	GinkgoHelper()
-	Expect(env.Client.Create(ctx, newRR(ns, name, ns, "Deployment", "app", signal))).To(Succeed())
+	Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, name).Target("Deployment", ns, "app").Fingerprint(signal).Obj())).To(Succeed())
 	Eventually(getRR(ctx, ns, name)).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 	setWFEPhase(ctx, ns, "wfe-"+name, phase)
 	Eventually(getRR(ctx, ns, name)).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationPhase(phase))))

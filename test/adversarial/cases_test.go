@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/test/framework/cluster"
@@ -281,7 +282,7 @@ var cases = []adversarialCase{
 			}
 		}()
 		mo := c.Env.ManagerOptions()
-		mo.Cache = orchestrator.CacheOptions(cluster.LeaseNamespace)
+		mo.Cache = manager.CacheOptions(cluster.LeaseNamespace)
 		mgr, err := ctrl.NewManager(c.Env.Config, mo)
 		if err != nil {
 			t.Fatal(err)

@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/test/framework/cluster"
@@ -290,7 +291,7 @@ type replica struct {
 
 // start runs the replica until the returned stop is called.
 func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err error) {
-	co := orchestrator.CacheOptions(cluster.LeaseNamespace)
+	co := manager.CacheOptions(cluster.LeaseNamespace)
 	if len(rp.namespaces) > 0 {
 		co.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range rp.namespaces {
