@@ -138,6 +138,9 @@ lint: $(GOLANGCI_LINT) helm-lint ## Run golangci-lint (root, test/chart and test
 	$(GOLANGCI_LINT) run ./...
 	cd test/chart && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
 	cd test/e2e && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
+	@# One concept per file: a file under pkg/ or cmd/ past 350 lines holds more than one.
+	@long=$$(git ls-files 'pkg/*.go' 'cmd/*.go' | grep -v zz_generated | xargs wc -l | awk '$$2 != "total" && $$1 > 350'); \
+	if [ -n "$$long" ]; then echo "files over 350 lines (split them by concern):"; echo "$$long"; exit 1; fi
 
 .PHONY: helm-lint
 helm-lint: $(HELM) ## Lint the chart in each certificate mode with the helm CLI.
