@@ -2,15 +2,18 @@ package remediation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/routing"
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
 // Ended mirrors the end of wfe onto the request that created it. The WFE
@@ -68,17 +71,27 @@ func (r *Reconciler) mirror(ctx context.Context, rr *v1alpha1.RemediationRequest
 		if d := wfe.Status.FailureDetails; d != nil {
 			msg += fmt.Sprintf(": %s: %s", d.Reason, d.Message)
 		}
-		return r.failed(ctx, rr, msg)
+		return r.failed(ctx, rr, wfe, msg)
 	case v1alpha1.WorkflowExecutionPending, v1alpha1.WorkflowExecutionRunning:
 	}
 	return nil
 }
 
 // failed records the failure streak of the request's signal on its target
-// and the backoff that the next request for them waits.
-func (r *Reconciler) failed(ctx context.Context, rr *v1alpha1.RemediationRequest, msg string) error {
-	key, err := r.resolver.ForRemediation(rr)
-	if err != nil {
+// and the backoff that the next request for them waits. The target is the
+// one wfe was created for: resolving the request again may fail for good
+// (its kind uninstalled, or now ambiguous), and nothing enqueues the request
+// again once its WFE has ended. A target that cannot be identified still
+// ends the request, without a streak, rather than leave it Executing.
+func (r *Reconciler) failed(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution, msg string) error {
+	key, err := r.recorded(wfe)
+	switch {
+	case errors.Is(err, target.ErrInvalid):
+		logf.FromContext(ctx).Info("Failed WorkflowExecution's target no longer identified, no failure streak recorded",
+			"workflowExecution", wfe.Name, "targetResource", wfe.Spec.TargetResource, "error", err.Error())
+		return r.refuse(ctx, rr, "WorkflowExecutionFailed",
+			fmt.Sprintf("%s (its target is no longer identified, failure streak not recorded: %v)", msg, err))
+	case err != nil:
 		return err
 	}
 	now := r.clock.Now()
@@ -93,4 +106,34 @@ func (r *Reconciler) failed(ctx context.Context, rr *v1alpha1.RemediationRequest
 	rr.Status.ConsecutiveFailureCount = int32(n)
 	rr.Status.NextAllowedExecution = &metav1.Time{Time: now.Add(routing.Backoff(n, rr.UID, r.engine.Options()))}
 	return r.finishFrom(ctx, before, rr, v1alpha1.RemediationFailed, "WorkflowExecutionFailed", msg)
+}
+
+// recorded is the key of the target wfe was created for, read from what the
+// orchestrator wrote into it: spec.targetResource (Resolver.Spelling of the
+// key) and spec.clusterID. The spelling leaves out a group the Kind implies,
+// so it may have several readings; the WFE's identity label, which the
+// webhook checked against the spec at CREATE, picks the reading, and never
+// names the target itself. A built-in kind's implied group only discovery
+// knows: that reading is resolved, and errors as ForExecution does.
+func (r *Reconciler) recorded(wfe *v1alpha1.WorkflowExecution) (target.Key, error) {
+	spelled := wfe.Spec.TargetResource
+	if wfe.Spec.ClusterID != "" {
+		spelled += "@" + wfe.Spec.ClusterID
+	}
+	if want := wfe.Labels[v1alpha1.TargetHashLabel]; want != "" {
+		if k, err := target.Parse(spelled); err == nil {
+			readings := []target.Key{k}
+			if k.Cluster == "" { // a kind that is not built in: its key's group is AnyGroup
+				crd := k
+				crd.Group = target.AnyGroup
+				readings = append(readings, crd)
+			}
+			for _, c := range readings {
+				if c.Hash() == want {
+					return c, nil
+				}
+			}
+		}
+	}
+	return r.resolver.ForExecution(wfe)
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -20,6 +22,8 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/target/targettest"
 )
 
 var wfes = schema.GroupResource{Group: v1alpha1.GroupVersion.Group, Resource: "workflowexecutions"}
@@ -89,6 +93,66 @@ func TestRefused(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t) })
 	}
+}
+
+// TestRefusedAfterFreshResolution: a refusal of our webhook that says the
+// two disagree on the target (their discovery, say) is retried once on a
+// fresh resolution, then ends the request with the webhook's reason.
+func TestRefusedAfterFreshResolution(t *testing.T) {
+	for _, reason := range []string{admission.ReasonInvalidLabel, admission.ReasonInvalidObject,
+		admission.ReasonNotPermitted, admission.ReasonTokenNotAccepted} {
+		t.Run(reason, func(t *testing.T) {
+			f := newFixture(t, interceptor.Funcs{})
+			stale := &staleDiscovery{}
+			f.r.resolver = target.NewResolver(stale, nil)
+			f.client.Create(context.Background(), request("rr", "sig", v1alpha1.RemediationPending)) //nolint:errcheck // checked by get
+			first := f.get("rr")
+			_, _ = f.r.resolver.ForRemediation(first) // discovery read once
+			reads := stale.reads.Load()
+			_, err := f.r.refused(context.Background(), first, appKey, denial(reason, http.StatusForbidden))
+			if err == nil || !strings.Contains(err.Error(), "refused by the admission webhook ("+reason+")") {
+				t.Fatalf("first refusal: error %v, want a retry", err)
+			}
+			f.check(outcome{phase: v1alpha1.RemediationPending})
+			if _, _ = f.r.resolver.ForRemediation(first); stale.reads.Load() == reads {
+				t.Errorf("first refusal: the resolver was not invalidated")
+			}
+			// Another replica may take the retry: what is remembered is on the request.
+			f.r.resolver = targettest.Resolver()
+			if _, err := f.r.refused(context.Background(), f.get("rr"), appKey, denial(reason, http.StatusForbidden)); err != nil {
+				t.Fatalf("second refusal: error %v, want none", err)
+			}
+			f.check(outcome{phase: v1alpha1.RemediationFailed, reason: reason})
+			if c := meta.FindStatusCondition(f.get("rr").Status.Conditions, ConditionSucceeded); c == nil || !strings.Contains(c.Message, "denied the request") {
+				t.Errorf("Succeeded condition %+v, want the webhook's message", c)
+			}
+		})
+	}
+}
+
+// TestRefusedOtherReasonBetween: a retry that meets another refusal (a
+// busy target) starts the count again.
+func TestRefusedOtherReasonBetween(t *testing.T) {
+	f := newFixture(t, interceptor.Funcs{}, request("rr", "sig", v1alpha1.RemediationPending))
+	ctx := context.Background()
+	if _, err := f.r.refused(ctx, f.get("rr"), appKey, denial(admission.ReasonInvalidLabel, http.StatusForbidden)); err == nil {
+		t.Fatal("first refusal: no error, want a retry")
+	}
+	if _, err := f.r.refused(ctx, f.get("rr"), appKey, denial(admission.ReasonResourceBusy, http.StatusConflict)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.refused(ctx, f.get("rr"), appKey, denial(admission.ReasonInvalidLabel, http.StatusForbidden)); err == nil {
+		t.Fatal("refusal after a block: no error, want a retry")
+	}
+	f.check(outcome{phase: v1alpha1.RemediationBlocked, block: v1alpha1.BlockResourceBusy})
+}
+
+// staleDiscovery serves targettest's kinds and counts its reads.
+type staleDiscovery struct{ reads atomic.Int32 }
+
+func (d *staleDiscovery) ServerPreferredResources() ([]*metav1.APIResourceList, error) {
+	d.reads.Add(1)
+	return targettest.Resources, nil
 }
 
 func (tc refusedCase) run(t *testing.T) {
