@@ -47,7 +47,7 @@ func (r *Reconciler) ownClaim(ctx context.Context, rr *v1alpha1.RemediationReque
 	if err != nil || wfe == nil {
 		return reconcile.Result{RequeueAfter: inFlight}, err
 	}
-	return reconcile.Result{}, r.adopt(ctx, rr, wfe)
+	return r.adopt(ctx, rr, wfe)
 }
 
 // locked waits on another reconcile that is deciding, or (without the

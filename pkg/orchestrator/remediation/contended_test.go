@@ -127,6 +127,10 @@ func TestContendedLock(t *testing.T) {
 		objs:    []client.Object{claimedBy(ownHolder, "uid-wfe-rr"), execution("wfe-rr", nil, v1alpha1.WorkflowExecutionRunning)},
 		outcome: outcome{phase: v1alpha1.RemediationFailed, reason: "WorkflowExecutionNameTaken"}, patches: 1,
 	}, {
+		name: "claimed by the WFE of a deleted request of our name, not yet collected: wait for its deletion",
+		objs: []client.Object{claimedBy(ownHolder, "uid-wfe-rr"), execution("wfe-rr", predecessor(), v1alpha1.WorkflowExecutionRunning)},
+		want: reconcile.Result{RequeueAfter: fallback}, outcome: pending, lease: leaseHeldBy(ownHolder, lease.Claimed), patches: 0,
+	}, {
 		name: "claimed by our own WFE, which cannot be read: the error, and again in a second",
 		objs: []client.Object{claimedBy(ownHolder, "uid-wfe-rr")}, faults: failing("get", &v1alpha1.WorkflowExecution{}),
 		want: reconcile.Result{RequeueAfter: inFlight}, wantErr: true, outcome: pending, patches: 0,

@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -110,7 +111,8 @@ func (r *Reconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest
 		if err != nil || existing == nil {
 			return reconcile.Result{}, false, err
 		}
-		return reconcile.Result{}, false, r.adopt(ctx, rr, existing)
+		res, err := r.adopt(ctx, rr, existing)
+		return res, false, err
 	case err != nil:
 		res, err := r.refused(ctx, rr, key, err)
 		return res, false, err
@@ -131,14 +133,37 @@ func (r *Reconciler) existing(ctx context.Context, reader client.Reader, rr *v1a
 	return wfe, nil
 }
 
-// adopt records an existing WFE of the request's name: ours (Executing), or
-// someone else's, which the request can never replace (Failed).
-func (r *Reconciler) adopt(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {
+// adopt records an existing WFE of the request's name: ours (Executing), a
+// predecessor's (wait for it to go), or someone else's, which the request
+// can never replace (Failed).
+func (r *Reconciler) adopt(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) (reconcile.Result, error) {
 	if metav1.IsControlledBy(wfe, rr) {
-		return r.executing(ctx, rr, wfe)
+		return reconcile.Result{}, r.executing(ctx, rr, wfe)
 	}
-	return r.refuse(ctx, rr, "WorkflowExecutionNameTaken",
+	if predecessors(wfe, rr) {
+		// Its deletion is an event that wakes the request of its owner's
+		// name (wake.OnExecution): the fallback only covers a missed one.
+		logf.FromContext(ctx).V(1).Info("Waiting for a deleted predecessor's WorkflowExecution to be collected", "workflowExecution", wfe.Name)
+		return reconcile.Result{RequeueAfter: r.fallback}, nil
+	}
+	return reconcile.Result{}, r.refuse(ctx, rr, "WorkflowExecutionNameTaken",
 		fmt.Sprintf("WorkflowExecution %s exists and does not belong to this request", wfe.Name))
+}
+
+// predecessors reports a WFE controlled by a request of rr's name but
+// another UID: a request deleted before rr was created under its name, so
+// the garbage collector deletes its WFE and frees the name. The owner
+// reference tells, not a deletionTimestamp: the collector may not have
+// reached the WFE yet. A WFE with no such owner (a stranger's, or one
+// orphaned by its request's deletion) stays, and takes the name.
+func predecessors(wfe *v1alpha1.WorkflowExecution, rr *v1alpha1.RemediationRequest) bool {
+	owner := metav1.GetControllerOf(wfe)
+	if owner == nil || owner.Kind != "RemediationRequest" || owner.Name != rr.Name || owner.UID == rr.UID {
+		return false
+	}
+	// Any version of our group: the predecessor may predate this one.
+	gv, err := schema.ParseGroupVersion(owner.APIVersion)
+	return err == nil && gv.Group == v1alpha1.GroupVersion.Group
 }
 
 // executionName is the one WFE name per request, so that retries and

@@ -125,7 +125,7 @@ func (r *Reconciler) reconcile(ctx context.Context, rr *v1alpha1.RemediationRequ
 		if err != nil {
 			return reconcile.Result{}, err
 		}
-		return reconcile.Result{}, r.adopt(ctx, rr, wfe)
+		return r.adopt(ctx, rr, wfe)
 	}
 	if r.held(ctx, key) {
 		return r.contended(ctx, rr, key)
