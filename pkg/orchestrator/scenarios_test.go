@@ -2,7 +2,6 @@ package orchestrator_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/test/framework/faults"
 	"github.com/targetlock/targetlock/test/framework/testenv"
 	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
@@ -46,31 +46,14 @@ var _ = Describe("orchestrator scenarios", func() {
 	It("takes over its own lock whose CREATE answer was lost at once, not after the lock's duration", func() {
 		// The first Lease CREATE is applied but answered with an error, and
 		// the re-read that would recognise it fails too: a phantom lock.
-		var created, reread atomic.Bool
-		lossy := interceptor.NewClient(liveClient(), interceptor.Funcs{
-			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
-				if err := c.Create(ctx, obj, o...); err != nil {
-					return err
-				}
-				if _, ok := obj.(*coordinationv1.Lease); ok && created.CompareAndSwap(false, true) {
-					reread.Store(true)
-					return errors.New("connection reset: the answer was lost")
-				}
-				return nil
-			},
-			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, o ...client.GetOption) error {
-				if _, ok := obj.(*coordinationv1.Lease); ok && reread.CompareAndSwap(true, false) {
-					return errors.New("connection reset")
-				}
-				return c.Get(ctx, key, obj, o...)
-			},
-		})
+		phantom, injected := faults.PhantomLease()
+		lossy := interceptor.NewClient(liveClient(), phantom)
 		o := opts
 		o.LeaseClient, o.LeaseDuration = lossy, 10*time.Minute
 		startReplica(ctx, "replica-0", o)
 		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-a").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-a"), 10*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
-		Expect(created.Load()).To(BeTrue(), "the lost answer was injected")
+		Expect(injected()).To(BeTrue(), "the lost answer was injected")
 	})
 
 	It("releases the claim its WFE CREATE made when the webhook's answer was lost, and goes ahead at once", func() {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/test/framework/faults"
 )
 
 var errBoom = errors.New("boom")
@@ -246,26 +246,8 @@ func (tc contendedCase) run(t *testing.T) {
 // our own lock, unconfirmed: contended does not wait on it like another's
 // lock, but looks again soon so that Acquire takes it over.
 func TestContendedOrphanedLock(t *testing.T) {
-	var lost, reread atomic.Bool
-	lost.Store(true)
-	f := newFixture(t, interceptor.Funcs{
-		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
-			if err := c.Create(ctx, obj, o...); err != nil {
-				return err
-			}
-			if _, ok := obj.(*coordinationv1.Lease); ok && lost.CompareAndSwap(true, false) {
-				reread.Store(true)
-				return errors.New("connection reset: the answer was lost")
-			}
-			return nil
-		},
-		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, o ...client.GetOption) error {
-			if _, ok := obj.(*coordinationv1.Lease); ok && reread.CompareAndSwap(true, false) {
-				return errors.New("connection reset")
-			}
-			return c.Get(ctx, key, obj, o...)
-		},
-	}, request("rr", "sig", v1alpha1.RemediationPending))
+	phantom, _ := faults.PhantomLease()
+	f := newFixture(t, phantom, request("rr", "sig", v1alpha1.RemediationPending))
 	if _, _, err := f.lock.Acquire(context.Background(), appKey); err == nil {
 		t.Fatal("the lost answer was not injected")
 	}
