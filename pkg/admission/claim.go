@@ -34,7 +34,7 @@ func (h *Handler) claim(ctx context.Context, c *create) verdict {
 			return d
 		}
 		read = h.lock.Inspect // after a lost compare-and-swap: live
-		if d, ok := h.judge(ctx, c.v, st, c.owner, c.token); !ok {
+		if d, ok := h.judge(ctx, c.v, st, c.owner, c.owner.Token); !ok {
 			return d
 		}
 		if !checked {
@@ -56,7 +56,7 @@ func (h *Handler) claim(ctx context.Context, c *create) verdict {
 // observation would not be proven current by a claim.
 func (h *Handler) observe(ctx context.Context, c *create, read func(context.Context, target.Key) (lease.State, error)) (lease.State, verdict, bool) {
 	st, err := read(ctx, c.key)
-	if err == nil && st.Cached() && !claims(st, c.token, h.clock.Now(), c.req) {
+	if err == nil && st.Cached() && !claims(st, c.owner.Token, h.clock.Now(), c.req) {
 		st, err = h.lock.Inspect(ctx, c.key)
 	}
 	if err != nil {

@@ -46,7 +46,6 @@ type create struct {
 	wfe   *v1alpha1.WorkflowExecution
 	owner lease.Owner
 	key   target.Key // set by resolve
-	token string     // the lock token the WFE carries, if any
 	// v is the verdict so far: what it is about, not yet what it decides.
 	v verdict
 }
@@ -75,8 +74,9 @@ func newCreate(req cradmission.Request) (*create, verdict, bool) {
 	if err != nil {
 		return nil, verdict{reason: ReasonInvalidObject, code: http.StatusBadRequest, message: err.Error()}, false
 	}
-	owner := lease.Owner{Namespace: cmp.Or(req.Namespace, wfe.Namespace), Name: cmp.Or(wfe.Name, req.Name), UID: wfe.UID}
-	c := &create{req: req, wfe: wfe, owner: owner, token: wfe.Annotations[v1alpha1.LockTokenAnnotation],
+	token := wfe.Annotations[v1alpha1.LockTokenAnnotation]
+	owner := lease.Owner{Namespace: cmp.Or(req.Namespace, wfe.Namespace), Name: cmp.Or(wfe.Name, req.Name), UID: wfe.UID, Token: token}
+	c := &create{req: req, wfe: wfe, owner: owner,
 		v: verdict{target: wfe.Spec.TargetResource, object: owner.String(), regarding: regarding(wfe, owner, apiVersionOf(req))}}
 	if owner.Namespace == "" || owner.Name == "" || owner.UID == "" {
 		return nil, c.v.invalid(ReasonInvalidObject, errors.New("the WorkflowExecution has no namespace, name or uid; "+
@@ -119,7 +119,7 @@ func (h *Handler) authorize(ctx context.Context, c *create) (verdict, bool) {
 		return c.v.deny(ReasonLockHeld, pod, "kubernaut's RemediationOrchestrator pod %s holds the target's lock (Lease %s/%s); only that pod may create a WorkflowExecution for it until the lock is released or expires",
 			pod, h.kubernaut.Namespace, KubernautLeaseName(c.wfe.Spec.TargetResource)), false
 	}
-	if c.token != "" && !h.trust.IsOrchestrator(c.req.UserInfo.Username) {
+	if c.owner.Token != "" && !h.trust.IsOrchestrator(c.req.UserInfo.Username) {
 		return c.v.deny(ReasonTokenNotAccepted, "", "the %s annotation is accepted only from the orchestrator's ServiceAccount; remove it to create the WorkflowExecution directly", v1alpha1.LockTokenAnnotation), false
 	}
 	return verdict{}, true

@@ -38,8 +38,10 @@ func TestFencing(t *testing.T) {
 		t.Errorf("stale token's denial: want 403 naming the holder's pod replica-b and no token, got %d %q", st.Code, st.Message)
 	}
 	mustAdmit(t, f, newWFE(ns, "from-b", tgt, withToken(tokB.ID)))
-	if s := inspect(t, f, tgt); s.Phase != lease.Claimed || s.Holder != ns+"/from-b" {
-		t.Errorf("after admission: want claimed by %s/from-b, got %s", ns, s)
+	// The claim records whose lock it replaced: replica-b's own release
+	// of it (its CREATE refused later) must tell it from another's.
+	if s := inspect(t, f, tgt); s.Phase != lease.Claimed || s.Holder != ns+"/from-b" || s.ClaimToken != tokB.ID {
+		t.Errorf("after admission: want claimed by %s/from-b for token %s, got %s (token %q)", ns, tokB.ID, s, s.ClaimToken)
 	}
 	// replica-a wakes up again and retries: still refused, now by the claim.
 	mustDeny(t, f, newWFE(ns, "from-a-2", tgt, withToken(tokA.ID)), "ResourceBusy")

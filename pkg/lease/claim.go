@@ -21,6 +21,9 @@ var ErrConflict = errors.New("lease changed since it was read")
 type Owner struct {
 	Namespace, Name string
 	UID             types.UID
+	// Token is the orchestrator's lock token the CREATE carried, if any:
+	// recorded on the claim (ClaimTokenAnnotation).
+	Token string
 }
 
 func (o Owner) String() string { return o.Namespace + "/" + o.Name }
@@ -46,6 +49,10 @@ func (l *Lock) Claim(ctx context.Context, st State, owner Owner) error {
 		lease.Annotations = map[string]string{}
 	}
 	lease.Annotations[ClaimUIDAnnotation] = string(owner.UID)
+	delete(lease.Annotations, ClaimTokenAnnotation)
+	if owner.Token != "" {
+		lease.Annotations[ClaimTokenAnnotation] = owner.Token
+	}
 
 	var err error
 	if st.Phase == Free {

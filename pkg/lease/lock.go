@@ -171,6 +171,7 @@ func (l *Lock) Replace(ctx context.Context, st State) (Token, bool, error) {
 func (l *Lock) takeOver(ctx context.Context, tok Token, st State, now time.Time) (Token, bool, error) {
 	lease := st.lease.DeepCopy()
 	delete(lease.Annotations, ClaimUIDAnnotation) // a lock, no longer a claim
+	delete(lease.Annotations, ClaimTokenAnnotation)
 	lease.Spec.HolderIdentity = ptr.To(tok.ID)
 	lease.Spec.LeaseDurationSeconds = ptr.To(l.durationSeconds())
 	lease.Spec.AcquireTime = &metav1.MicroTime{Time: now}

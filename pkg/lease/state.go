@@ -27,6 +27,11 @@ const (
 	TargetAnnotation = "targetlock.io/target"
 	// ClaimUIDAnnotation is set on a claimed Lease: the UID of the owning WFE.
 	ClaimUIDAnnotation = "targetlock.io/claim-uid"
+	// ClaimTokenAnnotation is set on a claim made for a CREATE that carried
+	// an orchestrator's lock token: the token whose lock the claim replaced.
+	// Replicas name a request's WFE alike; the token tells whose CREATE it
+	// was, so that a replica releases only a claim made for its own.
+	ClaimTokenAnnotation = "targetlock.io/claim-token"
 )
 
 // Phase is the state of a target's Lease.
@@ -46,6 +51,8 @@ type State struct {
 	Holder string
 	// ClaimUID is the owning WFE's UID when Claimed.
 	ClaimUID types.UID
+	// ClaimToken is the lock token the claimed CREATE carried, if any.
+	ClaimToken string
 	// Acquired is when the Lease was taken: its acquire time, else its
 	// renew time, else its creation.
 	Acquired time.Time
@@ -135,6 +142,7 @@ func stateOf(key target.Key, lease *coordinationv1.Lease) State {
 	if uid, ok := lease.Annotations[ClaimUIDAnnotation]; ok {
 		s.Phase = Claimed
 		s.ClaimUID = types.UID(uid)
+		s.ClaimToken = lease.Annotations[ClaimTokenAnnotation]
 	}
 	if lease.Spec.HolderIdentity != nil {
 		s.Holder = *lease.Spec.HolderIdentity

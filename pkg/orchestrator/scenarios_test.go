@@ -77,7 +77,7 @@ var _ = Describe("orchestrator scenarios", func() {
 				if err != nil {
 					return err
 				}
-				if err := webhook.Claim(ctx, st, lease.Owner{Namespace: w.Namespace, Name: w.Name, UID: "never-stored"}); err != nil {
+				if err := webhook.Claim(ctx, st, lease.Owner{Namespace: w.Namespace, Name: w.Name, UID: "never-stored", Token: w.Annotations[v1alpha1.LockTokenAnnotation]}); err != nil {
 					return err
 				}
 				claimed.Store(true)

@@ -104,19 +104,23 @@ func (h *Handoff) releaseClaim(ctx context.Context, key target.Key, holder strin
 	return 0, nil
 }
 
-// ReleaseUnstored releases a claim on key by the WFE wfe after its CREATE
-// was refused. The claim can only be ours: the webhook made it for our
-// CREATE, and refuses any other CREATE while the claim stands. It is
-// released only if that WFE is confirmed absent, against the version read.
-func (h *Handoff) ReleaseUnstored(ctx context.Context, key target.Key, wfe types.NamespacedName) error {
+// ReleaseUnstored releases the claim the webhook made on key for our
+// CREATE of the WFE wfe, which stored nothing: refused after the claim, or
+// AlreadyExists because another object holds the name. Every replica names
+// a request's WFE alike, so the claim is ours only if it records our lock
+// token: another replica's CREATE of that name may be claimed and on its way
+// to storage. It is released only if no WFE with the claim's UID is stored,
+// against the version read.
+func (h *Handoff) ReleaseUnstored(ctx context.Context, key target.Key, wfe types.NamespacedName, token string) error {
 	st, err := h.lock.Inspect(ctx, key)
-	if err != nil || st.Phase != lease.Claimed || st.Holder != wfe.String() {
+	if err != nil || st.Phase != lease.Claimed || st.Holder != wfe.String() || token == "" || st.ClaimToken != token {
 		return err
 	}
-	switch err := h.live.Get(ctx, wfe, &v1alpha1.WorkflowExecution{}); {
-	case err == nil:
+	stored := &v1alpha1.WorkflowExecution{}
+	switch err := h.live.Get(ctx, wfe, stored); {
+	case err == nil && stored.UID == st.ClaimUID:
 		return nil // stored after all: the claim is its own
-	case !apierrors.IsNotFound(err):
+	case err != nil && !apierrors.IsNotFound(err):
 		return fmt.Errorf("reading workflow execution %s: %w", wfe, err)
 	}
 	if _, err := h.lock.ReleaseClaim(ctx, st, st.ClaimUID); err != nil && !errors.Is(err, lease.ErrConflict) {

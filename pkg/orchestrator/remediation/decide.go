@@ -107,6 +107,12 @@ func (r *Reconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest
 	}
 	switch err := r.client.Create(ctx, wfe); {
 	case apierrors.IsAlreadyExists(err):
+		// Our webhook claimed the object for this CREATE before storage
+		// found the name taken: that claim names a WFE that will never
+		// exist, and would block the object until its grace ends.
+		if err := r.handoff.ReleaseUnstored(ctx, key, executionKey(rr), tok.ID); err != nil {
+			return reconcile.Result{}, false, err
+		}
 		existing, err := r.existing(ctx, r.live, rr)
 		if err != nil || existing == nil {
 			return reconcile.Result{}, false, err
@@ -114,7 +120,7 @@ func (r *Reconciler) create(ctx context.Context, rr *v1alpha1.RemediationRequest
 		res, err := r.adopt(ctx, rr, existing)
 		return res, false, err
 	case err != nil:
-		res, err := r.refused(ctx, rr, key, err)
+		res, err := r.refused(ctx, rr, key, tok, err)
 		return res, false, err
 	}
 	creations.Inc()

@@ -35,10 +35,14 @@ const (
 	fallback = 30 * time.Second
 	// ownHolder is the claim holder of the request "rr"'s WFE.
 	ownHolder = ns + "/wfe-rr"
+	// ourToken is the ID of a lock the fixture's replica took.
+	ourToken = "me_1"
 )
 
 var (
 	appKey = target.Key{Group: "apps", Kind: "Deployment", Namespace: ns, Name: "app"}
+	// ourLock is a lock the fixture's replica took on the object.
+	ourLock = lease.Token{Key: appKey, ID: ourToken}
 	epoch  = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 

@@ -43,7 +43,7 @@ const (
 // made for a CREATE that stored nothing (handoff.Handoff).
 type Handoff interface {
 	Replace(ctx context.Context, st lease.State) (lease.Token, bool, error)
-	ReleaseUnstored(ctx context.Context, key target.Key, wfe types.NamespacedName) error
+	ReleaseUnstored(ctx context.Context, key target.Key, wfe types.NamespacedName, token string) error
 }
 
 // Reconciler drives one RemediationRequest at a time through

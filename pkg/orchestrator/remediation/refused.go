@@ -14,6 +14,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
 )
@@ -24,7 +25,7 @@ import (
 // Any other refusal (RBAC, quota, another policy, validation) will not pass
 // by waiting for the target: the request fails with the API's message, so
 // it neither retries forever nor holds its duplicates.
-func (r *Reconciler) refused(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, err error) (reconcile.Result, error) {
+func (r *Reconciler) refused(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, tok lease.Token, err error) (reconcile.Result, error) {
 	if reason, ours := admission.DenialReason(err); ours {
 		return r.denied(ctx, rr, key, reason, err)
 	}
@@ -35,7 +36,7 @@ func (r *Reconciler) refused(ctx context.Context, rr *v1alpha1.RemediationReques
 		// restarted mid-call). Its claim names our WFE, which will never
 		// exist: left standing, it would block the object, this request
 		// included, until its grace ends. Released, the retry goes ahead.
-		if rerr := r.handoff.ReleaseUnstored(ctx, key, executionKey(rr)); rerr != nil {
+		if rerr := r.handoff.ReleaseUnstored(ctx, key, executionKey(rr), tok.ID); rerr != nil {
 			return reconcile.Result{}, rerr
 		}
 		return reconcile.Result{}, fmt.Errorf("creating workflow execution for %s: %w", key, err)
@@ -46,7 +47,7 @@ func (r *Reconciler) refused(ctx context.Context, rr *v1alpha1.RemediationReques
 	// Our webhook may have claimed the object for this CREATE before the
 	// refusal: nothing was stored, so the claim would only stand in the way
 	// of the next request until its grace ends.
-	if err := r.handoff.ReleaseUnstored(ctx, key, executionKey(rr)); err != nil {
+	if err := r.handoff.ReleaseUnstored(ctx, key, executionKey(rr), tok.ID); err != nil {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{}, r.refuse(ctx, rr, "WorkflowExecutionRefused",

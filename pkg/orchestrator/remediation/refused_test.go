@@ -58,7 +58,7 @@ func TestRefused(t *testing.T) {
 	pending := outcome{phase: v1alpha1.RemediationPending}
 	busy := outcome{phase: v1alpha1.RemediationBlocked, block: v1alpha1.BlockResourceBusy}
 	refusedOutcome := outcome{phase: v1alpha1.RemediationFailed, reason: "WorkflowExecutionRefused"}
-	ours := claimedBy(ownHolder, "uid-wfe-rr")
+	ours := claimedFor(ownHolder, "uid-wfe-rr", ourToken)
 	released, kept := leaseHeldBy("", lease.Free), leaseHeldBy(ownHolder, lease.Claimed)
 	cases := []refusedCase{
 		{name: "webhook: target busy: Blocked ResourceBusy, woken by event", err: denial(admission.ReasonResourceBusy, http.StatusConflict),
@@ -78,6 +78,9 @@ func TestRefused(t *testing.T) {
 			wantErr: "failed calling webhook", outcome: pending, lease: kept},
 		{name: "webhook unanswered, another WFE's claim: left alone", err: unanswered, objs: []client.Object{claimedBy(ns+"/wfe-other", "uid-wfe-other")},
 			wantErr: "failed calling webhook", outcome: pending, lease: leaseHeldBy(ns+"/wfe-other", lease.Claimed)},
+		{name: "webhook unanswered, our WFE's name claimed for another replica's CREATE: left alone", err: unanswered,
+			objs:    []client.Object{claimedFor(ownHolder, "uid-theirs", "other_1")},
+			wantErr: "failed calling webhook", outcome: pending, lease: kept},
 		{name: "webhook unanswered, the Lease unreadable: that error", err: unanswered, objs: []client.Object{ours},
 			faults: failing("get", &coordinationv1.Lease{}), wantErr: "boom", outcome: pending},
 		{name: "a timeout (the CREATE may be stored): retried, the claim kept", err: apierrors.NewServerTimeout(wfes, "create", 1),
@@ -109,7 +112,7 @@ func TestRefusedAfterFreshResolution(t *testing.T) {
 			first := f.get("rr")
 			_, _ = f.r.resolver.ForRemediation(first) // discovery read once
 			reads := stale.reads.Load()
-			_, err := f.r.refused(context.Background(), first, appKey, denial(reason, http.StatusForbidden))
+			_, err := f.r.refused(context.Background(), first, appKey, ourLock, denial(reason, http.StatusForbidden))
 			if err == nil || !strings.Contains(err.Error(), "refused by the admission webhook ("+reason+")") {
 				t.Fatalf("first refusal: error %v, want a retry", err)
 			}
@@ -119,7 +122,7 @@ func TestRefusedAfterFreshResolution(t *testing.T) {
 			}
 			// Another replica may take the retry: what is remembered is on the request.
 			f.r.resolver = targettest.Resolver()
-			if _, err := f.r.refused(context.Background(), f.get("rr"), appKey, denial(reason, http.StatusForbidden)); err != nil {
+			if _, err := f.r.refused(context.Background(), f.get("rr"), appKey, ourLock, denial(reason, http.StatusForbidden)); err != nil {
 				t.Fatalf("second refusal: error %v, want none", err)
 			}
 			f.check(outcome{phase: v1alpha1.RemediationFailed, reason: reason})
@@ -135,13 +138,13 @@ func TestRefusedAfterFreshResolution(t *testing.T) {
 func TestRefusedOtherReasonBetween(t *testing.T) {
 	f := newFixture(t, interceptor.Funcs{}, request("rr", "sig", v1alpha1.RemediationPending))
 	ctx := context.Background()
-	if _, err := f.r.refused(ctx, f.get("rr"), appKey, denial(admission.ReasonInvalidLabel, http.StatusForbidden)); err == nil {
+	if _, err := f.r.refused(ctx, f.get("rr"), appKey, ourLock, denial(admission.ReasonInvalidLabel, http.StatusForbidden)); err == nil {
 		t.Fatal("first refusal: no error, want a retry")
 	}
-	if _, err := f.r.refused(ctx, f.get("rr"), appKey, denial(admission.ReasonResourceBusy, http.StatusConflict)); err != nil {
+	if _, err := f.r.refused(ctx, f.get("rr"), appKey, ourLock, denial(admission.ReasonResourceBusy, http.StatusConflict)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.r.refused(ctx, f.get("rr"), appKey, denial(admission.ReasonInvalidLabel, http.StatusForbidden)); err == nil {
+	if _, err := f.r.refused(ctx, f.get("rr"), appKey, ourLock, denial(admission.ReasonInvalidLabel, http.StatusForbidden)); err == nil {
 		t.Fatal("refusal after a block: no error, want a retry")
 	}
 	f.check(outcome{phase: v1alpha1.RemediationBlocked, block: v1alpha1.BlockResourceBusy})
@@ -157,7 +160,7 @@ func (d *staleDiscovery) ServerPreferredResources() ([]*metav1.APIResourceList, 
 
 func (tc refusedCase) run(t *testing.T) {
 	f := newFixture(t, tc.faults, append([]client.Object{request("rr", "sig", v1alpha1.RemediationPending)}, tc.objs...)...)
-	got, err := f.r.refused(context.Background(), f.get("rr"), appKey, tc.err)
+	got, err := f.r.refused(context.Background(), f.get("rr"), appKey, ourLock, tc.err)
 	switch {
 	case tc.wantErr == "" && err != nil:
 		t.Fatalf("error %v, want none", err)
