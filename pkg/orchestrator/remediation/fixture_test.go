@@ -43,7 +43,7 @@ var (
 	appKey = target.Key{Group: "apps", Kind: "Deployment", Namespace: ns, Name: "app"}
 	// ourLock is a lock the fixture's replica took on the object.
 	ourLock = lease.Token{Key: appKey, ID: ourToken}
-	epoch  = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	epoch   = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
 // fixture is a Reconciler over a fake API server, on a stepped clock.
