@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/orchestrator/handoff"
 )
 
 // interleaving is one execution of several writers that the design
@@ -28,6 +32,7 @@ func TestInterleavings(t *testing.T) {
 	cases := []interleaving{
 		{"1 a refused CREATE releases only the claim its own token made", refusedReleasesOnlyItsOwnClaim},
 		{"5 an AlreadyExists after our webhook claimed releases that claim", alreadyExistsReleasesOurClaim},
+		{"6 a waiter on a WFE running past the claim's grace sends nothing", waiterSendsNothing},
 	}
 	passed := 0
 	for _, c := range cases {
@@ -100,6 +105,48 @@ func alreadyExistsReleasesOurClaim(t *testing.T) {
 	if st := f.lease(); st.Phase != lease.Free {
 		t.Errorf("lease %s, want our phantom claim released", st)
 	}
+}
+
+// waiterSendsNothing: a request waits behind another request's WFE that
+// has run longer than its claim's grace. Each wake (an event on the object,
+// the fallback) is answered from the cache: no Lease write, no live read.
+func waiterSendsNothing(t *testing.T) {
+	var sent atomic.Int32
+	count := func(ctx context.Context, c client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
+		sent.Add(1)
+		return c.Create(ctx, obj)
+	}
+	f := newFixture(t, interceptor.Funcs{Create: count}, blockedOn(other),
+		claimedBy(other, "uid-wfe-other"), execution("wfe-other", nil, v1alpha1.WorkflowExecutionRunning))
+	f.clock.Step(10 * time.Minute)
+	live := &countingReader{Reader: f.client}
+	f.r.live = live
+	f.r.handoff = handoff.New(f.client, live, f.lock, f.r.resolver, f.clock)
+	for range 3 {
+		if got, err := f.r.Reconcile(context.Background(), f.get("rr")); err != nil || got != (reconcile.Result{RequeueAfter: fallback}) {
+			t.Fatalf("wake: %+v, %v; want a wait for the event, at the latest the fallback", got, err)
+		}
+	}
+	if sent.Load() != 0 || live.reads.Load() != 0 || f.patches.Load() != 0 {
+		t.Errorf("3 wakes sent %d CREATEs, %d live reads, %d status writes; want none", sent.Load(), live.reads.Load(), f.patches.Load())
+	}
+	f.check(outcome{phase: v1alpha1.RemediationBlocked, block: v1alpha1.BlockResourceBusy})
+}
+
+// countingReader counts the reads made through it.
+type countingReader struct {
+	client.Reader
+	reads atomic.Int32
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, o ...client.GetOption) error {
+	c.reads.Add(1)
+	return c.Reader.Get(ctx, key, obj, o...)
+}
+
+func (c *countingReader) List(ctx context.Context, list client.ObjectList, o ...client.ListOption) error {
+	c.reads.Add(1)
+	return c.Reader.List(ctx, list, o...)
 }
 
 // webhookClaims plays our webhook admitting the CREATE of w: the Lease

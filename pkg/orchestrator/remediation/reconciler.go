@@ -171,9 +171,17 @@ func (r *Reconciler) blockedFor(rr *v1alpha1.RemediationRequest) time.Duration {
 
 // held reports a Lease the cache shows held: it is waited on without asking
 // the API server, as its release is an event. When one object's WFE ends,
-// all of its waiting requests wake; only one can take the lock. Our own
-// lock whose write's answer was lost is not waited on: Acquire takes it over.
+// all of its waiting requests wake; only one can take the lock. A claim is
+// held whatever its age: its grace only covers a WFE not stored yet, and
+// contended judges it by its WFE, from the cache. Our own lock whose
+// write's answer was lost is not waited on: Acquire takes it over.
 func (r *Reconciler) held(ctx context.Context, key target.Key) bool {
 	st, err := r.lock.Peek(ctx, key)
-	return err == nil && st.Phase != lease.Free && !st.Expired(r.clock.Now()) && !r.lock.Orphaned(st)
+	switch {
+	case err != nil:
+		return false
+	case st.Phase == lease.Claimed:
+		return true
+	}
+	return st.Phase == lease.Locked && !st.Expired(r.clock.Now()) && !r.lock.Orphaned(st)
 }
