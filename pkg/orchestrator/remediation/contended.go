@@ -30,7 +30,7 @@ func (r *Reconciler) contended(ctx context.Context, rr *v1alpha1.RemediationRequ
 	contentions.WithLabelValues(string(st.Phase)).Inc()
 	switch {
 	case st.Phase == lease.Claimed && st.Holder == executionKey(rr).String():
-		return r.ownClaim(ctx, rr)
+		return r.ownClaim(ctx, rr, key, st)
 	case r.lock.Orphaned(st):
 		return reconcile.Result{RequeueAfter: soon}, nil // ours, unconfirmed: Acquire takes it over
 	case st.Phase != lease.Claimed:
@@ -39,15 +39,27 @@ func (r *Reconciler) contended(ctx context.Context, rr *v1alpha1.RemediationRequ
 	return r.claimed(ctx, rr, key, st)
 }
 
-// ownClaim handles our own WFE holding the target: created by another
-// replica, or by us before a status write was lost. It is adopted once
-// stored (its CREATE may be in flight: look again shortly).
-func (r *Reconciler) ownClaim(ctx context.Context, rr *v1alpha1.RemediationRequest) (reconcile.Result, error) {
+// ownClaim handles a claim by our own WFE's name: created by another
+// replica, or by us before a status write or the CREATE's answer was lost.
+// A stored WFE is adopted. While none is, the claim's CREATE may be in
+// flight (look again shortly); once its grace has passed, none can be, and
+// the claim is taken over at once rather than left to the next sweep.
+func (r *Reconciler) ownClaim(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, st lease.State) (reconcile.Result, error) {
 	wfe, err := r.existing(ctx, r.live, rr)
-	if err != nil || wfe == nil {
-		return reconcile.Result{RequeueAfter: inFlight}, err
+	switch {
+	case err != nil:
+		return reconcile.Result{}, err
+	case wfe != nil:
+		return r.adopt(ctx, rr, wfe)
 	}
-	return r.adopt(ctx, rr, wfe)
+	tok, acquired, err := r.handoff.Replace(ctx, st)
+	switch {
+	case err != nil:
+		return reconcile.Result{}, err
+	case acquired:
+		return r.holding(ctx, rr, key, tok)
+	}
+	return reconcile.Result{RequeueAfter: inFlight}, nil
 }
 
 // locked waits on another reconcile that is deciding, or (without the

@@ -131,9 +131,9 @@ func TestContendedLock(t *testing.T) {
 		objs: []client.Object{claimedBy(ownHolder, "uid-wfe-rr"), execution("wfe-rr", predecessor(), v1alpha1.WorkflowExecutionRunning)},
 		want: reconcile.Result{RequeueAfter: fallback}, outcome: pending, lease: leaseHeldBy(ownHolder, lease.Claimed), patches: 0,
 	}, {
-		name: "claimed by our own WFE, which cannot be read: the error, and again in a second",
+		name: "claimed by our own WFE, which cannot be read: the error (retried with backoff)",
 		objs: []client.Object{claimedBy(ownHolder, "uid-wfe-rr")}, faults: failing("get", &v1alpha1.WorkflowExecution{}),
-		want: reconcile.Result{RequeueAfter: inFlight}, wantErr: true, outcome: pending, patches: 0,
+		wantErr: true, outcome: pending, patches: 0,
 	}, {
 		name: "locked by another reconcile: wait for its release, at the latest its expiry",
 		objs: []client.Object{lockedBy("other_1", epoch)}, at: 10 * time.Second,

@@ -32,6 +32,7 @@ func TestInterleavings(t *testing.T) {
 	cases := []interleaving{
 		{"1 a refused CREATE releases only the claim its own token made", refusedReleasesOnlyItsOwnClaim},
 		{"5 an AlreadyExists after our webhook claimed releases that claim", alreadyExistsReleasesOurClaim},
+		{"5 a request takes over its own phantom claim once its grace lapses", ownPhantomTakenOver},
 		{"6 a waiter on a WFE running past the claim's grace sends nothing", waiterSendsNothing},
 	}
 	passed := 0
@@ -104,6 +105,30 @@ func alreadyExistsReleasesOurClaim(t *testing.T) {
 	}
 	if st := f.lease(); st.Phase != lease.Free {
 		t.Errorf("lease %s, want our phantom claim released", st)
+	}
+}
+
+// ownPhantomTakenOver: our CREATE was claimed by the webhook and its answer
+// lost in a way that does not say nothing was stored (a timeout), so the
+// claim could not be released then. No WFE of the claim's UID is ever
+// stored: once the grace for a CREATE in flight has passed, the request
+// takes the object over at once, not after the next sweep.
+func ownPhantomTakenOver(t *testing.T) {
+	f := newFixture(t, interceptor.Funcs{}, request("rr", "sig", v1alpha1.RemediationPending),
+		claimedFor(ownHolder, "uid-never-stored", "me_earlier"))
+	f.clock.Step(5 * time.Second)
+	got, err := f.r.Reconcile(context.Background(), f.get("rr"))
+	if err != nil || got.RequeueAfter <= 0 || got.RequeueAfter > 25*time.Second {
+		t.Fatalf("within the grace: %+v, %v; want a look again by the grace's end (25s)", got, err)
+	}
+	f.check(outcome{phase: v1alpha1.RemediationPending})
+	f.clock.Step(25 * time.Second)
+	if _, err := f.r.Reconcile(context.Background(), f.get("rr")); err != nil {
+		t.Fatal(err)
+	}
+	f.check(outcome{phase: v1alpha1.RemediationExecuting})
+	if st := f.lease(); st.Phase != lease.Locked || !strings.HasPrefix(st.Holder, "me_") {
+		t.Errorf("lease %s, want our lock, for the new CREATE", st)
 	}
 }
 
