@@ -56,10 +56,10 @@ func (r *Reconciler) holding(ctx context.Context, rr *v1alpha1.RemediationReques
 	if err := r.live.Get(ctx, client.ObjectKeyFromObject(rr), live); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if live.Status.Phase != rr.Status.Phase {
-		return reconcile.Result{}, nil // the cache catches up and brings us back
-	}
 	rr = live
+	if res, settled := r.settled(rr); settled {
+		return res, nil
+	}
 
 	block, err := r.engine.Check(ctx, rr, key)
 	if err != nil {
@@ -82,6 +82,21 @@ func (r *Reconciler) holding(ctx context.Context, rr *v1alpha1.RemediationReques
 	}
 	res, stored, err := r.create(ctx, rr, key, tok)
 	return res, err
+}
+
+// settled reports a request, as stored, that is not to be decided now:
+// ended, executing, or blocked until a time still ahead. Another replica may
+// have written it since our cache saw it (a move of its object between
+// replicas): that write was to its status, which the watch does not pass,
+// so nothing would bring the request back. The result says when to look.
+func (r *Reconciler) settled(rr *v1alpha1.RemediationRequest) (reconcile.Result, bool) {
+	switch {
+	case rr.Status.Phase.Terminal(), rr.Status.Phase == v1alpha1.RemediationExecuting:
+		return reconcile.Result{}, true // the WFE controller ends it
+	case r.blockedFor(rr) > 0:
+		return reconcile.Result{RequeueAfter: r.blockedFor(rr)}, true
+	}
+	return reconcile.Result{}, false
 }
 
 // create makes the request's WFE, carrying the lock token so that the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -31,6 +32,7 @@ type interleaving struct {
 func TestInterleavings(t *testing.T) {
 	cases := []interleaving{
 		{"1 a refused CREATE releases only the claim its own token made", refusedReleasesOnlyItsOwnClaim},
+		{"2 a request blocked by the replica it moved from is looked at when its block ends", movedBlockedRequestResumes},
 		{"5 an AlreadyExists after our webhook claimed releases that claim", alreadyExistsReleasesOurClaim},
 		{"5 a request takes over its own phantom claim once its grace lapses", ownPhantomTakenOver},
 		{"6 a waiter on a WFE running past the claim's grace sends nothing", waiterSendsNothing},
@@ -77,6 +79,29 @@ func refusedReleasesOnlyItsOwnClaim(t *testing.T) {
 	if st := f.lease(); !st.ClaimedBy("uid-theirs") {
 		t.Errorf("lease %s, want the other replica's claim standing", st)
 	}
+}
+
+// movedBlockedRequestResumes: the ring moves a request's object. The
+// replica losing it blocks the request until a time ahead (a backoff), then
+// drops its own timed requeue as no longer its. The new owner, woken by the
+// handover with a cache that still shows the request Pending, takes the
+// lock and reads the request Blocked. The status write is filtered from its
+// watch: unless this reconcile looks again at the block's end, nothing does.
+func movedBlockedRequestResumes(t *testing.T) {
+	stored := request("rr", "sig", v1alpha1.RemediationBlocked)
+	stored.Status.BlockReason = v1alpha1.BlockExponentialBackoff
+	stored.Status.BlockedUntil = &metav1.Time{Time: epoch.Add(2 * time.Minute)}
+	f := newFixture(t, interceptor.Funcs{}, stored)
+	cached := f.get("rr")
+	cached.Status = v1alpha1.RemediationRequestStatus{Phase: v1alpha1.RemediationPending}
+	got, err := f.r.Reconcile(context.Background(), cached)
+	if err != nil || got.RequeueAfter != 2*time.Minute {
+		t.Fatalf("result %+v, %v; want a look again when the block ends, in 2m", got, err)
+	}
+	if st := f.lease(); st.Phase != lease.Free {
+		t.Errorf("lease %s, want our lock released", st)
+	}
+	f.check(outcome{phase: v1alpha1.RemediationBlocked, block: v1alpha1.BlockExponentialBackoff})
 }
 
 // alreadyExistsReleasesOurClaim: a recreated request's CREATE is claimed
