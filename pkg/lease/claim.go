@@ -109,8 +109,11 @@ func (l *Lock) Sweep(ctx context.Context, stale func(context.Context, State) (bo
 	now := l.clock.Now()
 	removed := 0
 	var errs []error
+	listed := make(map[string]bool, len(list.Items))
+	defer l.forgetUnlisted(listed)
 	for i := range list.Items {
 		lease := &list.Items[i]
+		listed[lease.Name] = true
 		st, ok := l.stateOfListed(lease)
 		if !ok {
 			continue

@@ -77,6 +77,9 @@ type Lock struct {
 	// failed without a clear answer: if that write was applied, the phantom
 	// lock is ours to take over.
 	orphans map[string]string
+	// seen maps a claimed Lease's name to when this Lock first saw its
+	// version (observed.go).
+	seen map[string]observation
 }
 
 // New returns a Lock. Namespace and Identity are required.
@@ -102,6 +105,7 @@ func New(c Client, opts Options) (*Lock, error) {
 		clock:      opts.Clock,
 		cache:      opts.Cache,
 		orphans:    map[string]string{},
+		seen:       map[string]observation{},
 	}, nil
 }
 

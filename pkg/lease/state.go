@@ -58,7 +58,8 @@ type State struct {
 	Acquired time.Time
 	// Renewed is when the lock was last renewed or the claim written.
 	Renewed time.Time
-	// Expires is when a lock lapses; for a claim, the end of its grace period.
+	// Expires is when a lock lapses; for a claim, the end of its grace
+	// period, measured on the reading Lock's clock (observed.go).
 	Expires time.Time
 
 	// lease is the observed object: the version every CAS writes against.
@@ -104,7 +105,9 @@ func (l *Lock) Inspect(ctx context.Context, key target.Key) (State, error) {
 		apiErrors.WithLabelValues("get").Inc()
 		return State{}, fmt.Errorf("reading lease %s/%s of %s: %w", l.namespace, key.LeaseName(), key, err)
 	}
-	return stateOf(key, lease), nil
+	st := stateOf(key, lease)
+	l.observe(&st)
+	return st, nil
 }
 
 // Peek reads the target's Lease from the cache, if the Lock has one, else
@@ -126,6 +129,7 @@ func (l *Lock) Peek(ctx context.Context, key target.Key) (State, error) {
 	}
 	st := stateOf(key, lease)
 	st.cached = true
+	l.observe(&st)
 	return st, nil
 }
 
@@ -166,10 +170,11 @@ func stateOf(key target.Key, lease *coordinationv1.Lease) State {
 
 // stateOfListed is Decode of a listed Lease; ok is false for a Lease that
 // is not a well-formed target Lease (no canonical key, or another's name).
-func (*Lock) stateOfListed(lease *coordinationv1.Lease) (s State, ok bool) {
+func (l *Lock) stateOfListed(lease *coordinationv1.Lease) (s State, ok bool) {
 	s = Decode(lease)
 	if s.Key == (target.Key{}) || s.Key.LeaseName() != lease.Name {
 		return State{}, false
 	}
+	l.observe(&s)
 	return s, true
 }

@@ -117,6 +117,7 @@ func TestRelease(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, tc.lease)
+			w.state() // first seen at epoch: a claim's grace runs on the reader's clock
 			w.clock.SetTime(epoch.Add(tc.at))
 			if tc.deleted {
 				q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())

@@ -1,0 +1,55 @@
+package lease
+
+import (
+	"time"
+)
+
+// A claim's grace is measured on the reader's own clock, from when it first
+// saw the claim's version, as client-go's leader election measures a lease
+// from its observedTime. The claim's renewTime is written on the webhook's
+// clock: read on another's, clock skew would shorten the grace (a reader
+// 10s ahead would see a 30s grace as 20s) and let a claim go while its
+// CREATE, admitted, is still on its way to storage. Measured here, the
+// grace is never shorter than written, whatever the skew. The price: a
+// reader that has just started (or evicted the version) waits a whole grace
+// from its first look, at most that much longer than the writer meant.
+
+// observation is when this Lock first saw a version of a claimed Lease.
+type observation struct {
+	version string // UID and resourceVersion
+	at      time.Time
+}
+
+// observe sets a claim's Expires from when this Lock first saw its version,
+// and forgets the Lease once it is no longer claimed.
+func (l *Lock) observe(s *State) {
+	if s.lease == nil {
+		return
+	}
+	name := s.lease.Name
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.Phase != Claimed || s.lease.Spec.LeaseDurationSeconds == nil {
+		delete(l.seen, name)
+		return
+	}
+	version := string(s.lease.UID) + "/" + s.lease.ResourceVersion
+	o, ok := l.seen[name]
+	if !ok || o.version != version {
+		o = observation{version: version, at: l.clock.Now()}
+		l.seen[name] = o
+	}
+	s.Expires = o.at.Add(time.Duration(*s.lease.Spec.LeaseDurationSeconds) * time.Second)
+}
+
+// forgetUnlisted drops the observations of Leases that a full list no
+// longer shows: deleted without this Lock reading them free.
+func (l *Lock) forgetUnlisted(listed map[string]bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name := range l.seen {
+		if !listed[name] {
+			delete(l.seen, name)
+		}
+	}
+}
