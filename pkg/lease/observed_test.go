@@ -42,7 +42,7 @@ func TestClaimGraceOnReadersClock(t *testing.T) {
 }
 
 // TestClaimObservationsFollowTheLease: a new version of a claim starts its
-// grace again; a Lease no longer claimed, or no longer listed, is forgotten.
+// grace again; a Lease no longer claimed is forgotten.
 func TestClaimObservationsFollowTheLease(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, "webhook", interceptor.Funcs{})
@@ -82,7 +82,14 @@ func TestClaimObservationsFollowTheLease(t *testing.T) {
 	if err := l.Release(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	// A claim read, then deleted behind our back, is forgotten by a sweep.
+}
+
+// TestSweepForgetsUnlistedClaims: a claim read, then deleted behind this
+// Lock's back, is forgotten by its next sweep.
+func TestSweepForgetsUnlistedClaims(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "webhook", interceptor.Funcs{})
+	l := f.lock
 	if err := l.Claim(ctx, State{Key: key, Phase: Free}, Owner{Namespace: "demo", Name: "w4", UID: "u4"}); err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -48,7 +45,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := CheckAPIs(dc); err != nil {
 		return err
 	}
-	live, err := client.New(liveConfig(mgr.GetConfig(), opts.LeaseDuration), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	live, err := client.New(lease.LiveConfig(mgr.GetConfig(), opts.LeaseDuration), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
 	if err != nil {
 		return fmt.Errorf("creating lease client: %w", err)
 	}
@@ -152,23 +149,4 @@ func NewRing(mgr ctrl.Manager, c ring.Client, opts Options) (*ring.Ring, error) 
 // ring gives this replica (ownership.OwnedRequests).
 func OwnedRequests(c client.Reader, rg *ring.Ring) prometheus.Collector {
 	return ownership.OwnedRequests(c, rg)
-}
-
-// liveConfig is a copy of cfg for the live client, with its requests capped
-// at liveTimeout(d) for the lock's duration d.
-func liveConfig(cfg *rest.Config, d time.Duration) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	cfg.Timeout = liveTimeout(d)
-	return cfg
-}
-
-// liveTimeout caps a live request at a quarter of the lock's duration (at
-// least 1s): a write or a deciding read that hangs must fail while the lock
-// it was made under still holds, not land after it lapsed. client-go's
-// leader election caps its client likewise (max(1s, RenewDeadline/2)).
-func liveTimeout(d time.Duration) time.Duration {
-	if d <= 0 {
-		d = lease.DefaultDuration
-	}
-	return max(time.Second, d/4)
 }

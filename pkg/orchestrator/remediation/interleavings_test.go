@@ -33,10 +33,16 @@ func TestInterleavings(t *testing.T) {
 	cases := []interleaving{
 		{"1 a refused CREATE releases only the claim its own token made", refusedReleasesOnlyItsOwnClaim},
 		{"2 a request blocked by the replica it moved from is looked at when its block ends", movedBlockedRequestResumes},
-		{"5 an AlreadyExists after our webhook claimed releases that claim", alreadyExistsReleasesOurClaim},
+		{"3 a refusal that says the two disagree on the target fails after one fresh resolution", refusedAfterFreshResolution},
+		{"4 a failed WFE whose kind was uninstalled fails its request", endedFailedKindUninstalled},
+		{"4 a failed WFE whose target no longer resolves fails its request", endedFailedTargetUnidentified},
 		{"5 a request takes over its own phantom claim once its grace lapses", ownPhantomTakenOver},
+		{"5 an AlreadyExists after our webhook claimed releases that claim", alreadyExistsReleasesOurClaim},
 		{"6 a waiter on a WFE running past the claim's grace sends nothing", waiterSendsNothing},
+		{"7 a hung request on the live client fails within the lock's duration", liveClientTimesOutWithinTheLease},
 		{"8 a claim's grace is measured on the reader's clock, not its writer's", claimGraceOnReadersClock},
+		{"9 a request recreated under its name waits for its predecessor's WFE", recreatedWaitsForPredecessorsWFE},
+		{"9 a stranger's WFE of the request's name fails it", strangersWFETakesTheName},
 	}
 	passed := 0
 	for _, c := range cases {

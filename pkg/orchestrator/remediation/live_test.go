@@ -1,4 +1,4 @@
-package orchestrator
+package remediation
 
 import (
 	"context"
@@ -15,12 +15,14 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/pkg/lease"
 )
 
-// TestLiveClientTimesOutWithinTheLease: a request the API server never
+// liveClientTimesOutWithinTheLease: a request the API server never
 // answers must fail well within the lock's duration, so that a hung write
 // cannot outlive the lock it was made under.
-func TestLiveClientTimesOutWithinTheLease(t *testing.T) {
+func liveClientTimesOutWithinTheLease(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		select { // hang until the client gives up or the test ends
@@ -36,7 +38,7 @@ func TestLiveClientTimesOutWithinTheLease(t *testing.T) {
 	if err := scheme.AddToScheme(sch); err != nil {
 		t.Fatal(err)
 	}
-	cfg := liveConfig(&rest.Config{Host: srv.URL}, duration)
+	cfg := lease.LiveConfig(&rest.Config{Host: srv.URL}, duration)
 	mapper := meta.NewDefaultRESTMapper(nil) // static: no discovery request
 	mapper.Add(coordinationv1.SchemeGroupVersion.WithKind("Lease"), meta.RESTScopeNamespace)
 	c, err := client.New(cfg, client.Options{Scheme: sch, Mapper: mapper})
@@ -61,28 +63,5 @@ func TestLiveClientTimesOutWithinTheLease(t *testing.T) {
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("Get: got %v, want a client timeout", err)
-	}
-}
-
-func TestLiveTimeout(t *testing.T) {
-	for d, want := range map[time.Duration]time.Duration{
-		0:                0, // filled in below: lease.DefaultDuration/4
-		2 * time.Second:  time.Second,
-		4 * time.Second:  time.Second,
-		40 * time.Second: 10 * time.Second,
-	} {
-		if d == 0 {
-			want = 30 * time.Second / 4
-		}
-		if got := liveTimeout(d); got != want {
-			t.Errorf("liveTimeout(%v) = %v, want %v", d, got, want)
-		}
-	}
-}
-
-func TestLiveConfigCopies(t *testing.T) {
-	cfg := &rest.Config{Host: "https://example.invalid"}
-	if got := liveConfig(cfg, 4*time.Second); got == cfg || cfg.Timeout != 0 || got.Timeout != time.Second {
-		t.Fatalf("liveConfig: got Timeout %v (same object: %v), original Timeout %v; want a copy with 1s", got.Timeout, got == cfg, cfg.Timeout)
 	}
 }
