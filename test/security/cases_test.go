@@ -22,7 +22,7 @@ import (
 	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
-var cases = []securityCase{
+var tenancyCases = []securityCase{
 	{"a tenant cannot claim another namespace's object", func(t *testing.T) {
 		err := as("alice").Create(context.Background(), newWFE(tenantA, "grab", tenantB+"/Deployment/web"))
 		if refusal(err) != admission.ReasonNotPermitted || !isForbidden(err) {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +184,9 @@ func runOrchestrator(ctx context.Context) (stop func() error, err error) {
 	}
 	return testenv.StartManager(ctx, mgr), nil
 }
+
+// cases are every case, one list per concern, each in its own file.
+var cases = slices.Concat(tenancyCases, mtlsCases, proofCases, labelCases, leakCases)
 
 // TestSecurity runs every case and prints the summary line.
 func TestSecurity(t *testing.T) {
