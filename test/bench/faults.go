@@ -214,18 +214,29 @@ func (fs *faultStorm) add(into *[]time.Duration, ds []time.Duration) {
 // waitRequestsEnded waits up to 5 minutes for the total requests in ns to
 // exist and be terminal.
 func waitRequestsEnded(ctx context.Context, api client.Client, ns string, total int) error {
-	return waitFor(ctx, 5*time.Minute, func() bool {
+	var open []string
+	err := waitFor(ctx, 5*time.Minute, func() bool {
 		list := &v1alpha1.RemediationRequestList{}
 		if err := api.List(ctx, list, client.InNamespace(ns)); err != nil || len(list.Items) < total {
 			return false
 		}
+		open = open[:0]
 		for _, rr := range list.Items {
 			if !rr.Status.Phase.Terminal() {
-				return false
+				w := &v1alpha1.WorkflowExecution{}
+				wfe := "no WFE"
+				if err := api.Get(ctx, client.ObjectKey{Namespace: ns, Name: "wfe-" + rr.Name}, w); err == nil {
+					wfe = fmt.Sprintf("WFE %s uid %s", w.Status.Phase, w.UID)
+				}
+				open = append(open, fmt.Sprintf("%s %s %s %q (%s, rv %s)", rr.Name, rr.Status.Phase, rr.Status.BlockReason, rr.Status.BlockMessage, wfe, rr.ResourceVersion))
 			}
 		}
-		return true
+		return len(open) == 0
 	})
+	if err != nil && len(open) > 0 {
+		return fmt.Errorf("%w: %d request(s) not ended, such as %s", err, len(open), strings.Join(open[:min(len(open), 5)], "; "))
+	}
+	return err
 }
 
 // killHolding SIGKILLs p, preferably while it holds a target lock (it

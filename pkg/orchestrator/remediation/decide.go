@@ -159,7 +159,13 @@ func (r *Reconciler) existing(ctx context.Context, reader client.Reader, rr *v1a
 // can never replace (Failed).
 func (r *Reconciler) adopt(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) (reconcile.Result, error) {
 	if metav1.IsControlledBy(wfe, rr) {
-		return reconcile.Result{}, r.executing(ctx, rr, wfe)
+		// Its end may have come and gone while no replica had the request
+		// (stored by one that died before writing this status): then
+		// nothing else brings the request back, so it ends here.
+		if err := r.executing(ctx, rr, wfe); err != nil || !wfe.Status.Phase.Terminal() {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{}, r.endWith(ctx, rr, wfe)
 	}
 	if predecessors(wfe, rr) {
 		// Its deletion is an event that wakes the request of its owner's

@@ -61,6 +61,12 @@ func (r *Reconciler) mirror(ctx context.Context, rr *v1alpha1.RemediationRequest
 		}
 		return r.refuse(ctx, rr, "WorkflowExecutionDeleted", fmt.Sprintf("WorkflowExecution %s was deleted before it ended", name))
 	}
+	return r.endWith(ctx, rr, wfe)
+}
+
+// endWith ends the executing request as its WFE ended; a WFE still
+// pending or running leaves it as it is.
+func (r *Reconciler) endWith(ctx context.Context, rr *v1alpha1.RemediationRequest, wfe *v1alpha1.WorkflowExecution) error {
 	switch wfe.Status.Phase {
 	case v1alpha1.WorkflowExecutionCompleted:
 		before := rr.DeepCopy()

@@ -43,6 +43,7 @@ func TestInterleavings(t *testing.T) {
 		{"8 a claim's grace is measured on the reader's clock, not its writer's", claimGraceOnReadersClock},
 		{"9 a request recreated under its name waits for its predecessor's WFE", recreatedWaitsForPredecessorsWFE},
 		{"9 a stranger's WFE of the request's name fails it", strangersWFETakesTheName},
+		{"10 a request adopting its WFE that already ended ends with it", adoptedEndedExecutionEnds},
 	}
 	passed := 0
 	for _, c := range cases {
@@ -210,6 +211,29 @@ func claimGraceOnReadersClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.check(outcome{phase: v1alpha1.RemediationExecuting})
+}
+
+// adoptedEndedExecutionEnds: a replica stores a request's WFE and dies
+// before it writes the request Executing; the WFE runs and ends at once,
+// an event no replica acts on for this request. The replica that takes the
+// object over adopts the WFE: it must end the request with it, as nothing
+// else will bring the request back.
+func adoptedEndedExecutionEnds(t *testing.T) {
+	for phase, want := range map[v1alpha1.WorkflowExecutionPhase]v1alpha1.RemediationPhase{
+		v1alpha1.WorkflowExecutionCompleted: v1alpha1.RemediationCompleted,
+		v1alpha1.WorkflowExecutionFailed:    v1alpha1.RemediationFailed,
+	} {
+		t.Run(string(phase), func(t *testing.T) {
+			rr := request("rr", "sig", v1alpha1.RemediationPending)
+			f := newFixture(t, interceptor.Funcs{}, rr, execution("wfe-rr", rr, phase))
+			if _, err := f.r.Reconcile(context.Background(), f.get("rr")); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.get("rr").Status.Phase; got != want {
+				t.Errorf("phase %q, want %q: the WFE had ended", got, want)
+			}
+		})
+	}
 }
 
 // countingReader counts the reads made through it.
