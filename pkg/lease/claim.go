@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
 // ErrConflict means the Lease changed since it was inspected: inspect again
@@ -71,12 +73,29 @@ func (l *Lock) Claim(ctx context.Context, st State, owner Owner) error {
 	apiErrors.WithLabelValues("claim").Inc()
 	// The write may have been applied with its response lost: a claim by
 	// this very WFE on the Lease is ours.
-	if now, ierr := l.Inspect(ctx, st.Key); ierr == nil && now.ClaimedBy(owner.UID) && now.Holder == owner.String() {
+	if now, ierr := l.Inspect(ctx, st.Key); ierr == nil && ctx.Err() == nil && now.ClaimedBy(owner.UID) && now.Holder == owner.String() {
 		claims.WithLabelValues("claimed").Inc()
 		return nil
 	}
 	claims.WithLabelValues("error").Inc()
+	l.withdraw(ctx, st.Key, owner)
 	return fmt.Errorf("claiming %s for %s: %w", st.Key, owner, err)
+}
+
+// withdraw deletes a claim by owner whose write failed without a clear
+// answer, when Claim reports it failed: its CREATE is refused (or its caller
+// gone, as when the API server gave up on the call), so the claim would name
+// a WFE that is never stored and hold the object for its whole grace. It
+// runs with a short timeout of its own, as the caller's context may have
+// ended; a claim it cannot confirm is left to its grace.
+func (l *Lock) withdraw(ctx context.Context, key target.Key, owner Owner) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if st, err := l.Inspect(ctx, key); err == nil && st.Holder == owner.String() {
+		if released, _ := l.ReleaseClaim(ctx, st, owner.UID); released {
+			claims.WithLabelValues("withdrawn").Inc()
+		}
+	}
 }
 
 // ReleaseClaim deletes st's Lease if it is a claim by the WFE with this

@@ -150,3 +150,34 @@ func TestStale(t *testing.T) {
 		}
 	}
 }
+
+// A claim whose write was applied while its caller gave up (the API server
+// cancelled the webhook call, its client gone) is withdrawn, not left to
+// hold the object for its grace: Claim reports failure, so its CREATE is
+// refused and its WFE never stored.
+func TestClaimOfAGoneCallerIsWithdrawn(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := newFixture(t, "webhook", interceptor.Funcs{
+		Create: func(_ context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			err := c.Create(context.Background(), obj, opts...)
+			cancel() // the caller gives up as the write lands
+			if err != nil {
+				return err
+			}
+			return context.Canceled
+		},
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	err := f.lock.Claim(ctx, State{Key: key, Phase: Free}, Owner{Namespace: "demo", Name: "w", UID: "u"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Claim = %v, want the caller's cancellation", err)
+	}
+	if f.leaseExists(t) {
+		t.Errorf("the claim was left standing for a WFE that is never stored")
+	}
+}

@@ -25,7 +25,7 @@ var (
 	})
 	claims = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "targetlock_lease_claims_total",
-		Help: "Claim writes by result: claimed, conflict, released or error.",
+		Help: "Claim writes by result: claimed, conflict, released, withdrawn (a failed claim removed) or error.",
 	}, []string{"result"})
 	swept = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "targetlock_lease_swept_total",
