@@ -1,0 +1,144 @@
+package admission_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/targetlock/targetlock/pkg/admission"
+	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/testcert"
+)
+
+// caller is a client certificate and the CA that signed it.
+type caller struct {
+	ca   []byte
+	cert *tls.Certificate
+}
+
+func newCaller(t *testing.T) caller {
+	t.Helper()
+	ca, crt, key, err := testcert.IssueClient("kube-apiserver", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return caller{ca: ca, cert: &pair}
+}
+
+// answered says whether the server at addr answers a request over a
+// connection presenting cert (none if nil); err says why not.
+func answered(addr string, roots *x509.CertPool, cert *tls.Certificate) error {
+	cfg := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	conn, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// Under TLS 1.3 the server's verdict on the client's certificate
+	// arrives after the client's handshake: ask, and read the answer.
+	if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 16)
+	if _, err := conn.Read(buf); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(string(buf), "HTTP/1.1") {
+		return errors.New("not an HTTP answer: " + string(buf))
+	}
+	return nil
+}
+
+// TestClientCAFile: with ClientCAFile the server answers only callers whose
+// certificate a CA in the file signed, and trusts a CA written to the file
+// later without a restart.
+func TestClientCAFile(t *testing.T) {
+	const refresh = 50 * time.Millisecond
+	defer admission.SetClientCARefresh(refresh)()
+	dir := t.TempDir()
+	serverCA, crt, key, err := testcert.Issue([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiServer, other := newCaller(t), newCaller(t)
+	caFile := filepath.Join(dir, "client-ca.crt")
+	for name, data := range map[string][]byte{"tls.crt": crt, "tls.key": key, "client-ca.crt": apiServer.ca} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := admission.NewServer(admission.ServerOptions{Host: "127.0.0.1", Port: port, CertDir: dir, ClientCAFile: caFile})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	}()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(serverCA)
+	poll := func(what string, ok func() bool) {
+		t.Helper()
+		if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) { return ok(), nil }); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	poll("the API server's certificate answered", func() bool { return answered(addr, roots, apiServer.cert) == nil })
+	if err := answered(addr, roots, nil); err == nil {
+		t.Error("a caller without a certificate was answered")
+	}
+	if err := answered(addr, roots, other.cert); err == nil {
+		t.Error("a caller with another CA's certificate was answered")
+	}
+	// Rotation: the file now holds the other CA only.
+	if err := os.WriteFile(caFile, other.ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	poll("the CA written later trusted", func() bool { return answered(addr, roots, other.cert) == nil })
+	if err := answered(addr, roots, apiServer.cert); err == nil {
+		t.Error("a CA taken out of the file is still trusted")
+	}
+	// A broken file keeps the CAs read before, through several re-reads.
+	if err := os.WriteFile(caFile, []byte("not PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); time.Since(start) < 4*refresh; {
+		if err := answered(addr, roots, other.cert); err != nil {
+			t.Fatalf("a broken CA file locked the caller out: %v", err)
+		}
+	}
+}
+
+// TestClientCAFileMissing: a server told to require client certificates
+// but unable to read the CAs does not start, and says why.
+func TestClientCAFileMissing(t *testing.T) {
+	s := admission.NewServer(admission.ServerOptions{Host: "127.0.0.1", Port: 1, CertDir: t.TempDir(), ClientCAFile: filepath.Join(t.TempDir(), "missing.crt")})
+	err := s.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "client CA file") {
+		t.Fatalf("Start: %v, want the client CA file named", err)
+	}
+}
