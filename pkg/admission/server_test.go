@@ -66,6 +66,47 @@ func answered(addr string, roots *x509.CertPool, cert *tls.Certificate) error {
 	return nil
 }
 
+// startServer serves NewServer(o) on a free loopback port with a fresh
+// serving certificate in o.CertDir until the test ends, and returns its
+// address and the roots that trust it.
+func startServer(t *testing.T, o admission.ServerOptions) (string, *x509.CertPool) {
+	t.Helper()
+	serverCA, crt, key, err := testcert.Issue([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"tls.crt": crt, "tls.key": key} {
+		if err := os.WriteFile(filepath.Join(o.CertDir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.Port, err = cluster.FreePort(); err != nil {
+		t.Fatal(err)
+	}
+	o.Host = "127.0.0.1"
+	s := admission.NewServer(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(serverCA)
+	return net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), roots
+}
+
+// poll waits until ok, failing the test after 10 s.
+func poll(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) { return ok(), nil }); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
 // TestClientCAFile: with ClientCAFile the server answers only callers whose
 // certificate a CA in the file signed, and trusts a CA written to the file
 // later without a restart.
@@ -73,41 +114,13 @@ func TestClientCAFile(t *testing.T) {
 	const refresh = 50 * time.Millisecond
 	defer admission.SetClientCARefresh(refresh)()
 	dir := t.TempDir()
-	serverCA, crt, key, err := testcert.Issue([]string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	apiServer, other := newCaller(t), newCaller(t)
 	caFile := filepath.Join(dir, "client-ca.crt")
-	for name, data := range map[string][]byte{"tls.crt": crt, "tls.key": key, "client-ca.crt": apiServer.ca} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	port, err := cluster.FreePort()
-	if err != nil {
+	if err := os.WriteFile(caFile, apiServer.ca, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := admission.NewServer(admission.ServerOptions{Host: "127.0.0.1", Port: port, CertDir: dir, ClientCAFile: caFile})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	}()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(serverCA)
-	poll := func(what string, ok func() bool) {
-		t.Helper()
-		if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) { return ok(), nil }); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	poll("the API server's certificate answered", func() bool { return answered(addr, roots, apiServer.cert) == nil })
+	addr, roots := startServer(t, admission.ServerOptions{CertDir: dir, ClientCAFile: caFile})
+	poll(t, "the API server's certificate answered", func() bool { return answered(addr, roots, apiServer.cert) == nil })
 	if err := answered(addr, roots, nil); err == nil {
 		t.Error("a caller without a certificate was answered")
 	}
@@ -118,7 +131,7 @@ func TestClientCAFile(t *testing.T) {
 	if err := os.WriteFile(caFile, other.ca, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	poll("the CA written later trusted", func() bool { return answered(addr, roots, other.cert) == nil })
+	poll(t, "the CA written later trusted", func() bool { return answered(addr, roots, other.cert) == nil })
 	if err := answered(addr, roots, apiServer.cert); err == nil {
 		t.Error("a CA taken out of the file is still trusted")
 	}
@@ -131,6 +144,13 @@ func TestClientCAFile(t *testing.T) {
 			t.Fatalf("a broken CA file locked the caller out: %v", err)
 		}
 	}
+}
+
+// TestNoClientCAFile: without ClientCAFile the server answers any caller
+// that reaches it, certificate or not: what the README says remains open.
+func TestNoClientCAFile(t *testing.T) {
+	addr, roots := startServer(t, admission.ServerOptions{CertDir: t.TempDir()})
+	poll(t, "a caller without a certificate answered", func() bool { return answered(addr, roots, nil) == nil })
 }
 
 // TestClientCAFileMissing: a server told to require client certificates
