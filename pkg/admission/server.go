@@ -3,8 +3,6 @@ package admission
 import (
 	"crypto/tls"
 
-	"k8s.io/utils/clock"
-
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 )
 
@@ -67,22 +65,13 @@ func NewServer(o ServerOptions) webhook.Server {
 	if !o.EnableHTTP2 {
 		tlsOpts = append(tlsOpts, func(cfg *tls.Config) { cfg.NextProtos = []string{"http/1.1"} })
 	}
-	var loadErr error
-	if o.ClientCAFile != "" {
-		cas, err := loadClientCAs(o.ClientCAFile, clock.RealClock{})
-		if err != nil {
-			loadErr = err
-		} else {
-			tlsOpts = append(tlsOpts, requireClientCert(cas))
-		}
-	}
-	s := webhook.NewServer(webhook.Options{
+	wo := webhook.Options{
 		Host: o.Host, Port: o.Port,
 		CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
 		TLSOpts: tlsOpts,
-	})
-	if loadErr != nil {
-		return failedServer{Server: s, err: loadErr}
 	}
-	return s
+	if o.ClientCAFile != "" {
+		return requireClientCerts(wo, o.ClientCAFile)
+	}
+	return webhook.NewServer(wo)
 }

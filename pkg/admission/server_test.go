@@ -1,19 +1,24 @@
 package admission_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"log"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/test/framework/cluster"
@@ -71,6 +76,13 @@ func answered(addr string, roots *x509.CertPool, cert *tls.Certificate) error {
 // address and the roots that trust it.
 func startServer(t *testing.T, o admission.ServerOptions) (string, *x509.CertPool) {
 	t.Helper()
+	_, addr, roots := startServerValue(t, o)
+	return addr, roots
+}
+
+// startServerValue is startServer, returning the server too.
+func startServerValue(t *testing.T, o admission.ServerOptions) (webhook.Server, string, *x509.CertPool) {
+	t.Helper()
 	serverCA, crt, key, err := testcert.Issue([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +108,7 @@ func startServer(t *testing.T, o admission.ServerOptions) (string, *x509.CertPoo
 	})
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(serverCA)
-	return net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), roots
+	return s, net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), roots
 }
 
 // poll waits until ok, failing the test after 10 s.
@@ -161,4 +173,53 @@ func TestClientCAFileMissing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "client CA file") {
 		t.Fatalf("Start: %v, want the client CA file named", err)
 	}
+}
+
+// TestReadinessWithClientCAFile: the readiness check of a server requiring
+// client certificates passes, and presents a certificate the server
+// accepts: no handshake error is logged per probe.
+func TestReadinessWithClientCAFile(t *testing.T) {
+	var logged syncBuffer
+	log.SetOutput(&logged)
+	defer log.SetOutput(os.Stderr)
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "client-ca.crt")
+	if err := os.WriteFile(caFile, newCaller(t).ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, addr, roots := startServerValue(t, admission.ServerOptions{CertDir: dir, ClientCAFile: caFile})
+	started := s.StartedChecker()
+	poll(t, "ready", func() bool { return started(nil) == nil })
+	for range 3 {
+		if err := started(nil); err != nil {
+			t.Fatalf("readiness: %v", err)
+		}
+	}
+	// One caller without a certificate: its handshake error is logged,
+	// and it must be the only one.
+	if err := answered(addr, roots, nil); err == nil {
+		t.Fatal("a caller without a certificate was answered")
+	}
+	poll(t, "the refused handshake logged", func() bool { return strings.Contains(logged.String(), "TLS handshake error") })
+	if n := strings.Count(logged.String(), "TLS handshake error"); n != 1 {
+		t.Errorf("%d handshake errors logged, want 1 (the readiness probes logged errors):\n%s", n, logged.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
