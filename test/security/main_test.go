@@ -11,6 +11,7 @@ package security_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -53,9 +54,10 @@ const (
 var (
 	env *testenv.Env
 	// apiServerClientCA signed the client certificate the API server presents to the webhook.
-	apiServerClientCA []byte
-	orchUser          = admission.ServiceAccountUser(installNS, orchSA)
-	trustedSA         = admission.ServiceAccountUser(ciNS, "deployer")
+	apiServerClientCA   []byte
+	apiServerClientCert tls.Certificate
+	orchUser            = admission.ServiceAccountUser(installNS, orchSA)
+	trustedSA           = admission.ServiceAccountUser(ciNS, "deployer")
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -87,6 +89,9 @@ var suite = testenv.Fixture[*testenv.Env]{Start: func() (*testenv.Env, func() er
 		return nil, stop, err
 	}
 	apiServerClientCA = caPEM
+	if apiServerClientCert, err = tls.X509KeyPair(crt, key); err != nil {
+		return nil, stop, err
+	}
 	if env, err = testenv.Start(testenv.Options{
 		Webhooks:          envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}},
 		WebhookClientCert: &testenv.ClientCert{CertPEM: crt, KeyPEM: key},

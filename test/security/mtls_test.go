@@ -38,6 +38,11 @@ var mtlsCases = []securityCase{
 		if l := leaseNaming(t, victim); l != "" {
 			t.Errorf("the forged review wrote Lease %s for %s/Deployment/%s", l, tenantB, victim)
 		}
+		// The control: the port answers the API server's certificate (a
+		// review of no object, which claims nothing).
+		if answer, err := post(t, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"control"}}`), &apiServerClientCert); err != nil || !strings.HasPrefix(answer, "HTTP 200") {
+			t.Errorf("the API server's certificate: %s %v", answer, err)
+		}
 	}},
 
 	{"a client certificate from another CA is refused", func(t *testing.T) {
@@ -73,7 +78,6 @@ var mtlsCases = []securityCase{
 // presenting cert if not nil. It returns the answer, or why there is none.
 func postForged(t *testing.T, victim string, cert *tls.Certificate) (string, error) {
 	t.Helper()
-	wo := env.Environment.WebhookInstallOptions
 	wfe := newWFE(tenantA, victim, tenantB+"/Deployment/"+victim)
 	wfe.UID = types.UID("forged-" + victim)
 	wfe.APIVersion, wfe.Kind = "targetlock.io/v1alpha1", "WorkflowExecution"
@@ -96,6 +100,14 @@ func postForged(t *testing.T, victim string, cert *tls.Certificate) (string, err
 	if err != nil {
 		t.Fatal(err)
 	}
+	return post(t, body, cert)
+}
+
+// post POSTs body to the webhook's validating path, presenting cert if
+// not nil, and returns the answer, or why there is none.
+func post(t *testing.T, body []byte, cert *tls.Certificate) (string, error) {
+	t.Helper()
+	wo := env.Environment.WebhookInstallOptions
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(wo.LocalServingCAData)
 	tlsCfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
