@@ -47,6 +47,28 @@ printf "subjectAltName=IP:127.0.0.1,IP:%s,IP:10.96.0.1,DNS:localhost,DNS:kuberne
 openssl x509 -req -in "$P/apiserver.csr" -CA "$P/ca.crt" -CAkey "$P/ca.key" -CAcreateserial -out "$P/apiserver.crt" -days 2 -extfile "$P/ext.cnf" 2>/dev/null
 openssl genrsa -out "$P/sa.key" 2048 2>/dev/null
 openssl rsa -in "$P/sa.key" -pubout -out "$P/sa.pub" 2>/dev/null
+# The client certificate the API server presents to admission webhooks
+# (mutual TLS, docs/operations.md), from a CA of its own that the webhook
+# trusts (webhook.clientAuth): an AdmissionConfiguration whose kubeconfig
+# names it for every webhook (user "*"), for both webhook plugins.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$P/webhook-client-ca.key" -out "$P/webhook-client-ca.crt" -days 2 -subj /CN=targetlock-e2e-webhook-client-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$P/webhook-client.key" -out "$P/webhook-client.csr" -subj /CN=kube-apiserver 2>/dev/null
+printf "extendedKeyUsage=clientAuth\n" > "$P/client-ext.cnf"
+openssl x509 -req -in "$P/webhook-client.csr" -CA "$P/webhook-client-ca.crt" -CAkey "$P/webhook-client-ca.key" -CAcreateserial -out "$P/webhook-client.crt" -days 2 -extfile "$P/client-ext.cnf" 2>/dev/null
+cat > "$P/webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users: [{name: "*", user: {client-certificate: $P/webhook-client.crt, client-key: $P/webhook-client.key}}]
+EOF
+cat > "$P/admission.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: ValidatingAdmissionWebhook
+    configuration: {apiVersion: apiserver.config.k8s.io/v1, kind: WebhookAdmissionConfiguration, kubeConfigFile: $P/webhook-client.kubeconfig}
+  - name: MutatingAdmissionWebhook
+    configuration: {apiVersion: apiserver.config.k8s.io/v1, kind: WebhookAdmissionConfiguration, kubeConfigFile: $P/webhook-client.kubeconfig}
+EOF
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "$TOKEN,admin,admin,system:masters" > "$P/tokens.csv"
 chmod 600 "$P"/*.key "$P/tokens.csv"
@@ -146,7 +168,7 @@ start apiserver "$BIN/kube-apiserver-$KUBE_VERSION" --etcd-servers=http://127.0.
   --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv" \
   --authorization-mode=Node,RBAC --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$P/sa.pub" \
   --service-account-signing-key-file="$P/sa.key" --service-cluster-ip-range=$SERVICE_CIDR --enable-aggregator-routing=true \
-  --kubelet-preferred-address-types=InternalIP,Hostname --cert-dir="$RUN/apiserver-certs"
+  --kubelet-preferred-address-types=InternalIP,Hostname --cert-dir="$RUN/apiserver-certs" --admission-control-config-file="$P/admission.yaml"
 KCTL=(curl -sf --cacert "$P/ca.crt" -H "Authorization: Bearer $TOKEN")
 API=https://$NODE_IP:$API_PORT
 wait_for 120 kube-apiserver "${KCTL[@]}" "$API/readyz"

@@ -63,4 +63,5 @@ CERT_MANAGER_CRDS=$(cd test/e2e && go list -m -f '{{.Dir}}' github.com/cert-mana
 hack/e2e/node-up.sh "$RUN/pause.tar" "$IMAGE_TAR"
 "$RUN/e2e" --kubeconfig "$RUN/kubeconfig" --helm "$HELM" --plugin "$BIN/kubectl-targetlock" --chart charts/targetlock \
   --image-repository "$IMAGE_REPOSITORY" --image-digest "$IMAGE_DIGEST" --cert-manager-crds "$CERT_MANAGER_CRDS" --started "$STARTED" \
+  --webhook-client-ca "$RUN/pki/webhook-client-ca.crt" --webhook-client-cert "$RUN/pki/webhook-client.crt" --webhook-client-key "$RUN/pki/webhook-client.key" \
   ${E2E_FLAGS:-}

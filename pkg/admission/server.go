@@ -36,11 +36,18 @@ type ServerOptions struct {
 	// EnableHTTP2 serves HTTP/2 beside HTTP/1.1. Off by default: HTTP/2
 	// rapid-reset and stream-exhaustion attacks.
 	EnableHTTP2 bool
+	// ClientCAFile, if set, is a PEM file of the CAs whose client
+	// certificates the server requires of every caller: the API server's
+	// (its AdmissionConfiguration's kubeConfigFile). Re-read when it changes.
+	// Empty: any caller that reaches the port is answered.
+	ClientCAFile string
 }
 
 // NewServer returns the webhook server: TLS 1.2 or later only, HTTP/1.1
-// only unless o.EnableHTTP2. Give it to the manager (ctrl.Options's
-// WebhookServer) before Setup registers the handlers on it.
+// only unless o.EnableHTTP2, a client certificate required if
+// o.ClientCAFile. Give it to the manager (ctrl.Options's WebhookServer)
+// before Setup registers the handlers on it. If o.ClientCAFile cannot be
+// read, the server fails to start, saying why.
 func NewServer(o ServerOptions) webhook.Server {
 	if o.Port == 0 {
 		o.Port = DefaultPort
@@ -58,9 +65,13 @@ func NewServer(o ServerOptions) webhook.Server {
 	if !o.EnableHTTP2 {
 		tlsOpts = append(tlsOpts, func(cfg *tls.Config) { cfg.NextProtos = []string{"http/1.1"} })
 	}
-	return webhook.NewServer(webhook.Options{
+	wo := webhook.Options{
 		Host: o.Host, Port: o.Port,
 		CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
 		TLSOpts: tlsOpts,
-	})
+	}
+	if o.ClientCAFile != "" {
+		return requireClientCerts(wo, o.ClientCAFile)
+	}
+	return webhook.NewServer(wo)
 }

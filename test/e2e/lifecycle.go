@@ -90,6 +90,9 @@ func (e *e2e) uninstall(ctx context.Context) (int, error) {
 	if err := e.helm(ctx, "uninstall", e.release, "-n", e.namespace, "--wait", "--timeout", "3m"); err != nil {
 		return 0, err
 	}
+	if err := e.deleteClientCASecret(ctx); err != nil {
+		return 0, err
+	}
 	var left []string
 	err := poll(ctx, 2*time.Minute, "the release's objects to go", func(ctx context.Context) error {
 		now, err := e.leftovers(ctx)

@@ -43,10 +43,13 @@ func main() {
 	flag.StringVar(&o.operationsDoc, "operations-doc", "docs/operations.md", "the operations guide whose kubernaut adoption recipe --kubernaut runs")
 	flag.Int64Var(&o.started, "started", 0, "unix time the e2e began (for seconds=); default: now")
 	flag.StringVar(&o.certManagerCRDs, "cert-manager-crds", "", "folder of cert-manager's CRD manifests (for --cert-manager)")
+	flag.StringVar(&o.webhookClientCA, "webhook-client-ca", "", "CA of the client certificate the API server presents to webhooks (its AdmissionConfiguration): the helm-mode install requires it (webhook.clientAuth) and the run checks that a caller without it is refused (webhook_mtls=1); empty: client auth off")
+	flag.StringVar(&o.webhookClientCert, "webhook-client-cert", "", "that client certificate (PEM), to check that the webhook answers it")
+	flag.StringVar(&o.webhookClientKey, "webhook-client-key", "", "its key (PEM)")
 	_ = flag.Parse(os.Args[1:])
-	if o.kubeconfig == "" || o.repository == "" || o.digest == "" {
+	if o.kubeconfig == "" || o.repository == "" || o.digest == "" || (o.webhookClientCA != "" && (o.webhookClientCert == "" || o.webhookClientKey == "")) {
 		flag.Usage()
-		fmt.Fprintln(os.Stderr, "e2e: --kubeconfig, --image-repository and --image-digest are required")
+		fmt.Fprintln(os.Stderr, "e2e: --kubeconfig, --image-repository and --image-digest are required; --webhook-client-ca needs --webhook-client-cert and --webhook-client-key")
 		os.Exit(2)
 	}
 	// The in-process executor and cainjector log errors only.

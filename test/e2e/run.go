@@ -30,6 +30,8 @@ type options struct {
 	kubernaut                       bool
 	kubernautCRDs, operationsDoc    string
 	started                         int64
+	// The API server's webhook client certificate (webhook.clientAuth).
+	webhookClientCA, webhookClientCert, webhookClientKey string
 }
 
 // e2e is one run's cluster access and options.
@@ -56,7 +58,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	ready, res, err := e.helmMode(ctx)
+	ready, res, mtls, err := e.helmMode(ctx)
 	if err != nil {
 		return err
 	}
@@ -73,8 +75,8 @@ func run(ctx context.Context, o options) error {
 	}
 	leftovers += n
 
-	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d seconds=%d\n",
-		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), time.Now().Unix()-o.started)
+	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d seconds=%d\n",
+		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), b2i(mtls), time.Now().Unix()-o.started)
 	return verdict(res, kres, leftovers)
 }
 
@@ -99,30 +101,41 @@ func newE2E(o options) (*e2e, error) {
 }
 
 // helmMode is the whole scenario in helm mode, up to the upgrade: the
-// install, the pods, certs verify, the storm, the metrics and the
-// plugin's views. It returns the Ready pods and the storm's result.
-func (e *e2e) helmMode(ctx context.Context) (int, stormResult, error) {
+// install (requiring the API server's client certificate if given), the
+// pods, certs verify, the storm, the metrics and the plugin's views, and
+// the webhook's refusal of callers without that certificate. It returns
+// the Ready pods, the storm's result and whether mTLS was verified.
+func (e *e2e) helmMode(ctx context.Context) (int, stormResult, bool, error) {
 	o := e.options
-	step("helm install (certs.mode=helm)")
+	clientAuth, err := e.clientAuthValues(ctx)
+	if err != nil {
+		return 0, stormResult{}, false, err
+	}
+	step(fmt.Sprintf("helm install (certs.mode=helm, webhook client auth %v)", clientAuth != nil))
+	values := append(append([]string{"certs.mode=helm"}, clientAuth...), stormValues...)
 	if err := e.helm(ctx, append([]string{"install", o.release, o.chart, "-n", o.namespace, "--create-namespace",
-		"--wait", "--timeout", "5m"}, e.setFlags(append([]string{"certs.mode=helm"}, stormValues...))...)...); err != nil {
-		return 0, stormResult{}, err
+		"--wait", "--timeout", "5m"}, e.setFlags(values)...)...); err != nil {
+		return 0, stormResult{}, false, err
 	}
 	ready, err := e.waitPodsReady(ctx, 5)
 	if err != nil {
-		return ready, stormResult{}, err
+		return ready, stormResult{}, false, err
 	}
 	step(fmt.Sprintf("%d pods Ready, every one running %s", ready, o.digest))
 	if err := e.plugin(ctx, "certs", "verify", "--release", o.release, "-n", o.namespace, "--dry-run-create", "--dry-run-namespace", "default"); err != nil {
-		return ready, stormResult{}, fmt.Errorf("certs verify: %w", err)
+		return ready, stormResult{}, false, fmt.Errorf("certs verify: %w", err)
 	}
 
 	res, err := e.storm(ctx)
 	if err != nil {
-		return ready, res, err
+		return ready, res, false, err
 	}
 	step(fmt.Sprintf("storm: %s", res))
-	return ready, res, e.afterStorm(ctx)
+	if err := e.afterStorm(ctx); err != nil {
+		return ready, res, false, err
+	}
+	mtls, err := e.verifyMTLS(ctx)
+	return ready, res, mtls, err
 }
 
 // afterStorm checks the pods are Ready again and shows the metrics and

@@ -11,8 +11,10 @@ package security_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +35,7 @@ import (
 	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/orchestrator"
+	"github.com/targetlock/targetlock/test/framework/testcert"
 	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
@@ -49,9 +52,12 @@ const (
 )
 
 var (
-	env       *testenv.Env
-	orchUser  = admission.ServiceAccountUser(installNS, orchSA)
-	trustedSA = admission.ServiceAccountUser(ciNS, "deployer")
+	env *testenv.Env
+	// apiServerClientCA signed the client certificate the API server presents to the webhook.
+	apiServerClientCA   []byte
+	apiServerClientCert tls.Certificate
+	orchUser            = admission.ServiceAccountUser(installNS, orchSA)
+	trustedSA           = admission.ServiceAccountUser(ciNS, "deployer")
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -76,7 +82,20 @@ var suite = testenv.Fixture[*testenv.Env]{Start: func() (*testenv.Env, func() er
 	if err != nil {
 		return nil, stop, err
 	}
-	if env, err = testenv.Start(testenv.Options{Webhooks: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}}}); err != nil {
+	// The API server presents a client certificate to the webhook, as
+	// docs/operations.md tells a cluster admin to configure it.
+	caPEM, crt, key, err := testcert.IssueClient("kube-apiserver", 24*time.Hour)
+	if err != nil {
+		return nil, stop, err
+	}
+	apiServerClientCA = caPEM
+	if apiServerClientCert, err = tls.X509KeyPair(crt, key); err != nil {
+		return nil, stop, err
+	}
+	if env, err = testenv.Start(testenv.Options{
+		Webhooks:          envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}},
+		WebhookClientCert: &testenv.ClientCert{CertPEM: crt, KeyPEM: key},
+	}); err != nil {
 		return nil, stop, err
 	}
 	if err := setupRBAC(ctx); err != nil {
@@ -143,15 +162,20 @@ func setupRBAC(ctx context.Context) error {
 }
 
 // serveWebhook serves the webhook as it ships (admission.Setup) where
-// envtest registered it, with the chart's default trust plus a trusted
+// envtest registered it, requiring the API server's client certificate, with the chart's default trust plus a trusted
 // namespace, a trusted ServiceAccount and a SubjectAccessReview verb. An
 // orchestrator runs, so the webhook leaves releasing claims to it, as the
 // chart's standalone mode does.
 func serveWebhook(ctx context.Context) (stop func() error, err error) {
 	wo := env.Environment.WebhookInstallOptions
+	// Only the API server may call: its client certificate is required.
+	caFile := filepath.Join(wo.LocalServingCertDir, "client-ca.crt")
+	if err := os.WriteFile(caFile, apiServerClientCA, 0o600); err != nil {
+		return nil, err
+	}
 	mo := env.ManagerOptions()
 	mo.Cache = manager.CacheOptions(installNS)
-	mo.WebhookServer = admission.NewServer(admission.ServerOptions{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir})
+	mo.WebhookServer = admission.NewServer(admission.ServerOptions{Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir, ClientCAFile: caFile})
 	mgr, err := ctrl.NewManager(env.Config, mo)
 	if err != nil {
 		return nil, err

@@ -46,6 +46,25 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{- /* The client CA volume (webhook.clientAuth): only the CA certificate
+       is projected, never a CA key stored beside it. */ -}}
+{{- define "targetlock.clientCAVolume" -}}
+{{- $a := .Values.webhook.clientAuth -}}
+{{- if eq $a.caSource "configMap" -}}
+configMap:
+  name: {{ required "webhook.clientAuth.caConfigMap.name is required when webhook.clientAuth.caSource=configMap" $a.caConfigMap.name }}
+  items: [{key: {{ $a.caConfigMap.key }}, path: ca.crt}]
+{{- else if eq $a.caSource "cert-manager" -}}
+secret:
+  secretName: {{ include "targetlock.fullname" . }}-ca
+  items: [{key: ca.crt, path: ca.crt}]
+{{- else -}}
+secret:
+  secretName: {{ required "webhook.clientAuth.caSecret.name is required when webhook.clientAuth.caSource=secret" $a.caSecret.name }}
+  items: [{key: {{ $a.caSecret.key }}, path: ca.crt}]
+{{- end -}}
+{{- end -}}
+
 {{/* Restricted pod security: non-root, read-only root, no privilege escalation, no capabilities, seccomp RuntimeDefault. */}}
 {{- define "targetlock.podSecurityContext" -}}
 runAsNonRoot: true

@@ -16,7 +16,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"-kubeconfig", "-lease-namespace", "POD_NAMESPACE", "-identity", "POD_NAME", "-lease-duration",
-		"-claim-grace", "-cert-dir", "-port", "-host", "-metrics-bind-address", "-health-probe-bind-address", "denials"} {
+		"-claim-grace", "-cert-dir", "-client-ca-file", "-port", "-host", "-metrics-bind-address", "-health-probe-bind-address", "denials"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("--help does not mention %s", f)
 		}

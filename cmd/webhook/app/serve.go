@@ -44,7 +44,9 @@ A mutating path, %s, first labels every WorkflowExecution with the
 identity of its target object (%s), however the target is spelled.
 It serves TLS (1.2 or later) at the path %s, reloading the
 certificate when the files in --cert-dir change; /readyz passes only once
-the certificate is loaded and served.
+the certificate is loaded and served. With --client-ca-file, only callers
+presenting a client certificate signed by those CAs (the API server) are
+answered.
 
 Flags:
 `, admission.LabelPath, v1alpha1.TargetHashLabel, admission.Path))
@@ -78,6 +80,7 @@ func bindServer(fs *flag.FlagSet, o *admission.ServerOptions) {
 	fs.StringVar(&o.CertName, "cert-name", admission.DefaultCertName, "file name of the serving certificate in --cert-dir")
 	fs.StringVar(&o.KeyName, "key-name", admission.DefaultKeyName, "file name of the serving key in --cert-dir")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 as well as HTTP/1.1 (off: HTTP/2 rapid-reset and stream-exhaustion attacks)")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", "", "PEM file of the CA(s) that sign the API server's client certificate (its AdmissionConfiguration kubeConfigFile): every caller must present a certificate they signed; re-read when it changes. Empty: callers are not authenticated, and anyone who reaches the port can POST an AdmissionReview")
 }
 
 // complete checks the flags and turns them into the webhook's options.
@@ -131,8 +134,13 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if _, err := admission.Setup(ctx, mgr, c.hook); err != nil {
 		return err
 	}
-	ctrl.Log.WithName("webhook").Info("Starting webhook", "identity", c.lock.Identity, "leaseNamespace", c.lock.Namespace,
+	log := ctrl.Log.WithName("webhook")
+	log.Info("Starting webhook", "identity", c.lock.Identity, "leaseNamespace", c.lock.Namespace,
 		"executionGroup", c.executionGroup, "kubernautLockNamespace", c.hook.KubernautLockNamespace,
-		"path", admission.Path, "port", c.server.Port, "certDir", c.server.CertDir, "claimGrace", c.lock.ClaimGrace)
+		"path", admission.Path, "port", c.server.Port, "certDir", c.server.CertDir, "claimGrace", c.lock.ClaimGrace,
+		"clientCAFile", c.server.ClientCAFile)
+	if c.server.ClientCAFile == "" {
+		log.Info("Callers are not authenticated: anyone who reaches the webhook port can POST an AdmissionReview; set --client-ca-file (docs/operations.md)")
+	}
 	return mgr.Start(ctx)
 }

@@ -123,3 +123,30 @@ func TestNoCertificateNeverReady(t *testing.T) {
 		t.Fatal("ready without a certificate")
 	}
 }
+
+// TestUnreadableClientCAFileStops: --client-ca-file reaches the server; a
+// file it cannot read stops the webhook, naming the file.
+func TestUnreadableClientCAFileStops(t *testing.T) {
+	s := getServer(t)
+	waitReady(t, s) // the shared server has set up logging
+	probe, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, _ := net.SplitHostPort(port)
+	missing := filepath.Join(t.TempDir(), "apiserver-client-ca.crt")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = app.Run(ctx, []string{
+		"--kubeconfig", s.kubeconfig, "--lease-namespace", leaseNamespace, "--host", "127.0.0.1", "--port", p,
+		"--cert-dir", s.certDir, "--client-ca-file", missing,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probe, "--zap-log-level", "error",
+	}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("want the webhook to stop on the unreadable client CA file, got %v", err)
+	}
+}

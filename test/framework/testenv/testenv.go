@@ -27,6 +27,8 @@ type Env struct {
 	Scheme      *runtime.Scheme
 	// Client talks to the API server directly: no cache, every read is live.
 	Client client.Client
+
+	dir string // files the API server reads; removed by Stop
 }
 
 // Options change what Start brings up.
@@ -37,6 +39,11 @@ type Options struct {
 	SkipOwnCRDs bool
 	// CRDPaths are more CRD files or directories to install.
 	CRDPaths []string
+	// WebhookClientCert, if set, is presented by the API server to every
+	// admission webhook it calls, as a cluster admin would configure it (an
+	// AdmissionConfiguration whose kubeConfigFile names the certificate):
+	// for webhooks that require a client certificate.
+	WebhookClientCert *ClientCert
 }
 
 // Start brings up etcd and kube-apiserver and installs the CRDs. The binaries
@@ -74,21 +81,46 @@ func Start(opts Options) (*Env, error) {
 		// by default, which every test run and bench section would wait for.
 		ControlPlaneStopTimeout: 2 * time.Second,
 	}
-	cfg, err := te.Start()
-	if err != nil {
-		return nil, fmt.Errorf("starting control plane from %s: %w", assets, err)
+	e := &Env{Environment: te, Scheme: s}
+	if opts.WebhookClientCert != nil {
+		if err := e.presentWebhookClientCert(*opts.WebhookClientCert); err != nil {
+			return nil, errors.Join(err, e.removeDir())
+		}
 	}
-	c, err := client.New(cfg, client.Options{Scheme: s})
-	if err != nil {
-		_ = te.Stop()
-		return nil, fmt.Errorf("creating client: %w", err)
+	if e.Config, err = te.Start(); err != nil {
+		return nil, errors.Join(fmt.Errorf("starting control plane from %s: %w", assets, err), e.removeDir())
 	}
-	return &Env{Environment: te, Config: cfg, Scheme: s, Client: c}, nil
+	if e.Client, err = client.New(e.Config, client.Options{Scheme: s}); err != nil {
+		return nil, errors.Join(fmt.Errorf("creating client: %w", err), e.Stop())
+	}
+	return e, nil
+}
+
+// presentWebhookClientCert has the API server present c to every webhook.
+func (e *Env) presentWebhookClientCert(c ClientCert) error {
+	dir, err := os.MkdirTemp("", "testenv-admission-")
+	if err != nil {
+		return err
+	}
+	e.dir = dir
+	path, err := writeAdmissionConfig(dir, c)
+	if err != nil {
+		return err
+	}
+	e.Environment.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", path)
+	return nil
+}
+
+func (e *Env) removeDir() error {
+	if e.dir == "" {
+		return nil
+	}
+	return os.RemoveAll(e.dir)
 }
 
 // Stop shuts the control plane down.
 func (e *Env) Stop() error {
-	return e.Environment.Stop()
+	return errors.Join(e.Environment.Stop(), e.removeDir())
 }
 
 // AdminUser is the user of envtest's own client config and of the
