@@ -32,7 +32,7 @@ const (
 
 	ReasonNotPermitted     = "NotPermitted"     // the requester may not name an object outside its namespace
 	ReasonTokenNotAccepted = "TokenNotAccepted" // a lock token from anyone but the orchestrator
-	ReasonRateLimited      = "RateLimited"      // the namespace's direct CREATEs claimed too much too fast
+	ReasonRateLimited      = "RateLimited"      // the requester's direct CREATEs claimed too much too fast
 
 	ReasonInvalidObject = "InvalidObject" // the object cannot be decoded or lacks name/uid
 	ReasonInvalidTarget = "InvalidTarget" // spec.targetResource is malformed

@@ -53,8 +53,9 @@ type SetupOptions struct {
 	// Trust says who may name objects outside their own namespace, and
 	// whose lock tokens count. The zero value trusts no one.
 	Trust Trust
-	// DirectClaimsPerSecond and DirectClaimsBurst bound, per namespace, the
-	// claims of CREATEs not made by the orchestrator;
+	// DirectClaimsPerSecond and DirectClaimsBurst bound, per requester (its
+	// authenticated username), the claims of CREATEs not made by the
+	// orchestrator or a trusted ServiceAccount;
 	// DefaultDirectClaimsPerSecond and DefaultDirectClaimsBurst if zero.
 	DirectClaimsPerSecond float64
 	DirectClaimsBurst     int
