@@ -111,6 +111,7 @@ func (o SetupOptions) Validate() error {
 	if o.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max attempts must be at least 1"))
 	}
+	errs = append(errs, o.Trust.Validate())
 	return errors.Join(errs...)
 }
 
