@@ -16,8 +16,10 @@ func TestClaimLimiterIsBounded(t *testing.T) {
 		t.Fatalf("bound %d, documented %d", l.max, MaxRateLimitedRequesters)
 	}
 	l.max = 3
-	if !l.allow("drained", t0) || !l.allow("drained", t0) || l.allow("drained", t0) {
-		t.Fatal("a burst of 2 did not allow exactly 2")
+	for i, want := range []bool{true, true, false} {
+		if got := l.allow("drained", t0); got != want {
+			t.Fatalf("claim %d of a burst of 2: allowed %v", i, got)
+		}
 	}
 	for i := range 10 {
 		l.allow(fmt.Sprint("other-", i), t0)

@@ -132,7 +132,7 @@ func (k *Keeper) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 		if st.Phase != lease.Claimed || st.Holder != req.String() {
 			continue
 		}
-		if wfe != nil && st.ClaimedBy(wfe.UID) && !wfe.Status.Phase.Terminal() && k.names(wfe, key) {
+		if k.holds(wfe, st, key) {
 			claimed = true
 			continue
 		}
@@ -148,9 +148,13 @@ func (k *Keeper) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 	return reconcile.Result{RequeueAfter: after}, errors.Join(errs...)
 }
 
-// names reports whether wfe's own spec names key: a claim by its name and
-// UID on another object's Lease is not its claim (lease.Claimant).
-func (k *Keeper) names(wfe *v1alpha1.WorkflowExecution, key target.Key) bool {
+// holds reports whether st, the Lease of key, is the active wfe's own
+// claim: by its UID, and on the object its spec names. A claim by its name
+// and UID on another object's Lease is not its claim (lease.Claimant).
+func (k *Keeper) holds(wfe *v1alpha1.WorkflowExecution, st lease.State, key target.Key) bool {
+	if wfe == nil || !st.ClaimedBy(wfe.UID) || wfe.Status.Phase.Terminal() {
+		return false
+	}
 	own, err := k.resolver.ForExecution(wfe)
 	return err == nil && own == key
 }
