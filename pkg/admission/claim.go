@@ -112,8 +112,9 @@ func (h *Handler) write(ctx context.Context, c *create, st lease.State) (verdict
 	}
 	// The orchestrator and the trusted ServiceAccounts (kubernaut's RO)
 	// are not rate limited: theirs is the workload the webhook guards.
-	if !h.trust.TrustsUser(c.req.UserInfo.Username) && !h.limiter.allow(owner.Namespace, h.clock.Now()) {
-		d := c.v.deny(ReasonRateLimited, "", "namespace %s made too many claims in a short time; retry", owner.Namespace)
+	// Anyone else is, as the API server authenticated them.
+	if !h.trust.TrustsUser(c.req.UserInfo) && !h.limiter.allow(c.req.UserInfo.Username, h.clock.Now()) {
+		d := c.v.deny(ReasonRateLimited, "", "you (%s) made too many claims in a short time; retry", c.req.UserInfo.Username)
 		d.code = http.StatusTooManyRequests
 		return d, true
 	}

@@ -32,7 +32,7 @@ const (
 
 	ReasonNotPermitted     = "NotPermitted"     // the requester may not name an object outside its namespace
 	ReasonTokenNotAccepted = "TokenNotAccepted" // a lock token from anyone but the orchestrator
-	ReasonRateLimited      = "RateLimited"      // the namespace's direct CREATEs claimed too much too fast
+	ReasonRateLimited      = "RateLimited"      // the requester's direct CREATEs claimed too much too fast
 
 	ReasonInvalidObject = "InvalidObject" // the object cannot be decoded or lacks name/uid
 	ReasonInvalidTarget = "InvalidTarget" // spec.targetResource is malformed
@@ -119,7 +119,7 @@ func (h *Handler) authorize(ctx context.Context, c *create) (verdict, bool) {
 		return c.v.deny(ReasonLockHeld, pod, "kubernaut's RemediationOrchestrator pod %s holds the target's lock (Lease %s/%s); only that pod may create a WorkflowExecution for it until the lock is released or expires",
 			pod, h.kubernaut.Namespace, KubernautLeaseName(c.wfe.Spec.TargetResource)), false
 	}
-	if c.owner.Token != "" && !h.trust.IsOrchestrator(c.req.UserInfo.Username) {
+	if c.owner.Token != "" && !h.trust.IsOrchestrator(c.req.UserInfo) {
 		return c.v.deny(ReasonTokenNotAccepted, "", "the %s annotation is accepted only from the orchestrator's ServiceAccount; remove it to create the WorkflowExecution directly", v1alpha1.LockTokenAnnotation), false
 	}
 	return verdict{}, true

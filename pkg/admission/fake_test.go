@@ -31,6 +31,11 @@ import (
 // requester trusted with lock tokens and any target.
 const orchestratorUser = "system:serviceaccount:targetlock-system:targetlock-orchestrator"
 
+// orchestratorInfo is orchestratorUser as the API server authenticates a
+// ServiceAccount: with its groups, without which it is no orchestrator.
+var orchestratorInfo = authenticationv1.UserInfo{Username: orchestratorUser,
+	Groups: []string{"system:serviceaccounts", "system:serviceaccounts:targetlock-system", "system:authenticated"}}
+
 // newScheme knows the core types and targetlock's.
 func newScheme(tb testing.TB) *runtime.Scheme {
 	tb.Helper()
@@ -78,7 +83,7 @@ func request(op admissionv1.Operation, ns, name string, obj any) cradmission.Req
 		raw, _ = json.Marshal(obj)
 	}
 	return cradmission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID: types.UID("req-" + name), Operation: op, Namespace: ns, Name: name, UserInfo: authenticationv1.UserInfo{Username: orchestratorUser},
+		UID: types.UID("req-" + name), Operation: op, Namespace: ns, Name: name, UserInfo: orchestratorInfo,
 		Resource: metav1.GroupVersionResource{Group: "targetlock.io", Version: "v1alpha1", Resource: "workflowexecutions"}, Object: runtime.RawExtension{Raw: raw},
 	}}
 }

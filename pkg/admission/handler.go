@@ -56,8 +56,9 @@ type Options struct {
 	Trust Trust
 	// Authorizer creates the SubjectAccessReviews of Trust.Verb.
 	Authorizer Creator
-	// DirectClaimsPerSecond and DirectClaimsBurst bound, per namespace, the
-	// claims of CREATEs not made by the orchestrator. Defaults
+	// DirectClaimsPerSecond and DirectClaimsBurst bound, per requester, the
+	// claims of CREATEs not made by the orchestrator or a trusted
+	// ServiceAccount. Defaults
 	// DefaultDirectClaimsPerSecond and DefaultDirectClaimsBurst.
 	DirectClaimsPerSecond float64
 	DirectClaimsBurst     int

@@ -124,10 +124,10 @@ func TestRetriedRequestIsIdempotent(t *testing.T) {
 	}
 }
 
-// TestDirectClaimsAreBoundedPerNamespace: a namespace's direct CREATEs may
-// claim only so many objects so fast; other namespaces and the orchestrator
-// are not held back by it.
-func TestDirectClaimsAreBoundedPerNamespace(t *testing.T) {
+// TestDirectClaimsAreBoundedPerRequester: a requester's direct CREATEs may
+// claim only so many objects so fast; other requesters, in the same
+// namespace or not, and the orchestrator are not held back by it.
+func TestDirectClaimsAreBoundedPerRequester(t *testing.T) {
 	h, _ := newFakeHandler(t, nil)
 	as := func(user string, w *v1alpha1.WorkflowExecution) cradmission.Response {
 		req := createRequest(w)
@@ -143,8 +143,11 @@ func TestDirectClaimsAreBoundedPerNamespace(t *testing.T) {
 	if resp.Allowed || resp.Result.Code != http.StatusTooManyRequests || !strings.Contains(resp.Result.Message, admission.ReasonRateLimited) {
 		t.Errorf("a claim past the burst: allowed=%v %d %s", resp.Allowed, resp.Result.Code, resp.Result.Message)
 	}
-	if resp := as("bob", newWFE("other", "w", "other/Deployment/app")); !resp.Allowed {
-		t.Errorf("another namespace was held back: %s", resp.Result.Message)
+	if resp := as("alice", newWFE("other", "w", "other/Deployment/app")); resp.Allowed {
+		t.Error("the requester escaped its limit by naming another namespace")
+	}
+	if resp := as("bob", newWFE("demo", "bob", "demo/Deployment/bob")); !resp.Allowed {
+		t.Errorf("another requester of the same namespace was held back: %s", resp.Result.Message)
 	}
 	if resp := as(orchestratorUser, newWFE("demo", "orch", "demo/Deployment/orch")); !resp.Allowed {
 		t.Errorf("the orchestrator was held back: %s", resp.Result.Message)

@@ -50,12 +50,13 @@ func judgeLocked(v verdict, st lease.State, token string, now time.Time) (verdic
 }
 
 // judgeClaimed: a claim is taken over only once its claimant ended, or
-// never got stored within the grace period.
+// was not proven (never stored, or naming another object: lease.Claimant)
+// within the grace period.
 func (h *Handler) judgeClaimed(ctx context.Context, v verdict, st lease.State, owner lease.Owner, token string, now time.Time) (verdict, bool) {
 	if st.ClaimedBy(owner.UID) {
 		return verdict{}, true
 	}
-	w, err := lease.Claimant(ctx, h.reader, st)
+	w, err := lease.Claimant(ctx, h.reader, st, h.resolver.ForExecution)
 	if err != nil {
 		return v.errored(err), false
 	}

@@ -71,7 +71,8 @@ func kubernautHandler(t *testing.T, clk *clocktesting.FakeClock, objs ...client.
 
 func fromPod(w *v1alpha1.WorkflowExecution, pod string) cradmission.Request {
 	req := createRequest(w)
-	req.UserInfo = authenticationv1.UserInfo{Username: roUser, Extra: map[string]authenticationv1.ExtraValue{}}
+	req.UserInfo = authenticationv1.UserInfo{Username: roUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + kubernautNS},
+		Extra: map[string]authenticationv1.ExtraValue{}}
 	if pod != "" {
 		req.UserInfo.Extra[admission.PodNameExtra] = authenticationv1.ExtraValue{pod}
 	}

@@ -53,8 +53,9 @@ type SetupOptions struct {
 	// Trust says who may name objects outside their own namespace, and
 	// whose lock tokens count. The zero value trusts no one.
 	Trust Trust
-	// DirectClaimsPerSecond and DirectClaimsBurst bound, per namespace, the
-	// claims of CREATEs not made by the orchestrator;
+	// DirectClaimsPerSecond and DirectClaimsBurst bound, per requester (its
+	// authenticated username), the claims of CREATEs not made by the
+	// orchestrator or a trusted ServiceAccount;
 	// DefaultDirectClaimsPerSecond and DefaultDirectClaimsBurst if zero.
 	DirectClaimsPerSecond float64
 	DirectClaimsBurst     int
@@ -110,6 +111,7 @@ func (o SetupOptions) Validate() error {
 	if o.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max attempts must be at least 1"))
 	}
+	errs = append(errs, o.Trust.Validate())
 	return errors.Join(errs...)
 }
 

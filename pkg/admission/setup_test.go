@@ -23,6 +23,7 @@ func TestSetupOptionsValidate(t *testing.T) {
 		"sub-second grace":    func(o *admission.SetupOptions) { o.ClaimGrace = 500 * time.Millisecond },
 		"sub-second duration": func(o *admission.SetupOptions) { o.LeaseDuration = 500 * time.Millisecond },
 		"no attempts":         func(o *admission.SetupOptions) { o.MaxAttempts = 0 },
+		"a read verb":         func(o *admission.SetupOptions) { o.Trust.Verb = "get" },
 	} {
 		o := valid()
 		spoil(&o)

@@ -26,7 +26,7 @@ type Creator interface {
 // WFE's namespace ns: tenancy's rule, then Trust.Verb's SubjectAccessReview.
 // A refusal says which rule refused and how to be allowed.
 func (h *Handler) permitted(ctx context.Context, req cradmission.Request, ns string, key target.Key, v verdict) (verdict, bool) {
-	if h.trust.Permits(req.UserInfo.Username, ns, key.Namespace) {
+	if h.trust.Permits(req.UserInfo, ns, key.Namespace) {
 		return verdict{}, true
 	}
 	how := "ask an admin to trust this namespace or your ServiceAccount (chart values tenancy.trustedNamespaces, tenancy.trustedServiceAccounts)"

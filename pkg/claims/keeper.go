@@ -132,7 +132,7 @@ func (k *Keeper) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 		if st.Phase != lease.Claimed || st.Holder != req.String() {
 			continue
 		}
-		if wfe != nil && st.ClaimedBy(wfe.UID) && !wfe.Status.Phase.Terminal() {
+		if k.holds(wfe, st, key) {
 			claimed = true
 			continue
 		}
@@ -148,10 +148,22 @@ func (k *Keeper) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 	return reconcile.Result{RequeueAfter: after}, errors.Join(errs...)
 }
 
+// holds reports whether st, the Lease of key, is the active wfe's own
+// claim: by its UID, and on the object its spec names. A claim by its name
+// and UID on another object's Lease is not its claim (lease.Claimant).
+func (k *Keeper) holds(wfe *v1alpha1.WorkflowExecution, st lease.State, key target.Key) bool {
+	if wfe == nil || !st.ClaimedBy(wfe.UID) || wfe.Status.Phase.Terminal() {
+		return false
+	}
+	own, err := k.resolver.ForExecution(wfe)
+	return err == nil && own == key
+}
+
 // releaseEnded releases st, a claim by the WFE's name: at once when that
 // WFE ended (wfe, same UID, terminal) or its UID was seen deleted; otherwise
-// (gone unseen, or the name now another object's: a CREATE perhaps still in
-// flight) once its grace has passed, by lease.State.Stale's rule.
+// (gone unseen, the name now another object's: a CREATE perhaps still in
+// flight, or a WFE naming another object) once its grace has passed, by
+// lease.State.Stale's rule.
 func (k *Keeper) releaseEnded(ctx context.Context, st lease.State, wfe *v1alpha1.WorkflowExecution) (time.Duration, error) {
 	if !k.release {
 		return 0, nil
@@ -161,7 +173,7 @@ func (k *Keeper) releaseEnded(ctx context.Context, st lease.State, wfe *v1alpha1
 		if left := st.Expires.Sub(k.clock.Now()); left > 0 {
 			return left, nil
 		}
-		w, err := lease.Claimant(ctx, k.live, st)
+		w, err := lease.Claimant(ctx, k.live, st, k.resolver.ForExecution)
 		if err != nil || !st.Stale(w, k.clock.Now()) {
 			return 0, err
 		}
@@ -200,7 +212,7 @@ func (k *Keeper) adopt(ctx context.Context, wfe *v1alpha1.WorkflowExecution) (ti
 		if st.ClaimedBy(wfe.UID) {
 			return 0, nil
 		}
-		w, err := lease.Claimant(ctx, k.live, st)
+		w, err := lease.Claimant(ctx, k.live, st, k.resolver.ForExecution)
 		if err != nil {
 			return 0, err
 		}
@@ -253,7 +265,7 @@ func (k *Keeper) Sweep(ctx context.Context) int {
 // staleClaim is lease.StaleClaim over the webhook's cache, with the UIDs
 // seen deleted.
 func (k *Keeper) staleClaim(ctx context.Context, st lease.State) (bool, error) {
-	return lease.StaleClaim(ctx, k.cache, k.live, st, k.deleted, k.clock.Now())
+	return lease.StaleClaim(ctx, k.cache, k.live, st, k.resolver.ForExecution, k.deleted, k.clock.Now())
 }
 
 func soonest(a, b time.Duration) time.Duration {

@@ -58,6 +58,12 @@ func newNamespace(ctx context.Context, prefix string) string {
 // startKeeper runs a Keeper (as the webhook runs it) with its Leases in
 // leaseNS, and returns the Lock it writes through (live reads).
 func startKeeper(ctx context.Context, leaseNS string, release bool) *lease.Lock {
+	lock, _ := startKeeperK(ctx, leaseNS, release)
+	return lock
+}
+
+// startKeeperK is startKeeper, returning the Keeper too.
+func startKeeperK(ctx context.Context, leaseNS string, release bool) (*lease.Lock, *claims.Keeper) {
 	mo := env.ManagerOptions()
 	mo.Cache = cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{leaseNS: {}}},
@@ -68,11 +74,11 @@ func startKeeper(ctx context.Context, leaseNS string, release bool) *lease.Lock 
 	Expect(err).NotTo(HaveOccurred())
 	dc, err := discovery.NewDiscoveryClientForConfig(env.Config)
 	Expect(err).NotTo(HaveOccurred())
-	_, err = claims.Register(ctx, mgr, claims.Options{Lock: lock, Resolver: target.NewResolver(dc, nil), Release: release, SkipNameValidation: true})
+	k, err := claims.Register(ctx, mgr, claims.Options{Lock: lock, Resolver: target.NewResolver(dc, nil), Release: release, SkipNameValidation: true})
 	Expect(err).NotTo(HaveOccurred())
 	stop := testenv.StartManager(ctx, mgr)
 	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
-	return lock
+	return lock, k
 }
 
 func claimOf(ctx context.Context, lock *lease.Lock, key target.Key) func() types.UID {
@@ -146,6 +152,26 @@ var _ = Describe("Keeper", func() {
 		Expect(env.Client.Create(ctx, old)).To(Succeed())
 		setPhase(ctx, old, v1alpha1.WorkflowExecutionCompleted)
 		Consistently(claimOf(ctx, lock, key), "1s").Should(Equal(types.UID("in-flight")))
+	})
+
+	It("sweeps a claim whose WFE names another object once its grace passes, and keeps the WFE's own", func(ctx SpecContext) {
+		ns, leaseNS := newNamespace(ctx, "keep-"), newNamespace(ctx, "locks-")
+		lock, keeper := startKeeperK(ctx, leaseNS, false)
+		parked := wrappers.MakeWFE(ns, "parked").TargetResource(ns + "/Deployment/own").Obj()
+		Expect(env.Client.Create(ctx, parked)).To(Succeed())
+		own := deploymentKey(ns, "own")
+		Eventually(claimOf(ctx, lock, own)).Should(Equal(parked.UID))
+		// A forged admission claimed another object for the parked WFE.
+		forger, err := lease.New(env.Client, lease.Options{Namespace: leaseNS, Identity: "forger", ClaimGrace: time.Second})
+		Expect(err).NotTo(HaveOccurred())
+		victim := deploymentKey(ns, "victim")
+		st, err := forger.Inspect(ctx, victim)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(forger.Claim(ctx, st, lease.Owner{Namespace: ns, Name: parked.Name, UID: parked.UID})).To(Succeed())
+		keeper.Sweep(ctx)
+		Expect(claimOf(ctx, lock, victim)()).To(Equal(parked.UID), "within its grace a claim stands")
+		Eventually(func() types.UID { keeper.Sweep(ctx); return claimOf(ctx, lock, victim)() }, 5*time.Second).Should(BeEmpty())
+		Expect(claimOf(ctx, lock, own)()).To(Equal(parked.UID))
 	})
 
 	It("with release off, still adopts but leaves ended claims to the orchestrator", func(ctx SpecContext) {

@@ -9,9 +9,30 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
 )
 
+// User is a requester as the API server authenticated it: the userInfo of
+// an AdmissionReview.
+type User = authenticationv1.UserInfo
+
+// WriteVerbs are the verbs Trust.Verb may be: each means write access to
+// the object, which is what holding it (keeping everyone else's
+// remediation off it) must require. Read verbs (get, list, watch) are
+// refused: anyone who can read an object could then hold it. create is
+// refused too: RBAC does not scope it to a named object.
+var WriteVerbs = []string{"patch", "update", "delete"}
+
 // Trust says who may name objects outside their own namespace.
+//
+// A username of the form "system:serviceaccount:<ns>:<name>" counts as
+// that ServiceAccount only with the groups the API server's ServiceAccount
+// authenticator adds ("system:serviceaccounts" and
+// "system:serviceaccounts:<ns>"): another authenticator (OIDC without a
+// username prefix, an x509 CN) may issue any username string, but not, with
+// a sane configuration, those groups. The credential-id and pod-name extras
+// a bound token adds are not required: the API server's groups suffice.
 type Trust struct {
 	// Orchestrator is the username of the orchestrator's ServiceAccount
 	// ("system:serviceaccount:<ns>:<name>"). Its WFEs may name any object,
@@ -23,17 +44,26 @@ type Trust struct {
 	Namespaces []string
 	// ServiceAccounts ("namespace/name") whose objects may name any object.
 	ServiceAccounts []string
-	// Verb, if set, lets anyone else name an object they may <verb>. Only
-	// the webhook knows the requester to ask a SubjectAccessReview about,
-	// so Permits does not consult it.
+	// Verb, if set (one of WriteVerbs), lets anyone else name an object they
+	// may <verb>. Only the webhook knows the requester to ask a
+	// SubjectAccessReview about, so Permits does not consult it.
 	Verb string
+}
+
+// Validate refuses a Verb that does not mean write access.
+func (t Trust) Validate() error {
+	if t.Verb != "" && !slices.Contains(WriteVerbs, t.Verb) {
+		return fmt.Errorf("authorize verb %q does not mean write access to the object: want one of %s (or none)",
+			t.Verb, strings.Join(WriteVerbs, ", "))
+	}
+	return nil
 }
 
 // Permits reports whether user, creating an object in namespace ns, may
 // have it name an object in namespace target ("" for a cluster-scoped
-// one). user is "" where the requester is unknown (the orchestrator
-// judging a RemediationRequest): then only the namespaces count.
-func (t Trust) Permits(user, ns, target string) bool {
+// one). user is the zero User where the requester is unknown (the
+// orchestrator judging a RemediationRequest): then only the namespaces count.
+func (t Trust) Permits(user User, ns, target string) bool {
 	return target == ns || t.TrustsUser(user) || t.TrustsNamespace(ns)
 }
 
@@ -44,14 +74,29 @@ func (t Trust) TrustsNamespace(ns string) bool {
 
 // TrustsUser reports whether user is the orchestrator or a trusted
 // ServiceAccount: trusted by identity, wherever it creates.
-func (t Trust) TrustsUser(user string) bool {
-	return t.IsOrchestrator(user) || slices.Contains(t.ServiceAccounts, serviceAccountOf(user))
+func (t Trust) TrustsUser(user User) bool {
+	sa := serviceAccountOf(user.Username)
+	return t.IsOrchestrator(user) || (sa != "" && vouched(user) && slices.Contains(t.ServiceAccounts, sa))
 }
 
 // IsOrchestrator reports whether user is the orchestrator's ServiceAccount;
-// never when none is configured.
-func (t Trust) IsOrchestrator(user string) bool {
-	return t.Orchestrator != "" && user == t.Orchestrator
+// never when none is configured. A configured username that names a
+// ServiceAccount is matched only with the API server's groups for it.
+func (t Trust) IsOrchestrator(user User) bool {
+	return t.Orchestrator != "" && user.Username == t.Orchestrator && vouched(user)
+}
+
+// vouched reports whether the API server vouches for user's username: a
+// username in the ServiceAccount form only with both ServiceAccount groups
+// of its namespace; any other username as authenticated.
+func vouched(user User) bool {
+	rest, ok := strings.CutPrefix(user.Username, serviceAccountPrefix)
+	if !ok {
+		return true
+	}
+	ns, _, _ := strings.Cut(rest, ":")
+	return ns != "" && slices.Contains(user.Groups, serviceAccountsGroup) &&
+		slices.Contains(user.Groups, serviceAccountsGroup+":"+ns)
 }
 
 // Refusal is the message refusing an object of kind in namespace ns that
@@ -72,7 +117,10 @@ func ServiceAccountUser(namespace, name string) string {
 	return serviceAccountPrefix + namespace + ":" + name
 }
 
-const serviceAccountPrefix = "system:serviceaccount:"
+const (
+	serviceAccountPrefix = "system:serviceaccount:"
+	serviceAccountsGroup = "system:serviceaccounts"
+)
 
 // serviceAccountOf is "namespace/name" of a ServiceAccount username, or "".
 func serviceAccountOf(user string) string {

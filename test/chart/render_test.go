@@ -422,6 +422,12 @@ func TestTenancyFlags(t *testing.T) {
 	if !strings.Contains(toYAML(t, find(objs, "ClusterRole", "tl-targetlock-webhook").Object), "subjectaccessreviews") {
 		t.Error("tenancy.authorizeVerb without the RBAC to create SubjectAccessReviews")
 	}
+	// A verb that does not mean write access would let readers hold objects.
+	for _, verb := range []string{"get", "list", "watch", "create"} {
+		if _, err := render(t, map[string]any{"tenancy": map[string]any{"authorizeVerb": verb}}); err == nil {
+			t.Errorf("tenancy.authorizeVerb=%s rendered without an error", verb)
+		}
+	}
 }
 
 // Metrics are plain HTTP: by default only Prometheus may reach them; the

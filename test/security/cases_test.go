@@ -86,7 +86,7 @@ var tenancyCases = []securityCase{
 		}
 		own := newWFE(tenantA, "own", tenantA+"/Deployment/locked")
 		own.Annotations = map[string]string{v1alpha1.LockTokenAnnotation: tok.ID}
-		mustCreate(t, as(orchUser), own) // the orchestrator's own CREATE still passes
+		mustCreate(t, as(orchUser, saGroups(installNS)...), own) // the orchestrator's own CREATE still passes
 		// No Event anywhere carries the token, in its note or annotations.
 		testenv.Eventually(t, 10*time.Second, func() error {
 			evs := &eventsv1.EventList{}

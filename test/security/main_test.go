@@ -181,7 +181,7 @@ func serveWebhook(ctx context.Context) (stop func() error, err error) {
 		return nil, err
 	}
 	if _, err := admission.Setup(ctx, mgr, admission.SetupOptions{
-		LeaseNamespace: installNS, Identity: "webhook-0", DisableClaimRelease: true, SkipNameValidation: true,
+		LeaseNamespace: installNS, Identity: "webhook-0", DisableClaimRelease: true, SkipNameValidation: true, ClaimGrace: claimGrace,
 		Trust: admission.Trust{Orchestrator: orchUser, Namespaces: []string{opsNS}, ServiceAccounts: []string{ciNS + "/deployer"}, Verb: authorVerb},
 	}); err != nil {
 		return nil, err
@@ -196,14 +196,14 @@ func serveWebhook(ctx context.Context) (stop func() error, err error) {
 // trusting the ops namespace.
 func runOrchestrator(ctx context.Context) (stop func() error, err error) {
 	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: orchUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: orchUser, Groups: append(saGroups(installNS), "system:authenticated")}
 	mo := env.ManagerOptions()
 	mo.Cache = manager.CacheOptions(installNS)
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		return nil, err
 	}
-	if err := orchestrator.Setup(ctx, mgr, orchestrator.Options{LeaseNamespace: installNS, Identity: "orchestrator-0", TrustedNamespaces: []string{opsNS}}); err != nil {
+	if err := orchestrator.Setup(ctx, mgr, orchestrator.Options{LeaseNamespace: installNS, Identity: "orchestrator-0", TrustedNamespaces: []string{opsNS}, ClaimGrace: claimGrace}); err != nil {
 		return nil, err
 	}
 	return testenv.StartManager(ctx, mgr), nil

@@ -69,3 +69,14 @@ func TestHelpShowsDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestReadVerbIsRefused: --authorize-verb must mean write access, or anyone
+// who may read an object could hold it; the webhook refuses to start.
+func TestReadVerbIsRefused(t *testing.T) {
+	for _, verb := range []string{"get", "list", "watch"} {
+		_, err := runCmd("--lease-namespace", "x", "--identity", "webhook-0", "--authorize-verb", verb)
+		if err == nil || !strings.Contains(err.Error(), "--authorize-verb") || !strings.Contains(err.Error(), "write access") {
+			t.Errorf("--authorize-verb %s: %v, want refused as no write access", verb, err)
+		}
+	}
+}

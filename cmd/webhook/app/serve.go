@@ -57,16 +57,16 @@ Flags:
 	bindServer(fs, &c.server)
 	h := &c.hook
 	fs.IntVar(&h.MaxAttempts, "max-attempts", admission.DefaultMaxAttempts, "attempts per CREATE when the target's Lease changes under the webhook; then the CREATE is denied as retryable")
-	fs.StringVar(&h.Trust.Orchestrator, "orchestrator-user", "", "username of the orchestrator's ServiceAccount (system:serviceaccount:<ns>:<name>): the only requester whose lock tokens are accepted, and trusted to name any object; empty: no lock token is accepted")
+	fs.StringVar(&h.Trust.Orchestrator, "orchestrator-user", "", "username of the orchestrator's ServiceAccount (system:serviceaccount:<ns>:<name>): the only requester whose lock tokens are accepted, and trusted to name any object, when the API server vouches for it (its ServiceAccount groups); empty: no lock token is accepted")
 	kubeflags.StringList(fs, &h.Trust.Namespaces, "trusted-namespaces", "comma-separated namespaces whose WorkflowExecutions may name objects in other namespaces and cluster-scoped ones (\"*\": every namespace, for single-tenant clusters); by default a WorkflowExecution may name only objects in its own namespace")
-	kubeflags.StringList(fs, &h.Trust.ServiceAccounts, "trusted-service-accounts", "comma-separated ServiceAccounts (namespace/name) trusted to name any object")
-	fs.Float64Var(&h.DirectClaimsPerSecond, "direct-claims-per-second", admission.DefaultDirectClaimsPerSecond, "claims per second, per namespace, that CREATEs not made by the orchestrator may make (a claim whose CREATE a later admission step refuses stands for --claim-grace)")
+	kubeflags.StringList(fs, &h.Trust.ServiceAccounts, "trusted-service-accounts", "comma-separated ServiceAccounts (namespace/name) trusted to name any object, when the API server vouches for them (their ServiceAccount groups)")
+	fs.Float64Var(&h.DirectClaimsPerSecond, "direct-claims-per-second", admission.DefaultDirectClaimsPerSecond, "claims per second, per requester (authenticated username), that CREATEs not made by the orchestrator or a trusted ServiceAccount may make (a claim whose CREATE a later admission step refuses stands for --claim-grace)")
 	fs.IntVar(&h.DirectClaimsBurst, "direct-claims-burst", admission.DefaultDirectClaimsBurst, "burst of --direct-claims-per-second")
 	fs.StringVar(&c.executionGroup, "execution-group", v1alpha1.GroupVersion.Group, "API group of the guarded WorkflowExecutions (version v1alpha1): targetlock.io for targetlock's own orchestrator, kubernaut.ai to guard a kubernaut installation")
 	fs.StringVar(&h.KubernautLockNamespace, "kubernaut-lock-namespace", "", "namespace of kubernaut's RemediationOrchestrator lock Leases (ro-lock-*), honoured beside targetlock's own: while one is live only its holder pod may create a WorkflowExecution for its target; empty: not read")
 	// On by default as SetupOptions.DisableClaimRelease is off by default.
 	fs.BoolVar(&c.releaseClaims, "release-claims", true, "release a claim as soon as its WorkflowExecution ends or is deleted (off where targetlock's orchestrator hands claims over itself); active WorkflowExecutions without a claim are claimed, and stale Leases swept, either way")
-	fs.StringVar(&h.Trust.Verb, "authorize-verb", "", "if set (e.g. patch), anyone else may name an object they are allowed this verb on, by a SubjectAccessReview (needs RBAC to create subjectaccessreviews)")
+	fs.StringVar(&h.Trust.Verb, "authorize-verb", "", "if set (patch, update or delete: a verb that means write access), anyone else may name an object they are allowed this verb on, by a SubjectAccessReview (needs RBAC to create subjectaccessreviews); get, list, watch are refused")
 	c.zap.Development = false // JSON logs
 	c.zap.BindFlags(fs)
 	return fs, c
@@ -98,6 +98,9 @@ func (c *serveConfig) complete(fs *flag.FlagSet) error {
 	h.DisableClaimRelease = !c.releaseClaims
 	// One server per process in a pod; tests run several in one.
 	h.SkipNameValidation = true
+	if err := h.Trust.Validate(); err != nil {
+		return fmt.Errorf("--authorize-verb: %w", err)
+	}
 	if err := h.Validate(); err != nil {
 		return fmt.Errorf("--lease-namespace, --identity, --lease-duration, --claim-grace, --max-attempts: %w", err)
 	}

@@ -42,7 +42,7 @@ func New(cache, live client.Reader, lock *lease.Lock, resolver *target.Resolver,
 // and the waiters judge a claim by. It does not consult the tombstones: a
 // claim whose WFE was deleted is released by Release, on the delete event.
 func (h *Handoff) Stale(ctx context.Context, st lease.State) (bool, error) {
-	return lease.StaleClaim(ctx, h.cache, h.live, st, nil, h.clock.Now())
+	return lease.StaleClaim(ctx, h.cache, h.live, st, h.resolver.ForExecution, nil, h.clock.Now())
 }
 
 // Replace takes over a claim whose WFE has ended rather than waiting for

@@ -145,7 +145,7 @@ func (r *Reconciler) target(ctx context.Context, rr *v1alpha1.RemediationRequest
 		return key, false, err
 	}
 	// The requester is not known here, so only the namespaces count.
-	if !r.trust.Permits("", rr.Namespace, key.Namespace) {
+	if !r.trust.Permits(tenancy.User{}, rr.Namespace, key.Namespace) {
 		return key, false, r.refuse(ctx, rr, "TargetNotPermitted", tenancy.Refusal("RemediationRequest", rr.Namespace, key.String(), key.Namespace,
 			"ask an admin to trust this namespace (orchestrator --trusted-namespaces, chart value tenancy.trustedNamespaces)"))
 	}
