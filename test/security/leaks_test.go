@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/internal/plugin"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // escapes is what an attacker aims at an admin's terminal: clear the
@@ -63,4 +68,86 @@ var leakCases = []securityCase{
 			}
 		}
 	}},
+
+	{"a request's status and Events do not show a holder in another namespace", func(t *testing.T) {
+		mustCreate(t, as("opsuser"), newWFE(opsNS, "confidential-fix", tenantA+"/Deployment/leak-busy"))
+		mustCreate(t, as("alice"), newWFE(tenantA, "own-fix", tenantA+"/Deployment/leak-own"))
+		mustCreate(t, as("alice"), newRR(tenantA, "waits-on-ops", tenantA, "leak-busy", "leak-sig"))
+		mustCreate(t, as("alice"), newRR(tenantA, "waits-on-own", tenantA, "leak-own", "leak-sig"))
+		rr := blockedAndRecorded(t, tenantA, "waits-on-ops", v1alpha1.BlockResourceBusy)
+		if rr.Status.BlockingWorkflowExecution == "" {
+			t.Error("the status does not say the target is held at all")
+		}
+		// The request's own namespace's holder stays visible.
+		if own := blockedAndRecorded(t, tenantA, "waits-on-own", v1alpha1.BlockResourceBusy); own.Status.BlockingWorkflowExecution != tenantA+"/own-fix" {
+			t.Errorf("own namespace's holder: %q, want %s/own-fix", own.Status.BlockingWorkflowExecution, tenantA)
+		}
+	}},
+
+	{"duplicateOf does not show a request in another namespace", func(t *testing.T) {
+		mustCreate(t, as("opsuser"), newRR(opsNS, "confidential-dup", tenantA, "leak-dup", "dup-sig"))
+		testenv.Eventually(t, 30*time.Second, func() error {
+			r := &v1alpha1.RemediationRequest{}
+			if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: opsNS, Name: "confidential-dup"}, r); err != nil {
+				return err
+			}
+			if r.Status.Phase != v1alpha1.RemediationExecuting {
+				return fmt.Errorf("the original is %q, want Executing", r.Status.Phase)
+			}
+			return nil
+		})
+		mustCreate(t, as("alice"), newRR(tenantA, "dup-of-ops", tenantA, "leak-dup", "dup-sig"))
+		if rr := blockedAndRecorded(t, tenantA, "dup-of-ops", v1alpha1.BlockDuplicateInProgress); rr.Status.DuplicateOf == "" {
+			t.Error("the status does not say it is a duplicate at all")
+		}
+	}},
+}
+
+func newRR(ns, name, tns, tname, fingerprint string) *v1alpha1.RemediationRequest {
+	return &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.RemediationRequestSpec{TargetResource: v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: tns, Name: tname},
+			SignalFingerprint: fingerprint, WorkflowRef: v1alpha1.WorkflowRef{WorkflowID: "restart"}}}
+}
+
+// blockedAndRecorded waits for the request to be Blocked for reason with
+// its Event recorded, and fails the test if its status or any Event about
+// it names anything in the ops namespace.
+func blockedAndRecorded(t *testing.T, ns, name string, reason v1alpha1.BlockReason) *v1alpha1.RemediationRequest {
+	t.Helper()
+	rr := &v1alpha1.RemediationRequest{}
+	var notes []string
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, rr); err != nil {
+			return err
+		}
+		if rr.Status.Phase != v1alpha1.RemediationBlocked || rr.Status.BlockReason != reason {
+			return fmt.Errorf("%s is %s %s, want Blocked %s", name, rr.Status.Phase, rr.Status.BlockReason, reason)
+		}
+		evs := &eventsv1.EventList{}
+		if err := env.Client.List(context.Background(), evs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		notes = notes[:0]
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name {
+				notes = append(notes, fmt.Sprint(e.Reason, " ", e.Note, " ", e.Related))
+			}
+		}
+		if !slices.ContainsFunc(notes, func(n string) bool { return strings.HasPrefix(n, string(reason)) }) {
+			return fmt.Errorf("no %s Event on %s yet: %q", reason, name, notes)
+		}
+		return nil
+	})
+	status, err := json.Marshal(rr.Status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, where := range append(notes, string(status)) {
+		for _, secret := range []string{opsNS + "/", "confidential"} {
+			if strings.Contains(where, secret) {
+				t.Errorf("%s shows %q: %s", name, secret, where)
+			}
+		}
+	}
+	return rr
 }
