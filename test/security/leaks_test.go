@@ -84,6 +84,8 @@ var leakCases = []securityCase{
 		}
 	}},
 
+	{"metrics answer only callers the API server authenticates and authorizes", metricsCase},
+
 	{"duplicateOf does not show a request in another namespace", func(t *testing.T) {
 		mustCreate(t, as("opsuser"), newRR(opsNS, "confidential-dup", tenantA, "leak-dup", "dup-sig"))
 		testenv.Eventually(t, 30*time.Second, func() error {
