@@ -383,10 +383,12 @@ func TestManualModeAndBadValues(t *testing.T) {
 	}
 }
 
-// Installed where the control plane keeps its own Leases, the chart's Role
-// could update and delete them: it refuses, saying where to install.
+// Installed where the control plane or other controllers keep their own
+// Leases (leader election), the chart's Roles could update and delete
+// them: it refuses, saying where to install. RBAC cannot narrow a Role to
+// targetlock's Leases (no label selectors), so the namespace must be its own.
 func TestRefusesControlPlaneNamespaces(t *testing.T) {
-	for _, ns := range []string{"kube-system", "default", "kube-node-lease", "kube-public"} {
+	for _, ns := range []string{"kube-system", "default", "kube-node-lease", "kube-public", "monitoring", "cert-manager"} {
 		_, err := renderIn(t, ns, nil)
 		if err == nil || !strings.Contains(err.Error(), "refusing to install into namespace \""+ns+"\"") || !strings.Contains(err.Error(), "targetlock-system") {
 			t.Errorf("-n %s: %v; want a refusal naming a namespace to use", ns, err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/internal/manager"
 	"github.com/targetlock/targetlock/internal/plugin"
 	"github.com/targetlock/targetlock/test/framework/testenv"
 )
@@ -85,6 +87,30 @@ var leakCases = []securityCase{
 	}},
 
 	{"metrics answer only callers the API server authenticates and authorizes", metricsCase},
+
+	{"a Lease namespace shared with another controller is reported at startup", func(t *testing.T) {
+		// Another controller's leader election, where targetlock keeps
+		// its Leases: both components could update and delete it.
+		mustCreate(t, env.Client, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: installNS, Name: "other-controller-leader"},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("other-0")}})
+		var logged []string
+		log := funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
+		manager.WarnSharedNamespace(context.Background(), env.Client, installNS, log)
+		if len(logged) != 1 || !strings.Contains(logged[0], "other-controller-leader") || !strings.Contains(logged[0], "namespace of its own") {
+			t.Fatalf("the warning: %q", logged)
+		}
+		// targetlock's own Leases (targets, ring members) are not reported.
+		for _, own := range []string{"targetlock-escape", "targetlock-member-orchestrator-0"} {
+			if strings.Contains(logged[0], `"`+own+`"`) {
+				t.Errorf("targetlock's own Lease %s is reported: %s", own, logged[0])
+			}
+		}
+		logged = nil
+		manager.WarnSharedNamespace(context.Background(), env.Client, tenantB, log)
+		if len(logged) != 0 {
+			t.Errorf("a namespace without foreign Leases: %q", logged)
+		}
+	}},
 
 	{"duplicateOf does not show a request in another namespace", func(t *testing.T) {
 		mustCreate(t, as("opsuser"), newRR(opsNS, "confidential-dup", tenantA, "leak-dup", "dup-sig"))

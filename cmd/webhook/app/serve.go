@@ -131,6 +131,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	if _, err := admission.Setup(ctx, mgr, c.hook); err != nil {
 		return err
 	}
+	manager.WarnSharedNamespace(ctx, mgr.GetAPIReader(), c.lock.Namespace, ctrl.Log.WithName("webhook"))
 	ctrl.Log.WithName("webhook").Info("Starting webhook", "identity", c.lock.Identity, "leaseNamespace", c.lock.Namespace,
 		"executionGroup", c.executionGroup, "kubernautLockNamespace", c.hook.KubernautLockNamespace,
 		"path", admission.Path, "port", c.server.Port, "certDir", c.server.CertDir, "claimGrace", c.lock.ClaimGrace)
