@@ -57,8 +57,8 @@ func metricsCase(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("/metrics never answered: %v", err)
 	}
-	if code != http.StatusUnauthorized && code != http.StatusForbidden {
-		t.Errorf("an unauthenticated GET got %d, want 401 or 403", code)
+	if code != http.StatusUnauthorized {
+		t.Errorf("an unauthenticated GET got %d, want 401", code)
 	}
 	if code, err := getMetrics(addr, nosy); err != nil || code != http.StatusForbidden {
 		t.Errorf("a ServiceAccount without get on /metrics got %d (%v), want 403", code, err)
