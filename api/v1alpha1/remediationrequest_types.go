@@ -88,11 +88,14 @@ type RemediationRequestStatus struct {
 	// BlockedUntil is when a time-based block ends.
 	// +optional
 	BlockedUntil *metav1.Time `json:"blockedUntil,omitempty"`
-	// BlockingWorkflowExecution names the active WFE that holds the target.
+	// BlockingWorkflowExecution names the active WFE that holds the target,
+	// as "namespace/name"; one in another namespace is shown only as
+	// "another namespace", as the admission webhook shows it.
 	// +optional
 	BlockingWorkflowExecution string `json:"blockingWorkflowExecution,omitempty"`
 	// DuplicateOf names the original request for the same signal and target,
 	// as "namespace/name": requests for one object may live in any namespace.
+	// One in another namespace is shown only as "another namespace".
 	// +optional
 	DuplicateOf string `json:"duplicateOf,omitempty"`
 

@@ -68,12 +68,17 @@ func (f *Flags) Config() (*rest.Config, error) {
 // Endpoints are the addresses a controller-runtime manager serves on.
 type Endpoints struct {
 	Metrics string
-	Probe   string
+	// MetricsInsecure serves /metrics over plain HTTP to anyone, for local
+	// use; the zero value serves it securely.
+	MetricsInsecure bool
+	Probe           string
 }
 
-// Bind registers --metrics-bind-address and --health-probe-bind-address on fs.
+// Bind registers --metrics-bind-address, --metrics-insecure and
+// --health-probe-bind-address on fs.
 func (e *Endpoints) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&e.Metrics, "metrics-bind-address", DefaultMetricsAddress, "address of the Prometheus /metrics endpoint; \"0\" disables it")
+	fs.BoolVar(&e.MetricsInsecure, "metrics-insecure", false, "serve /metrics over plain HTTP without authentication, for local use only (default: HTTPS, to callers the API server authenticates and allows get on /metrics)")
 	fs.StringVar(&e.Probe, "health-probe-bind-address", DefaultProbeAddress, "address of the /healthz and /readyz endpoints")
 }
 

@@ -5,6 +5,7 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -42,7 +44,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 o.Scheme,
 		Cache:                  CacheOptions(o.LeaseNamespace),
-		Metrics:                metricsserver.Options{BindAddress: o.Endpoints.Metrics},
+		Metrics:                MetricsOptions(o.Endpoints),
 		HealthProbeBindAddress: o.Endpoints.Probe,
 		WebhookServer:          o.WebhookServer,
 		LeaderElection:         false,
@@ -51,6 +53,24 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	return mgr, AddChecks(mgr)
+}
+
+// MetricsOptions serve /metrics over HTTPS to callers the API server
+// authenticates (a TokenReview of their bearer token) and authorizes (a
+// SubjectAccessReview of get on the non-resource URL /metrics): the
+// metrics tell what is remediated where, not every pod's business. The
+// certificate is self-signed unless certificates are given. HTTP/2 is off,
+// as controller-runtime advises (its stream reset and rapid-reset flaws).
+// MetricsInsecure serves plain HTTP to anyone instead, for local use.
+func MetricsOptions(e kubeflags.Endpoints) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: e.Metrics}
+	if e.MetricsInsecure {
+		return o
+	}
+	o.SecureServing = true
+	o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	o.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	return o
 }
 
 // SyncCheckTimeout bounds one readiness check's wait for the informers, so

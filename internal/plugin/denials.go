@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	eventsv1 "k8s.io/api/events/v1"
@@ -77,16 +74,16 @@ func ListDenials(ctx context.Context, c client.Reader, f DenialFilter) ([]Denial
 }
 
 func denialOf(e *eventsv1.Event) Denial {
-	a := func(k string) string { return clean(e.Annotations[admission.EventAnnotationPrefix+k]) }
+	a := func(k string) string { return e.Annotations[admission.EventAnnotationPrefix+k] }
 	d := Denial{
 		Namespace:         e.Namespace,
-		Regarding:         clean(e.Regarding.Kind + "/" + e.Regarding.Name),
-		Reason:            clean(e.Reason),
+		Regarding:         e.Regarding.Kind + "/" + e.Regarding.Name,
+		Reason:            e.Reason,
 		Target:            a(admission.AnnotationTarget),
 		Holder:            a(admission.AnnotationHolder),
 		WorkflowExecution: a(admission.AnnotationWorkflowExecution),
 		Count:             1,
-		Message:           clean(e.Note),
+		Message:           e.Note,
 	}
 	switch {
 	case e.Series != nil:
@@ -99,18 +96,6 @@ func denialOf(e *eventsv1.Event) Denial {
 		d.Time = e.CreationTimestamp.Time
 	}
 	return d
-}
-
-// clean neutralises what an Event's author could aim at the admin's
-// terminal: control characters (escape sequences, tabs, newlines) and
-// invisible format characters (bidirectional overrides) become "?".
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.In(r, unicode.Cf) || r == utf8.RuneError {
-			return '?'
-		}
-		return r
-	}, s)
 }
 
 // PrintDenials writes denials as a table ("" or "wide"), JSON or YAML.
@@ -149,7 +134,8 @@ Only Events reported by the webhook (reportingController targetlock-webhook,
 action AdmitWorkflowExecution) are listed. Events are not evidence: anyone
 allowed to create Events in a namespace can write one that looks like a
 denial. For what the webhook really decided, read the API server's audit
-log. Control characters in Events are shown as "?".`,
+log. Tables show control characters as "?"; JSON and YAML keep them,
+escaped.`,
 		Example: `  kubectl targetlock denials -A --since 1h
   kubectl targetlock denials -n shop --target shop/Deployment/checkout -o wide`,
 		Args: cobra.NoArgs,

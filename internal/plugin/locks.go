@@ -160,7 +160,9 @@ next CREATE or removed by the orchestrator's sweep.
 
 -n and -A select the objects' namespaces; the Leases themselves live in the
 release's namespace (--lease-namespace). Needs list on coordination.k8s.io
-leases there, and get on workflowexecutions.`,
+leases there, and get on workflowexecutions. Tables show control characters
+(in a holder or target written by a forged request) as "?"; JSON and YAML
+keep them, escaped.`,
 		Example: `  kubectl targetlock locks -A
   kubectl targetlock locks -n shop -o wide`,
 		Args: cobra.NoArgs,

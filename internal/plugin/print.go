@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -73,14 +75,32 @@ func printItems[T any](out io.Writer, format output, items []T, none string, hea
 	return table(out, wide(header), rows)
 }
 
-// table writes rows under a header with kubectl's spacing.
+// table writes rows under a header with kubectl's spacing, every cell
+// cleaned: it is the plugin's only human output, and every string in it
+// (holders, targets, Event notes) was written by someone else.
 func table(out io.Writer, header []string, rows [][]string) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, strings.Join(header, "\t"))
 	for _, r := range rows {
-		fmt.Fprintln(w, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = clean(c)
+		}
+		fmt.Fprintln(w, strings.Join(cells, "\t"))
 	}
 	return w.Flush()
+}
+
+// clean neutralises what an object's author could aim at the admin's
+// terminal: control characters (escape sequences, tabs, newlines) and
+// invisible format characters (bidirectional overrides) become "?".
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf) || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 func dash(s string) string { return cmp.Or(s, "-") }

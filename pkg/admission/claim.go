@@ -14,6 +14,7 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/tenancy"
 )
 
 // claim runs the inspect-decide-claim loop: observe the Lease, judge it,
@@ -93,8 +94,8 @@ func (h *Handler) alone(ctx context.Context, c *create) (verdict, bool) {
 		return c.v.errored(err), false
 	}
 	if other != "" {
-		other = hideForeign(other, c.owner.Namespace)
-		return c.v.deny(ReasonResourceBusy, other, "%s is still active for this target", describe(other)), false
+		other = tenancy.HideForeign(other, c.owner.Namespace)
+		return c.v.deny(ReasonResourceBusy, other, "%s is still active for this target", tenancy.Describe("WorkflowExecution", other)), false
 	}
 	return verdict{}, true
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/tenancy"
 )
 
 // judge decides on one observation of the Lease. ok means the Lease lets
@@ -60,16 +61,16 @@ func (h *Handler) judgeClaimed(ctx context.Context, v verdict, st lease.State, o
 	if err != nil {
 		return v.errored(err), false
 	}
-	holder := hideForeign(st.Holder, owner.Namespace)
+	holder := tenancy.HideForeign(st.Holder, owner.Namespace)
 	switch {
-	case w != nil && !w.Status.Phase.Terminal() && holder == anotherNamespace:
-		return v.deny(ReasonResourceBusy, holder, "%s owns the target", describe(holder)), false
+	case w != nil && !w.Status.Phase.Terminal() && holder == tenancy.Hidden:
+		return v.deny(ReasonResourceBusy, holder, "%s owns the target", tenancy.Describe("WorkflowExecution", holder)), false
 	case w != nil && !w.Status.Phase.Terminal():
-		return v.deny(ReasonResourceBusy, holder, "%s owns the target (phase %s)", describe(holder), w.Status.Phase.OrPending()), false
+		return v.deny(ReasonResourceBusy, holder, "%s owns the target (phase %s)", tenancy.Describe("WorkflowExecution", holder), w.Status.Phase.OrPending()), false
 	case token != "":
-		return v.deny(ReasonLockLost, holder, "the WorkflowExecution's lock token does not hold the target: it is claimed by %s", describe(holder)), false
+		return v.deny(ReasonLockLost, holder, "the WorkflowExecution's lock token does not hold the target: it is claimed by %s", tenancy.Describe("WorkflowExecution", holder)), false
 	case !st.Stale(w, now):
-		return v.deny(ReasonClaimPending, holder, "%s claimed the target but is not stored (yet); the claim lapses if it never is", describe(holder)), false
+		return v.deny(ReasonClaimPending, holder, "%s claimed the target but is not stored (yet); the claim lapses if it never is", tenancy.Describe("WorkflowExecution", holder)), false
 	}
 	return verdict{}, true // the claimant ended, or never got stored: take over
 }

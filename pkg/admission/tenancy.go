@@ -3,7 +3,6 @@ package admission
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -70,24 +69,4 @@ func (h *Handler) review(ctx context.Context, req cradmission.Request, key targe
 // (tenancy.ServiceAccountUser, kept for the callers of this package's).
 func ServiceAccountUser(namespace, name string) string {
 	return tenancy.ServiceAccountUser(namespace, name)
-}
-
-// anotherNamespace stands for a holder the requester may not see.
-const anotherNamespace = "another namespace"
-
-// hideForeign shows a holder ("namespace/name") only to requesters of its
-// own namespace: what is being remediated elsewhere is not a tenant's business.
-func hideForeign(holder, ns string) string {
-	if hns, _, ok := strings.Cut(holder, "/"); ok && hns != ns {
-		return anotherNamespace
-	}
-	return holder
-}
-
-// describe names a (possibly hidden) holding WorkflowExecution in a message.
-func describe(holder string) string {
-	if holder == anotherNamespace {
-		return "a WorkflowExecution in another namespace"
-	}
-	return "WorkflowExecution " + holder
 }

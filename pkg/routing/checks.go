@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/tenancy"
 )
 
 // consecutiveFailures blocks after too many failed requests in a row for
@@ -38,9 +39,9 @@ func consecutiveFailures(in *input, o Options) *Block {
 func duplicateInProgress(in *input, _ Options) *Block {
 	if orig := in.RR.Status.DuplicateOf; orig != "" {
 		for _, p := range in.Peers {
-			if nameOf(&p) == orig && p.Status.Phase == v1alpha1.RemediationCompleted {
+			if isOriginal(&p, in.RR, orig) && p.Status.Phase == v1alpha1.RemediationCompleted {
 				return &Block{Reason: v1alpha1.BlockDuplicateInProgress, DuplicateOf: orig, Skip: true,
-					Message: fmt.Sprintf("duplicate of %s, which completed the remediation of %s", orig, in.Key)}
+					Message: fmt.Sprintf("duplicate of %s, which completed the remediation of %s", describeRequest(orig), in.Key)}
 			}
 		}
 	}
@@ -60,8 +61,9 @@ func duplicateInProgress(in *input, _ Options) *Block {
 	if oldest == nil {
 		return nil
 	}
-	return &Block{Reason: v1alpha1.BlockDuplicateInProgress, DuplicateOf: nameOf(oldest),
-		Message: fmt.Sprintf("duplicate of %s, still in progress for signal %q on %s", nameOf(oldest), in.RR.Spec.SignalFingerprint, in.Key)}
+	orig := shown(nameOf(oldest), in.RR)
+	return &Block{Reason: v1alpha1.BlockDuplicateInProgress, DuplicateOf: orig,
+		Message: fmt.Sprintf("duplicate of %s, still in progress for signal %q on %s", describeRequest(orig), in.RR.Spec.SignalFingerprint, in.Key)}
 }
 
 // resourceBusy blocks while any WFE other than the request's own is active
@@ -71,9 +73,9 @@ func resourceBusy(in *input, _ Options) *Block {
 		if w.Status.Phase.Terminal() || ownedBy(&w, in.RR) {
 			continue
 		}
-		name := w.Namespace + "/" + w.Name
+		name := shown(w.Namespace+"/"+w.Name, in.RR)
 		return &Block{Reason: v1alpha1.BlockResourceBusy, BlockingWorkflowExecution: name,
-			Message: fmt.Sprintf("%s is busy: WorkflowExecution %s is %s", in.Key, name, w.Status.Phase.OrPending())}
+			Message: fmt.Sprintf("%s is busy: %s is %s", in.Key, tenancy.Describe(kindWFE, name), w.Status.Phase.OrPending())}
 	}
 	return nil
 }
@@ -88,7 +90,7 @@ func recentlyRemediated(in *input, o Options) *Block {
 			continue
 		}
 		if t := doneAt(w.Status.CompletionTime, w.CreationTimestamp); t.After(last) {
-			last, which = t, w.Namespace+"/"+w.Name
+			last, which = t, tenancy.Describe(kindWFE, shown(w.Namespace+"/"+w.Name, in.RR))
 		}
 	}
 	if which == "" {
@@ -180,6 +182,35 @@ func older(a, b *v1alpha1.RemediationRequest) bool {
 
 // nameOf is "namespace/name": peers come from every namespace.
 func nameOf(rr *v1alpha1.RemediationRequest) string { return rr.Namespace + "/" + rr.Name }
+
+// kindWFE is a holding WFE's kind, as messages name it.
+const kindWFE = "WorkflowExecution"
+
+// describeRequest names an original request, as shown, in a message.
+func describeRequest(shown string) string {
+	if shown == tenancy.Hidden {
+		return tenancy.Describe("RemediationRequest", shown)
+	}
+	return shown
+}
+
+// shown is a holder ("namespace/name") as rr's status and Events may show
+// it: hidden unless in rr's own namespace, as the webhook hides it.
+func shown(holder string, rr *v1alpha1.RemediationRequest) string {
+	return tenancy.HideForeign(holder, rr.Namespace)
+}
+
+// isOriginal reports whether peer p is the original that rr's status
+// names as orig. One in rr's namespace is known by name; one hidden in
+// another namespace is known only as that: any such peer that ended after
+// rr was made counts, since it remediated the same signal and target
+// after rr asked.
+func isOriginal(p, rr *v1alpha1.RemediationRequest, orig string) bool {
+	if orig != tenancy.Hidden {
+		return nameOf(p) == orig
+	}
+	return p.Namespace != rr.Namespace && !doneAt(p.Status.CompletionTime, p.CreationTimestamp).Before(rr.CreationTimestamp.Time)
+}
 
 func ownedBy(w *v1alpha1.WorkflowExecution, rr *v1alpha1.RemediationRequest) bool {
 	for _, ref := range w.OwnerReferences {

@@ -141,7 +141,42 @@ func TestDuplicateInProgress(t *testing.T) {
 		{name: "the original completed: skip", want: v1alpha1.BlockDuplicateInProgress, skip: true,
 			in: input{RR: func() *v1alpha1.RemediationRequest { r := self(); r.Status.DuplicateOf = "ns/old"; return r }(),
 				Peers: []v1alpha1.RemediationRequest{rr("old", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now)}}},
+		{name: "a hidden original completed after the request was made: skip", want: v1alpha1.BlockDuplicateInProgress, skip: true,
+			in: input{RR: hiddenDuplicate(), Peers: []v1alpha1.RemediationRequest{inNamespace("ops", rr("old", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now))}}},
+		{name: "a foreign request that completed before this one was made is not its original",
+			in: input{RR: hiddenDuplicate(), Peers: []v1alpha1.RemediationRequest{inNamespace("ops", rr("old", now.Add(-time.Hour), v1alpha1.RemediationCompleted, now.Add(-30*time.Minute)))}}},
 	})
+}
+
+// TestDuplicateOfHidesAnotherNamespace: a request's status names an
+// original in its own namespace, never one in another.
+func TestDuplicateOfHidesAnotherNamespace(t *testing.T) {
+	for ns, want := range map[string]string{"ns": "ns/older", "ops": "another namespace"} {
+		in := input{RR: self(), Key: key, Now: now, Peers: []v1alpha1.RemediationRequest{inNamespace(ns, rr("older", now.Add(-time.Hour), v1alpha1.RemediationExecuting, time.Time{}))}}
+		b := duplicateInProgress(&in, opts)
+		if b == nil || b.DuplicateOf != want || (ns == "ops" && strings.Contains(b.Message, "older")) {
+			t.Errorf("original in %s: %+v, want duplicateOf %q", ns, b, want)
+		}
+	}
+	in := input{RR: self(), Key: key, Now: now, Executions: []v1alpha1.WorkflowExecution{func() v1alpha1.WorkflowExecution {
+		w := wfe("secret", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})
+		w.Namespace = "ops"
+		return w
+	}()}}
+	if b := resourceBusy(&in, opts); b == nil || b.BlockingWorkflowExecution != "another namespace" || strings.Contains(b.Message, "secret") {
+		t.Errorf("a WFE in another namespace: %+v", b)
+	}
+}
+
+func hiddenDuplicate() *v1alpha1.RemediationRequest {
+	r := self()
+	r.Status.DuplicateOf = "another namespace"
+	return r
+}
+
+func inNamespace(ns string, r v1alpha1.RemediationRequest) v1alpha1.RemediationRequest {
+	r.Namespace = ns
+	return r
 }
 
 func TestResourceBusy(t *testing.T) {

@@ -131,3 +131,24 @@ func serviceAccountOf(user string) string {
 	}
 	return ns + "/" + name
 }
+
+// Hidden stands for a holder the requester may not see.
+const Hidden = "another namespace"
+
+// HideForeign shows a holder ("namespace/name": a WFE or a request) only
+// to requesters of its own namespace ns: what is being remediated
+// elsewhere is not a tenant's business. Anything else is Hidden.
+func HideForeign(holder, ns string) string {
+	if hns, _, ok := strings.Cut(holder, "/"); ok && hns != ns {
+		return Hidden
+	}
+	return holder
+}
+
+// Describe names a holder of kind, as HideForeign shows it, in a message.
+func Describe(kind, shown string) string {
+	if shown == Hidden {
+		return "a " + kind + " in another namespace"
+	}
+	return kind + " " + shown
+}

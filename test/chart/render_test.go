@@ -383,10 +383,12 @@ func TestManualModeAndBadValues(t *testing.T) {
 	}
 }
 
-// Installed where the control plane keeps its own Leases, the chart's Role
-// could update and delete them: it refuses, saying where to install.
+// Installed where the control plane or other controllers keep their own
+// Leases (leader election), the chart's Roles could update and delete
+// them: it refuses, saying where to install. RBAC cannot narrow a Role to
+// targetlock's Leases (no label selectors), so the namespace must be its own.
 func TestRefusesControlPlaneNamespaces(t *testing.T) {
-	for _, ns := range []string{"kube-system", "default", "kube-node-lease", "kube-public"} {
+	for _, ns := range []string{"kube-system", "default", "kube-node-lease", "kube-public", "monitoring", "cert-manager"} {
 		_, err := renderIn(t, ns, nil)
 		if err == nil || !strings.Contains(err.Error(), "refusing to install into namespace \""+ns+"\"") || !strings.Contains(err.Error(), "targetlock-system") {
 			t.Errorf("-n %s: %v; want a refusal naming a namespace to use", ns, err)
@@ -430,7 +432,8 @@ func TestTenancyFlags(t *testing.T) {
 	}
 }
 
-// Metrics are plain HTTP: by default only Prometheus may reach them; the
+// By default only Prometheus in the monitoring namespace may reach the
+// metrics, never a pod of any namespace that calls itself Prometheus; the
 // webhook port stays open to the API server, the probe port to the kubelet.
 func TestNetworkPolicies(t *testing.T) {
 	objs := mustRender(t, nil)
@@ -440,10 +443,13 @@ func TestNetworkPolicies(t *testing.T) {
 			t.Fatalf("no NetworkPolicy for the %s", component)
 		}
 		s := toYAML(t, np.Object)
-		for _, want := range []string{"port: 8080", "app.kubernetes.io/name: prometheus", "port: 8081", "app.kubernetes.io/component: " + component} {
+		for _, want := range []string{"port: 8080", "app.kubernetes.io/name: prometheus", "kubernetes.io/metadata.name: monitoring", "port: 8081", "app.kubernetes.io/component: " + component} {
 			if !strings.Contains(s, want) {
 				t.Errorf("%s NetworkPolicy lacks %q:\n%s", component, want, s)
 			}
+		}
+		if strings.Contains(s, "namespaceSelector: {}") {
+			t.Errorf("%s NetworkPolicy admits any namespace:\n%s", component, s)
 		}
 		if open := strings.Contains(s, "port: 9443"); open != (component == "webhook") {
 			t.Errorf("%s NetworkPolicy: webhook port open = %v:\n%s", component, open, s)
@@ -512,4 +518,54 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// Metrics answer only authenticated, authorized scrapers: both components
+// may review tokens and access, a metrics-reader ClusterRole is there to
+// bind scrapers to, and the ServiceMonitor scrapes over HTTPS with its
+// token. metrics.insecure turns it all into plain HTTP, for local use.
+func TestMetricsAreAuthenticated(t *testing.T) {
+	objs := mustRender(t, map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true},
+		"readers": []any{map[string]any{"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}}}})
+	auth := find(objs, "ClusterRole", "tl-targetlock-metrics-auth")
+	if auth == nil || !strings.Contains(toYAML(t, auth.Object), "tokenreviews") || !strings.Contains(toYAML(t, auth.Object), "subjectaccessreviews") {
+		t.Fatalf("no ClusterRole to review tokens and access: %v", auth)
+	}
+	binding := toYAML(t, find(objs, "ClusterRoleBinding", "tl-targetlock-metrics-auth").Object)
+	for _, sa := range []string{"tl-targetlock-orchestrator", "tl-targetlock-webhook"} {
+		if !strings.Contains(binding, "name: "+sa) {
+			t.Errorf("%s may not review scrapers:\n%s", sa, binding)
+		}
+	}
+	reader := find(objs, "ClusterRole", "tl-targetlock-metrics-reader")
+	if reader == nil || !strings.Contains(toYAML(t, reader.Object), "/metrics") {
+		t.Fatalf("no metrics-reader ClusterRole: %v", reader)
+	}
+	if rb := find(objs, "ClusterRoleBinding", "tl-targetlock-metrics-reader"); rb == nil || !strings.Contains(toYAML(t, rb.Object), "prometheus-k8s") {
+		t.Error("metrics.readers are not bound to the metrics-reader ClusterRole")
+	}
+	sm := toYAML(t, find(objs, "ServiceMonitor", "").Object)
+	for _, want := range []string{"scheme: https", "bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token", "insecureSkipVerify: true"} {
+		if !strings.Contains(sm, want) {
+			t.Errorf("ServiceMonitor lacks %q:\n%s", want, sm)
+		}
+	}
+	for _, d := range []string{"tl-targetlock-orchestrator", "tl-targetlock-webhook"} {
+		if strings.Contains(toYAML(t, find(objs, "Deployment", d).Object), "--metrics-insecure") {
+			t.Errorf("%s serves plain HTTP by default", d)
+		}
+	}
+
+	insecure := mustRender(t, map[string]any{"metrics": map[string]any{"insecure": true, "serviceMonitor": map[string]any{"enabled": true}}})
+	if find(insecure, "ClusterRole", "tl-targetlock-metrics-auth") != nil {
+		t.Error("metrics.insecure still grants token and access reviews")
+	}
+	if !strings.Contains(toYAML(t, find(insecure, "ServiceMonitor", "").Object), "scheme: http\n") {
+		t.Error("metrics.insecure: the ServiceMonitor does not scrape plain HTTP")
+	}
+	for _, d := range []string{"tl-targetlock-orchestrator", "tl-targetlock-webhook"} {
+		if !strings.Contains(toYAML(t, find(insecure, "Deployment", d).Object), "--metrics-insecure") {
+			t.Errorf("metrics.insecure: %s lacks --metrics-insecure", d)
+		}
+	}
 }

@@ -76,7 +76,10 @@ func indent(b []byte) []byte {
 
 // setFlags turns values into --set flags, adding the image under test.
 func (e *e2e) setFlags(values []string) []string {
-	values = append([]string{"image.repository=" + e.repository, "image.digest=" + e.digest, "image.pullPolicy=Never"}, values...)
+	// metrics.insecure: scrape reads /metrics through the API server's pod
+	// proxy, which forwards no credentials; test/security proves the
+	// authenticated default.
+	values = append([]string{"image.repository=" + e.repository, "image.digest=" + e.digest, "image.pullPolicy=Never", "metrics.insecure=true"}, values...)
 	var out []string
 	for _, v := range values {
 		out = append(out, "--set", v)

@@ -90,6 +90,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	manager.WarnSharedNamespace(ctx, mgr.GetAPIReader(), c.orch.LeaseNamespace, ctrl.Log.WithName("orchestrator"))
 	gauges := []prometheus.Collector{lockmetrics.New(mgr.GetCache(), c.orch.LeaseNamespace)}
 	c.orch.DisableRing = !c.ring
 	// In a pod (the chart sets $POD_UID), the pod owns the member Lease.

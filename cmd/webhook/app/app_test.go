@@ -124,7 +124,7 @@ func start() (*server, func() error, error) {
 		done <- app.Run(ctx, []string{
 			"--kubeconfig", s.kubeconfig, "--lease-namespace", leaseNamespace, "--identity", "webhook-test",
 			"--host", wo.LocalServingHost, "--port", strconv.Itoa(wo.LocalServingPort), "--cert-dir", s.certDir,
-			"--metrics-bind-address", metrics, "--health-probe-bind-address", probe,
+			"--metrics-bind-address", metrics, "--metrics-insecure", "--health-probe-bind-address", probe,
 			"--claim-grace", "5s", "--zap-log-level", "error",
 		}, io.Discard, io.Discard)
 	}()

@@ -138,6 +138,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	log := ctrl.Log.WithName("webhook")
+	manager.WarnSharedNamespace(ctx, mgr.GetAPIReader(), c.lock.Namespace, log)
 	log.Info("Starting webhook", "identity", c.lock.Identity, "leaseNamespace", c.lock.Namespace,
 		"executionGroup", c.executionGroup, "kubernautLockNamespace", c.hook.KubernautLockNamespace,
 		"path", admission.Path, "port", c.server.Port, "certDir", c.server.CertDir, "claimGrace", c.lock.ClaimGrace,

@@ -10,6 +10,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/tenancy"
 )
 
 // contended handles a lock someone else holds. A claim names the WFE that
@@ -95,7 +96,10 @@ func (r *Reconciler) claimed(ctx context.Context, rr *v1alpha1.RemediationReques
 	if acquired {
 		return r.holding(ctx, rr, key, tok)
 	}
-	if s := rr.Status; s.Phase == v1alpha1.RemediationBlocked && s.BlockReason == v1alpha1.BlockResourceBusy && s.BlockingWorkflowExecution == st.Holder {
+	// The status shows the holder as HideForeign does; compare that form,
+	// or a foreign holder would look new on every wake and be rewritten.
+	holder := tenancy.HideForeign(st.Holder, rr.Namespace)
+	if s := rr.Status; s.Phase == v1alpha1.RemediationBlocked && s.BlockReason == v1alpha1.BlockResourceBusy && s.BlockingWorkflowExecution == holder {
 		return reconcile.Result{RequeueAfter: r.fallback}, nil // already waiting on this very claim
 	}
 	// The checks only read, so they run without the lock: a duplicate must
@@ -107,8 +111,8 @@ func (r *Reconciler) claimed(ctx context.Context, rr *v1alpha1.RemediationReques
 	if block == nil {
 		block = &routing.Block{
 			Reason:                    v1alpha1.BlockResourceBusy,
-			BlockingWorkflowExecution: st.Holder,
-			Message:                   fmt.Sprintf("%s is busy: claimed by WorkflowExecution %s", key, st.Holder),
+			BlockingWorkflowExecution: holder,
+			Message:                   fmt.Sprintf("%s is busy: claimed by %s", key, tenancy.Describe("WorkflowExecution", holder)),
 		}
 	}
 	return r.blocked(ctx, rr, block)

@@ -211,10 +211,23 @@ func TestContendedClaim(t *testing.T) {
 		rr:   blockedOn(other), objs: []client.Object{claimedBy(other, "uid-wfe-other")}, faults: failing("get", &v1alpha1.WorkflowExecution{}),
 		want: reconcile.Result{RequeueAfter: fallback}, outcome: outcome{phase: v1alpha1.RemediationBlocked, block: v1alpha1.BlockResourceBusy},
 		lease: leaseHeldBy(other, lease.Claimed), patches: 0,
+	}, {
+		name: "claimed by a WFE in another namespace: Blocked on it, not named",
+		objs: []client.Object{claimedBy(foreign, "uid-wfe-foreign")},
+		want: reconcile.Result{RequeueAfter: fallback}, outcome: outcome{phase: v1alpha1.RemediationBlocked, block: v1alpha1.BlockResourceBusy},
+		patches: 1, msg: "claimed by a WorkflowExecution in another namespace",
+	}, {
+		name: "claimed by a WFE in another namespace, already waited on as hidden: no write",
+		rr:   blockedOn("another namespace"), objs: []client.Object{claimedBy(foreign, "uid-wfe-foreign")},
+		want: reconcile.Result{RequeueAfter: fallback}, outcome: outcome{phase: v1alpha1.RemediationBlocked, block: v1alpha1.BlockResourceBusy},
+		patches: 0,
 	}} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t) })
 	}
 }
+
+// foreign is a WFE in a namespace other than the request's.
+const foreign = "ops/confidential-fix"
 
 func (tc contendedCase) run(t *testing.T) {
 	rr := tc.rr

@@ -125,6 +125,7 @@ func (c *Cluster) startWebhooks(o Options) (err error) {
 			"--kubeconfig=" + c.Kubeconfig, "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
 			"--cert-dir=" + wio.LocalServingCertDir, "--lease-namespace=" + LeaseNamespace,
 			fmt.Sprintf("--identity=webhook-%d", i), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+			"--metrics-insecure", // scraped by this process, on loopback
 			// Every process here runs as the admin user: it plays the
 			// orchestrator's ServiceAccount.
 			"--orchestrator-user=" + testenv.AdminUser,
