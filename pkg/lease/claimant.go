@@ -60,8 +60,8 @@ func Claimant(ctx context.Context, r client.Reader, st State, targetOf TargetOf)
 
 // Stale reports whether the claim st no longer holds its target at now:
 // its WFE w (from Claimant) has ended, or is missing or names another
-// object (nil) and the grace for a CREATE in flight has passed. The webhook and the orchestrator both judge
-// claims by this one rule.
+// object (nil) and the grace for a CREATE in flight has passed. The webhook
+// and the orchestrator both judge claims by this one rule.
 func (s State) Stale(w *v1alpha1.WorkflowExecution, now time.Time) bool {
 	if w == nil {
 		return s.Expired(now)
@@ -70,9 +70,9 @@ func (s State) Stale(w *v1alpha1.WorkflowExecution, now time.Time) bool {
 }
 
 // StaleClaim reports whether the claim st is stale by State.Stale's rule,
-// its WFE proven by Claimant with targetOf, reading from cache first. A claimant the cache shows settles it
-// without a request: ended is final, and the end of one it shows active is
-// an event. Only a claimant the cache lacks (a CREATE too new for it, or a
+// its WFE proven by Claimant with targetOf, reading from cache first. A
+// claimant the cache shows settles it without a request: ended is final,
+// and the end of one it shows active is an event. Only a claimant the cache lacks (a CREATE too new for it, or a
 // WFE gone) is read live, so a sweep costs its LIST, not a read per claim.
 // A claim whose UID deleted holds (nil: none) is stale without its grace.
 func StaleClaim(ctx context.Context, cache, live client.Reader, st State, targetOf TargetOf, deleted *Tombstones, now time.Time) (bool, error) {
