@@ -50,6 +50,7 @@ func widgetWorld(t *testing.T, spelling string) (*fixture, *v1alpha1.WorkflowExe
 	rr.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-rr"}
 	old := onWidget("old", v1alpha1.RemediationFailed)
 	old.Status.CompletionTime = &metav1.Time{Time: epoch.Add(-time.Minute)}
+	old.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-old"} // it ran
 	old.Status.ConsecutiveFailureCount = 1
 	wfe := execution("wfe-rr", rr, v1alpha1.WorkflowExecutionFailed)
 	wfe.Labels[v1alpha1.TargetHashLabel] = key.Hash()
@@ -105,6 +106,7 @@ func TestEndedFailedBuiltIn(t *testing.T) {
 	rr.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-rr"}
 	old := request("old", "sig", v1alpha1.RemediationFailed)
 	old.Status.CompletionTime = &metav1.Time{Time: epoch.Add(-time.Minute)}
+	old.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-old"} // it ran
 	wfe := execution("wfe-rr", rr, v1alpha1.WorkflowExecutionFailed)
 	f := newFixture(t, interceptor.Funcs{}, rr, old, wfe)
 	if _, err := f.r.Ended(context.Background(), wfe); err != nil {
