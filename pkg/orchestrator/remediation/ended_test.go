@@ -117,3 +117,26 @@ func TestEndedFailedBuiltIn(t *testing.T) {
 		t.Errorf("failure streak %d, want 2", n)
 	}
 }
+
+// TestRefusedTargetDropsItsLabel: a request refused for its target names
+// no object, so it keeps no object's identity label (the webhook's, or a
+// forged one).
+func TestRefusedTargetDropsItsLabel(t *testing.T) {
+	for name, spec := range map[string]v1alpha1.ResourceIdentifier{
+		"TargetNotPermitted": {Kind: "Deployment", Namespace: "elsewhere", Name: "app"},
+		"InvalidTarget":      {Kind: "Gizmo", Namespace: ns, Name: "app"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rr := request("rr", "sig", v1alpha1.RemediationPending)
+			rr.Spec.TargetResource = spec
+			f := newFixture(t, interceptor.Funcs{}, rr)
+			if _, err := f.r.Reconcile(context.Background(), f.get("rr")); err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			f.check(outcome{phase: v1alpha1.RemediationFailed, reason: name})
+			if h, ok := f.get("rr").Labels[v1alpha1.TargetHashLabel]; ok {
+				t.Errorf("the refused request keeps the identity label %q", h)
+			}
+		})
+	}
+}
