@@ -74,3 +74,35 @@ func withoutOrchestrator(vap *unstructured.Unstructured) map[string]any {
 	_ = unstructured.SetNestedSlice(spec.Object, vars, "spec", "variables")
 	return spec.Object["spec"].(map[string]any)
 }
+
+// Retention deletes ended requests only when orchestrator.terminalRequestTTL
+// is set, and so may delete them only then: RemediationRequests, nothing
+// else, and by the orchestrator's ClusterRole alone.
+func TestRetentionMayDeleteOnlyWithTTL(t *testing.T) {
+	for ttl, want := range map[string]bool{"": false, "0s": false, "0m0s": false, "1h": true, "0.5s": true} {
+		t.Run(ttl, func(t *testing.T) {
+			var vals map[string]any
+			if ttl != "" {
+				vals = map[string]any{"orchestrator": map[string]any{"terminalRequestTTL": ttl}}
+			}
+			var deleters []string
+			for _, o := range mustRender(t, vals) {
+				if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
+					continue
+				}
+				for res, verbs := range grants(o) {
+					if slices.Contains(verbs, "delete") && !strings.HasPrefix(res, "coordination.k8s.io/") {
+						deleters = append(deleters, o.GetKind()+" "+o.GetName()+" "+res)
+					}
+				}
+			}
+			var wantDeleters []string
+			if want {
+				wantDeleters = []string{"ClusterRole tl-targetlock-orchestrator targetlock.io/remediationrequests"}
+			}
+			if !slices.Equal(deleters, wantDeleters) {
+				t.Errorf("terminalRequestTTL %q: delete granted by %v, want %v", ttl, deleters, wantDeleters)
+			}
+		})
+	}
+}
