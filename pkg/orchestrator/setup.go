@@ -84,7 +84,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	if opts.TerminalRequestTTL > 0 {
-		if err := w.retention(retention.New(c, opts.Clock, opts.TerminalRequestTTL)); err != nil {
+		if err := w.retention(retention.New(c, resolver, opts.Clock, opts.TerminalRequestTTL)); err != nil {
 			return err
 		}
 	}
