@@ -81,12 +81,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, rr *v1alpha1.RemediationRequ
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	var keep *v1alpha1.RemediationRequest
-	for _, p := range done {
-		if routing.Ran(p) && (keep == nil || newer(p, keep)) {
-			keep = p
-		}
-	}
+	keep := newestRun(done)
 	now := r.clock.Now()
 	var again time.Duration
 	for _, p := range done {
@@ -94,20 +89,38 @@ func (r *Reconciler) Reconcile(ctx context.Context, rr *v1alpha1.RemediationRequ
 		switch {
 		case p == keep:
 		case left > 0:
-			if again == 0 || left < again {
-				again = left // rr is looked at again when the next one expires
-			}
+			again = sooner(again, left) // rr is looked at again when the next one expires
 		default:
 			changed, err := r.delete(ctx, p)
 			if err != nil {
 				return reconcile.Result{}, err
 			}
-			if changed && (again == 0 || again > changedAgain) {
-				again = changedAgain
+			if changed {
+				again = sooner(again, changedAgain)
 			}
 		}
 	}
 	return reconcile.Result{RequeueAfter: again}, nil
+}
+
+// sooner is the sooner of two waits, 0 meaning none.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
+}
+
+// newestRun is the request that ran and ended last (by name on a tie), or
+// nil: it is kept.
+func newestRun(done []*v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
+	var n *v1alpha1.RemediationRequest
+	for _, p := range done {
+		if routing.Ran(p) && (n == nil || endOf(p).After(endOf(n)) || (endOf(p).Equal(endOf(n)) && p.Name > n.Name)) {
+			n = p
+		}
+	}
+	return n
 }
 
 // changedAgain is when to look again at a request that changed since the
@@ -140,11 +153,6 @@ func (r *Reconciler) ended(ctx context.Context, rr *v1alpha1.RemediationRequest)
 		}
 	}
 	return done, nil
-}
-
-// newer orders requests by when they ended, then by name.
-func newer(a, b *v1alpha1.RemediationRequest) bool {
-	return endOf(a).After(endOf(b)) || (endOf(a).Equal(endOf(b)) && a.Name > b.Name)
 }
 
 // delete deletes p, the very object read at the version read (its UID and
