@@ -56,7 +56,7 @@ var labelCases = []securityCase{
 		victim := victimHash(t, "web-f3a")
 		allowRelabel(t)
 		mustCreate(t, as("alice"), wrappers.MakeRR(tenantA, "f3-own").Target("Deployment", tenantA, "f3-own").Fingerprint("f3a-sig").Obj())
-		failRun(t, tenantA, "f3-own")
+		own := failRun(t, tenantA, "f3-own")
 		// The policy is enforced within moments of its creation: a dry run
 		// finds when, without changing anything.
 		alice := as("alice")
@@ -73,6 +73,16 @@ var labelCases = []securityCase{
 		}
 		if err := relabel(as(orchUser, "system:serviceaccounts"), tenantA, "f3-own", victim); err != nil {
 			t.Errorf("the orchestrator relabelling a request: %v", err)
+		}
+		// Nor her WFEs: the webhook's index of them is the same label.
+		wfe := &v1alpha1.WorkflowExecution{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: tenantA, Name: own.Status.WorkflowExecutionRef.Name}, wfe); err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(wfe.DeepCopy())
+		wfe.Labels[v1alpha1.TargetHashLabel] = victim
+		if err := alice.Patch(context.Background(), wfe, patch); !isForbidden(err) || !strings.Contains(err.Error(), "only the orchestrator may change") {
+			t.Errorf("alice relabelling her WFE: %v; want the policy's refusal", err)
 		}
 	}},
 
@@ -162,14 +172,14 @@ func waitRR(t *testing.T, ns, name string, ok func(*v1alpha1.RemediationRequest)
 	return rr
 }
 
-// allowRelabel lets alice patch her requests: RBAC alone does not stop a
-// tenant who may edit its own requests.
+// allowRelabel lets alice patch her requests and WFEs: a tenant may well be
+// allowed to edit its own, and RBAC cannot restrict which fields.
 func allowRelabel(t *testing.T) {
 	t.Helper()
 	const name = "alice-edits-requests"
 	for _, o := range []client.Object{
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: tenantA, Name: name}, Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"targetlock.io"}, Resources: []string{"remediationrequests"}, Verbs: []string{"patch", "update"}}}},
+			APIGroups: []string{"targetlock.io"}, Resources: []string{"remediationrequests", "workflowexecutions"}, Verbs: []string{"patch", "update"}}}},
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: tenantA, Name: name},
 			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "alice"}},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}},
