@@ -73,7 +73,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	requests := remediation.New(remediation.Config{
 		Client: c, Live: apiReader, Lock: lock, Resolver: resolver,
 		Trust:   tenancy.Trust{Namespaces: append([]string{opts.LeaseNamespace}, opts.TrustedNamespaces...)},
-		Engine:  routing.NewEngine(c, apiReader, opts.Routing, opts.Clock),
+		Engine:  routing.NewEngine(c, apiReader, resolver, opts.Routing, opts.Clock),
 		Handoff: h, Recorder: events, Clock: opts.Clock, FallbackRequeue: opts.FallbackRequeue,
 	})
 	w := newWiring(mgr, rg, opts)
@@ -84,7 +84,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	if opts.TerminalRequestTTL > 0 {
-		if err := w.retention(retention.New(c, opts.Clock, opts.TerminalRequestTTL)); err != nil {
+		if err := w.retention(retention.New(c, resolver, opts.Clock, opts.TerminalRequestTTL)); err != nil {
 			return err
 		}
 	}

@@ -140,7 +140,18 @@ func Backoff(n int, uid types.UID, o Options) time.Duration {
 	return time.Duration(float64(d) * (1 + o.BackoffJitter*spread))
 }
 
-// failureStreak counts the newest terminal peers that failed, up to the
+// Ran reports whether rr ended after running a WorkflowExecution: only
+// such a request is history (a failure in a streak, a completion). One
+// that ended before it ran says nothing of its target, which it may not
+// even have been allowed to name: refused (InvalidTarget,
+// TargetNotPermitted), its WorkflowExecution refused, or skipped. Only the
+// orchestrator writes status.workflowExecutionRef (RBAC on /status).
+func Ran(rr *v1alpha1.RemediationRequest) bool {
+	return (rr.Status.Phase == v1alpha1.RemediationFailed || rr.Status.Phase == v1alpha1.RemediationCompleted) &&
+		rr.Status.WorkflowExecutionRef != nil
+}
+
+// failureStreak counts the newest peers that ran and failed, up to the
 // newest that completed, and returns when the newest failure ended. The
 // oldest failure counted adds the streak it recorded when it failed
 // (status.consecutiveFailureCount), so the streak outlives the deletion of
@@ -148,7 +159,7 @@ func Backoff(n int, uid types.UID, o Options) time.Duration {
 func failureStreak(peers []v1alpha1.RemediationRequest) (n int, last time.Time) {
 	var done []*v1alpha1.RemediationRequest
 	for i := range peers {
-		if p := &peers[i]; p.Status.Phase == v1alpha1.RemediationFailed || p.Status.Phase == v1alpha1.RemediationCompleted {
+		if p := &peers[i]; Ran(p) {
 			done = append(done, p)
 		}
 	}

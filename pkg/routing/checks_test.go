@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/target/targettest"
 )
 
 var (
@@ -36,6 +38,9 @@ func rr(name string, created time.Time, phase v1alpha1.RemediationPhase, done ti
 	}
 	if !done.IsZero() {
 		r.Status.CompletionTime = &metav1.Time{Time: done}
+	}
+	if phase == v1alpha1.RemediationFailed || phase == v1alpha1.RemediationCompleted {
+		r.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-" + name} // it ran
 	}
 	return r
 }
@@ -278,7 +283,7 @@ func TestEngineReadsCacheConfirmsLive(t *testing.T) {
 			WithIndex(&v1alpha1.RemediationRequest{}, target.HashIndex, target.IndexHash)
 	}
 	c := indexed().WithObjects(me, &elsewhere).Build()
-	e := NewEngine(c, c, Options{}, clocktesting.NewFakePassiveClock(now))
+	e := NewEngine(c, c, targettest.Resolver(), Options{}, clocktesting.NewFakePassiveClock(now))
 	if b, err := e.Check(context.Background(), me, key); err != nil || b != nil {
 		t.Fatalf("Check with another object's WFE = %+v, %v", b, err)
 	}
@@ -300,7 +305,7 @@ func TestEngineReadsCacheConfirmsLive(t *testing.T) {
 	ended.Status.CompletionTime = &metav1.Time{Time: now.Add(-time.Hour)}
 	live := indexed().WithObjects(me, ended).Build()
 	stale := indexed().WithObjects(me, &busy).Build()
-	if b, err := NewEngine(stale, live, Options{}, clocktesting.NewFakePassiveClock(now)).Check(context.Background(), me, key); err != nil || b != nil {
+	if b, err := NewEngine(stale, live, targettest.Resolver(), Options{}, clocktesting.NewFakePassiveClock(now)).Check(context.Background(), me, key); err != nil || b != nil {
 		t.Errorf("Check with a stale cache = %+v, %v; want the live phase (Completed long ago) to decide", b, err)
 	}
 
@@ -311,10 +316,10 @@ func TestEngineReadsCacheConfirmsLive(t *testing.T) {
 			return errAPI
 		},
 	})
-	if _, err := NewEngine(broken, c, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
+	if _, err := NewEngine(broken, c, targettest.Resolver(), Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
 		t.Errorf("Check with a failing cache = %v; an error must never read as clear", err)
 	}
-	if _, err := NewEngine(c, broken, Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
+	if _, err := NewEngine(c, broken, targettest.Resolver(), Options{}, nil).Check(context.Background(), me, key); !errors.Is(err, errAPI) {
 		t.Errorf("Check with a failing live read = %v; an error must never read as clear", err)
 	}
 }
@@ -345,5 +350,52 @@ func TestFailureStreakOutlivesDeletedHistory(t *testing.T) {
 		if n, _ := failureStreak(tc.peers); n != tc.want {
 			t.Errorf("%s: streak %d, want %d", tc.name, n, tc.want)
 		}
+	}
+}
+
+// TestLabelIsAnIndexOnly: a request or WFE carrying the object's label
+// counts only if its own spec names the object, and a request counts in a
+// failure streak only if it ran.
+func TestLabelIsAnIndexOnly(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	labelled := func(r v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
+		r.Labels = map[string]string{v1alpha1.TargetHashLabel: key.Hash()}
+		return &r
+	}
+	failed := func(name string, ago time.Duration) v1alpha1.RemediationRequest {
+		return rr(name, now.Add(-ago-time.Minute), v1alpha1.RemediationFailed, now.Add(-ago))
+	}
+	elsewhere := failed("elsewhere", 3*time.Minute)
+	elsewhere.Spec.TargetResource.Name = "other" // relabelled with our object's hash
+	unknown := failed("unknown", 2*time.Minute)
+	unknown.Spec.TargetResource.Kind = "Gizmo" // a forged label on a kind that does not exist
+	refused := failed("refused", time.Minute)
+	refused.Status.WorkflowExecutionRef = nil // TargetNotPermitted: it never ran
+	busy := wfe("busy", v1alpha1.WorkflowExecutionRunning, "restart", time.Time{})
+	busy.Spec.TargetResource = "demo/Deployment/other"
+	busy.Labels = map[string]string{v1alpha1.TargetHashLabel: key.Hash()}
+	me := self()
+	c := fake.NewClientBuilder().WithScheme(s).
+		WithIndex(&v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash).
+		WithIndex(&v1alpha1.RemediationRequest{}, target.HashIndex, target.IndexHash).
+		WithObjects(me, labelled(elsewhere), labelled(unknown), labelled(refused), &busy).Build()
+	e := NewEngine(c, c, targettest.Resolver(), Options{}, clocktesting.NewFakePassiveClock(now))
+	if b, err := e.Check(context.Background(), me, key); err != nil || b != nil {
+		t.Errorf("Check = %+v, %v; want no block from requests and WFEs of other objects, or that never ran", b, err)
+	}
+	if n, err := e.FailureStreak(context.Background(), me, key); n != 0 || err != nil {
+		t.Errorf("FailureStreak = %d, %v; want 0", n, err)
+	}
+	// The same failures, of our object and run, do count.
+	c = fake.NewClientBuilder().WithScheme(s).
+		WithIndex(&v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash).
+		WithIndex(&v1alpha1.RemediationRequest{}, target.HashIndex, target.IndexHash).
+		WithObjects(me, labelled(failed("f1", 3*time.Minute)), labelled(failed("f2", 2*time.Minute)), labelled(failed("f3", time.Minute))).Build()
+	e = NewEngine(c, c, targettest.Resolver(), Options{}, clocktesting.NewFakePassiveClock(now))
+	if b, err := e.Check(context.Background(), me, key); err != nil || b == nil || b.Reason != v1alpha1.BlockConsecutiveFailures {
+		t.Errorf("Check = %+v, %v; want ConsecutiveFailures", b, err)
 	}
 }

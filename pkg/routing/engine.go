@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -47,27 +48,31 @@ var checks = []check{consecutiveFailures, duplicateInProgress, resourceBusy, rec
 
 // Engine runs the checks on an object's requests and executions, found in
 // an informer cache by target.HashIndex and confirmed live where the cache
-// could mislead.
+// could mislead. The label only finds candidates: anyone who may edit a
+// request or WFE may write it, so each candidate counts only if its own
+// spec resolves to the object.
 type Engine struct {
-	cache client.Reader
-	live  client.Reader
-	opts  Options
-	clock clock.PassiveClock
+	cache    client.Reader
+	live     client.Reader
+	resolver *target.Resolver
+	opts     Options
+	clock    clock.PassiveClock
 }
 
 // NewEngine returns an Engine. cache must index RemediationRequests and
-// WorkflowExecutions by target.HashIndex; live reads the API server.
+// WorkflowExecutions by target.HashIndex; live reads the API server;
+// resolver identifies each candidate from its spec.
 //
 // A decision costs the object's entries in the cache, not its history in
 // the API: no list is sent. What the cache shows ended has ended (a
 // terminal phase is final); what it shows active is read live, because it
 // may have ended since. What it has not seen yet is younger than the lock
 // the caller holds, and so cannot be running.
-func NewEngine(cache, live client.Reader, opts Options, clk clock.PassiveClock) *Engine {
+func NewEngine(cache, live client.Reader, resolver *target.Resolver, opts Options, clk clock.PassiveClock) *Engine {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Engine{cache: cache, live: live, opts: opts.Defaults(), clock: clk}
+	return &Engine{cache: cache, live: live, resolver: resolver, opts: opts.Defaults(), clock: clk}
 }
 
 // Options returns the engine's options with defaults applied.
@@ -116,6 +121,12 @@ func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key
 		if p.UID == rr.UID || p.Spec.SignalFingerprint != rr.Spec.SignalFingerprint {
 			continue
 		}
+		if ok, err := e.identifies(&p, key); !ok {
+			if err != nil {
+				return nil, fmt.Errorf("identifying remediation request %s/%s: %w", p.Namespace, p.Name, err)
+			}
+			continue
+		}
 		if !p.Status.Phase.Terminal() {
 			ok, err := confirm(ctx, e.live, &p)
 			if err != nil || !ok {
@@ -139,6 +150,13 @@ func (e *Engine) executions(ctx context.Context, key target.Key) ([]v1alpha1.Wor
 	}
 	var out []v1alpha1.WorkflowExecution
 	for _, w := range wfes.Items {
+		got, err := e.resolver.ForExecution(&w)
+		if ok, err := same(key, got, err); !ok {
+			if err != nil {
+				return nil, fmt.Errorf("identifying workflow execution %s/%s: %w", w.Namespace, w.Name, err)
+			}
+			continue
+		}
 		if !w.Status.Phase.Terminal() {
 			ok, err := confirm(ctx, e.live, &w)
 			if err != nil {
@@ -151,6 +169,31 @@ func (e *Engine) executions(ctx context.Context, key target.Key) ([]v1alpha1.Wor
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// identifies reports whether p's own spec names key. A request that ran on
+// a kind since uninstalled (discovery no longer knows it) is read as its
+// key was then: a kind not built in, as spelled.
+func (e *Engine) identifies(p *v1alpha1.RemediationRequest, key target.Key) (bool, error) {
+	got, err := e.resolver.ForRemediation(p)
+	if errors.Is(err, target.ErrInvalid) && Ran(p) && key.Group == target.AnyGroup {
+		t := p.Spec.TargetResource
+		return key == target.Key{Group: target.AnyGroup, Kind: t.Kind, Namespace: t.Namespace, Name: t.Name}, nil
+	}
+	return same(key, got, err)
+}
+
+// same reports whether a candidate found by key's label, resolved from its
+// own spec to got (or err), is key's. One whose target is invalid names no
+// object (it was refused); another error is returned, as it may pass.
+func same(key, got target.Key, err error) (bool, error) {
+	switch {
+	case errors.Is(err, target.ErrInvalid):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return got == key, nil
 }
 
 // confirm re-reads obj live in place. It reports false when obj is gone,

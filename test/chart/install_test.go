@@ -66,10 +66,10 @@ func mainInstall(t *testing.T) {
 	}
 }
 
-// makeInert narrows a release's webhooks to objects that never exist: no
-// webhook pod runs here, and the API server must never dial the Service's
-// DNS name. (The chart itself offers no selector: it guards everything.)
-// A release in kubernaut mode has no mutating webhook.
+// makeInert narrows a release's webhooks, and its label policy, to objects
+// that never exist: no webhook pod runs here, and the API server must never
+// dial the Service's DNS name. (The chart itself offers no selector: it
+// guards everything.) A release in kubernaut mode has no mutating webhook.
 func makeInert(name string) error {
 	ctx := context.Background()
 	never := &metav1.LabelSelector{MatchLabels: map[string]string{"targetlock.io/test-never": "true"}}
@@ -91,7 +91,21 @@ func makeInert(name string) error {
 	for i := range v.Webhooks {
 		v.Webhooks[i].ObjectSelector = never
 	}
-	return env.Client.Update(ctx, v)
+	if err := env.Client.Update(ctx, v); err != nil {
+		return err
+	}
+	// The label policy trusts its own release's orchestrator only: left
+	// active, it would refuse every other release's (one API server holds
+	// several releases here). A release in kubernaut mode has none.
+	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+	switch err := env.Client.Get(ctx, client.ObjectKey{Name: name + "-target-hash-label"}, b); {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	b.Spec.MatchResources = &admissionregistrationv1.MatchResources{ObjectSelector: never}
+	return env.Client.Update(ctx, b)
 }
 
 func TestInstallIsAcceptedByTheAPIServer(t *testing.T) {

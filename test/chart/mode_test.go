@@ -276,8 +276,18 @@ func assertTerminalPolicy(t *testing.T, vap, binding *unstructured.Unstructured,
 }
 
 // policyFromConfig reads config/policy/*.yaml, the plain manifests of the
-// policy that the root module's suites apply.
+// policies that the root module's suites apply, and returns the terminal
+// phase policy.
 func policyFromConfig(t *testing.T) (vap, binding *unstructured.Unstructured) {
+	t.Helper()
+	vap, binding = configPolicy(t, "targetlock-terminal-is-final")
+	assertTerminalPolicy(t, vap, binding, "targetlock.io")
+	return vap, binding
+}
+
+// configPolicy returns the policy name of config/policy/*.yaml and its
+// binding.
+func configPolicy(t *testing.T, name string) (vap, binding *unstructured.Unstructured) {
 	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -291,18 +301,21 @@ func policyFromConfig(t *testing.T) (vap, binding *unstructured.Unstructured) {
 		for _, o := range decodeAll(t, f) {
 			switch o.GetKind() {
 			case "ValidatingAdmissionPolicy":
-				vap = o
+				if o.GetName() == name {
+					vap = o
+				}
 			case "ValidatingAdmissionPolicyBinding":
-				binding = o
+				if o.GetName() == name {
+					binding = o
+				}
 			default:
 				t.Errorf("%s holds a %s: every config/policy/*.yaml document must be an object to apply", f, o.GetKind())
 			}
 		}
 	}
 	if vap == nil || binding == nil {
-		t.Fatal("config/policy lacks the policy or its binding")
+		t.Fatalf("config/policy lacks the policy %s or its binding", name)
 	}
-	assertTerminalPolicy(t, vap, binding, "targetlock.io")
 	return vap, binding
 }
 

@@ -236,6 +236,7 @@ func checkRule(t *testing.T, mode string, o *unstructured.Unstructured, rule map
 	if contains(res, "leases") {
 		checkLeaseRule(t, mode, o, verbs)
 	}
+	// Retention's delete is granted only with a TTL (TestRetentionMayDeleteOnlyWithTTL).
 	if contains(res, "remediationrequests") && (contains(verbs, "delete") || contains(verbs, "create")) {
 		t.Errorf("%s may create or delete RemediationRequests", o.GetName())
 	}

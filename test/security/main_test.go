@@ -101,6 +101,9 @@ var suite = testenv.Fixture[*testenv.Env]{Start: func() (*testenv.Env, func() er
 	if err := setupRBAC(ctx); err != nil {
 		return nil, stop, err
 	}
+	if err := applyPolicies(ctx); err != nil { // the chart's, as installed
+		return nil, stop, err
+	}
 	for _, run := range []func(context.Context) (func() error, error){serveWebhook, runOrchestrator} {
 		m, err := run(ctx)
 		if m != nil {

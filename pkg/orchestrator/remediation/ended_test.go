@@ -50,6 +50,7 @@ func widgetWorld(t *testing.T, spelling string) (*fixture, *v1alpha1.WorkflowExe
 	rr.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-rr"}
 	old := onWidget("old", v1alpha1.RemediationFailed)
 	old.Status.CompletionTime = &metav1.Time{Time: epoch.Add(-time.Minute)}
+	old.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-old"} // it ran
 	old.Status.ConsecutiveFailureCount = 1
 	wfe := execution("wfe-rr", rr, v1alpha1.WorkflowExecutionFailed)
 	wfe.Labels[v1alpha1.TargetHashLabel] = key.Hash()
@@ -105,6 +106,7 @@ func TestEndedFailedBuiltIn(t *testing.T) {
 	rr.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-rr"}
 	old := request("old", "sig", v1alpha1.RemediationFailed)
 	old.Status.CompletionTime = &metav1.Time{Time: epoch.Add(-time.Minute)}
+	old.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-old"} // it ran
 	wfe := execution("wfe-rr", rr, v1alpha1.WorkflowExecutionFailed)
 	f := newFixture(t, interceptor.Funcs{}, rr, old, wfe)
 	if _, err := f.r.Ended(context.Background(), wfe); err != nil {
@@ -113,5 +115,28 @@ func TestEndedFailedBuiltIn(t *testing.T) {
 	f.check(outcome{phase: v1alpha1.RemediationFailed, reason: "WorkflowExecutionFailed"})
 	if n := f.get("rr").Status.ConsecutiveFailureCount; n != 2 {
 		t.Errorf("failure streak %d, want 2", n)
+	}
+}
+
+// TestRefusedTargetDropsItsLabel: a request refused for its target names
+// no object, so it keeps no object's identity label (the webhook's, or a
+// forged one).
+func TestRefusedTargetDropsItsLabel(t *testing.T) {
+	for name, spec := range map[string]v1alpha1.ResourceIdentifier{
+		"TargetNotPermitted": {Kind: "Deployment", Namespace: "elsewhere", Name: "app"},
+		"InvalidTarget":      {Kind: "Gizmo", Namespace: ns, Name: "app"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rr := request("rr", "sig", v1alpha1.RemediationPending)
+			rr.Spec.TargetResource = spec
+			f := newFixture(t, interceptor.Funcs{}, rr)
+			if _, err := f.r.Reconcile(context.Background(), f.get("rr")); err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			f.check(outcome{phase: v1alpha1.RemediationFailed, reason: name})
+			if h, ok := f.get("rr").Labels[v1alpha1.TargetHashLabel]; ok {
+				t.Errorf("the refused request keeps the identity label %q", h)
+			}
+		})
 	}
 }

@@ -90,7 +90,7 @@ func newFixture(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *f
 	rec := events.NewFakeRecorder(100)
 	r := New(Config{
 		Client: c, Live: c, Lock: lock, Resolver: resolver, Trust: tenancy.Trust{Namespaces: []string{lns}},
-		Engine:  routing.NewEngine(c, c, routing.Options{}, clk),
+		Engine:  routing.NewEngine(c, c, resolver, routing.Options{}, clk),
 		Handoff: handoff.New(c, c, lock, resolver, clk), Recorder: rec, Clock: clk, FallbackRequeue: fallback,
 	})
 	return &fixture{t: t, clock: clk, client: c, lock: lock, events: rec, r: r, patches: patches}

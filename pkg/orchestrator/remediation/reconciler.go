@@ -133,20 +133,21 @@ func (r *Reconciler) reconcile(ctx context.Context, rr *v1alpha1.RemediationRequ
 	return r.decide(ctx, rr, key)
 }
 
-// target resolves the request's object, refuses one it may not name, and
-// labels the request with the object's identity. ok is false when the
+// target resolves the request's object, refuses one it may not name (and
+// drops the identity label it came with), and labels the request with the
+// object's identity. ok is false when the
 // request is done with for now (refused, or its label not written).
 func (r *Reconciler) target(ctx context.Context, rr *v1alpha1.RemediationRequest) (_ target.Key, ok bool, _ error) {
 	key, err := r.resolver.ForRemediation(rr)
 	switch {
 	case errors.Is(err, target.ErrInvalid):
-		return key, false, r.refuse(ctx, rr, "InvalidTarget", err.Error())
+		return key, false, r.refuseTarget(ctx, rr, "InvalidTarget", err.Error())
 	case err != nil:
 		return key, false, err
 	}
 	// The requester is not known here, so only the namespaces count.
 	if !r.trust.Permits(tenancy.User{}, rr.Namespace, key.Namespace) {
-		return key, false, r.refuse(ctx, rr, "TargetNotPermitted", tenancy.Refusal("RemediationRequest", rr.Namespace, key.String(), key.Namespace,
+		return key, false, r.refuseTarget(ctx, rr, "TargetNotPermitted", tenancy.Refusal("RemediationRequest", rr.Namespace, key.String(), key.Namespace,
 			"ask an admin to trust this namespace (orchestrator --trusted-namespaces, chart value tenancy.trustedNamespaces)"))
 	}
 	// The request carries its object's identity, so that every replica and

@@ -80,6 +80,21 @@ func (r *Reconciler) refuse(ctx context.Context, rr *v1alpha1.RemediationRequest
 	return r.finishFrom(ctx, rr.DeepCopy(), rr, v1alpha1.RemediationFailed, reason, msg)
 }
 
+// refuseTarget ends the request Failed for reason, as one that names no
+// object: it first drops the identity label it came with (the webhook's
+// for the object it may not name, or a forged one), so that no reader
+// finds it as that object's.
+func (r *Reconciler) refuseTarget(ctx context.Context, rr *v1alpha1.RemediationRequest, reason, msg string) error {
+	if _, ok := rr.Labels[v1alpha1.TargetHashLabel]; ok {
+		patch := client.MergeFrom(rr.DeepCopy())
+		delete(rr.Labels, v1alpha1.TargetHashLabel)
+		if err := r.client.Patch(ctx, rr, patch); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+	}
+	return r.refuse(ctx, rr, reason, msg)
+}
+
 // finishFrom ends the request in phase; before is the request as read, before
 // any change the caller made to its status for this end.
 func (r *Reconciler) finishFrom(ctx context.Context, before, rr *v1alpha1.RemediationRequest, phase v1alpha1.RemediationPhase, reason, msg string) error {

@@ -1,14 +1,19 @@
 // Package retention deletes terminal RemediationRequests past their TTL,
-// keeping the newest of each signal on each object: it carries the failure
-// streak that the checks need. A controller of its own, so that deciding
-// requests and deleting old ones never share a reconcile.
+// keeping the newest that ran of each signal on each object: it carries the
+// failure streak that the checks need. The object is the one a request's
+// spec names, never its label (which only finds candidates), so a request
+// relabelled with another object's hash cannot steer what is deleted. A
+// controller of its own, so that deciding requests and deleting old ones
+// never share a reconcile.
 package retention
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -18,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/routing"
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
@@ -31,16 +37,18 @@ func init() { metrics.Registry.MustRegister(retained) }
 // Reconciler deletes the expired terminal requests of a request's signal
 // on its object.
 type Reconciler struct {
-	client client.Client // cached reads (by target.HashIndex); deletes
-	clock  clock.PassiveClock
-	ttl    time.Duration
+	client   client.Client // cached reads (by target.HashIndex); deletes
+	resolver *target.Resolver
+	clock    clock.PassiveClock
+	ttl      time.Duration
 }
 
 var _ reconcile.ObjectReconciler[*v1alpha1.RemediationRequest] = (*Reconciler)(nil)
 
-// New returns a Reconciler that keeps terminal requests for ttl (> 0).
-func New(c client.Client, clk clock.PassiveClock, ttl time.Duration) *Reconciler {
-	return &Reconciler{client: c, clock: clk, ttl: ttl}
+// New returns a Reconciler that keeps terminal requests for ttl (> 0),
+// identifying each request's object with resolver.
+func New(c client.Client, resolver *target.Resolver, clk clock.PassiveClock, ttl time.Duration) *Reconciler {
+	return &Reconciler{client: c, resolver: resolver, clock: clk, ttl: ttl}
 }
 
 // Ended passes the events of terminal requests that may start or change
@@ -58,20 +66,22 @@ func Ended() predicate.Predicate {
 }
 
 // Reconcile deletes the terminal requests of rr's signal on rr's object
-// that ended more than ttl ago, except the newest one: it carries the
+// that ended more than ttl ago, except the newest that ran: it carries the
 // failure streak (status.consecutiveFailureCount) and the last end time
 // that the consecutive-failures, backoff and recently-remediated checks
-// need. It returns when to look again: when the next of them expires. The
-// requests' WFEs go with them (owner references, by the garbage collector).
+// need. A request whose target is invalid names no object and is in no
+// history: it goes alone. It returns when to look again: when the next of
+// them expires. The requests' WFEs go with them (owner references, by the
+// garbage collector).
 func (r *Reconciler) Reconcile(ctx context.Context, rr *v1alpha1.RemediationRequest) (reconcile.Result, error) {
 	if !rr.Status.Phase.Terminal() {
 		return reconcile.Result{}, nil // not ended yet: its end is an event
 	}
 	done, err := r.ended(ctx, rr)
-	if err != nil || len(done) == 0 {
-		return reconcile.Result{}, err // none: the cache has not seen rr end yet; its update brings it back
+	if err != nil {
+		return reconcile.Result{}, err
 	}
-	keep := newest(done)
+	keep := newestRun(done)
 	now := r.clock.Now()
 	var again time.Duration
 	for _, p := range done {
@@ -79,57 +89,88 @@ func (r *Reconciler) Reconcile(ctx context.Context, rr *v1alpha1.RemediationRequ
 		switch {
 		case p == keep:
 		case left > 0:
-			if again == 0 || left < again {
-				again = left // rr is looked at again when the next one expires
-			}
+			again = sooner(again, left) // rr is looked at again when the next one expires
 		default:
-			if err := r.delete(ctx, p); err != nil {
+			changed, err := r.delete(ctx, p)
+			if err != nil {
 				return reconcile.Result{}, err
+			}
+			if changed {
+				again = sooner(again, changedAgain)
 			}
 		}
 	}
 	return reconcile.Result{RequeueAfter: again}, nil
 }
 
-// ended lists the terminal requests of rr's signal on rr's object.
-func (r *Reconciler) ended(ctx context.Context, rr *v1alpha1.RemediationRequest) ([]*v1alpha1.RemediationRequest, error) {
-	hash := rr.Labels[v1alpha1.TargetHashLabel]
-	if hash == "" {
-		return nil, nil
+// sooner is the sooner of two waits, 0 meaning none.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || b < a {
+		return b
 	}
-	list := &v1alpha1.RemediationRequestList{}
-	if err := r.client.List(ctx, list, client.MatchingFields{target.HashIndex: hash}); err != nil {
-		return nil, err
-	}
-	var done []*v1alpha1.RemediationRequest
-	for i := range list.Items {
-		p := &list.Items[i]
-		if p.Spec.SignalFingerprint == rr.Spec.SignalFingerprint && p.Status.Phase.Terminal() {
-			done = append(done, p)
-		}
-	}
-	return done, nil
+	return a
 }
 
-// newest is the request that ended last (by name on a tie): it is kept.
-func newest(done []*v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
-	n := done[0]
-	for _, p := range done[1:] {
-		if endOf(p).After(endOf(n)) || (endOf(p).Equal(endOf(n)) && p.Name > n.Name) {
+// newestRun is the request that ran and ended last (by name on a tie), or
+// nil: it is kept.
+func newestRun(done []*v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
+	var n *v1alpha1.RemediationRequest
+	for _, p := range done {
+		if routing.Ran(p) && (n == nil || endOf(p).After(endOf(n)) || (endOf(p).Equal(endOf(n)) && p.Name > n.Name)) {
 			n = p
 		}
 	}
 	return n
 }
 
-// delete deletes p, the very object read (its UID), unless already gone.
-func (r *Reconciler) delete(ctx context.Context, p *v1alpha1.RemediationRequest) error {
-	if err := r.client.Delete(ctx, p, client.Preconditions{UID: &p.UID}); client.IgnoreNotFound(err) != nil {
-		return err
+// changedAgain is when to look again at a request that changed since the
+// cache showed it: once the cache has caught up.
+const changedAgain = time.Second
+
+// ended lists the terminal requests of rr's signal on the object rr's spec
+// names, rr included: those the index finds under that object's label
+// whose own spec names it too.
+func (r *Reconciler) ended(ctx context.Context, rr *v1alpha1.RemediationRequest) ([]*v1alpha1.RemediationRequest, error) {
+	key, err := r.resolver.ForRemediation(rr)
+	switch {
+	case errors.Is(err, target.ErrInvalid):
+		return []*v1alpha1.RemediationRequest{rr}, nil
+	case err != nil:
+		return nil, err
+	}
+	list := &v1alpha1.RemediationRequestList{}
+	if err := r.client.List(ctx, list, client.MatchingFields{target.HashIndex: key.Hash()}); err != nil {
+		return nil, err
+	}
+	done := []*v1alpha1.RemediationRequest{rr}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.UID == rr.UID || p.Spec.SignalFingerprint != rr.Spec.SignalFingerprint || !p.Status.Phase.Terminal() {
+			continue
+		}
+		if k, err := r.resolver.ForRemediation(p); err == nil && k == key {
+			done = append(done, p)
+		}
+	}
+	return done, nil
+}
+
+// delete deletes p, the very object read at the version read (its UID and
+// resourceVersion), unless already gone. changed reports a request that
+// was replaced or written since: it is left for a later look, as it is now.
+func (r *Reconciler) delete(ctx context.Context, p *v1alpha1.RemediationRequest) (changed bool, _ error) {
+	err := r.client.Delete(ctx, p, client.Preconditions{UID: &p.UID, ResourceVersion: &p.ResourceVersion})
+	switch {
+	case apierrors.IsConflict(err):
+		return true, nil
+	case client.IgnoreNotFound(err) != nil:
+		return false, err
+	case err != nil:
+		return false, nil
 	}
 	retained.Inc()
 	logf.FromContext(ctx).V(1).Info("Deleted request past its retention", "request", p.Namespace+"/"+p.Name)
-	return nil
+	return false, nil
 }
 
 // endOf is when a terminal request ended.

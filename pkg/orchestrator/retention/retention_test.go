@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -12,26 +13,57 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/target"
+	"github.com/targetlock/targetlock/pkg/target/targettest"
 )
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// ended is a request for signal on the object "h", ended ago before epoch
-// in phase (never, if ago < 0).
+// app is the object the requests name.
+var app = target.Key{Group: "apps", Kind: "Deployment", Namespace: "team", Name: "app"}
+
+// ended is a request for signal on app, ended ago before epoch in phase
+// (never, if ago < 0); a Failed or Completed one ran a WFE.
 func ended(name, signal string, ago time.Duration, phase v1alpha1.RemediationPhase) *v1alpha1.RemediationRequest {
 	rr := &v1alpha1.RemediationRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, UID: types.UID(name), Labels: map[string]string{v1alpha1.TargetHashLabel: "h"}},
-		Spec:       v1alpha1.RemediationRequestSpec{SignalFingerprint: signal},
-		Status:     v1alpha1.RemediationRequestStatus{Phase: phase},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, UID: types.UID(name), Labels: map[string]string{v1alpha1.TargetHashLabel: app.Hash()}},
+		Spec: v1alpha1.RemediationRequestSpec{SignalFingerprint: signal,
+			TargetResource: v1alpha1.ResourceIdentifier{Kind: "Deployment", Namespace: app.Namespace, Name: app.Name}},
+		Status: v1alpha1.RemediationRequestStatus{Phase: phase},
 	}
 	if ago >= 0 {
 		rr.Status.CompletionTime = &metav1.Time{Time: epoch.Add(-ago)}
 	}
+	if phase == v1alpha1.RemediationFailed || phase == v1alpha1.RemediationCompleted {
+		rr.Status.WorkflowExecutionRef = &corev1.LocalObjectReference{Name: "wfe-" + name}
+	}
 	return rr
+}
+
+// naming is rr aimed at another object (Kind name), its label left as is.
+func naming(rr *v1alpha1.RemediationRequest, kind, name string) *v1alpha1.RemediationRequest {
+	rr.Spec.TargetResource.Kind, rr.Spec.TargetResource.Name = kind, name
+	return rr
+}
+
+// notRun is rr as ended before it ran (refused).
+func notRun(rr *v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
+	rr.Status.WorkflowExecutionRef = nil
+	return rr
+}
+
+func newClient(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) client.WithWatch {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithInterceptorFuncs(funcs).
+		WithIndex(&v1alpha1.RemediationRequest{}, target.HashIndex, target.IndexHash).Build()
 }
 
 func TestReconcile(t *testing.T) {
@@ -60,15 +92,24 @@ func TestReconcile(t *testing.T) {
 		name: "a request not ended: nothing to do",
 		objs: []client.Object{ended("a", "sig", 2*ttl, v1alpha1.RemediationFailed), ended("p", "sig", -1, v1alpha1.RemediationPending)},
 		kept: []string{"a", "p"}, reqTo: "p",
+	}, {
+		name: "a request relabelled with the object's hash is not its history: neither kept nor steering",
+		objs: []client.Object{ended("a", "sig", 3*ttl, v1alpha1.RemediationFailed), ended("b", "sig", 2*ttl, v1alpha1.RemediationFailed),
+			naming(ended("x", "sig", 2*ttl-time.Minute, v1alpha1.RemediationFailed), "Deployment", "other")},
+		kept: []string{"b", "x"}, reqTo: "b",
+	}, {
+		name: "a request that never ran carries no history: the newest that ran is kept",
+		objs: []client.Object{ended("a", "sig", 3*ttl, v1alpha1.RemediationFailed), notRun(ended("r", "sig", 2*ttl, v1alpha1.RemediationFailed))},
+		kept: []string{"a"}, reqTo: "r",
+	}, {
+		name: "a request naming no object goes alone once expired",
+		objs: []client.Object{ended("a", "sig", 3*ttl, v1alpha1.RemediationFailed), ended("b", "sig", 2*ttl, v1alpha1.RemediationFailed),
+			notRun(naming(ended("g", "sig", 2*ttl, v1alpha1.RemediationFailed), "Gizmo", "app"))},
+		kept: []string{"a", "b"}, reqTo: "g",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			scheme := runtime.NewScheme()
-			if err := v1alpha1.AddToScheme(scheme); err != nil {
-				t.Fatal(err)
-			}
-			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tc.objs...).
-				WithIndex(&v1alpha1.RemediationRequest{}, target.HashIndex, target.IndexHash).Build()
-			r := New(c, clocktesting.NewFakeClock(epoch), ttl)
+			c := newClient(t, interceptor.Funcs{}, tc.objs...)
+			r := New(c, targettest.Resolver(), clocktesting.NewFakeClock(epoch), ttl)
 			rr := &v1alpha1.RemediationRequest{}
 			if err := c.Get(context.Background(), client.ObjectKey{Namespace: "team", Name: tc.reqTo}, rr); err != nil {
 				t.Fatal(err)
@@ -91,5 +132,35 @@ func TestReconcile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestChangedSinceReadIsKept: a request written since the cache showed it
+// is not deleted (the precondition holds its resourceVersion): it is
+// looked at again once the cache has caught up.
+func TestChangedSinceReadIsKept(t *testing.T) {
+	const ttl = time.Hour
+	c := newClient(t, interceptor.Funcs{List: func(ctx context.Context, cl client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if err := cl.List(ctx, list, opts...); err != nil {
+			return err
+		}
+		// Written by someone else just after this read.
+		a := &v1alpha1.RemediationRequest{}
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: "team", Name: "a"}, a); err != nil {
+			return err
+		}
+		a.Annotations = map[string]string{"touched": "yes"}
+		return cl.Update(ctx, a)
+	}}, ended("a", "sig", 3*ttl, v1alpha1.RemediationFailed), ended("b", "sig", 2*ttl, v1alpha1.RemediationFailed))
+	rr := &v1alpha1.RemediationRequest{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "team", Name: "b"}, rr); err != nil {
+		t.Fatal(err)
+	}
+	got, err := New(c, targettest.Resolver(), clocktesting.NewFakeClock(epoch), ttl).Reconcile(context.Background(), rr)
+	if err != nil || got.RequeueAfter != changedAgain {
+		t.Fatalf("Reconcile: %+v, %v; want a look again after %s", got, err, changedAgain)
+	}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "team", Name: "a"}, &v1alpha1.RemediationRequest{}); err != nil {
+		t.Errorf("the request changed since read: %v, want it kept", err)
 	}
 }
