@@ -70,21 +70,7 @@ func TestClientAuth(t *testing.T) {
 		if got := toJSON(t, v); got != want {
 			t.Errorf("%s: client-ca volume %s, want %s", source, got, want)
 		}
-		crt := find(objs, "Certificate", "tl-targetlock-apiserver-client")
-		if (crt != nil) != (source == "cert-manager") {
-			t.Errorf("%s: API server client Certificate rendered = %v", source, crt != nil)
-		}
-		if crt != nil {
-			s := toYAML(t, crt.Object)
-			for _, want := range []string{"- client auth", "name: tl-targetlock-ca", "secretName: tl-targetlock-apiserver-client"} {
-				if !strings.Contains(s, want) {
-					t.Errorf("client Certificate lacks %q:\n%s", want, s)
-				}
-			}
-			if strings.Contains(s, "server auth") {
-				t.Errorf("client Certificate usable for serving:\n%s", s)
-			}
-		}
+		checkClientCertificate(t, source, find(objs, "Certificate", "tl-targetlock-apiserver-client"))
 	}
 	for name, vals := range map[string]map[string]any{
 		"a Secret without a name": {"webhook": map[string]any{"clientAuth": map[string]any{"enabled": true}}},
@@ -95,6 +81,27 @@ func TestClientAuth(t *testing.T) {
 		if _, err := render(t, vals); err == nil {
 			t.Errorf("%s: rendered", name)
 		}
+	}
+}
+
+// checkClientCertificate: the API server's client Certificate is rendered
+// only when cert-manager is the CA source, for client auth alone.
+func checkClientCertificate(t *testing.T, source string, crt *unstructured.Unstructured) {
+	t.Helper()
+	if (crt != nil) != (source == "cert-manager") {
+		t.Errorf("%s: API server client Certificate rendered = %v", source, crt != nil)
+	}
+	if crt == nil {
+		return
+	}
+	s := toYAML(t, crt.Object)
+	for _, want := range []string{"- client auth", "name: tl-targetlock-ca", "secretName: tl-targetlock-apiserver-client"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("client Certificate lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "server auth") {
+		t.Errorf("client Certificate usable for serving:\n%s", s)
 	}
 }
 

@@ -524,7 +524,7 @@ func contains(s []string, v string) bool {
 // Metrics answer only authenticated, authorized scrapers: both components
 // may review tokens and access, a metrics-reader ClusterRole is there to
 // bind scrapers to, and the ServiceMonitor scrapes over HTTPS with its
-// token. metrics.insecure turns it all into plain HTTP, for local use.
+// token.
 func TestMetricsAreAuthenticated(t *testing.T) {
 	objs := mustRender(t, map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true},
 		"readers": []any{map[string]any{"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}}}})
@@ -556,7 +556,11 @@ func TestMetricsAreAuthenticated(t *testing.T) {
 			t.Errorf("%s serves plain HTTP by default", d)
 		}
 	}
+}
 
+// metrics.insecure turns authenticated metrics into plain HTTP, for local
+// use: no reviews granted, the ServiceMonitor and both binaries on HTTP.
+func TestMetricsInsecure(t *testing.T) {
 	insecure := mustRender(t, map[string]any{"metrics": map[string]any{"insecure": true, "serviceMonitor": map[string]any{"enabled": true}}})
 	if find(insecure, "ClusterRole", "tl-targetlock-metrics-auth") != nil {
 		t.Error("metrics.insecure still grants token and access reviews")
