@@ -1,7 +1,6 @@
 package admission_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/test/framework/cluster"
 	"github.com/targetlock/targetlock/test/framework/testcert"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // caller is a client certificate and the CA that signed it.
@@ -179,7 +178,7 @@ func TestClientCAFileMissing(t *testing.T) {
 // client certificates passes, and presents a certificate the server
 // accepts: no handshake error is logged per probe.
 func TestReadinessWithClientCAFile(t *testing.T) {
-	var logged syncBuffer
+	var logged testenv.SyncBuffer
 	log.SetOutput(&logged)
 	defer log.SetOutput(os.Stderr)
 	dir := t.TempDir()
@@ -204,22 +203,4 @@ func TestReadinessWithClientCAFile(t *testing.T) {
 	if n := strings.Count(logged.String(), "TLS handshake error"); n != 1 {
 		t.Errorf("%d handshake errors logged, want 1 (the readiness probes logged errors):\n%s", n, logged.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -437,7 +437,7 @@ func (w *webhookProcess) run(ctx context.Context, args []string) {
 	go func() {
 		defer GinkgoRecover()
 		defer close(w.done)
-		var out syncBuffer
+		var out testenv.SyncBuffer
 		err := app.Run(ctx, args, &out, &out)
 		w.mu.Lock()
 		w.exited, w.err = true, err
@@ -514,24 +514,6 @@ func exited() bool {
 	webhookRun.mu.Lock()
 	defer webhookRun.mu.Unlock()
 	return webhookRun.exited
-}
-
-// syncBuffer is a bytes.Buffer safe for the command's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // crdEstablished reports whether the CRD name exists and is Established.

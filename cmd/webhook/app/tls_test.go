@@ -101,21 +101,7 @@ func selfSigned(t *testing.T) (crt, key []byte, serial string) {
 // start, so it never reports ready.
 func TestNoCertificateNeverReady(t *testing.T) {
 	s := getServer(t)
-	probe, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, p, _ := net.SplitHostPort(port)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = app.Run(ctx, []string{
-		"--kubeconfig", s.kubeconfig, "--lease-namespace", leaseNamespace, "--host", "127.0.0.1", "--port", p,
-		"--cert-dir", t.TempDir(), "--metrics-bind-address", "0", "--health-probe-bind-address", probe, "--zap-log-level", "error",
-	}, io.Discard, io.Discard)
+	probe, err := runStopped(t, s, "--cert-dir", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "tls.crt") {
 		t.Fatalf("want the server to fail on the missing certificate, got %v", err)
 	}
@@ -129,6 +115,17 @@ func TestNoCertificateNeverReady(t *testing.T) {
 func TestUnreadableClientCAFileStops(t *testing.T) {
 	s := getServer(t)
 	waitReady(t, s) // the shared server has set up logging
+	missing := filepath.Join(t.TempDir(), "apiserver-client-ca.crt")
+	if _, err := runStopped(t, s, "--cert-dir", s.certDir, "--client-ca-file", missing); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("want the webhook to stop on the unreadable client CA file, got %v", err)
+	}
+}
+
+// runStopped runs a second webhook against s's API server with extra flags,
+// on free ports, expecting it to stop; it returns its probe address and
+// the error it stopped with.
+func runStopped(t *testing.T, s *server, extra ...string) (probe string, _ error) {
+	t.Helper()
 	probe, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
@@ -138,15 +135,9 @@ func TestUnreadableClientCAFileStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, p, _ := net.SplitHostPort(port)
-	missing := filepath.Join(t.TempDir(), "apiserver-client-ca.crt")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = app.Run(ctx, []string{
-		"--kubeconfig", s.kubeconfig, "--lease-namespace", leaseNamespace, "--host", "127.0.0.1", "--port", p,
-		"--cert-dir", s.certDir, "--client-ca-file", missing,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", probe, "--zap-log-level", "error",
-	}, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), missing) {
-		t.Fatalf("want the webhook to stop on the unreadable client CA file, got %v", err)
-	}
+	args := append([]string{"--kubeconfig", s.kubeconfig, "--lease-namespace", leaseNamespace, "--host", "127.0.0.1", "--port", p,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probe, "--zap-log-level", "error"}, extra...)
+	return probe, app.Run(ctx, args, io.Discard, io.Discard)
 }
