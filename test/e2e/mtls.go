@@ -81,7 +81,7 @@ func (e *e2e) verifyMTLS(ctx context.Context) (bool, error) {
 		}
 		addr := net.JoinHostPort(p.Status.PodIP, strconv.Itoa(webhookPort))
 		if err := forgedReview(ctx, addr, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
-			return false, fmt.Errorf("webhook pod %s without a client certificate: want a TLS certificate error, got %v", p.Name, err)
+			return false, fmt.Errorf("webhook pod %s without a client certificate: want a TLS certificate error, got %w", p.Name, err)
 		}
 		if err := forgedReview(ctx, addr, &apiServer); err != nil {
 			return false, fmt.Errorf("webhook pod %s with the API server's client certificate: %w", p.Name, err)
