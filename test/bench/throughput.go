@@ -186,7 +186,8 @@ func startOrchestrator(c *cluster.Cluster, bin, identity string, extra ...string
 		return nil, err
 	}
 	args := append([]string{"--kubeconfig=" + c.Kubeconfig, "--lease-namespace=" + cluster.LeaseNamespace, "--identity=" + identity,
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mp), fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp)}, append(extra, processArgs...)...)
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mp), "--metrics-insecure", // scraped by the bench, on loopback
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp)}, append(extra, processArgs...)...)
 	p := &proc{
 		Process: cluster.NewProcess(identity, filepath.Join(bin, "orchestrator"), c.Dir, args...),
 		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mp),
