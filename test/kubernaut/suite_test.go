@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -39,9 +38,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -330,40 +327,16 @@ func installKubernautRBAC(ctx context.Context) {
 // place of targetlock.io, then waits until the API server enforces it: a
 // dry-run status UPDATE of a Completed probe WFE back to Running is refused.
 func applyPolicy(ctx context.Context) error {
-	files, err := filepath.Glob(filepath.Join(repoRoot, "config", "policy", "*.yaml"))
+	objs, err := testenv.Policies(func(data []byte) []byte {
+		return bytes.ReplaceAll(data, []byte("targetlock.io"), []byte(kubernautGroup))
+	})
 	if err != nil {
 		return err
 	}
-	if len(files) == 0 {
-		return errors.New("config/policy holds no *.yaml")
-	}
-	applied := 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return err
+	for _, u := range objs {
+		if err := admin.Create(ctx, u); err != nil {
+			return fmt.Errorf("creating %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
-		data = bytes.ReplaceAll(data, []byte("targetlock.io"), []byte(kubernautGroup))
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			if err := admin.Create(ctx, u); err != nil {
-				return fmt.Errorf("%s: creating %s %s: %w", f, u.GetKind(), u.GetName(), err)
-			}
-			applied++
-		}
-	}
-	if applied == 0 {
-		return errors.New("config/policy holds no objects")
 	}
 	// The probe: created before the webhook is registered, as the admin.
 	probe := wfeObject(probeNS, "we-vap-probe", nil, probeNS+"/ConfigMap/vap-probe", "")

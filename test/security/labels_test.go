@@ -1,21 +1,15 @@
 package security_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
@@ -204,33 +198,13 @@ func relabel(c client.Client, ns, name, hash string, opts ...client.PatchOption)
 // applyPolicies creates every object of config/policy/*.yaml, the
 // ValidatingAdmissionPolicies the chart installs, as test/kubernaut does.
 func applyPolicies(ctx context.Context) error {
-	root, err := testenv.RepoRoot()
+	objs, err := testenv.Policies(nil)
 	if err != nil {
 		return err
 	}
-	files, err := filepath.Glob(filepath.Join(root, "config", "policy", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		return fmt.Errorf("config/policy/*.yaml: %v %w", files, err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			if err := env.Client.Create(ctx, u); err != nil {
-				return fmt.Errorf("%s: creating %s %s: %w", f, u.GetKind(), u.GetName(), err)
-			}
+	for _, u := range objs {
+		if err := env.Client.Create(ctx, u); err != nil {
+			return fmt.Errorf("creating %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
 	return nil
