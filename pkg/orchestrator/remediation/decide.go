@@ -90,13 +90,11 @@ func (r *Reconciler) holding(ctx context.Context, rr *v1alpha1.RemediationReques
 // replicas): that write was to its status, which the watch does not pass,
 // so nothing would bring the request back. The result says when to look.
 func (r *Reconciler) settled(rr *v1alpha1.RemediationRequest) (reconcile.Result, bool) {
-	switch {
-	case rr.Status.Phase.Terminal(), rr.Status.Phase == v1alpha1.RemediationExecuting:
+	if rr.Status.Phase.Terminal() || rr.Status.Phase == v1alpha1.RemediationExecuting {
 		return reconcile.Result{}, true // the WFE controller ends it
-	case r.blockedFor(rr) > 0:
-		return reconcile.Result{RequeueAfter: r.blockedFor(rr)}, true
 	}
-	return reconcile.Result{}, false
+	wait := r.blockedFor(rr)
+	return reconcile.Result{RequeueAfter: wait}, wait > 0
 }
 
 // create makes the request's WFE, carrying the lock token so that the
