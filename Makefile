@@ -58,7 +58,7 @@ GO_TEST_FLAGS ?=
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
 
@@ -97,34 +97,7 @@ verify-chart-docs: $(HELM_DOCS) ## Fail if the chart README differs from what he
 build: ## Build the binaries into bin/.
 	go build -ldflags "-X github.com/targetlock/targetlock/internal/version.Version=$(VERSION)" -o $(BIN)/ ./cmd/...
 
-##@ Release
-
-.PHONY: image
-image: ## Build the image (both binaries, static, non-root, no shell) as an OCI tarball without a daemon; prints its digest.
-	@mkdir -p $(IMAGE_DIR)/rootfs
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(IMAGE_DIR)/rootfs/ ./cmd/orchestrator ./cmd/webhook
-	@cd hack/image && go run . --repository $(IMAGE_REPOSITORY) --tag $(VERSION) \
-		--file $(IMAGE_DIR)/rootfs/orchestrator:/orchestrator --file $(IMAGE_DIR)/rootfs/webhook:/webhook \
-		--label org.opencontainers.image.version=$(VERSION) --label org.opencontainers.image.source=https://github.com/targetlock/targetlock \
-		--out $(IMAGE_TAR) --digest-file $(IMAGE_DIGEST_FILE)
-	@echo "image: $(IMAGE_TAR)"
-
-.PHONY: release
-release: image $(HELM) $(CYCLONEDX_GOMOD) ## Write the chart package (pinned to the image digest), image tarball, SBOM and SHA256SUMS into dist/VERSION/.
-	rm -rf $(DIST) && mkdir -p $(DIST)
-	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cp -r charts/targetlock $$tmp/ && \
-	sed -i 's|^  digest: ""$$|  digest: "'$$(cat $(IMAGE_DIGEST_FILE))'"|' $$tmp/targetlock/values.yaml && \
-	grep -q "digest: \"sha256:" $$tmp/targetlock/values.yaml && \
-	$(HELM) package $$tmp/targetlock --version $(VERSION) --app-version $(VERSION) -d $(DIST)
-	cp $(IMAGE_TAR) $(DIST)/
-	$(CYCLONEDX_GOMOD) mod -json -licenses=false -noserial -notimestamp -output $(DIST)/targetlock-$(VERSION).sbom.cdx.json .
-	cd $(DIST) && sha256sum * > SHA256SUMS && cat SHA256SUMS
-	@echo "release $(VERSION): $(DIST) image $(IMAGE_REPOSITORY):$(VERSION)@$$(cat $(IMAGE_DIGEST_FILE))"
-
-.PHONY: e2e
-e2e: tools node-tools build image $(HELM) ## Install the chart with helm on a real single-node cluster (kubelet, containerd), storm it, upgrade, uninstall. Needs root.
-	BIN=$(BIN) HELM=$(HELM) IMAGE_TAR=$(IMAGE_TAR) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) \
-	IMAGE_DIGEST=$$(cat $(IMAGE_DIGEST_FILE)) KUBE_VERSION=$(KUBE_VERSION) hack/e2e/run.sh
+##@ Testing
 
 .PHONY: test
 test: tools verify-generated verify-chart-docs build helm-lint ## Run every test (unit + integration on a real API server) with -race.
@@ -149,6 +122,11 @@ helm-lint: $(HELM) ## Lint the chart in each certificate mode with the helm CLI.
 	$(HELM) lint --strict --namespace targetlock-system charts/targetlock --set mode=kubernaut,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true
 	$(HELM) lint --strict --namespace targetlock-system charts/targetlock --set certs.mode=manual,certs.manual.secretName=tls,certs.manual.caBundle=LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1BPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=,crds.install=false
 
+.PHONY: e2e
+e2e: tools node-tools build image $(HELM) ## Install the chart with helm on a real single-node cluster (kubelet, containerd), storm it, upgrade, uninstall. Needs root.
+	BIN=$(BIN) HELM=$(HELM) IMAGE_TAR=$(IMAGE_TAR) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) \
+	IMAGE_DIGEST=$$(cat $(IMAGE_DIGEST_FILE)) KUBE_VERSION=$(KUBE_VERSION) hack/e2e/run.sh
+
 DEMO_FLAGS ?=
 
 .PHONY: demo
@@ -162,6 +140,30 @@ bench: tools build ## Measure lock overhead, handoff, admission, throughput, saf
 .PHONY: bench-quick
 bench-quick: tools build ## Every bench section at small scale (under 3 minutes).
 	go run ./test/bench --out bench/report --quick $(BENCH_ARGS)
+
+##@ Release
+
+.PHONY: image
+image: ## Build the image (both binaries, static, non-root, no shell) as an OCI tarball without a daemon; prints its digest.
+	@mkdir -p $(IMAGE_DIR)/rootfs
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(IMAGE_DIR)/rootfs/ ./cmd/orchestrator ./cmd/webhook
+	@cd hack/image && go run . --repository $(IMAGE_REPOSITORY) --tag $(VERSION) \
+		--file $(IMAGE_DIR)/rootfs/orchestrator:/orchestrator --file $(IMAGE_DIR)/rootfs/webhook:/webhook \
+		--label org.opencontainers.image.version=$(VERSION) --label org.opencontainers.image.source=https://github.com/targetlock/targetlock \
+		--out $(IMAGE_TAR) --digest-file $(IMAGE_DIGEST_FILE)
+	@echo "image: $(IMAGE_TAR)"
+
+.PHONY: release
+release: image $(HELM) $(CYCLONEDX_GOMOD) ## Write the chart package (pinned to the image digest), image tarball, SBOM and SHA256SUMS into dist/VERSION/.
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cp -r charts/targetlock $$tmp/ && \
+	sed -i 's|^  digest: ""$$|  digest: "'$$(cat $(IMAGE_DIGEST_FILE))'"|' $$tmp/targetlock/values.yaml && \
+	grep -q "digest: \"sha256:" $$tmp/targetlock/values.yaml && \
+	$(HELM) package $$tmp/targetlock --version $(VERSION) --app-version $(VERSION) -d $(DIST)
+	cp $(IMAGE_TAR) $(DIST)/
+	$(CYCLONEDX_GOMOD) mod -json -licenses=false -noserial -notimestamp -output $(DIST)/targetlock-$(VERSION).sbom.cdx.json .
+	cd $(DIST) && sha256sum * > SHA256SUMS && cat SHA256SUMS
+	@echo "release $(VERSION): $(DIST) image $(IMAGE_REPOSITORY):$(VERSION)@$$(cat $(IMAGE_DIGEST_FILE))"
 
 ##@ Tools
 
