@@ -1,8 +1,9 @@
 // Command image assembles an OCI image from static binaries, without a
 // container daemon: one layer holding the files, a non-root user, no shell.
-// It writes the image as an OCI image layout in a tarball (loadable with
-// `ctr images import`, `docker load` or `skopeo copy oci-archive:`) and prints
-// the manifest digest, the name a pod pins the image by.
+// It writes the image, or one image per platform under an OCI image index,
+// as an OCI image layout in a tarball (loadable with `ctr images import` or
+// `skopeo copy oci-archive:`) and prints its digest, the name a pod pins the
+// image by. `image push` copies such a tarball to a registry.
 package main
 
 import (
@@ -34,6 +35,16 @@ func (f *files) Set(v string) error {
 	return nil
 }
 
+// list is a repeatable string flag.
+type list []string
+
+func (l *list) String() string { return strings.Join(*l, ",") }
+
+func (l *list) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
 // labels is a repeatable --label key=value flag.
 type labels map[string]string
 
@@ -49,15 +60,24 @@ func (l labels) Set(v string) error {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "push" {
+		return runPush(args[1:])
+	}
 	o := options{Labels: labels{}}
 	fs := flag.NewFlagSet("image", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: image --file SRC:/DST... --repository REPO --tag TAG --out FILE.tar [flags]
+       image push --tar FILE.tar --ref REGISTRY/REPO:TAG [--plain-http]
 
 Builds a single-layer OCI image holding the given files (mode 0755, owned by
 root, modification time 0, so equal inputs give an equal digest) with no
-entrypoint shell, and writes it as an OCI image layout tarball. Prints
-"REPO:TAG@DIGEST".
+entrypoint shell, and writes it as an OCI image layout tarball. With more
+than one --platform it builds one such image per platform, the files' SRC
+with {os} and {arch} replaced, under one OCI image index. Prints
+"REPO:TAG@DIGEST" (the index's digest for an index).
+
+image push copies what such a tarball holds to a registry, keeping its
+digest.
 
 Flags:
 `)
@@ -67,7 +87,7 @@ Flags:
 	fs.Var((*files)(&o.Files), "file", "a file to put in the image as SRC:/DST (repeatable)")
 	fs.StringVar(&o.Entrypoint, "entrypoint", "", "entrypoint path in the image (default none: the pod sets its command)")
 	fs.StringVar(&o.User, "user", "65532:65532", "numeric UID:GID the image runs as")
-	fs.StringVar(&o.Platform, "platform", "linux/amd64", "OS/ARCH of the binaries")
+	fs.Var((*list)(&o.Platforms), "platform", "OS/ARCH of the binaries (repeatable; more than one writes an image index; default linux/amd64)")
 	fs.Var(o.Labels, "label", "an image label KEY=VALUE (repeatable)")
 	fs.StringVar(&o.Repository, "repository", "", "image repository, e.g. ghcr.io/targetlock/targetlock")
 	fs.StringVar(&o.Tag, "tag", "", "image tag")
@@ -78,6 +98,9 @@ Flags:
 			return nil
 		}
 		return err
+	}
+	if len(o.Platforms) == 0 {
+		o.Platforms = []string{"linux/amd64"}
 	}
 	if len(o.Files) == 0 || o.Repository == "" || o.Tag == "" || o.Out == "" {
 		fs.Usage()
