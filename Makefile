@@ -15,6 +15,10 @@ IMAGE_DIR := $(BIN)/image
 IMAGE_TAR := $(IMAGE_DIR)/targetlock-$(VERSION).oci.tar
 IMAGE_DIGEST_FILE := $(IMAGE_DIR)/targetlock-$(VERSION).digest
 DIST := $(CURDIR)/dist/$(VERSION)
+IMAGE_PLATFORMS := linux/amd64 linux/arm64
+PLUGIN_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+# Where the krew manifest downloads the plugin archives from.
+RELEASE_URL ?= https://github.com/targetlock/targetlock/releases/download/v$(VERSION)
 GO_LDFLAGS := -s -w -buildid= -X github.com/targetlock/targetlock/internal/version.Version=$(VERSION)
 
 KUBE_VERSION := v1.37.2
@@ -24,6 +28,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 HELM_VERSION := v3.22.0
 HELM_DOCS_VERSION := v1.14.2
 CYCLONEDX_GOMOD_VERSION := v1.10.0
+KREW_VERSION := v0.4.3
 
 # Each tool's file name carries its version, so a version bump rebuilds it;
 # envtest and scripts find kube-apiserver and etcd by their plain names
@@ -35,6 +40,8 @@ GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM := $(BIN)/helm-$(HELM_VERSION)
 HELM_DOCS := $(BIN)/helm-docs-$(HELM_DOCS_VERSION)
 CYCLONEDX_GOMOD := $(BIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
+VALIDATE_KREW_MANIFEST := $(BIN)/validate-krew-manifest-$(KREW_VERSION)
+KREW := $(BIN)/krew-$(KREW_VERSION)
 NODE_TOOLS := $(foreach t,kubelet kube-controller-manager kube-scheduler kube-proxy,$(BIN)/$(t)-$(KUBE_VERSION))
 
 # helm's own Makefile sets these; without them helm assumes Kubernetes v1.20
@@ -144,26 +151,53 @@ bench-quick: tools build ## Every bench section at small scale (under 3 minutes)
 ##@ Release
 
 .PHONY: image
-image: ## Build the image (both binaries, static, non-root, no shell) as an OCI tarball without a daemon; prints its digest.
+image: ## Build the image index (linux/amd64 and linux/arm64, both binaries, static, non-root, no shell) as an OCI tarball without a daemon; prints its digest.
 	@mkdir -p $(IMAGE_DIR)/rootfs
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(IMAGE_DIR)/rootfs/ ./cmd/orchestrator ./cmd/webhook
-	@cd hack/image && go run . --repository $(IMAGE_REPOSITORY) --tag $(VERSION) \
-		--file $(IMAGE_DIR)/rootfs/orchestrator:/orchestrator --file $(IMAGE_DIR)/rootfs/webhook:/webhook \
+	for p in $(IMAGE_PLATFORMS); do \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(IMAGE_DIR)/rootfs/$${p%/*}_$${p#*/}/ ./cmd/orchestrator ./cmd/webhook; \
+	done
+	@cd hack/image && go run . --repository $(IMAGE_REPOSITORY) --tag $(VERSION) $(foreach p,$(IMAGE_PLATFORMS),--platform $(p)) \
+		--file $(IMAGE_DIR)/rootfs/{os}_{arch}/orchestrator:/orchestrator --file $(IMAGE_DIR)/rootfs/{os}_{arch}/webhook:/webhook \
 		--label org.opencontainers.image.version=$(VERSION) --label org.opencontainers.image.source=https://github.com/targetlock/targetlock \
 		--out $(IMAGE_TAR) --digest-file $(IMAGE_DIGEST_FILE)
 	@echo "image: $(IMAGE_TAR)"
 
 .PHONY: release
-release: image $(HELM) $(CYCLONEDX_GOMOD) ## Write the chart package (pinned to the image digest), image tarball, SBOM and SHA256SUMS into dist/VERSION/.
+release: image $(HELM) $(CYCLONEDX_GOMOD) $(VALIDATE_KREW_MANIFEST) $(KREW) ## Write into dist/VERSION/ the chart package (pinned to the image index digest), image index, plugin archives, krew manifest, SBOM, LICENSE, CHANGELOG and SHA256SUMS.
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cp -r charts/targetlock $$tmp/ && \
 	sed -i 's|^  digest: ""$$|  digest: "'$$(cat $(IMAGE_DIGEST_FILE))'"|' $$tmp/targetlock/values.yaml && \
 	grep -q "digest: \"sha256:" $$tmp/targetlock/values.yaml && \
 	$(HELM) package $$tmp/targetlock --version $(VERSION) --app-version $(VERSION) -d $(DIST)
-	cp $(IMAGE_TAR) $(DIST)/
+	cp $(IMAGE_TAR) LICENSE CHANGELOG.md $(DIST)/
+	@# Each plugin archive holds the binary and LICENSE, reproducibly (names sorted, time 0, owner root).
+	for p in $(PLUGIN_PLATFORMS); do \
+		d=$(BIN)/plugin/$${p%/*}_$${p#*/} && mkdir -p $$d && cp LICENSE $$d/ && \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags "$(GO_LDFLAGS)" -o $$d/ ./cmd/kubectl-targetlock && \
+		tar -C $$d --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -c kubectl-targetlock LICENSE | gzip -n > $(DIST)/kubectl-targetlock_$(VERSION)_$${p%/*}_$${p#*/}.tar.gz; \
+	done
+	hack/release/krew-manifest.sh $(VERSION) $(RELEASE_URL) $(DIST)
+	$(MAKE) --no-print-directory verify-krew-manifest
 	$(CYCLONEDX_GOMOD) mod -json -licenses=false -noserial -notimestamp -output $(DIST)/targetlock-$(VERSION).sbom.cdx.json .
-	cd $(DIST) && sha256sum * > SHA256SUMS && cat SHA256SUMS
-	@echo "release $(VERSION): $(DIST) image $(IMAGE_REPOSITORY):$(VERSION)@$$(cat $(IMAGE_DIGEST_FILE))"
+	cd $(DIST) && sha256sum * > SHA256SUMS && sha256sum --check --quiet SHA256SUMS
+	@echo "release $(VERSION) in $(DIST):" && cat $(DIST)/SHA256SUMS
+	@echo "image index $(IMAGE_REPOSITORY):$(VERSION)@$$(cat $(IMAGE_DIGEST_FILE)) ($(IMAGE_PLATFORMS))"
+
+.PHONY: verify-krew-manifest
+verify-krew-manifest: $(VALIDATE_KREW_MANIFEST) $(KREW) ## Check dist/VERSION/targetlock.yaml with krew's validator, and install each platform's archive with krew (offline, --archive).
+	$(VALIDATE_KREW_MANIFEST) -manifest $(DIST)/targetlock.yaml -skip-install
+	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && for p in $(PLUGIN_PLATFORMS); do \
+		root=$$tmp/$${p%/*}_$${p#*/} && \
+		KREW_ROOT=$$root KREW_OS=$${p%/*} KREW_ARCH=$${p#*/} $(KREW) install --no-update-index --manifest $(DIST)/targetlock.yaml \
+			--archive $(DIST)/kubectl-targetlock_$(VERSION)_$${p%/*}_$${p#*/}.tar.gz >/dev/null 2>$$tmp/log || { cat $$tmp/log; exit 1; }; \
+		test -x $$root/bin/kubectl-targetlock && test -n "$$(find $$root/store -name LICENSE)" && echo "krew installs $$p"; \
+	done
+
+.PHONY: release-push
+release-push: $(HELM) ## Push dist/VERSION/'s chart (helm push) and image index to REGISTRY (e.g. REGISTRY=registry.example/targetlock; PUSH_FLAGS=--plain-http without TLS); run make release first.
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make release-push REGISTRY=registry.example/targetlock"; exit 1; }
+	$(HELM) push $(DIST)/targetlock-$(VERSION).tgz oci://$(REGISTRY)/charts $(PUSH_FLAGS)
+	cd hack/image && go run . push --tar $(DIST)/$(notdir $(IMAGE_TAR)) --ref $(REGISTRY)/targetlock:$(VERSION) $(PUSH_FLAGS)
 
 ##@ Tools
 
@@ -206,3 +240,9 @@ $(HELM_DOCS):
 
 $(CYCLONEDX_GOMOD):
 	$(call go-install,$@,github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION))
+
+$(VALIDATE_KREW_MANIFEST):
+	$(call go-install,$@,sigs.k8s.io/krew/cmd/validate-krew-manifest@$(KREW_VERSION))
+
+$(KREW):
+	$(call go-install,$@,sigs.k8s.io/krew/cmd/krew@$(KREW_VERSION))
