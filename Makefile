@@ -42,7 +42,9 @@ HELM_DOCS := $(BIN)/helm-docs-$(HELM_DOCS_VERSION)
 CYCLONEDX_GOMOD := $(BIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
 VALIDATE_KREW_MANIFEST := $(BIN)/validate-krew-manifest-$(KREW_VERSION)
 KREW := $(BIN)/krew-$(KREW_VERSION)
-NODE_TOOLS := $(foreach t,kubelet kube-controller-manager kube-scheduler kube-proxy,$(BIN)/$(t)-$(KUBE_VERSION))
+NODE_COMMANDS := kubelet kube-controller-manager kube-scheduler kube-proxy kubectl
+NODE_TOOLS := $(foreach t,$(NODE_COMMANDS),$(BIN)/$(t)-$(KUBE_VERSION))
+KUBECTL := $(BIN)/kubectl-$(KUBE_VERSION)
 
 # helm's own Makefile sets these; without them helm assumes Kubernetes v1.20
 # (`helm template` then refuses the chart's kubeVersion). The k8s minor is that
@@ -205,7 +207,7 @@ release-push: $(HELM) ## Push dist/VERSION/'s chart (helm push) and image index 
 tools: $(KUBE_APISERVER) $(ETCD) $(CONTROLLER_GEN) ## Build kube-apiserver, etcd and controller-gen from pinned sources (idempotent).
 
 .PHONY: node-tools
-node-tools: $(NODE_TOOLS) ## Build kubelet, kube-controller-manager, kube-scheduler and kube-proxy from pinned sources (for make e2e).
+node-tools: $(NODE_TOOLS) ## Build kubelet, kube-controller-manager, kube-scheduler, kube-proxy and kubectl from pinned sources (for make e2e).
 
 $(KUBE_APISERVER): hack/tools/go.mod
 	cd hack/tools && go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-apiserver
@@ -215,11 +217,11 @@ $(ETCD): hack/tools/go.mod
 	cd hack/tools && go build -o $@ go.etcd.io/etcd/server/v3
 	ln -sf $(notdir $@) $(BIN)/etcd
 
-# One go build for the four, so they share the compilation of what they share.
+# One go build for the five, so they share the compilation of what they share.
 $(NODE_TOOLS) &: hack/tools/go.mod
 	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cd hack/tools && \
-	CGO_ENABLED=0 go build -ldflags "$(KUBE_LDFLAGS)" -o $$tmp/ $(foreach t,kubelet kube-controller-manager kube-scheduler kube-proxy,k8s.io/kubernetes/cmd/$(t)) && \
-	for t in kubelet kube-controller-manager kube-scheduler kube-proxy; do mv $$tmp/$$t $(BIN)/$$t-$(KUBE_VERSION); done
+	CGO_ENABLED=0 go build -ldflags "$(KUBE_LDFLAGS)" -o $$tmp/ $(foreach t,$(NODE_COMMANDS),k8s.io/kubernetes/cmd/$(t)) && \
+	for t in $(NODE_COMMANDS); do mv $$tmp/$$t $(BIN)/$$t-$(KUBE_VERSION); done
 
 # go install names the file after the command; versioned here.
 define go-install
