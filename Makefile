@@ -132,8 +132,8 @@ helm-lint: $(HELM) ## Lint the chart in each certificate mode with the helm CLI.
 	$(HELM) lint --strict --namespace targetlock-system charts/targetlock --set certs.mode=manual,certs.manual.secretName=tls,certs.manual.caBundle=LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1BPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=,crds.install=false
 
 .PHONY: e2e
-e2e: tools node-tools build image $(HELM) ## Install the chart with helm on a real single-node cluster (kubelet, containerd), storm it, upgrade, uninstall. Needs root.
-	BIN=$(BIN) HELM=$(HELM) IMAGE_TAR=$(IMAGE_TAR) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) \
+e2e: tools node-tools release ## Install the release on a real single-node cluster (kubelet, containerd): chart from an OCI registry, plugin from its archive run by kubectl; storm, upgrade, uninstall. Needs root.
+	BIN=$(BIN) HELM=$(HELM) KUBECTL=$(KUBECTL) RELEASE_DIR=$(DIST) VERSION=$(VERSION) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) \
 	IMAGE_DIGEST=$$(cat $(IMAGE_DIGEST_FILE)) KUBE_VERSION=$(KUBE_VERSION) hack/e2e/run.sh
 
 DEMO_FLAGS ?=

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# make e2e: the chart installed with the helm CLI on a real single-node
-# cluster (kubelet on containerd + runc), the image built by make image, a
-# storm with pod kills, upgrade and uninstall. Needs root. Every host change
+# make e2e: the release of make release installed on a real single-node
+# cluster (kubelet on containerd + runc): its image index loaded into
+# containerd, its chart package pushed to an in-process OCI registry and
+# installed from there with the helm CLI, its linux plugin archive put on
+# PATH for kubectl; a storm with pod kills, upgrade and uninstall. Needs
+# root. Every host change
 # (packages, bridges, iptables, sysctls, mounts) is undone on exit, also on
 # failure; E2E_KEEP_PACKAGES=1 keeps the packages this script installed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-: "${BIN:?}" "${HELM:?}" "${IMAGE_TAR:?}" "${IMAGE_REPOSITORY:?}" "${IMAGE_DIGEST:?}" "${KUBE_VERSION:?}"
+: "${BIN:?}" "${HELM:?}" "${KUBECTL:?}" "${RELEASE_DIR:?}" "${VERSION:?}" "${IMAGE_REPOSITORY:?}" "${IMAGE_DIGEST:?}" "${KUBE_VERSION:?}"
+IMAGE_TAR=$RELEASE_DIR/targetlock-$VERSION.oci.tar
 STARTED=$(date +%s)
 if [ "$(id -u)" != 0 ]; then echo "make e2e needs root (a kubelet, containerd, iptables)" >&2; exit 1; fi
 
@@ -61,7 +65,9 @@ hack/e2e/verify-host.sh --record
 CERT_MANAGER_CRDS=$(cd test/e2e && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)/deploy/crds
 
 hack/e2e/node-up.sh "$RUN/pause.tar" "$IMAGE_TAR"
-"$RUN/e2e" --kubeconfig "$RUN/kubeconfig" --helm "$HELM" --plugin "$BIN/kubectl-targetlock" --chart charts/targetlock \
+"$RUN/e2e" --kubeconfig "$RUN/kubeconfig" --helm "$HELM" --kubectl "$KUBECTL" \
+  --plugin-archive "$RELEASE_DIR/kubectl-targetlock_${VERSION}_$(go env GOOS)_$(go env GOARCH).tar.gz" \
+  --chart "$RELEASE_DIR/targetlock-$VERSION.tgz" --chart-version "$VERSION" \
   --image-repository "$IMAGE_REPOSITORY" --image-digest "$IMAGE_DIGEST" --cert-manager-crds "$CERT_MANAGER_CRDS" --started "$STARTED" \
   --webhook-client-ca "$RUN/pki/webhook-client-ca.crt" --webhook-client-cert "$RUN/pki/webhook-client.crt" --webhook-client-key "$RUN/pki/webhook-client.key" \
   ${E2E_FLAGS:-}

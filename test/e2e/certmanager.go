@@ -41,8 +41,8 @@ func (e *e2e) certManagerMode(ctx context.Context) error {
 		return err
 	}
 	step("helm install (certs.mode=cert-manager)")
-	if err := e.helm(ctx, append([]string{"install", e.release, e.chart, "-n", e.namespace, "--create-namespace"},
-		e.setFlags([]string{"certs.mode=cert-manager"})...)...); err != nil {
+	args := append(append([]string{"install", e.release}, e.chartArgs()...), "-n", e.namespace, "--create-namespace")
+	if err := e.helm(ctx, append(args, e.setFlags([]string{"certs.mode=cert-manager"})...)...); err != nil {
 		return err
 	}
 	stopInjector, err := e.startCAInjector(ctx)
@@ -61,8 +61,8 @@ func (e *e2e) certManagerMode(ctx context.Context) error {
 		return err
 	}
 	step(fmt.Sprintf("%d pods Ready", n))
-	if err := e.plugin(ctx, "certs", "verify", "--release", e.release, "-n", e.namespace, "--dry-run-create", "--dry-run-namespace", "default"); err != nil {
-		return fmt.Errorf("certs verify: %w", err)
+	if err := e.certsVerify(ctx); err != nil {
+		return err
 	}
 	wfe := func(name string) *v1alpha1.WorkflowExecution {
 		return wrappers.MakeWFE(stormNS, name).Target("Deployment", stormNS, "cert-manager-mode").Workflow("manual").Obj()

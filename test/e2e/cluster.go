@@ -47,12 +47,24 @@ func (e *e2e) helm(ctx context.Context, args ...string) error {
 	return e.exec(ctx, e.options.helm, append(args, "--kubeconfig", e.kubeconfig)...)
 }
 
-// plugin runs the kubectl-targetlock plugin against the e2e cluster.
-func (e *e2e) plugin(ctx context.Context, args ...string) error {
-	return e.exec(ctx, e.options.plugin, append(args, "--kubeconfig", e.kubeconfig)...)
+// certsVerify runs `kubectl targetlock certs verify` with a dry-run CREATE
+// against the release; every check must pass (or skip).
+func (e *e2e) certsVerify(ctx context.Context) error {
+	err := e.kubectlPlugin(ctx, []string{"ca-bundle-verifies-chain", "PASS"},
+		"certs", "verify", "--release", e.release, "-n", e.namespace, "--dry-run-create", "--dry-run-namespace", "default")
+	if err != nil {
+		return fmt.Errorf("certs verify: %w", err)
+	}
+	return nil
 }
 
 func (e *e2e) exec(ctx context.Context, bin string, args ...string) error {
+	_, err := e.run(ctx, bin, args...)
+	return err
+}
+
+// run runs bin, echoing its command line and its output, and returns the output.
+func (e *e2e) run(ctx context.Context, bin string, args ...string) (string, error) {
 	fmt.Printf("$ %s %s\n", bin, strings.Join(args, " "))
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -62,9 +74,9 @@ func (e *e2e) exec(ctx context.Context, bin string, args ...string) error {
 		os.Stdout.Write(append(b, '\n'))
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", bin, args[0], err)
+		return out.String(), fmt.Errorf("%s %s: %w", bin, args[0], err)
 	}
-	return nil
+	return out.String(), nil
 }
 
 func indent(b []byte) []byte {
@@ -75,11 +87,17 @@ func indent(b []byte) []byte {
 }
 
 // setFlags turns values into --set flags, adding the image under test.
+// A release's chart package pins the image digest itself: the pods then
+// run the digest under test only if the package pins it.
 func (e *e2e) setFlags(values []string) []string {
 	// metrics.insecure: scrape reads /metrics through the API server's pod
 	// proxy, which forwards no credentials; test/security proves the
 	// authenticated default.
-	values = append([]string{"image.repository=" + e.repository, "image.digest=" + e.digest, "image.pullPolicy=Never", "metrics.insecure=true"}, values...)
+	image := []string{"image.repository=" + e.repository, "image.pullPolicy=Never", "metrics.insecure=true"}
+	if !strings.HasSuffix(e.chart, ".tgz") {
+		image = append(image, "image.digest="+e.digest)
+	}
+	values = append(image, values...)
 	var out []string
 	for _, v := range values {
 		out = append(out, "--set", v)

@@ -6,6 +6,7 @@ replace github.com/targetlock/targetlock => ../..
 
 require (
 	github.com/cert-manager/cert-manager v1.21.2
+	github.com/google/go-containerregistry v0.22.1
 	github.com/targetlock/targetlock v0.0.0-00010101000000-000000000000
 	go.uber.org/zap v1.27.1
 	k8s.io/api v0.37.2

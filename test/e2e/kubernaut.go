@@ -94,7 +94,7 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 	}
 	step(fmt.Sprintf("kubernaut storm: admitted=%d denied=%d max_active_per_object=%d status_untouched=%v",
 		res.admitted, res.denied, res.maxActive, res.statusUntouched))
-	if err := e.plugin(ctx, "locks", "-A"); err != nil {
+	if err := e.kubectlPlugin(ctx, nil, "locks", "-A"); err != nil {
 		return res, fmt.Errorf("locks: %w", err)
 	}
 	return res, nil
@@ -293,14 +293,16 @@ func readRecipe(path string) ([][]string, error) {
 }
 
 // runRecipe runs one command of the recipe against the e2e cluster: helm
-// with the image under test, `kubectl targetlock` as the plugin binary.
+// with the image under test and the chart under test in place of the
+// recipe's package, `kubectl targetlock` through kubectl.
 func (e *e2e) runRecipe(ctx context.Context, cmd []string) error {
 	switch {
 	case cmd[0] == "helm" && len(cmd) > 1 && cmd[1] == "install":
 		args := make([]string, 0, len(cmd))
 		for _, a := range cmd[1:] {
 			if strings.HasSuffix(a, ".tgz") {
-				a = e.chart
+				args = append(args, e.chartArgs()...)
+				continue
 			}
 			args = append(args, a)
 		}
@@ -309,7 +311,7 @@ func (e *e2e) runRecipe(ctx context.Context, cmd []string) error {
 	case cmd[0] == "helm":
 		return e.helm(ctx, cmd[1:]...)
 	case cmd[0] == "kubectl" && len(cmd) > 1 && cmd[1] == "targetlock":
-		return e.plugin(ctx, cmd[2:]...)
+		return e.kubectlPlugin(ctx, nil, cmd[2:]...)
 	}
 	return fmt.Errorf("the e2e does not know how to run %q", cmd[0])
 }

@@ -22,6 +22,7 @@ import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/test/framework/wrappers"
 )
 
@@ -29,8 +30,9 @@ import (
 // that the webhook still guards a target.
 func (e *e2e) upgrade(ctx context.Context) error {
 	step("helm upgrade: orchestrator.replicas=2, webhook.timeoutSeconds=5, webhook.logLevel=debug")
-	if err := e.helm(ctx, "upgrade", e.release, e.chart, "-n", e.namespace, "--reuse-values", "--wait", "--timeout", "5m",
-		"--set", "orchestrator.replicas=2", "--set", "webhook.timeoutSeconds=5", "--set", "webhook.logLevel=debug"); err != nil {
+	args := append(append([]string{"upgrade", e.release}, e.chartArgs()...), "-n", e.namespace, "--reuse-values", "--wait", "--timeout", "5m",
+		"--set", "orchestrator.replicas=2", "--set", "webhook.timeoutSeconds=5", "--set", "webhook.logLevel=debug")
+	if err := e.helm(ctx, args...); err != nil {
 		return err
 	}
 	if _, err := e.waitPodsReady(ctx, 4); err != nil {
@@ -61,13 +63,28 @@ func (e *e2e) upgrade(ctx context.Context) error {
 	if err := mustBeRefused(e.c.Create(ctx, second)); err != nil {
 		return fmt.Errorf("after upgrade: %w", err)
 	}
+	if err := e.pluginShowsClaim(ctx, "after-upgrade"); err != nil {
+		return fmt.Errorf("after upgrade: %w", err)
+	}
 	if err := e.c.Delete(ctx, first); err != nil {
 		return err
 	}
 	if err := e.waitLocksReleased(ctx); err != nil {
 		return fmt.Errorf("after upgrade, the deleted WFE's claim: %w", err)
 	}
-	return e.plugin(ctx, "certs", "verify", "--release", e.release, "-n", e.namespace, "--dry-run-create", "--dry-run-namespace", "default")
+	return e.certsVerify(ctx)
+}
+
+// pluginShowsClaim checks through kubectl that the plugin lists the claim
+// on object (held by an admitted WFE) and the webhook's refusal of a second
+// WFE for it; the refusal's Event is written asynchronously.
+func (e *e2e) pluginShowsClaim(ctx context.Context, object string) error {
+	if err := e.kubectlPlugin(ctx, []string{object, string(lease.Claimed)}, "locks", "-A"); err != nil {
+		return fmt.Errorf("locks: %w", err)
+	}
+	return poll(ctx, 30*time.Second, "denials -A to list the refusal", func(ctx context.Context) error {
+		return e.kubectlPlugin(ctx, []string{object}, "denials", "-A")
+	})
 }
 
 // mustBeRefused is nil when a CREATE of a second active WFE was refused by

@@ -1,6 +1,7 @@
 // Command e2e drives `make e2e` once hack/e2e has brought up a real node:
-// it installs the chart with the helm CLI, waits for every pod, verifies the
-// certificates with the kubectl plugin, storms the installed orchestrators
+// it installs the chart with the helm CLI (from an OCI registry when given a
+// release's chart package), waits for every pod, verifies the certificates
+// with the kubectl plugin run through kubectl, storms the installed orchestrators
 // and webhook while deleting a pod of each, upgrades, uninstalls, and prints
 // one summary line. It exits non-zero when any step fails.
 package main
@@ -26,8 +27,10 @@ func main() {
 	flag := flag.NewFlagSet("e2e", flag.ExitOnError)
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the e2e cluster")
 	flag.StringVar(&o.helm, "helm", "helm", "helm CLI")
-	flag.StringVar(&o.plugin, "plugin", "kubectl-targetlock", "kubectl-targetlock binary")
-	flag.StringVar(&o.chart, "chart", "charts/targetlock", "chart to install")
+	flag.StringVar(&o.kubectlBin, "kubectl", "kubectl", "kubectl binary; the plugin runs as `kubectl targetlock`, found on PATH")
+	flag.StringVar(&o.pluginArchive, "plugin-archive", "", "kubectl-targetlock release archive (.tar.gz) to extract into a folder put first on PATH; empty: kubectl-targetlock must be on PATH")
+	flag.StringVar(&o.chart, "chart", "charts/targetlock", "chart to install: a folder, or a release's chart package (.tgz), which pins the image digest itself")
+	flag.StringVar(&o.chartVersion, "chart-version", "", "the chart package's version: push it to an in-process OCI registry and install from oci://127.0.0.1:PORT/charts/targetlock (needs a .tgz --chart)")
 	flag.StringVar(&o.repository, "image-repository", "", "image repository loaded on the node")
 	flag.StringVar(&o.digest, "image-digest", "", "image manifest digest (sha256:...) the pods must run")
 	flag.StringVar(&o.namespace, "namespace", "targetlock-system", "release namespace")

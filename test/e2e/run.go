@@ -19,17 +19,19 @@ import (
 )
 
 type options struct {
-	kubeconfig, helm, plugin, chart string
-	repository, digest              string
-	namespace, release              string
-	objects, rrsPerObject           int
-	directPerObject                 int
-	executorDelay, timeout          time.Duration
-	certManager                     bool
-	certManagerCRDs                 string
-	kubernaut                       bool
-	kubernautCRDs, operationsDoc    string
-	started                         int64
+	kubeconfig, helm, kubectlBin string
+	chart, chartVersion          string
+	pluginArchive                string
+	repository, digest           string
+	namespace, release           string
+	objects, rrsPerObject        int
+	directPerObject              int
+	executorDelay, timeout       time.Duration
+	certManager                  bool
+	certManagerCRDs              string
+	kubernaut                    bool
+	kubernautCRDs, operationsDoc string
+	started                      int64
 	// The API server's webhook client certificate (webhook.clientAuth).
 	webhookClientCA, webhookClientCert, webhookClientKey string
 }
@@ -40,6 +42,11 @@ type e2e struct {
 	cfg    *rest.Config
 	scheme *runtime.Scheme
 	c      client.WithWatch
+	// ociChart is the chart's reference in the in-process registry, once pushed.
+	ociChart string
+	// pluginPassed records the plugin subcommands that ran through kubectl
+	// and printed what they had to.
+	pluginPassed map[string]bool
 }
 
 // The storm shortens the routing cooldowns (5m, 1m backoff by default) so
@@ -58,6 +65,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	rel, err := e.fromRelease(ctx)
+	if err != nil {
+		return err
+	}
+	defer rel.stop()
 	ready, res, mtls, err := e.helmMode(ctx)
 	if err != nil {
 		return err
@@ -75,8 +87,9 @@ func run(ctx context.Context, o options) error {
 	}
 	leftovers += n
 
-	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d seconds=%d\n",
-		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), b2i(mtls), time.Now().Unix()-o.started)
+	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d oci_install=%d plugin_from_archive=%d kubectl_plugin=%d seconds=%d\n",
+		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), b2i(mtls),
+		b2i(rel.oci), b2i(rel.archive), b2i(e.pluginVerified()), time.Now().Unix()-o.started)
 	return verdict(res, kres, leftovers)
 }
 
@@ -97,7 +110,7 @@ func newE2E(o options) (*e2e, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &e2e{options: o, cfg: cfg, scheme: s, c: c}, nil
+	return &e2e{options: o, cfg: cfg, scheme: s, c: c, pluginPassed: map[string]bool{}}, nil
 }
 
 // helmMode is the whole scenario in helm mode, up to the upgrade: the
@@ -113,8 +126,8 @@ func (e *e2e) helmMode(ctx context.Context) (int, stormResult, bool, error) {
 	}
 	step(fmt.Sprintf("helm install (certs.mode=helm, webhook client auth %v)", clientAuth != nil))
 	values := append(append([]string{"certs.mode=helm"}, clientAuth...), stormValues...)
-	if err := e.helm(ctx, append([]string{"install", o.release, o.chart, "-n", o.namespace, "--create-namespace",
-		"--wait", "--timeout", "5m"}, e.setFlags(values)...)...); err != nil {
+	args := append(append([]string{"install", o.release}, e.chartArgs()...), "-n", o.namespace, "--create-namespace", "--wait", "--timeout", "5m")
+	if err := e.helm(ctx, append(args, e.setFlags(values)...)...); err != nil {
 		return 0, stormResult{}, false, err
 	}
 	ready, err := e.waitPodsReady(ctx, 5)
@@ -122,8 +135,8 @@ func (e *e2e) helmMode(ctx context.Context) (int, stormResult, bool, error) {
 		return ready, stormResult{}, false, err
 	}
 	step(fmt.Sprintf("%d pods Ready, every one running %s", ready, o.digest))
-	if err := e.plugin(ctx, "certs", "verify", "--release", o.release, "-n", o.namespace, "--dry-run-create", "--dry-run-namespace", "default"); err != nil {
-		return ready, stormResult{}, false, fmt.Errorf("certs verify: %w", err)
+	if err := e.certsVerify(ctx); err != nil {
+		return ready, stormResult{}, false, err
 	}
 
 	res, err := e.storm(ctx)
@@ -150,10 +163,10 @@ func (e *e2e) afterStorm(ctx context.Context) error {
 	if err := e.scrape(ctx, "webhook", "targetlock_webhook_admissions_total", "targetlock_webhook_admission_duration_seconds_bucket"); err != nil {
 		return err
 	}
-	if err := e.plugin(ctx, "locks", "-A"); err != nil {
+	if err := e.kubectlPlugin(ctx, nil, "locks", "-A"); err != nil {
 		return fmt.Errorf("locks: %w", err)
 	}
-	if err := e.plugin(ctx, "denials", "-n", stormNS, "--since", "1h"); err != nil {
+	if err := e.kubectlPlugin(ctx, nil, "denials", "-n", stormNS, "--since", "1h"); err != nil {
 		return fmt.Errorf("denials: %w", err)
 	}
 	return nil
