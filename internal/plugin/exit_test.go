@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -9,6 +11,10 @@ import (
 func TestExitCodes(t *testing.T) {
 	_, kc := cluster(t)
 	closed := closedKubeconfig(t)
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -24,6 +30,8 @@ func TestExitCodes(t *testing.T) {
 		{"a bad flag value", []string{"certs", "verify", "--wait", "soon", "--kubeconfig", kc}, ExitUsage, "invalid argument"},
 		{"a malformed --target", []string{"denials", "--target", "a/b/c/d", "--kubeconfig", kc}, ExitUsage, "--target"},
 		{"a kubeconfig that cannot be loaded", []string{"locks", "--kubeconfig", "/nonexistent"}, ExitUsage, "loading kubeconfig"},
+		{"a context that cannot be loaded", []string{"locks", "--kubeconfig", kc, "--context", "nope"}, ExitUsage, "loading kubeconfig"},
+		{"no cluster configured", []string{"certs", "verify", "--kubeconfig", empty}, ExitUnreachable, "cannot reach the API server"},
 		{"a failed check", []string{"certs", "verify", "--webhook-configuration", "missing", "--kubeconfig", kc}, ExitFailed, "certificate checks failed"},
 		{"locks, API unreachable", []string{"locks", "--kubeconfig", closed}, ExitUnreachable, "cannot reach the API server"},
 		{"denials, API unreachable", []string{"denials", "-A", "--kubeconfig", closed}, ExitUnreachable, "cannot reach the API server"},

@@ -159,10 +159,10 @@ func TestPrintDenials(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for args, want := range map[string][]string{
 		"locks --help":        {"--all-namespaces", "-A", "--target-namespace", "--output", "-o", "--no-headers", "--namespace", "--context", "--kubeconfig"},
-		"denials --help":      {"--all-namespaces", "--target", "--since", "--chunk-size", "--output", "json", "yaml", "wide", "name", "--no-headers", "--context", "--kubeconfig"},
+		"denials --help":      {"--all-namespaces", "--target", "--since", "--chunk-size", "(default 500)", "--output", "json", "yaml", "wide", "name", "--no-headers", "--context", "--kubeconfig"},
 		"version --help":      {"--client", "--output", "--namespace"},
 		"--help":              {"Exit codes", "-n (--namespace) is the namespace of what a command reads"},
-		"certs verify --help": {"--release", "--webhook-configuration", "--secret", "--certificate", "--min-validity", "--dry-run-create", "--dry-run-namespace", "--output", "--namespace", "--wait", "--interval"},
+		"certs verify --help": {"--release", "--webhook-configuration", "--secret", "--certificate", "--min-validity", "--dry-run-create", "--dry-run-namespace", "--output", "--namespace", "--wait", "--interval", "(default 5s)"},
 	} {
 		var out bytes.Buffer
 		cmd := NewCommand(genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: &out, ErrOut: &out})
@@ -181,6 +181,25 @@ func TestHelp(t *testing.T) {
 		cmd.SetArgs(append(strings.Fields(args), "--kubeconfig", "/nonexistent"))
 		if err := cmd.Execute(); err == nil {
 			t.Errorf("%q was accepted", args)
+		}
+	}
+}
+
+// EXPIRY reads as the holder lives it, and EXPIRED marks only what is stale.
+func TestExpiry(t *testing.T) {
+	renewed := now.Add(-3 * time.Second)
+	for _, tc := range []struct {
+		l    Lock
+		want string
+	}{
+		{Lock{State: "Locked", Renewed: renewed, Expires: renewed.Add(30 * time.Second)}, "renewed 3s ago, expires in 27s"},
+		{Lock{State: "Locked", Renewed: now.Add(-time.Minute), Expires: now.Add(-30 * time.Second)}, "EXPIRED 30s ago"},
+		{Lock{State: "Claimed", Phase: "Running", Expires: now.Add(-time.Hour)}, "until the WFE ends"},
+		{Lock{State: "Claimed", Phase: "NotFound", Expires: now.Add(20 * time.Second)}, "grace ends in 20s"},
+		{Lock{State: "Claimed", Phase: "NotFound", Expires: now.Add(-5 * time.Second)}, "EXPIRED 5s ago"},
+	} {
+		if got := expiry(tc.l, now); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.l, got, tc.want)
 		}
 	}
 }
