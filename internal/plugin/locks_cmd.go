@@ -36,7 +36,7 @@ orchestrator's sweep takes it over.
 -n is the release's namespace, where the Leases live (default
 targetlock-system); -A reads the Leases of every release. --target-namespace
 keeps the objects of one namespace. Needs list on coordination.k8s.io leases
-there, and get on workflowexecutions. Tables show control characters (in a
+there (with -A, in every namespace), and get on workflowexecutions. Tables show control characters (in a
 holder or target written by a forged request) as "?"; JSON and YAML keep
 them, escaped.`,
 		Example: `  kubectl targetlock locks

@@ -88,6 +88,9 @@ func TestLocksCommandNamespaces(t *testing.T) {
 	if r = against(kc, "locks", "-n", shop); !strings.Contains(r.errOut, "--target-namespace") {
 		t.Errorf("-n naming no release gives no hint: %q", r.errOut)
 	}
+	if r = runPlugin("locks", "--help"); !strings.Contains(r.out, "--target-namespace") || r.errOut != "" || strings.Contains(r.out, "--lease-namespace") {
+		t.Errorf("help goes to stdout and hides the deprecated flag:\nstdout %q\nstderr %q", r.out, r.errOut)
+	}
 	r = against(kc, "locks", "--lease-namespace", DefaultReleaseNamespace, "-n", shop, "-o", "name")
 	if r.code != ExitOK || !strings.Contains(r.errOut, "deprecated") || r.out != "lease.coordination.k8s.io/cmd-claim\nlease.coordination.k8s.io/cmd-lock\n" {
 		t.Errorf("--lease-namespace: %d %v\nstdout %q\nstderr %q", r.code, r.err, r.out, r.errOut)
