@@ -1,6 +1,8 @@
 // Command kubectl-targetlock is the kubectl plugin for targetlock installs:
-// `kubectl targetlock locks`, `denials` and `certs verify`. Copy the binary
-// onto PATH to install it.
+// `kubectl targetlock locks`, `denials`, `certs verify` and `version`. Copy
+// the binary onto PATH to install it. It exits 0 when all is well, 1 when
+// a check failed, 2 on a usage error, 3 when the API server cannot be
+// reached (plugin.ExitCode).
 package main
 
 import (
@@ -17,10 +19,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := plugin.NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}).ExecuteContext(ctx)
+	err := plugin.Execute(ctx, plugin.NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}))
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
+		os.Exit(plugin.ExitCode(err))
 	}
 }

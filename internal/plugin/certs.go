@@ -19,7 +19,7 @@ func newCertsCommand(flags *genericclioptions.ConfigFlags, streams genericioopti
 	certs := &cobra.Command{
 		Use:   "certs",
 		Short: "Check the admission webhook's certificates",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	var (
@@ -27,6 +27,7 @@ func newCertsCommand(flags *genericclioptions.ConfigFlags, streams genericioopti
 		o       certcheck.Options
 		dryRun  bool
 		format  output
+		w       waitFlags
 	)
 	verify := &cobra.Command{
 		Use:   "verify",
@@ -38,16 +39,23 @@ tls.crt, the certificate stays valid for --min-validity, the cert-manager
 Certificate is Ready (skipped when the release does not use cert-manager:
 certs.mode helm or manual), and with --dry-run-create a server-side dry-run
 WorkflowExecution CREATE reaches the webhook. Exits 0 only when every check
-passes; each failure says what to fix.
+passes, 1 when one fails (each failure says what to fix), 3 when the API
+server cannot be reached. --wait retries the whole check until it passes
+(for CI, while cert-manager issues the certificate), then prints the last
+results.
 
 -n is the release's namespace (default targetlock-system); the other names
 default to those the chart gives release --release.`,
 		Example: `  kubectl targetlock certs verify --dry-run-create
-  kubectl targetlock certs verify --release tl -n platform -o json`,
-		Args: cobra.NoArgs,
+  kubectl targetlock certs verify --release tl -n platform -o json
+  kubectl targetlock certs verify --wait=2m`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := format.validate(); err != nil {
 				return err
+			}
+			if w.wait < 0 || w.interval <= 0 {
+				return usageError(errors.New("--wait must not be negative, --interval must be positive"))
 			}
 			full := fullname(release)
 			o.SecretNamespace = releaseNamespace(cmd, flags)
@@ -62,18 +70,7 @@ default to those the chart gives release --release.`,
 			if !dryRun {
 				o.DryRunNamespace = ""
 			}
-			c, err := newClient(flags)
-			if err != nil {
-				return err
-			}
-			results := certcheck.Verify(cmd.Context(), c, o)
-			if err := printResults(streams, format, results); err != nil {
-				return err
-			}
-			if !certcheck.OK(results) {
-				return ErrChecksFailed
-			}
-			return nil
+			return runVerify(cmd.Context(), flags, streams, format, o, w)
 		},
 	}
 	f := verify.Flags()
@@ -84,6 +81,8 @@ default to those the chart gives release --release.`,
 	f.DurationVar(&o.MinValidity, "min-validity", 14*24*time.Hour, "fail if the certificate expires sooner than this")
 	f.BoolVar(&dryRun, "dry-run-create", false, "also send a server-side dry-run WorkflowExecution CREATE, proving the API server reaches the webhook")
 	f.StringVar(&o.DryRunNamespace, "dry-run-namespace", "default", "namespace of the dry-run CREATE (any: the webhook guards every namespace)")
+	f.DurationVar(&w.wait, "wait", 0, "retry the whole check until it passes or this long has passed, then print the last results (for CI, e.g. --wait=2m); 0 checks once")
+	f.DurationVar(&w.interval, "interval", 5*time.Second, "time between checks with --wait")
 	format.bind(verify)
 	certs.AddCommand(verify)
 	return certs

@@ -5,20 +5,18 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
-// Denial is one refused admission, as recorded in an Event.
+// Denial is one refused admission, whichever source recorded it.
 type Denial struct {
 	Time              time.Time `json:"time"`
 	Namespace         string    `json:"namespace"`
@@ -29,11 +27,36 @@ type Denial struct {
 	WorkflowExecution string    `json:"workflowExecution,omitempty"`
 	Count             int32     `json:"count"`
 	Message           string    `json:"message"`
+	// Source is the object the denial was read from.
+	Source SourceRef `json:"source"`
+}
+
+// SourceRef names the object a row was read from.
+type SourceRef struct {
+	Kind      string `json:"kind"`
+	Group     string `json:"group,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// String is the reference as kubectl -o name prints it: kind.group/name.
+func (r SourceRef) String() string {
+	kind := strings.ToLower(r.Kind)
+	if r.Group != "" {
+		kind += "." + r.Group
+	}
+	return kind + "/" + r.Name
+}
+
+// A DenialSource reads denials recorded in namespace ("" for every one).
+// Sources only read; DenialFilter's target and time apply to all alike.
+type DenialSource interface {
+	Denials(ctx context.Context, namespace string) ([]Denial, error)
 }
 
 // DenialFilter selects denials. Zero values select everything.
 type DenialFilter struct {
-	// Namespace of the Events (the RemediationRequest's or WFE's); "" for all.
+	// Namespace of the denials (the RemediationRequest's or WFE's); "" for all.
 	Namespace string
 	// Target in any accepted spelling; compared by canonical key, so it
 	// needs Resolver.
@@ -43,34 +66,75 @@ type DenialFilter struct {
 	Since time.Time
 }
 
+// DefaultChunkSize is how many Events one list call returns, as kubectl's
+// --chunk-size.
+const DefaultChunkSize = 500
+
 // ListDenials reads the webhook's denial Events, newest first.
 func ListDenials(ctx context.Context, c client.Reader, f DenialFilter) ([]Denial, error) {
+	return CollectDenials(ctx, f, EventSource{Reader: c, ChunkSize: DefaultChunkSize})
+}
+
+// CollectDenials reads every source, keeps what f selects, newest first.
+func CollectDenials(ctx context.Context, f DenialFilter, sources ...DenialSource) ([]Denial, error) {
 	var want string
 	if f.Target != "" {
 		key, err := f.Resolver.Parse(f.Target)
-		if err != nil {
+		switch {
+		case Unreachable(err):
 			return nil, fmt.Errorf("--target: %w", err)
+		case err != nil:
+			return nil, usageError(fmt.Errorf("--target: %w", err))
 		}
 		want = key.String()
 	}
-	list := &eventsv1.EventList{}
-	if err := c.List(ctx, list, client.InNamespace(f.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing Events: %w", err)
-	}
 	out := []Denial{} // "[]", not "null", in JSON
-	for i := range list.Items {
-		e := &list.Items[i]
-		if e.Action != admission.EventAction || e.Type != "Warning" || e.ReportingController != admission.ReportingController {
-			continue
+	for _, s := range sources {
+		ds, err := s.Denials(ctx, f.Namespace)
+		if err != nil {
+			return nil, err
 		}
-		d := denialOf(e)
-		if (want != "" && d.Target != want) || d.Time.Before(f.Since) {
-			continue
+		for _, d := range ds {
+			if (want == "" || d.Target == want) && !d.Time.Before(f.Since) {
+				out = append(out, d)
+			}
 		}
-		out = append(out, d)
 	}
 	slices.SortStableFunc(out, func(a, b Denial) int { return b.Time.Compare(a.Time) })
 	return out, nil
+}
+
+// EventSource reads the denials the webhook records as Warning Events.
+// The API server selects them (type and reportingController field
+// selectors) and returns them ChunkSize at a time (0: all at once).
+type EventSource struct {
+	Reader    client.Reader
+	ChunkSize int64
+}
+
+// Denials lists the webhook's denial Events in namespace, page by page.
+func (s EventSource) Denials(ctx context.Context, namespace string) ([]Denial, error) {
+	opts := []client.ListOption{client.InNamespace(namespace),
+		client.MatchingFields{"type": "Warning", "reportingController": admission.ReportingController}}
+	if s.ChunkSize > 0 {
+		opts = append(opts, client.Limit(s.ChunkSize))
+	}
+	var out []Denial
+	for cont := ""; ; {
+		list := &eventsv1.EventList{}
+		if err := s.Reader.List(ctx, list, append(opts, client.Continue(cont))...); err != nil {
+			return nil, fmt.Errorf("listing Events: %w", err)
+		}
+		for i := range list.Items {
+			// The selector is the API server's; the check is ours.
+			if e := &list.Items[i]; e.Action == admission.EventAction && e.Type == "Warning" && e.ReportingController == admission.ReportingController {
+				out = append(out, denialOf(e))
+			}
+		}
+		if cont = list.Continue; cont == "" {
+			return out, nil
+		}
+	}
 }
 
 func denialOf(e *eventsv1.Event) Denial {
@@ -84,6 +148,7 @@ func denialOf(e *eventsv1.Event) Denial {
 		WorkflowExecution: a(admission.AnnotationWorkflowExecution),
 		Count:             1,
 		Message:           e.Note,
+		Source:            SourceRef{Kind: "Event", Group: eventsv1.GroupName, Namespace: e.Namespace, Name: e.Name},
 	}
 	switch {
 	case e.Series != nil:
@@ -98,73 +163,27 @@ func denialOf(e *eventsv1.Event) Denial {
 	return d
 }
 
-// PrintDenials writes denials as a table ("" or "wide"), JSON or YAML.
-func PrintDenials(out io.Writer, ds []Denial, format output, now time.Time) error {
-	return printItems(out, format, ds, "No denials found.",
-		columns{
-			normal: []string{"LAST SEEN", "NAMESPACE", "REASON", "TARGET", "HOLDER", "WORKFLOWEXECUTION", "REGARDING", "COUNT"},
-			wide:   []string{"MESSAGE"},
+// denialsView prints denials as of now.
+func denialsView(now time.Time) view[Denial] {
+	return view[Denial]{
+		none: "No denials found.",
+		header: columns{
+			normal: []string{"LAST SEEN", "REASON", "TARGET", "HOLDER", "WORKFLOWEXECUTION", "REGARDING", "COUNT"},
+			wide:   []string{"SOURCE", "MESSAGE"},
 		},
-		func(d Denial) columns {
+		row: func(d Denial) columns {
 			return columns{
-				normal: []string{duration.HumanDuration(now.Sub(d.Time)), d.Namespace, d.Reason, dash(d.Target), dash(d.Holder),
+				normal: []string{duration.HumanDuration(now.Sub(d.Time)), d.Reason, dash(d.Target), dash(d.Holder),
 					dash(d.WorkflowExecution), d.Regarding, fmt.Sprint(d.Count)},
-				wide: []string{d.Message},
+				wide: []string{d.Source.String(), d.Message},
 			}
-		})
+		},
+		name:      func(d Denial) string { return d.Source.String() },
+		namespace: func(d Denial) string { return d.Namespace },
+	}
 }
 
-func newDenialsCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var (
-		list  listing
-		tgt   string
-		since time.Duration
-	)
-	cmd := &cobra.Command{
-		Use:   "denials",
-		Short: "List the WorkflowExecution CREATEs the admission webhook refused",
-		Long: `List the WorkflowExecution CREATEs the admission webhook refused, newest
-first, from the Warning Events it records on the RemediationRequest (or,
-without one, on the WorkflowExecution). Events live as long as the API
-server's --event-ttl (default 1h); the API server's audit log keeps every
-denial longer (annotations targetlock.io/*). Needs list on
-events.k8s.io events in the namespaces asked for.
-
-Only Events reported by the webhook (reportingController targetlock-webhook,
-action AdmitWorkflowExecution) are listed. Events are not evidence: anyone
-allowed to create Events in a namespace can write one that looks like a
-denial. For what the webhook really decided, read the API server's audit
-log. Tables show control characters as "?"; JSON and YAML keep them,
-escaped.`,
-		Example: `  kubectl targetlock denials -A --since 1h
-  kubectl targetlock denials -n shop --target shop/Deployment/checkout -o wide`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ns, c, err := list.scope(flags)
-			if err != nil {
-				return err
-			}
-			now := time.Now()
-			f := DenialFilter{Namespace: ns, Target: tgt}
-			if tgt != "" {
-				dc, err := flags.ToDiscoveryClient()
-				if err != nil {
-					return err
-				}
-				f.Resolver = target.NewResolver(dc, nil)
-			}
-			if since > 0 {
-				f.Since = now.Add(-since)
-			}
-			ds, err := ListDenials(cmd.Context(), c, f)
-			if err != nil {
-				return err
-			}
-			return PrintDenials(streams.Out, ds, list.format, now)
-		},
-	}
-	list.bind(cmd, "denials recorded in every namespace")
-	cmd.Flags().StringVar(&tgt, "target", "", `only denials for this target, "namespace/Kind/name" or "Kind/name" (compared by canonical key)`)
-	cmd.Flags().DurationVar(&since, "since", time.Hour, "only denials seen within this long; 0 for all")
-	return cmd
+// PrintDenials writes denials as p says.
+func PrintDenials(out io.Writer, ds []Denial, p PrintOptions, now time.Time) error {
+	return denialsView(now).print(out, p, ds)
 }

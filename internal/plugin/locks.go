@@ -9,14 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/duration"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
@@ -32,24 +29,41 @@ type Lock struct {
 	State string `json:"state"`
 	// Holder is the orchestrator pod (Locked) or the WFE "namespace/name"
 	// (Claimed). A lock's token is never shown: it is a capability.
-	Holder string    `json:"holder"`
-	Since  time.Time `json:"since"`
+	Holder string `json:"holder"`
+	// HolderKind is Pod (Locked) or WorkflowExecution (Claimed).
+	HolderKind string    `json:"holderKind"`
+	Since      time.Time `json:"since"`
+	// Renewed is when the lock was last renewed or the claim written.
+	Renewed time.Time `json:"renewed"`
 	// Expires is when a lock lapses unless renewed, or a claim's grace
-	// for a WFE that cannot be found ends.
+	// for a WFE that cannot be found ends. A claim whose WFE exists does
+	// not expire: it lasts until the WFE ends.
 	Expires time.Time `json:"expires"`
 	// Phase is the claiming WFE's phase (Pending when not started), or
 	// NotFound.
-	Phase    string `json:"phase,omitempty"`
-	Lease    string `json:"lease"`
-	ClaimUID string `json:"claimUID,omitempty"`
+	Phase string `json:"phase,omitempty"`
+	// Namespace and Lease name the Lease.
+	Namespace string `json:"namespace"`
+	Lease     string `json:"lease"`
+	ClaimUID  string `json:"claimUID,omitempty"`
 }
 
-// ListLocks reads the lock Leases in leaseNamespace whose object is in
-// namespace ("" for all), with the phase of each claiming WFE.
+// Stale reports whether the lock or claim may be taken over at now: a lock
+// not renewed in time, or a claim whose WFE is gone past its grace.
+func (l Lock) Stale(now time.Time) bool {
+	if l.State == string(lease.Claimed) && l.Phase != "NotFound" {
+		return false
+	}
+	return !l.Expires.IsZero() && !now.Before(l.Expires)
+}
+
+// ListLocks reads the lock Leases in leaseNamespace ("" for every
+// namespace) whose object is in namespace ("" for all), with the phase of
+// each claiming WFE.
 func ListLocks(ctx context.Context, c client.Reader, leaseNamespace, namespace string) ([]Lock, error) {
 	list := &coordinationv1.LeaseList{}
 	if err := c.List(ctx, list, client.InNamespace(leaseNamespace), client.MatchingLabels{lease.ManagedByLabel: lease.ManagedBy}); err != nil {
-		return nil, fmt.Errorf("listing Leases in %s: %w", leaseNamespace, err)
+		return nil, fmt.Errorf("listing Leases in %s: %w", cmp.Or(leaseNamespace, "every namespace"), err)
 	}
 	out := []Lock{}
 	for i := range list.Items {
@@ -66,16 +80,19 @@ func ListLocks(ctx context.Context, c client.Reader, leaseNamespace, namespace s
 		}
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b Lock) int { return cmp.Compare(a.Target, b.Target) })
+	slices.SortFunc(out, func(a, b Lock) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Target, b.Target))
+	})
 	return out, nil
 }
 
 func lockOf(le *coordinationv1.Lease) Lock {
 	st := lease.Decode(le)
-	l := Lock{Target: le.Annotations[lease.TargetAnnotation], State: string(st.Phase), Holder: st.Holder,
-		Since: st.Acquired, Expires: st.Expires, Lease: le.Name, ClaimUID: string(st.ClaimUID)}
+	l := Lock{Target: le.Annotations[lease.TargetAnnotation], State: string(st.Phase), Holder: st.Holder, HolderKind: "WorkflowExecution",
+		Since: st.Acquired, Renewed: st.Renewed, Expires: st.Expires, Namespace: le.Namespace, Lease: le.Name, ClaimUID: string(st.ClaimUID)}
 	if st.Phase == lease.Locked {
 		l.Holder = lease.PodOf(st.Holder) // the token's nonce is a capability
+		l.HolderKind = "Pod"
 	}
 	return l
 }
@@ -116,69 +133,45 @@ func wfePhase(ctx context.Context, c client.Reader, holder string) (string, erro
 	return phase, nil
 }
 
-// PrintLocks writes locks as a table ("" or "wide"), JSON or YAML.
-func PrintLocks(out io.Writer, ls []Lock, format output, now time.Time) error {
-	return printItems(out, format, ls, "No locks found.",
-		columns{
-			normal: []string{"TARGET", "STATE", "HOLDER", "PHASE", "AGE", "EXPIRES"},
+// locksView prints locks as of now.
+func locksView(now time.Time) view[Lock] {
+	return view[Lock]{
+		none: "No locks found.",
+		header: columns{
+			normal: []string{"TARGET", "STATE", "HOLDER", "PHASE", "AGE", "EXPIRY"},
 			wide:   []string{"LEASE", "CLAIM UID"},
 		},
-		func(l Lock) columns {
+		row: func(l Lock) columns {
 			return columns{
-				normal: []string{l.Target, l.State, l.Holder, dash(l.Phase), duration.HumanDuration(now.Sub(l.Since)), expiry(l.Expires, now)},
+				normal: []string{l.Target, l.State, l.HolderKind + " " + l.Holder, dash(l.Phase), duration.HumanDuration(now.Sub(l.Since)), expiry(l, now)},
 				wide:   []string{l.Lease, dash(l.ClaimUID)},
 			}
-		})
-}
-
-// expiry says when a lock expires, relative to now: "in 10s", "5s ago", or
-// "-" for none.
-func expiry(expires, now time.Time) string {
-	if expires.IsZero() {
-		return "-"
-	}
-	left := expires.Sub(now)
-	if left > 0 {
-		return "in " + duration.HumanDuration(left)
-	}
-	return duration.HumanDuration(-left) + " ago"
-}
-
-func newLocksCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var (
-		list           listing
-		leaseNamespace string
-	)
-	cmd := &cobra.Command{
-		Use:   "locks",
-		Short: "Show who holds or claims which object, since when, with the WFE's phase",
-		Long: `Show each object's Lease: Locked while an orchestrator replica decides
-(the holder is the pod; the lock's token is never shown), or Claimed by the
-WorkflowExecution that owns the object until it ends, with that WFE's phase.
-A claim whose WFE is NotFound past EXPIRES is stale and is taken over by the
-next CREATE or removed by the orchestrator's sweep.
-
--n and -A select the objects' namespaces; the Leases themselves live in the
-release's namespace (--lease-namespace). Needs list on coordination.k8s.io
-leases there, and get on workflowexecutions. Tables show control characters
-(in a holder or target written by a forged request) as "?"; JSON and YAML
-keep them, escaped.`,
-		Example: `  kubectl targetlock locks -A
-  kubectl targetlock locks -n shop -o wide`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ns, c, err := list.scope(flags)
-			if err != nil {
-				return err
-			}
-			ls, err := ListLocks(cmd.Context(), c, leaseNamespace, ns)
-			if err != nil {
-				return err
-			}
-			return PrintLocks(streams.Out, ls, list.format, time.Now())
 		},
+		name:      func(l Lock) string { return "lease.coordination.k8s.io/" + l.Lease },
+		namespace: func(l Lock) string { return l.Namespace },
 	}
-	list.bind(cmd, "objects in every namespace")
-	cmd.Flags().StringVar(&leaseNamespace, "lease-namespace", DefaultReleaseNamespace, "namespace of the release, where the Leases live")
-	return cmd
+}
+
+// PrintLocks writes locks as p says.
+func PrintLocks(out io.Writer, ls []Lock, p PrintOptions, now time.Time) error {
+	return locksView(now).print(out, p, ls)
+}
+
+// expiry says when a lock or claim ends, as its holder lives it: a lock
+// when it was renewed and when it lapses; a claim whose WFE exists, never
+// while the WFE runs; a claim whose WFE is gone, when its grace ends.
+// EXPIRED marks only what is stale, and so may be taken over.
+func expiry(l Lock, now time.Time) string {
+	if l.Stale(now) {
+		return "EXPIRED " + duration.HumanDuration(now.Sub(l.Expires)) + " ago"
+	}
+	switch {
+	case l.State == string(lease.Claimed) && l.Phase != "NotFound":
+		return "until the WFE ends"
+	case l.Expires.IsZero():
+		return "-"
+	case l.State == string(lease.Claimed):
+		return "grace ends in " + duration.HumanDuration(l.Expires.Sub(now))
+	}
+	return "renewed " + duration.HumanDuration(max(now.Sub(l.Renewed), 0)) + " ago, expires in " + duration.HumanDuration(l.Expires.Sub(now))
 }

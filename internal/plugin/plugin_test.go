@@ -98,34 +98,41 @@ func TestListLocks(t *testing.T) {
 func TestPrintLocks(t *testing.T) {
 	ls := listLocks(t, "shop")
 	var out bytes.Buffer
-	if err := PrintLocks(&out, ls, "wide", now); err != nil {
+	if err := PrintLocks(&out, ls, PrintOptions{Output: "wide"}, now); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"TARGET", "STATE", "HOLDER", "PHASE", "AGE", "EXPIRES", "LEASE", "Pending", "NotFound", "in 25s", "59m ago"} {
+	for _, want := range []string{"TARGET", "STATE", "HOLDER", "PHASE", "AGE", "EXPIRY", "LEASE", "Pending", "NotFound",
+		"Pod orchestrator-0", "renewed 5s ago, expires in 25s", "WorkflowExecution shop/wfe-run", "until the WFE ends", "EXPIRED 59m ago"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("wide table lacks %q:\n%s", want, out.String())
 		}
 	}
-	if strings.Contains(out.String(), "0123456789abcdef") {
+	if strings.Contains(out.String(), "0123456789abcdef") || strings.Count(out.String(), "EXPIRED") != 1 {
 		t.Errorf("the table shows a lock token:\n%s", out.String())
 	}
-	out.Reset()
-	if err := PrintLocks(&out, ls, "json", now); err != nil {
+}
+
+// -o json and -o yaml print a v1 List.
+func TestPrintLocksList(t *testing.T) {
+	ls := listLocks(t, "shop")
+	var out bytes.Buffer
+	if err := PrintLocks(&out, ls, PrintOptions{Output: "json"}, now); err != nil {
 		t.Fatal(err)
 	}
-	var back []Lock
-	if err := json.Unmarshal(out.Bytes(), &back); err != nil || len(back) != 4 {
-		t.Errorf("json: %v, %d locks\n%s", err, len(back), out.String())
+	var back List[Lock]
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil || len(back.Items) != 4 || back.APIVersion != "v1" || back.Kind != "List" {
+		t.Errorf("json: %v, %+v\n%s", err, back, out.String())
 	}
 	out.Reset()
-	if err := PrintLocks(&out, ls, "yaml", now); err != nil {
+	if err := PrintLocks(&out, ls, PrintOptions{Output: "yaml"}, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := yaml.Unmarshal(out.Bytes(), &back); err != nil || len(back) != 4 {
-		t.Errorf("yaml: %v, %d locks\n%s", err, len(back), out.String())
+	back = List[Lock]{}
+	if err := yaml.Unmarshal(out.Bytes(), &back); err != nil || len(back.Items) != 4 || back.Kind != "List" {
+		t.Errorf("yaml: %v, %+v\n%s", err, back, out.String())
 	}
 	out.Reset()
-	if err := PrintLocks(&out, nil, "", now); err != nil || !strings.Contains(out.String(), "No locks found.") {
+	if err := PrintLocks(&out, nil, PrintOptions{}, now); err != nil || !strings.Contains(out.String(), "No locks found.") {
 		t.Errorf("empty: %v %q", err, out.String())
 	}
 }
@@ -134,7 +141,7 @@ func TestPrintDenials(t *testing.T) {
 	ds := []Denial{{Time: now.Add(-time.Minute), Namespace: "shop", Regarding: "RemediationRequest/rr-2", Reason: "ResourceBusy",
 		Target: "shop/Deployment/checkout", Holder: "shop/wfe-1", WorkflowExecution: "shop/wfe-2", Count: 2, Message: "busy"}}
 	var out bytes.Buffer
-	if err := PrintDenials(&out, ds, "wide", now); err != nil {
+	if err := PrintDenials(&out, ds, PrintOptions{Output: "wide"}, now); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"LAST SEEN", "60s", "ResourceBusy", "shop/wfe-1", "RemediationRequest/rr-2", "MESSAGE", "busy"} {
@@ -143,7 +150,7 @@ func TestPrintDenials(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := PrintDenials(&out, []Denial{}, "json", now); err != nil || strings.TrimSpace(out.String()) != "[]" {
+	if err := PrintDenials(&out, []Denial{}, PrintOptions{Output: "json"}, now); err != nil || !strings.Contains(out.String(), `"items": []`) {
 		t.Errorf("empty json: %v %q", err, out.String())
 	}
 }
@@ -151,9 +158,11 @@ func TestPrintDenials(t *testing.T) {
 // Every subcommand takes kubectl's flags and documents its own.
 func TestHelp(t *testing.T) {
 	for args, want := range map[string][]string{
-		"locks --help":        {"--all-namespaces", "-A", "--lease-namespace", "--output", "-o", "--namespace", "--context", "--kubeconfig"},
-		"denials --help":      {"--all-namespaces", "--target", "--since", "--output", "json", "yaml", "wide", "--context", "--kubeconfig"},
-		"certs verify --help": {"--release", "--webhook-configuration", "--secret", "--certificate", "--min-validity", "--dry-run-create", "--dry-run-namespace", "--output", "--namespace"},
+		"locks --help":        {"--all-namespaces", "-A", "--target-namespace", "--output", "-o", "--no-headers", "--namespace", "--context", "--kubeconfig"},
+		"denials --help":      {"--all-namespaces", "--target", "--since", "--chunk-size", "(default 500)", "--output", "json", "yaml", "wide", "name", "--no-headers", "--context", "--kubeconfig"},
+		"version --help":      {"--client", "--output", "--namespace"},
+		"--help":              {"Exit codes", "-n (--namespace) is the namespace of what a command reads"},
+		"certs verify --help": {"--release", "--webhook-configuration", "--secret", "--certificate", "--min-validity", "--dry-run-create", "--dry-run-namespace", "--output", "--namespace", "--wait", "--interval", "(default 5s)"},
 	} {
 		var out bytes.Buffer
 		cmd := NewCommand(genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: &out, ErrOut: &out})
@@ -172,6 +181,25 @@ func TestHelp(t *testing.T) {
 		cmd.SetArgs(append(strings.Fields(args), "--kubeconfig", "/nonexistent"))
 		if err := cmd.Execute(); err == nil {
 			t.Errorf("%q was accepted", args)
+		}
+	}
+}
+
+// EXPIRY reads as the holder lives it, and EXPIRED marks only what is stale.
+func TestExpiry(t *testing.T) {
+	renewed := now.Add(-3 * time.Second)
+	for _, tc := range []struct {
+		l    Lock
+		want string
+	}{
+		{Lock{State: "Locked", Renewed: renewed, Expires: renewed.Add(30 * time.Second)}, "renewed 3s ago, expires in 27s"},
+		{Lock{State: "Locked", Renewed: now.Add(-time.Minute), Expires: now.Add(-30 * time.Second)}, "EXPIRED 30s ago"},
+		{Lock{State: "Claimed", Phase: "Running", Expires: now.Add(-time.Hour)}, "until the WFE ends"},
+		{Lock{State: "Claimed", Phase: "NotFound", Expires: now.Add(20 * time.Second)}, "grace ends in 20s"},
+		{Lock{State: "Claimed", Phase: "NotFound", Expires: now.Add(-5 * time.Second)}, "EXPIRED 5s ago"},
+	} {
+		if got := expiry(tc.l, now); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.l, got, tc.want)
 		}
 	}
 }

@@ -224,7 +224,7 @@ var tenancyCases = []securityCase{
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		if err := plugin.PrintDenials(&out, ds, "wide", time.Now()); err != nil {
+		if err := plugin.PrintDenials(&out, ds, plugin.PrintOptions{Output: "wide"}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out.String(), "rm -rf") {

@@ -45,18 +45,18 @@ var leakCases = []securityCase{
 			t.Fatal(err)
 		}
 		var table, wide bytes.Buffer
-		if err := plugin.PrintLocks(&table, ls, "", time.Now()); err != nil {
+		if err := plugin.PrintLocks(&table, ls, plugin.PrintOptions{}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if err := plugin.PrintLocks(&wide, ls, "wide", time.Now()); err != nil {
+		if err := plugin.PrintLocks(&wide, ls, plugin.PrintOptions{Output: "wide"}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		var data bytes.Buffer // JSON is data: exact, and escaped by encoding
-		if err := plugin.PrintLocks(&data, ls, "json", time.Now()); err != nil {
+		if err := plugin.PrintLocks(&data, ls, plugin.PrintOptions{Output: "json"}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		var back []plugin.Lock
-		if err := json.Unmarshal(data.Bytes(), &back); err != nil || !slices.ContainsFunc(back, func(l plugin.Lock) bool { return l.Holder == tenantA+"/wfe"+escapes }) {
+		var back plugin.List[plugin.Lock]
+		if err := json.Unmarshal(data.Bytes(), &back); err != nil || !slices.ContainsFunc(back.Items, func(l plugin.Lock) bool { return l.Holder == tenantA+"/wfe"+escapes }) {
 			t.Errorf("JSON lost the exact holder (%v):\n%s", err, data.String())
 		}
 		for format, out := range map[string]string{"table": table.String(), "wide": wide.String()} {

@@ -29,7 +29,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 		case "denials", "certs":
 			cmd := plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut})
 			cmd.SetArgs(args)
-			return cmd.ExecuteContext(ctx)
+			return plugin.Execute(ctx, cmd) // carries the plugin's exit code
 		case "serve":
 			args = args[1:]
 		}

@@ -206,9 +206,9 @@ func TestServeDenyAndList(t *testing.T) {
 
 	out, err := runCmd("denials", "--kubeconfig", s.kubeconfig, "-A", "-o", "json", "--target", ns+"/deployment/checkout")
 	g.Expect(err).NotTo(HaveOccurred())
-	var ds []plugin.Denial
+	var ds plugin.List[plugin.Denial]
 	g.Expect(json.Unmarshal([]byte(out), &ds)).To(Succeed(), out)
-	g.Expect(ds).To(ContainElement(And(
+	g.Expect(ds.Items).To(ContainElement(And(
 		HaveField("Reason", "ResourceBusy"), HaveField("Holder", ns+"/owner"),
 		HaveField("WorkflowExecution", ns+"/intruder"), HaveField("Namespace", ns),
 		HaveField("Message", ContainSubstring("ResourceBusy")))))

@@ -2,12 +2,16 @@ package app_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/targetlock/targetlock/internal/kubeflags"
+	"github.com/targetlock/targetlock/internal/plugin"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/test/framework/cluster"
 )
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
@@ -77,6 +81,39 @@ func TestReadVerbIsRefused(t *testing.T) {
 		_, err := runCmd("--lease-namespace", "x", "--identity", "webhook-0", "--authorize-verb", verb)
 		if err == nil || !strings.Contains(err.Error(), "--authorize-verb") || !strings.Contains(err.Error(), "write access") {
 			t.Errorf("--authorize-verb %s: %v, want refused as no write access", verb, err)
+		}
+	}
+}
+
+// TestAliasExitCodes: `webhook denials` and `webhook certs verify` return
+// the kubectl plugin's exit codes: 2 for usage, 3 for an API server that
+// cannot be reached (a kubeconfig naming a closed port).
+func TestAliasExitCodes(t *testing.T) {
+	port, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:%d", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, port), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"denials", "stray-argument"}, plugin.ExitUsage},
+		{[]string{"certs", "verify", "--no-such-flag"}, plugin.ExitUsage},
+		{[]string{"denials", "-A", "--kubeconfig", kc}, plugin.ExitUnreachable},
+		{[]string{"certs", "verify", "--kubeconfig", kc}, plugin.ExitUnreachable},
+	} {
+		if _, err := runCmd(tc.args...); plugin.ExitCode(err) != tc.code {
+			t.Errorf("%v: exit %d (%v), want %d", tc.args, plugin.ExitCode(err), err, tc.code)
 		}
 	}
 }
