@@ -73,6 +73,9 @@ func run(ctx context.Context, o options, out io.Writer) (ok bool, err error) {
 		}
 	}()
 	fmt.Fprintf(out, "control plane: %s\nkubeconfig:    %s\nlogs:          %s/*.log\n", c.Env.Config.Host, c.Kubeconfig, c.Dir)
+	if err := publishServingSecret(ctx, c); err != nil {
+		return false, err
+	}
 
 	api := c.Env.Client
 	if err := api.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNS}}); err != nil {
@@ -104,8 +107,11 @@ func run(ctx context.Context, o options, out io.Writer) (ok bool, err error) {
 	leases := waitForLeases(ctx, api, 60*time.Second)
 
 	ok = summary(ctx, out, c, watcher, direct, leases)
+	certsOK, listed := checkAdminCommands(ctx, out, c)
+	fmt.Fprintf(out, "demo admin: certs_verify=%s denials_listed=%d\n", passFail(certsOK), listed)
+	ok = ok && certsOK && (listed > 0 || direct.denied.Load() == 0)
 	if o.keep {
-		fmt.Fprintf(out, "\nthe cluster stays up; try:\n  export KUBECONFIG=%s\n  kubectl get rr,wfe -n %s\n  go run ./cmd/webhook denials --since 1h\npress Ctrl-C to stop\n", c.Kubeconfig, demoNS)
+		fmt.Fprint(out, keepHint(c))
 		<-ctx.Done()
 	}
 	return ok, nil

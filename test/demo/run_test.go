@@ -32,4 +32,14 @@ func TestDemoStorm(t *testing.T) {
 	if !line.Match(out.Bytes()) {
 		t.Errorf("no passing summary line in:\n%s", out.String())
 	}
+	// The admin commands README teaches work on the demo's cluster: the
+	// certificates pass and the refused direct CREATEs are listed.
+	admin := regexp.MustCompile(`demo admin: certs_verify=pass denials_listed=(\d+)`).FindSubmatch(out.Bytes())
+	denied := regexp.MustCompile(`denied=(\d+)`).FindSubmatch(out.Bytes())
+	switch {
+	case admin == nil || denied == nil:
+		t.Errorf("no passing admin line in:\n%s", out.String())
+	case string(denied[1]) != "0" && string(admin[1]) == "0":
+		t.Errorf("the webhook denied %s CREATEs, denials listed none:\n%s", denied[1], out.String())
+	}
 }
