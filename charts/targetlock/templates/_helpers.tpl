@@ -138,3 +138,30 @@ workflowexecutions.targetlock.io
 {{- define "targetlock.kubernautOrchestrator" -}}
 {{ .Values.kubernaut.namespace }}/{{ .Values.kubernaut.orchestratorServiceAccount }}
 {{- end -}}
+
+{{/* A pod template's labels, call with (dict "ctx" $ "component" c "values" v):
+     the chart's own (the Deployment's selector among them) over v.podLabels. */}}
+{{- define "targetlock.podLabels" -}}
+{{ toYaml (merge (include "targetlock.labels" . | fromYaml) (.values.podLabels | default dict)) }}
+{{- end -}}
+
+{{/* Scheduling fields both Deployments take, call with (dict "ctx" $
+     "component" c "values" v): v.priorityClassName and
+     v.topologySpreadConstraints, a constraint without a labelSelector
+     getting the component's selector labels. */}}
+{{- define "targetlock.podScheduling" -}}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if .values.topologySpreadConstraints }}
+{{- $out := list }}
+{{- range .values.topologySpreadConstraints }}
+{{- $tsc := deepCopy . }}
+{{- if not $tsc.labelSelector }}
+{{- $_ := set $tsc "labelSelector" (dict "matchLabels" (include "targetlock.selectorLabels" $ | fromYaml)) }}
+{{- end }}
+{{- $out = append $out $tsc }}
+{{- end }}
+topologySpreadConstraints: {{- toYaml $out | nindent 2 }}
+{{- end }}
+{{- end -}}
