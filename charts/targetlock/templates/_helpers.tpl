@@ -165,3 +165,15 @@ priorityClassName: {{ . }}
 topologySpreadConstraints: {{- toYaml $out | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* The names `certs verify` (kubectl targetlock certs verify, and the
+     webhook image's `webhook certs verify`) must check: the release's
+     --release when the chart names it as the plugin assumes, or each name
+     when nameOverride or fullnameOverride renames it. */}}
+{{- define "targetlock.certsVerifyNames" -}}
+{{- if or .Values.nameOverride .Values.fullnameOverride -}}
+--webhook-configuration {{ include "targetlock.fullname" . }} --secret {{ include "targetlock.webhookSecret" . }} --certificate {{ include "targetlock.webhookCert" . }}
+{{- else -}}
+--release {{ .Release.Name }}
+{{- end -}}
+{{- end -}}
