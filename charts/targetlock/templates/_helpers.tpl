@@ -177,3 +177,10 @@ topologySpreadConstraints: {{- toYaml $out | nindent 2 }}
 --release {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
+
+{{/* helm test hook annotations; call with the hook weight as a string. */}}
+{{- define "targetlock.testHook" -}}
+helm.sh/hook: test
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}
