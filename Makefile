@@ -29,6 +29,7 @@ HELM_VERSION := v3.22.0
 HELM_DOCS_VERSION := v1.14.2
 CYCLONEDX_GOMOD_VERSION := v1.10.0
 KREW_VERSION := v0.4.3
+PROMETHEUS_VERSION := v0.316.0
 
 # Each tool's file name carries its version, so a version bump rebuilds it;
 # envtest and scripts find kube-apiserver and etcd by their plain names
@@ -40,6 +41,7 @@ GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM := $(BIN)/helm-$(HELM_VERSION)
 HELM_DOCS := $(BIN)/helm-docs-$(HELM_DOCS_VERSION)
 CYCLONEDX_GOMOD := $(BIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
+PROMTOOL := $(BIN)/promtool-$(PROMETHEUS_VERSION)
 VALIDATE_KREW_MANIFEST := $(BIN)/validate-krew-manifest-$(KREW_VERSION)
 KREW := $(BIN)/krew-$(KREW_VERSION)
 NODE_COMMANDS := kubelet kube-controller-manager kube-scheduler kube-proxy kubectl
@@ -109,17 +111,22 @@ build: ## Build the binaries into bin/.
 ##@ Testing
 
 .PHONY: test
-test: tools verify-generated verify-chart-docs build helm-lint ## Run every test (unit + integration on a real API server) with -race.
+test: tools verify-generated verify-chart-docs build helm-lint test-alerts ## Run every test (unit + integration on a real API server) with -race.
 	go vet ./...
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 	cd test/chart && go vet ./... && go test -race -count=1 $(GO_TEST_FLAGS) ./...
 	cd test/e2e && go vet ./...
 
+.PHONY: test-alerts
+test-alerts: $(PROMTOOL) $(HELM) ## promtool check rules and test rules (test/alerts) on the chart's rendered PrometheusRule; prints alerts: rules= tests= passed=.
+	cd hack/promtool && go run ./testalerts --helm $(HELM) --promtool $(PROMTOOL) --chart $(CURDIR)/charts/targetlock --tests '$(CURDIR)/test/alerts/*.test.yaml'
+
 .PHONY: lint
-lint: $(GOLANGCI_LINT) helm-lint ## Run golangci-lint (root, test/chart and test/e2e modules) and helm lint.
+lint: $(GOLANGCI_LINT) helm-lint ## Run golangci-lint (root, test/chart, test/e2e and hack/promtool modules) and helm lint.
 	$(GOLANGCI_LINT) run ./...
 	cd test/chart && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
 	cd test/e2e && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
+	cd hack/promtool && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
 	@# One concept per file: a file under pkg/ or cmd/ past 350 lines holds more than one.
 	@long=$$(git ls-files 'pkg/*.go' 'cmd/*.go' | grep -v zz_generated | xargs wc -l | awk '$$2 != "total" && $$1 > 350'); \
 	if [ -n "$$long" ]; then echo "files over 350 lines (split them by concern):"; echo "$$long"; exit 1; fi
@@ -239,6 +246,11 @@ $(HELM):
 
 $(HELM_DOCS):
 	$(call go-install,$@,github.com/norwoodj/helm-docs/cmd/helm-docs@$(HELM_DOCS_VERSION),-ldflags "-X main.version=$(HELM_DOCS_VERSION)")
+
+# promtool from its own module (hack/promtool), so that Prometheus's
+# dependencies stay out of the root module.
+$(PROMTOOL): hack/promtool/go.mod
+	cd hack/promtool && go build -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION:v%=%)" -o $@ github.com/prometheus/prometheus/cmd/promtool
 
 $(CYCLONEDX_GOMOD):
 	$(call go-install,$@,github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION))

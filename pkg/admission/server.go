@@ -65,13 +65,23 @@ func NewServer(o ServerOptions) webhook.Server {
 	if !o.EnableHTTP2 {
 		tlsOpts = append(tlsOpts, func(cfg *tls.Config) { cfg.NextProtos = []string{"http/1.1"} })
 	}
+	cert := newServingCert(o.CertDir, o.CertName, o.KeyName)
+	tlsOpts = append(tlsOpts, cert.tlsOpt)
 	wo := webhook.Options{
 		Host: o.Host, Port: o.Port,
 		CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
 		TLSOpts: tlsOpts,
 	}
-	if o.ClientCAFile != "" {
-		return requireClientCerts(wo, o.ClientCAFile)
+	var s webhook.Server
+	if o.ClientCAFile == "" {
+		s = webhook.NewServer(wo)
+	} else if s = requireClientCerts(wo, o.ClientCAFile); isFailed(s) {
+		return s
 	}
-	return webhook.NewServer(wo)
+	return servedCertServer{Server: s, cert: cert}
+}
+
+func isFailed(s webhook.Server) bool {
+	_, failed := s.(failedServer)
+	return failed
 }

@@ -138,3 +138,49 @@ workflowexecutions.targetlock.io
 {{- define "targetlock.kubernautOrchestrator" -}}
 {{ .Values.kubernaut.namespace }}/{{ .Values.kubernaut.orchestratorServiceAccount }}
 {{- end -}}
+
+{{/* A pod template's labels, call with (dict "ctx" $ "component" c "values" v):
+     the chart's own (the Deployment's selector among them) over v.podLabels. */}}
+{{- define "targetlock.podLabels" -}}
+{{ toYaml (merge (include "targetlock.labels" . | fromYaml) (.values.podLabels | default dict)) }}
+{{- end -}}
+
+{{/* Scheduling fields both Deployments take, call with (dict "ctx" $
+     "component" c "values" v): v.priorityClassName and
+     v.topologySpreadConstraints, a constraint without a labelSelector
+     getting the component's selector labels. */}}
+{{- define "targetlock.podScheduling" -}}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if .values.topologySpreadConstraints }}
+{{- $out := list }}
+{{- range .values.topologySpreadConstraints }}
+{{- $tsc := deepCopy . }}
+{{- if not $tsc.labelSelector }}
+{{- $_ := set $tsc "labelSelector" (dict "matchLabels" (include "targetlock.selectorLabels" $ | fromYaml)) }}
+{{- end }}
+{{- $out = append $out $tsc }}
+{{- end }}
+topologySpreadConstraints: {{- toYaml $out | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The names `certs verify` (kubectl targetlock certs verify, and the
+     webhook image's `webhook certs verify`) must check: the release's
+     --release when the chart names it as the plugin assumes, or each name
+     when nameOverride or fullnameOverride renames it. */}}
+{{- define "targetlock.certsVerifyNames" -}}
+{{- if or .Values.nameOverride .Values.fullnameOverride -}}
+--webhook-configuration {{ include "targetlock.fullname" . }} --secret {{ include "targetlock.webhookSecret" . }} --certificate {{ include "targetlock.webhookCert" . }}
+{{- else -}}
+--release {{ .Release.Name }}
+{{- end -}}
+{{- end -}}
+
+{{/* helm test hook annotations; call with the hook weight as a string. */}}
+{{- define "targetlock.testHook" -}}
+helm.sh/hook: test
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}
