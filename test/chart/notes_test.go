@@ -37,7 +37,7 @@ func TestNotes(t *testing.T) {
 		{"standalone, cert-manager", nil,
 			[]string{"release tl in namespace targetlock-system", "Mode standalone: 3 orchestrator replicas", "cert-manager issues it (Certificate targetlock-system/tl-targetlock-webhook-cert)",
 				"kubectl targetlock certs verify --release tl -n targetlock-system --dry-run-create", "helm test tl -n targetlock-system",
-				"kubectl targetlock locks -A --lease-namespace targetlock-system", "kubectl targetlock denials -A --since 1h",
+				"kubectl targetlock locks -n targetlock-system", "kubectl targetlock denials -A --since 1h",
 				"kubectl get remediationrequests,workflowexecutions -A", "docs/runbooks.md", "metrics.prometheusRule.enabled=true)"},
 			[]string{"kubernaut.ai", "not for production"}},
 		{"standalone, helm", modes["helm"],
