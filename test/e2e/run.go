@@ -47,6 +47,8 @@ type e2e struct {
 	// pluginPassed records the plugin subcommands that ran through kubectl
 	// and printed what they had to.
 	pluginPassed map[string]bool
+	// helmTested is helm_test=1: the chart's test hook passed.
+	helmTested bool
 }
 
 // The storm shortens the routing cooldowns (5m, 1m backoff by default) so
@@ -87,9 +89,9 @@ func run(ctx context.Context, o options) error {
 	}
 	leftovers += n
 
-	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d oci_install=%d plugin_from_archive=%d kubectl_plugin=%d seconds=%d\n",
+	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d oci_install=%d plugin_from_archive=%d kubectl_plugin=%d helm_test=%d seconds=%d\n",
 		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), b2i(mtls),
-		b2i(rel.oci), b2i(rel.archive), b2i(e.pluginVerified()), time.Now().Unix()-o.started)
+		b2i(rel.oci), b2i(rel.archive), b2i(e.pluginVerified()), b2i(e.helmTested), time.Now().Unix()-o.started)
 	return verdict(res, kres, leftovers)
 }
 
@@ -136,6 +138,9 @@ func (e *e2e) helmMode(ctx context.Context) (int, stormResult, bool, error) {
 	}
 	step(fmt.Sprintf("%d pods Ready, every one running %s", ready, o.digest))
 	if err := e.certsVerify(ctx); err != nil {
+		return ready, stormResult{}, false, err
+	}
+	if err := e.helmTest(ctx); err != nil {
 		return ready, stormResult{}, false, err
 	}
 
