@@ -67,6 +67,8 @@ type SetupOptions struct {
 	// so the two do not race for every handoff. Off by default: without an
 	// orchestrator nobody else releases them.
 	DisableClaimRelease bool
+	// Enforcement: Enforce (the default) or Warn (Options.Enforcement).
+	Enforcement Enforcement
 
 	// Clock judges lock expiry and claim grace; the real clock if nil.
 	// Tests step a fake one.
@@ -95,6 +97,9 @@ func (o *SetupOptions) setDefaults() {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
+	if o.Enforcement == "" {
+		o.Enforcement = Enforce
+	}
 }
 
 // Validate reports options no webhook can run with. Setup calls it after
@@ -110,6 +115,9 @@ func (o SetupOptions) Validate() error {
 	}
 	if o.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max attempts must be at least 1"))
+	}
+	if _, err := ParseEnforcement(string(o.Enforcement)); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, o.Trust.Validate())
 	return errors.Join(errs...)
@@ -185,7 +193,7 @@ func newHandler(mgr ctrl.Manager, live client.Client, lock *lease.Lock, resolver
 		Lock: lock, Resolver: resolver, Reader: live, Cache: mgr.GetCache(), Clock: opts.Clock,
 		MaxAttempts: opts.MaxAttempts, Trust: opts.Trust, Authorizer: live,
 		DirectClaimsPerSecond: opts.DirectClaimsPerSecond, DirectClaimsBurst: opts.DirectClaimsBurst,
-		Recorder: events, Kubernaut: kubernaut,
+		Recorder: events, Kubernaut: kubernaut, Enforcement: opts.Enforcement,
 	})
 }
 
