@@ -433,6 +433,32 @@ func TestTenancyFlags(t *testing.T) {
 	}
 }
 
+// TestEnforcement: webhook.enforcement is the webhook's --enforcement and
+// the ValidatingWebhookConfiguration's annotation, enforce by default; the
+// schema refuses anything but enforce or warn.
+func TestEnforcement(t *testing.T) {
+	for _, mode := range []string{"", "enforce", "warn"} {
+		vals := map[string]any{}
+		want := or(mode, "enforce")
+		if mode != "" {
+			vals["webhook"] = map[string]any{"enforcement": mode}
+		}
+		objs := mustRender(t, vals)
+		if hook := toYAML(t, find(objs, "Deployment", "tl-targetlock-webhook").Object); !strings.Contains(hook, "--enforcement="+want+"\n") {
+			t.Errorf("webhook.enforcement=%q: the webhook's args lack --enforcement=%s", mode, want)
+		}
+		vwc := find(objs, "ValidatingWebhookConfiguration", "tl-targetlock")
+		if got := vwc.GetAnnotations()["targetlock.io/enforcement"]; got != want {
+			t.Errorf("webhook.enforcement=%q: annotation targetlock.io/enforcement %q, want %q", mode, got, want)
+		}
+	}
+	for _, bad := range []string{"Warn", "audit", "dryrun"} {
+		if _, err := render(t, map[string]any{"webhook": map[string]any{"enforcement": bad}}); err == nil || !strings.Contains(err.Error(), "enforcement") {
+			t.Errorf("webhook.enforcement=%s: %v, want refused by the schema", bad, err)
+		}
+	}
+}
+
 // By default only Prometheus in the monitoring namespace may reach the
 // metrics, never a pod of any namespace that calls itself Prometheus; the
 // webhook port stays open to the API server, the probe port to the kubelet.
