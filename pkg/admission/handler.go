@@ -71,6 +71,8 @@ type Options struct {
 	// Enforcement: Enforce ("" too) refuses; Warn admits the warnable
 	// refusals with a warning and records them.
 	Enforcement Enforcement
+	// Reports, optional, records every refusal Recorder does, durably.
+	Reports Reporter
 }
 
 // Handler validates WorkflowExecution CREATEs. Other operations are not
@@ -88,6 +90,7 @@ type Handler struct {
 	maxAttempts int
 	kubernaut   *KubernautLock
 	enforcement Enforcement
+	reports     Reporter
 }
 
 var _ cradmission.Handler = (*Handler)(nil)
@@ -126,6 +129,7 @@ func New(opts Options) (*Handler, error) {
 		maxAttempts: opts.MaxAttempts,
 		kubernaut:   opts.Kubernaut,
 		enforcement: enforcement,
+		reports:     opts.Reports,
 	}, nil
 }
 
@@ -156,6 +160,7 @@ func (h *Handler) Handle(ctx context.Context, req cradmission.Request) cradmissi
 		log.Info(msg, "message", v.message, "dryRun", isDryRun(req))
 		if !isDryRun(req) {
 			h.recordEvent(v)
+			h.report(req, v)
 		}
 	case req.Operation == admissionv1.Create:
 		log.V(1).Info("Admission allowed", "dryRun", isDryRun(req))

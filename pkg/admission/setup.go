@@ -16,6 +16,7 @@ import (
 	"github.com/targetlock/targetlock/internal/recorder"
 	claimkeeper "github.com/targetlock/targetlock/pkg/claims"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/policyreport"
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
@@ -69,6 +70,11 @@ type SetupOptions struct {
 	DisableClaimRelease bool
 	// Enforcement: Enforce (the default) or Warn (Options.Enforcement).
 	Enforcement Enforcement
+	// DisablePolicyReports writes no openreports.io Reports. Off by
+	// default: each refusal is also a result in a Report in the
+	// requester's namespace (pkg/policyreport), skipped while the Report
+	// CRD is not installed.
+	DisablePolicyReports bool
 
 	// Clock judges lock expiry and claim grace; the real clock if nil.
 	// Tests step a fake one.
@@ -189,11 +195,19 @@ func newHandler(mgr ctrl.Manager, live client.Client, lock *lease.Lock, resolver
 	if opts.KubernautLockNamespace != "" {
 		kubernaut = &KubernautLock{Reader: live, Namespace: opts.KubernautLockNamespace}
 	}
+	var reports Reporter
+	if !opts.DisablePolicyReports {
+		w := policyreport.NewWriter(live, opts.Clock)
+		if err := mgr.Add(w); err != nil {
+			return nil, err
+		}
+		reports = w
+	}
 	return New(Options{
 		Lock: lock, Resolver: resolver, Reader: live, Cache: mgr.GetCache(), Clock: opts.Clock,
 		MaxAttempts: opts.MaxAttempts, Trust: opts.Trust, Authorizer: live,
 		DirectClaimsPerSecond: opts.DirectClaimsPerSecond, DirectClaimsBurst: opts.DirectClaimsBurst,
-		Recorder: events, Kubernaut: kubernaut, Enforcement: opts.Enforcement,
+		Recorder: events, Kubernaut: kubernaut, Enforcement: opts.Enforcement, Reports: reports,
 	})
 }
 

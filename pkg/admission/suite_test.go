@@ -88,7 +88,7 @@ func startFixture(enforcement admission.Enforcement) (*fixture, func() error, er
 			FailurePolicy:  ptr.To(admissionregistrationv1.Fail),
 		}},
 	}
-	env, err := testenv.Start(testenv.Options{Webhooks: envtest.WebhookInstallOptions{
+	env, err := testenv.Start(testenv.Options{CRDPaths: []string{filepath.Join(root, "pkg", "policyreport", "testdata")}, Webhooks: envtest.WebhookInstallOptions{
 		Paths:              []string{filepath.Join(root, "config", "webhook")},
 		ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{other},
 	}})

@@ -16,7 +16,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"-kubeconfig", "-lease-namespace", "POD_NAMESPACE", "-identity", "POD_NAME", "-lease-duration",
-		"-claim-grace", "-enforcement", "warn", "-cert-dir", "-client-ca-file", "-port", "-host", "-metrics-bind-address", "-health-probe-bind-address", "denials"} {
+		"-claim-grace", "-enforcement", "warn", "-policy-reports", "openreports.io", "-cert-dir", "-client-ca-file", "-port", "-host", "-metrics-bind-address", "-health-probe-bind-address", "denials"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("--help does not mention %s", f)
 		}

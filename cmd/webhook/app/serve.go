@@ -28,6 +28,7 @@ type serveConfig struct {
 	executionGroup string
 	releaseClaims  bool
 	enforcement    string
+	policyReports  bool
 	zap            zap.Options
 }
 
@@ -68,6 +69,7 @@ Flags:
 	// On by default as SetupOptions.DisableClaimRelease is off by default.
 	fs.BoolVar(&c.releaseClaims, "release-claims", true, "release a claim as soon as its WorkflowExecution ends or is deleted (off where targetlock's orchestrator hands claims over itself); active WorkflowExecutions without a claim are claimed, and stale Leases swept, either way")
 	fs.StringVar(&c.enforcement, "enforcement", string(admission.Enforce), "enforce: refuse a second WorkflowExecution for a busy target; warn: admit the CREATEs refused for a busy or contended target or by the access rules (LockHeld, ResourceBusy, ClaimPending, Contended, NotPermitted, RateLimited) with a warning to the client, writing no claim for them, and record each as would-refuse (Event reason WouldRefuse, metric decision warned), to roll out on an existing cluster; malformed objects, lock-token (fencing) refusals and API errors are refused either way")
+	fs.BoolVar(&c.policyReports, "policy-reports", true, "also record each refusal (and each warn-mode would-refuse) as a result in the openreports.io/v1alpha1 Report targetlock-admission of the WorkflowExecution's namespace, off the admission path and bounded (needs RBAC on reports.openreports.io; skipped, logged once, while that CRD is not installed)")
 	fs.StringVar(&h.Trust.Verb, "authorize-verb", "", "if set (patch, update or delete: a verb that means write access), anyone else may name an object they are allowed this verb on, by a SubjectAccessReview (needs RBAC to create subjectaccessreviews); get, list, watch are refused")
 	c.zap.Development = false // JSON logs
 	c.zap.BindFlags(fs)
@@ -98,6 +100,7 @@ func (c *serveConfig) complete(fs *flag.FlagSet) error {
 	h.LeaseNamespace, h.Identity = c.lock.Namespace, c.lock.Identity
 	h.LeaseDuration, h.ClaimGrace = c.lock.Duration, c.lock.ClaimGrace
 	h.DisableClaimRelease = !c.releaseClaims
+	h.DisablePolicyReports = !c.policyReports
 	e, err := admission.ParseEnforcement(c.enforcement)
 	if err != nil || c.enforcement == "" {
 		return fmt.Errorf("--enforcement %q: want %s or %s", c.enforcement, admission.Enforce, admission.Warn)
