@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,6 +24,10 @@ const QueueLength = 1000
 
 // maxBatch bounds the entries one pass takes from the queue.
 const maxBatch = 500
+
+// conflictBackoff paces the re-reads after a lost compare-and-swap: the
+// webhook's replicas may write one namespace's Report at once.
+var conflictBackoff = wait.Backoff{Duration: 10 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 10}
 
 // absentRecheck is how long the Writer drops entries, without asking the
 // API server, after finding the Report CRD not installed.
@@ -121,7 +126,7 @@ func (w *Writer) writeBatch(ctx context.Context, batch map[string][]Entry) {
 // compare-and-swap (a newer resourceVersion, another replica's create)
 // reads again.
 func (w *Writer) write(ctx context.Context, ns string, entries []Entry) error {
-	return retry.OnError(retry.DefaultBackoff, func(err error) bool {
+	return retry.OnError(conflictBackoff, func(err error) bool {
 		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 	}, func() error {
 		r := &unstructured.Unstructured{}

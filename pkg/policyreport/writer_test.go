@@ -187,6 +187,29 @@ func TestHostileReport(t *testing.T) {
 	}
 }
 
+// TestReplicasCount: two Writers (two webhook replicas) recording the
+// same refusal into one Report at once lose none of it: each write is a
+// compare-and-swap on the Report, and a lost one reads again.
+func TestReplicasCount(t *testing.T) {
+	env := withCRD.Get(t)
+	ctx := context.Background()
+	ns := newNamespace(t, env.Client)
+	a, b := policyreport.NewWriter(env.Client, nil), policyreport.NewWriter(env.Client, nil)
+	start(t, ctx, a)
+	start(t, ctx, b)
+	for i := range 100 {
+		w := map[bool]*policyreport.Writer{true: a, false: b}[i%2 == 0]
+		w.Record(entry(ns, i, ns+"/Deployment.apps/x", false))
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ds, err := policyreport.List(ctx, env.Client, ns)
+		if err == nil && (len(ds) != 1 || ds[0].Count != 100) {
+			err = fmt.Errorf("results %+v, want one counted 100 times", ds)
+		}
+		return err
+	})
+}
+
 // TestCRDAbsent: without the Report CRD the Writer drops its entries,
 // counted, logs that once, and asks the API server again only after a
 // minute.
