@@ -2,6 +2,7 @@ package policyreport_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -249,6 +251,22 @@ func TestCRDAbsent(t *testing.T) {
 	if _, err := policyreport.List(ctx, env.Client, ""); err == nil || !strings.Contains(err.Error(), policyreport.ErrNotInstalled.Error()) {
 		t.Errorf("List without the CRD: %v, want ErrNotInstalled", err)
 	}
+	mu.Unlock()
+
+	// Installed later, the CRD is found at the next look: no restart.
+	if _, err := envtest.InstallCRDs(env.Config, envtest.CRDInstallOptions{Paths: []string{filepath.Join("testdata", "openreports.io_reports.yaml")}}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(2 * time.Minute)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		w.Record(entry("default", 7, "default/Deployment.apps/late", false))
+		ds, err := policyreport.List(ctx, env.Client, "default")
+		if err == nil && len(ds) == 0 {
+			err = errors.New("no result yet")
+		}
+		return err
+	})
+	mu.Lock()
 }
 
 // TestQueueFullDrops: past QueueLength unwritten entries, Record drops
