@@ -6,7 +6,7 @@
 // them back.
 //
 // One Report per namespace, named Name, holds at most MaxResults results,
-// the most recent. A refusal of the same target, for the same reason, by
+// the last written. A refusal of the same target, for the same reason, by
 // the same requester, with the same result, adds to its result's count
 // property rather than adding a result. The Report is targetlock's: results
 // of any other source or policy in it are dropped on the next write.
@@ -30,10 +30,12 @@ const (
 	Source = "targetlock"
 	// Policy of each result; its rule is the refusal's reason.
 	Policy = "targetlock/one-active-wfe-per-target"
-	// MaxResults bounds the results of one Report: the most recent stay.
+	// MaxResults bounds the results of one Report: the last written stay.
 	MaxResults = 100
 	// maxMessage bounds a result's message.
 	maxMessage = 1000
+	// maxCount bounds the count a result is read with.
+	maxCount = 1 << 30
 )
 
 // Results: fail, a CREATE refused; warn, a CREATE warn mode admitted
@@ -115,8 +117,11 @@ func (r result) key() key {
 
 func (r result) count() int {
 	n, err := strconv.Atoi(r.Properties[PropertyCount])
-	if err != nil || n < 1 {
+	switch {
+	case err != nil || n < 1:
 		return 1
+	case n > maxCount:
+		return maxCount // whatever was written there, +1 never overflows
 	}
 	return n
 }
@@ -134,9 +139,11 @@ func newResult(e Entry) result {
 }
 
 // merge adds entries to results (those of the Report so far, ours only):
-// a repeat of a result's key raises its count and takes the newest
-// subject, message, holder and time; then the MaxResults most recent stay,
-// oldest first.
+// a repeat of a result's key raises its count, takes the newest subject,
+// message, holder and time, and moves to the end; then the MaxResults last
+// written stay. Order is the order of writes, not the timestamps anyone
+// may have written: a result forged with a time far ahead is pushed out
+// like any other.
 func merge(results []result, entries []Entry) []result {
 	out := slices.DeleteFunc(slices.Clone(results), func(r result) bool { return !r.ours() })
 	for _, e := range entries {
@@ -150,7 +157,6 @@ func merge(results []result, entries []Entry) []result {
 		}
 		out = append(out, n)
 	}
-	slices.SortStableFunc(out, func(a, b result) int { return a.Timestamp.time().Compare(b.Timestamp.time()) })
 	if len(out) > MaxResults {
 		out = out[len(out)-MaxResults:]
 	}

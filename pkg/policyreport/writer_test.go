@@ -142,20 +142,31 @@ func checkFlood(t *testing.T, ns string, ds []policyreport.Denial) {
 }
 
 // TestHostileReport: a Report a tenant wrote first under the Writer's
-// name, with results of another source, a count that is not a number and
-// a scope naming another namespace, neither stops the Writer nor makes it
-// write anywhere but the refusal's namespace; foreign results are dropped.
+// name, with results of another source, counts that are not a number or
+// would overflow, 100 results dated in year 9999 and a scope naming
+// another namespace, neither stops the Writer nor makes it write anywhere
+// but the refusal's namespace; foreign results are dropped, the forged
+// future ones pushed out first, the real ones kept.
 func TestHostileReport(t *testing.T) {
 	env := withCRD.Get(t)
 	ctx := context.Background()
 	ns, victim := newNamespace(t, env.Client), newNamespace(t, env.Client)
+	forged := []any{
+		map[string]any{"source": "mallory", "policy": "fake", "result": "fail", "message": "forged"},
+		map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "ResourceBusy", "result": "fail",
+			"properties": map[string]any{"target": ns + "/Deployment.apps/x", "requester": "alice", "count": "many"}},
+		map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "ResourceBusy", "result": "fail",
+			"properties": map[string]any{"target": ns + "/Deployment.apps/y", "requester": "alice", "count": "9223372036854775807"}},
+	}
+	// 100 results of ours dated in year 9999, to push real ones out.
+	for i := range policyreport.MaxResults {
+		forged = append(forged, map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "Forged", "result": "fail",
+			"timestamp":  map[string]any{"seconds": int64(253402300000), "nanos": int64(0)},
+			"properties": map[string]any{"target": fmt.Sprintf("forged-%d", i)}})
+	}
 	hostile := &unstructured.Unstructured{Object: map[string]any{
-		"scope": map[string]any{"kind": "Namespace", "name": victim},
-		"results": []any{
-			map[string]any{"source": "mallory", "policy": "fake", "result": "fail", "message": "forged"},
-			map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "ResourceBusy", "result": "fail",
-				"properties": map[string]any{"target": ns + "/Deployment.apps/x", "requester": "alice", "count": "many"}},
-		},
+		"scope":   map[string]any{"kind": "Namespace", "name": victim},
+		"results": forged,
 		"summary": map[string]any{"fail": int64(1000)},
 	}}
 	hostile.SetGroupVersionKind(policyreport.GroupVersionKind)
@@ -167,16 +178,25 @@ func TestHostileReport(t *testing.T) {
 	w := policyreport.NewWriter(env.Client, nil)
 	start(t, ctx, w)
 	w.Record(entry(ns, 1, ns+"/Deployment.apps/x", false))
+	w.Record(entry(ns, 2, ns+"/Deployment.apps/y", false))
 	testenv.Eventually(t, 20*time.Second, func() error {
 		ds, err := policyreport.List(ctx, env.Client, ns)
-		if err == nil && (len(ds) != 1 || ds[0].Count != 2) {
-			err = fmt.Errorf("results %+v, want the forged one dropped and ours counted twice", ds)
+		if err != nil {
+			return err
 		}
-		return err
+		counts := map[string]int{}
+		for _, d := range ds {
+			counts[d.Target] = d.Count
+		}
+		if len(ds) != policyreport.MaxResults || counts[ns+"/Deployment.apps/x"] != 2 || counts[ns+"/Deployment.apps/y"] != 1<<30 {
+			return fmt.Errorf("%d results, counts x=%d y=%d: want %d, ours kept, x counted twice, y's count bounded",
+				len(ds), counts[ns+"/Deployment.apps/x"], counts[ns+"/Deployment.apps/y"], policyreport.MaxResults)
+		}
+		return nil
 	})
 	r, _ := getReport(t, env.Client, ns)
-	if fail, _, _ := unstructured.NestedInt64(r.Object, "summary", "fail"); fail != 1 {
-		t.Errorf("summary.fail = %d, want 1", fail)
+	if fail, _, _ := unstructured.NestedInt64(r.Object, "summary", "fail"); fail != policyreport.MaxResults {
+		t.Errorf("summary.fail = %d, want %d", fail, policyreport.MaxResults)
 	}
 	all, err := policyreport.List(ctx, env.Client, "")
 	if err != nil {
