@@ -61,6 +61,8 @@ const maxValue = 256
 // verdict is one decision and everything needed to report it.
 type verdict struct {
 	allowed bool
+	// warned: a refusal warn mode admitted (allowed is then true).
+	warned bool
 	// code is the HTTP status of a denial: 403 unless set.
 	code    int32
 	reason  string
@@ -106,6 +108,8 @@ func (v verdict) errored(err error) verdict {
 
 func (v verdict) decision() string {
 	switch {
+	case v.warned:
+		return DecisionWarned
 	case v.allowed:
 		return DecisionAllowed
 	case v.code >= http.StatusInternalServerError:
@@ -131,9 +135,12 @@ func (v verdict) annotations() map[string]string {
 
 func (v verdict) response() cradmission.Response {
 	var resp cradmission.Response
-	if v.allowed {
+	switch {
+	case v.warned:
+		resp = v.warnedResponse()
+	case v.allowed:
 		resp = cradmission.Allowed(v.message)
-	} else {
+	default:
 		resp = cradmission.Denied(v.message)
 		resp.Result.Code = v.code
 		resp.Result.Reason = statusReason(v.code)
@@ -161,8 +168,10 @@ func statusReason(code int32) metav1.StatusReason {
 }
 
 // recordEvent records a denial on the WFE's RemediationRequest, or on the
-// WFE itself when it names none. Malformed requests get no Event: they may
-// not name an object to hang it on, and the metric and audit log count them.
+// WFE itself when it names none; a refusal warn mode admitted as reason
+// WouldRefuse, its own reason in the annotations. Malformed requests get no
+// Event: they may not name an object to hang it on, and the metric and
+// audit log count them.
 func (h *Handler) recordEvent(v verdict) {
 	r := v.regarding
 	if h.recorder == nil || v.code == http.StatusBadRequest || r.namespace == "" || r.name == "" {
@@ -179,7 +188,11 @@ func (h *Handler) recordEvent(v verdict) {
 	for k, val := range v.annotations() {
 		annotations[EventAnnotationPrefix+k] = val
 	}
-	h.recorder.AnnotatedEventf(ref, nil, annotations, corev1.EventTypeWarning, v.reason, EventAction, "%s", truncateNote(v.message))
+	reason := v.reason
+	if v.warned {
+		reason = ReasonWouldRefuse
+	}
+	h.recorder.AnnotatedEventf(ref, nil, annotations, corev1.EventTypeWarning, reason, EventAction, "%s", truncateNote(v.message))
 }
 
 func orNone(s string) string {

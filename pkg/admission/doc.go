@@ -13,8 +13,14 @@
 // and claim observes, judges and claims the target's Lease.
 //
 // Every read that decides is live. Every denial names its reason, target and
-// holder in the message, in the response's audit annotations, in an Event and
-// in a metric.
+// holder in the message, in the response's audit annotations, in an Event, in
+// a metric and, when the Report CRD is installed, in a Policy Report
+// (pkg/policyreport).
+//
+// In warn mode (Enforcement Warn) the refusals of WarnableReasons are
+// admitted with a warning instead, claim nothing, and are recorded as what
+// would have been refused (decision warned, Event reason WouldRefuse,
+// Policy Report result warn).
 //
 // # Time
 //

@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -67,6 +68,11 @@ type Options struct {
 	// MaxAttempts bounds re-reads after a lost compare-and-swap. Default
 	// DefaultMaxAttempts.
 	MaxAttempts int
+	// Enforcement: Enforce ("" too) refuses; Warn admits the warnable
+	// refusals with a warning and records them.
+	Enforcement Enforcement
+	// Reports, optional, records every refusal Recorder does, durably.
+	Reports Reporter
 }
 
 // Handler validates WorkflowExecution CREATEs. Other operations are not
@@ -83,6 +89,8 @@ type Handler struct {
 	clock       clock.PassiveClock
 	maxAttempts int
 	kubernaut   *KubernautLock
+	enforcement Enforcement
+	reports     Reporter
 }
 
 var _ cradmission.Handler = (*Handler)(nil)
@@ -104,6 +112,10 @@ func New(opts Options) (*Handler, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
+	enforcement, err := ParseEnforcement(string(opts.Enforcement))
+	if err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
+	}
 	return &Handler{
 		lock:        opts.Lock,
 		resolver:    opts.Resolver,
@@ -116,6 +128,8 @@ func New(opts Options) (*Handler, error) {
 		clock:       opts.Clock,
 		maxAttempts: opts.MaxAttempts,
 		kubernaut:   opts.Kubernaut,
+		enforcement: enforcement,
+		reports:     opts.Reports,
 	}, nil
 }
 
@@ -127,6 +141,9 @@ func (h *Handler) Lock() *lease.Lock { return h.lock }
 func (h *Handler) Handle(ctx context.Context, req cradmission.Request) cradmission.Response {
 	start := time.Now()
 	v := h.decide(ctx, req)
+	if h.enforcement == Warn && v.warnable() {
+		v = v.warn() // nothing was written: a refusal never follows a claim
+	}
 	admissions.WithLabelValues(v.decision(), v.reason).Inc()
 	admissionSeconds.WithLabelValues(v.decision()).Observe(time.Since(start).Seconds())
 
@@ -135,10 +152,15 @@ func (h *Handler) Handle(ctx context.Context, req cradmission.Request) cradmissi
 	switch {
 	case v.code >= http.StatusInternalServerError:
 		log.Error(errors.New(v.message), "Admission failed")
-	case !v.allowed:
-		log.Info("Admission denied", "message", v.message, "dryRun", isDryRun(req))
+	case !v.allowed || v.warned:
+		msg := "Admission denied"
+		if v.warned {
+			msg = "Admission would be denied (warn mode)"
+		}
+		log.Info(msg, "message", v.message, "dryRun", isDryRun(req))
 		if !isDryRun(req) {
 			h.recordEvent(v)
+			h.report(req, v)
 		}
 	case req.Operation == admissionv1.Create:
 		log.V(1).Info("Admission allowed", "dryRun", isDryRun(req))

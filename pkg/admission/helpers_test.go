@@ -63,11 +63,17 @@ func newWFE(ns, name, targetResource string, mods ...mod) *v1alpha1.WorkflowExec
 func inNewNamespace(t testing.TB) (*fixture, string) {
 	t.Helper()
 	f := getFixture(t)
+	return f, newNamespaceIn(t, f)
+}
+
+// newNamespaceIn creates a namespace of the test's own on f.
+func newNamespaceIn(t testing.TB, f *fixture) string {
+	t.Helper()
 	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "adm-"}}
 	if err := f.env.Client.Create(context.Background(), n); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
-	return f, n.Name
+	return n.Name
 }
 
 func mustKey(t testing.TB, s string) target.Key {

@@ -17,6 +17,7 @@ func TestAdmissionsHelpNamesTheDecisionValues(t *testing.T) {
 		verdict{allowed: true}.decision(),
 		verdict{code: 403}.decision(),
 		verdict{code: 503}.decision(),
+		verdict{allowed: true, warned: true}.decision(),
 	}
 	want := "(" + strings.Join(values, ", ") + ")"
 	if !strings.Contains(desc, want) || strings.Contains(desc, "admitted") {

@@ -16,6 +16,7 @@ import (
 	"github.com/targetlock/targetlock/internal/recorder"
 	claimkeeper "github.com/targetlock/targetlock/pkg/claims"
 	"github.com/targetlock/targetlock/pkg/lease"
+	"github.com/targetlock/targetlock/pkg/policyreport"
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
@@ -67,6 +68,13 @@ type SetupOptions struct {
 	// so the two do not race for every handoff. Off by default: without an
 	// orchestrator nobody else releases them.
 	DisableClaimRelease bool
+	// Enforcement: Enforce (the default) or Warn (Options.Enforcement).
+	Enforcement Enforcement
+	// DisablePolicyReports writes no openreports.io Reports. Off by
+	// default: each refusal is also a result in a Report in the
+	// requester's namespace (pkg/policyreport), skipped while the Report
+	// CRD is not installed.
+	DisablePolicyReports bool
 
 	// Clock judges lock expiry and claim grace; the real clock if nil.
 	// Tests step a fake one.
@@ -95,6 +103,9 @@ func (o *SetupOptions) setDefaults() {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
+	if o.Enforcement == "" {
+		o.Enforcement = Enforce
+	}
 }
 
 // Validate reports options no webhook can run with. Setup calls it after
@@ -110,6 +121,9 @@ func (o SetupOptions) Validate() error {
 	}
 	if o.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max attempts must be at least 1"))
+	}
+	if _, err := ParseEnforcement(string(o.Enforcement)); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, o.Trust.Validate())
 	return errors.Join(errs...)
@@ -181,11 +195,19 @@ func newHandler(mgr ctrl.Manager, live client.Client, lock *lease.Lock, resolver
 	if opts.KubernautLockNamespace != "" {
 		kubernaut = &KubernautLock{Reader: live, Namespace: opts.KubernautLockNamespace}
 	}
+	var reports Reporter
+	if !opts.DisablePolicyReports {
+		w := policyreport.NewWriter(live, opts.Clock)
+		if err := mgr.Add(w); err != nil {
+			return nil, err
+		}
+		reports = w
+	}
 	return New(Options{
 		Lock: lock, Resolver: resolver, Reader: live, Cache: mgr.GetCache(), Clock: opts.Clock,
 		MaxAttempts: opts.MaxAttempts, Trust: opts.Trust, Authorizer: live,
 		DirectClaimsPerSecond: opts.DirectClaimsPerSecond, DirectClaimsBurst: opts.DirectClaimsBurst,
-		Recorder: events, Kubernaut: kubernaut,
+		Recorder: events, Kubernaut: kubernaut, Enforcement: opts.Enforcement, Reports: reports,
 	})
 }
 

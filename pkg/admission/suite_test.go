@@ -33,6 +33,9 @@ const (
 	denyEveryOtherPath  = "/deny-every-other"
 	lockDuration        = 30 * time.Second
 	claimGrace          = 10 * time.Second
+	// warnClaimsBurst bounds, in the warn-mode fixture, the claims of a
+	// requester other than the orchestrator: the fake clock never refills it.
+	warnClaimsBurst = 3
 )
 
 // fixture is one control plane with the webhook served in-process; the API
@@ -51,14 +54,17 @@ type fixture struct {
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-var shared = testenv.Fixture[*fixture]{Start: startFixture}
+var shared = testenv.Fixture[*fixture]{Start: func() (*fixture, func() error, error) { return startFixture(admission.Enforce) }}
+
+// warnShared is a control plane of its own whose webhook runs in warn mode.
+var warnShared = testenv.Fixture[*fixture]{Start: func() (*fixture, func() error, error) { return startFixture(admission.Warn) }}
 
 func getFixture(t testing.TB) *fixture {
 	t.Helper()
 	return shared.Get(t)
 }
 
-func startFixture() (*fixture, func() error, error) {
+func startFixture(enforcement admission.Enforcement) (*fixture, func() error, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, nil, err
@@ -82,7 +88,7 @@ func startFixture() (*fixture, func() error, error) {
 			FailurePolicy:  ptr.To(admissionregistrationv1.Fail),
 		}},
 	}
-	env, err := testenv.Start(testenv.Options{Webhooks: envtest.WebhookInstallOptions{
+	env, err := testenv.Start(testenv.Options{CRDPaths: []string{filepath.Join(root, "pkg", "policyreport", "testdata")}, Webhooks: envtest.WebhookInstallOptions{
 		Paths:              []string{filepath.Join(root, "config", "webhook")},
 		ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{other},
 	}})
@@ -91,7 +97,7 @@ func startFixture() (*fixture, func() error, error) {
 	}
 	f := &fixture{env: env, clock: clocktesting.NewFakeClock(time.Now())}
 	ctx, cancel := context.WithCancel(context.Background())
-	stopWebhook, err := f.serve(ctx)
+	stopWebhook, err := f.serve(ctx, enforcement)
 	stop := func() error {
 		cancel()
 		var errs []error
@@ -107,7 +113,7 @@ func startFixture() (*fixture, func() error, error) {
 // fake clock, with the deny-every-other webhook beside it on the same
 // server. The tests play the orchestrator, so, as beside the real one,
 // the webhook leaves releasing claims to them.
-func (f *fixture) serve(ctx context.Context) (stop func() error, err error) {
+func (f *fixture) serve(ctx context.Context, enforcement admission.Enforcement) (stop func() error, err error) {
 	c := f.env.Client
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}}); err != nil {
 		return nil, err
@@ -131,7 +137,8 @@ func (f *fixture) serve(ctx context.Context) (stop func() error, err error) {
 	w, err := admission.Setup(ctx, mgr, admission.SetupOptions{
 		LeaseNamespace: leaseNamespace, Identity: "webhook-0", LeaseDuration: lockDuration, ClaimGrace: claimGrace,
 		Trust:               admission.Trust{Orchestrator: testenv.AdminUser}, // the tests' client plays the orchestrator
-		DisableClaimRelease: true, Clock: f.clock, SkipNameValidation: true,
+		DisableClaimRelease: true, Clock: f.clock, SkipNameValidation: true, Enforcement: enforcement,
+		DirectClaimsBurst: map[admission.Enforcement]int{admission.Warn: warnClaimsBurst}[enforcement],
 	})
 	if err != nil {
 		return nil, err

@@ -92,6 +92,7 @@ func (v *verifier) run() {
 	unguarded := guardedScope(vwc.Webhooks[0])
 	v.add("guarded-scope", unguarded, "the webhook guards WorkflowExecution CREATEs in every namespace, failing closed",
 		"remove the selector or rule change: WorkflowExecutions created where the webhook does not look bypass the per-object claim")
+	v.enforcement(vwc)
 	cc := vwc.Webhooks[0].ClientConfig
 	names, dialed := serverNames(cc)
 	roots, ok := v.caBundle(cc.CABundle)

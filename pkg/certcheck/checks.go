@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/pkg/admission"
 )
 
 // chainVerifies checks that the caBundle verifies the serving chain for
@@ -185,4 +187,22 @@ func wrap(err error, format string, args ...any) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
+}
+
+// enforcement reports the mode the webhook configuration says its webhook
+// runs in (admission.EnforcementAnnotation; none: enforce, the default).
+// Warn mode passes, and says that refusals are then recorded, not enforced.
+func (v *verifier) enforcement(vwc *admissionregistrationv1.ValidatingWebhookConfiguration) {
+	mode := vwc.Annotations[admission.EnforcementAnnotation]
+	e, err := admission.ParseEnforcement(mode)
+	detail := "enforce: a second WorkflowExecution for a busy target is refused"
+	switch {
+	case err != nil:
+		err = fmt.Errorf("annotation %s is %q: %w", admission.EnforcementAnnotation, mode, err)
+	case e == admission.Warn:
+		detail = "warn — refusals are recorded, not enforced (switch with --set webhook.enforcement=enforce)"
+	case mode == "":
+		detail += " (no " + admission.EnforcementAnnotation + " annotation: the webhook's default)"
+	}
+	v.add("enforcement", err, detail, "set webhook.enforcement to enforce or warn (helm upgrade), which sets the annotation and the webhook's --enforcement alike")
 }

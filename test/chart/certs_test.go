@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/cmd/webhook/app"
+	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/certcheck"
 )
 
@@ -108,8 +109,8 @@ func verifyGood(ctx context.Context, t *testing.T, f certsFixture) {
 	fmt.Printf("certs verify (good):\n%s", out)
 	// Every certificate check passes; the scope check reports the one
 	// namespace this test keeps from the webhook (for the unreachable case).
-	if strings.Count(out, "PASS") != 9 || strings.Count(out, "FAIL") != 1 || !strings.Contains(out, "notin ("+unreachableNS+")") {
-		t.Errorf("want 9 passing checks and guarded-scope naming %s: %v\n%s", unreachableNS, err, out)
+	if strings.Count(out, "PASS") != 10 || strings.Count(out, "FAIL") != 1 || !strings.Contains(out, "notin ("+unreachableNS+")") {
+		t.Errorf("want 10 passing checks and guarded-scope naming %s: %v\n%s", unreachableNS, err, out)
 	}
 }
 
@@ -129,6 +130,8 @@ func (f certsFixture) issued(t *testing.T) {
 	f.secret(t, "no-san", noSANCrt, noSANKey)
 	f.webhookConfig(t, "right-ca", ca, svc)
 	f.webhookConfig(t, "cert-manager-ca", ca, svc, certcheck.InjectCAFromAnnotation, releaseNS+"/tl-targetlock-webhook-cert")
+	f.webhookConfig(t, "warn-mode", ca, svc, admission.EnforcementAnnotation, string(admission.Warn))
+	f.webhookConfig(t, "bad-mode", ca, svc, admission.EnforcementAnnotation, "audit")
 	f.webhookConfig(t, "wrong-ca", otherCA, svc)
 	f.webhookConfig(t, "no-san-ca", noSANCA, svc)
 	// Loopback only: nothing listens on port 1.
@@ -141,10 +144,15 @@ type certsCase struct {
 	extra                []string
 	failing, message     string
 	skipped              string
+	// passing names a check that passes with a detail naming message.
+	passing string
 }
 
 var certsCases = []certsCase{
 	{name: "a narrowed webhook is reported unguarded", config: "right-ca", secret: "good-static", failing: "guarded-scope", message: "namespaceSelector"},
+	{name: "enforce mode by default", config: "right-ca", secret: "good-static", passing: "enforcement", message: "enforce: a second WorkflowExecution"},
+	{name: "warn mode passes and says so", config: "warn-mode", secret: "good-static", passing: "enforcement", message: "warn — refusals are recorded, not enforced (switch with --set webhook.enforcement=enforce)"},
+	{name: "an unknown mode fails", config: "bad-mode", secret: "good-static", failing: "enforcement", message: `"audit"`},
 	{name: "wrong caBundle", config: "wrong-ca", secret: "good-static", failing: "ca-bundle-verifies-chain", message: "different CAs"},
 	{name: "missing SAN", config: "no-san-ca", secret: "no-san", failing: "subject-alternative-names", message: "svc.cluster.local"},
 	{name: "soon expiring", config: "right-ca", secret: "short", failing: "validity", message: "less than --min-validity"},
@@ -182,6 +190,11 @@ func (tc certsCase) checkPassing(t *testing.T, rs []certcheck.Result, err error,
 	}
 	if tc.skipped != "" && !slices.ContainsFunc(rs, func(r certcheck.Result) bool { return r.Check == tc.skipped && r.Skipped && r.OK }) {
 		t.Errorf("want %s skipped:\n%s", tc.skipped, out)
+	}
+	if tc.passing != "" && !slices.ContainsFunc(rs, func(r certcheck.Result) bool {
+		return r.Check == tc.passing && r.OK && strings.Contains(r.Detail, tc.message)
+	}) {
+		t.Errorf("want %s passing with %q:\n%s", tc.passing, tc.message, out)
 	}
 }
 

@@ -136,8 +136,9 @@ func TestModeFlags(t *testing.T) {
 }
 
 // The webhook reads the guarded group's WFEs, watches CRDs and APIServices
-// (discovery), claims and releases Leases of its namespace, and in kubernaut
-// mode only reads kubernaut's lock Leases.
+// (discovery), writes the Policy Reports of its refusals, claims and
+// releases Leases of its namespace, and in kubernaut mode only reads
+// kubernaut's lock Leases.
 func TestWebhookRBACPerMode(t *testing.T) {
 	for mode, vals := range map[string]map[string]any{"standalone": nil, "kubernaut": kubernautMode} {
 		t.Run(mode, func(t *testing.T) {
@@ -152,6 +153,7 @@ func TestWebhookRBACPerMode(t *testing.T) {
 				"events.k8s.io/events":                           {"create", "patch"},
 				"apiextensions.k8s.io/customresourcedefinitions": {"list", "watch"},
 				"apiregistration.k8s.io/apiservices":             {"list", "watch"},
+				"openreports.io/reports":                         {"get", "create", "update"}, // webhook.policyReports
 			}
 			if got := grants(cr); !reflect.DeepEqual(got, want) {
 				t.Errorf("webhook ClusterRole grants %v, want %v", got, want)

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -429,6 +430,59 @@ func TestTenancyFlags(t *testing.T) {
 	for _, verb := range []string{"get", "list", "watch", "create"} {
 		if _, err := render(t, map[string]any{"tenancy": map[string]any{"authorizeVerb": verb}}); err == nil {
 			t.Errorf("tenancy.authorizeVerb=%s rendered without an error", verb)
+		}
+	}
+}
+
+// TestEnforcement: webhook.enforcement is the webhook's --enforcement and
+// the ValidatingWebhookConfiguration's annotation, enforce by default; the
+// schema refuses anything but enforce or warn.
+func TestEnforcement(t *testing.T) {
+	for _, mode := range []string{"", "enforce", "warn"} {
+		vals := map[string]any{}
+		want := or(mode, "enforce")
+		if mode != "" {
+			vals["webhook"] = map[string]any{"enforcement": mode}
+		}
+		objs := mustRender(t, vals)
+		if hook := toYAML(t, find(objs, "Deployment", "tl-targetlock-webhook").Object); !strings.Contains(hook, "--enforcement="+want+"\n") {
+			t.Errorf("webhook.enforcement=%q: the webhook's args lack --enforcement=%s", mode, want)
+		}
+		vwc := find(objs, "ValidatingWebhookConfiguration", "tl-targetlock")
+		if got := vwc.GetAnnotations()["targetlock.io/enforcement"]; got != want {
+			t.Errorf("webhook.enforcement=%q: annotation targetlock.io/enforcement %q, want %q", mode, got, want)
+		}
+	}
+	for _, bad := range []string{"Warn", "audit", "dryrun"} {
+		if _, err := render(t, map[string]any{"webhook": map[string]any{"enforcement": bad}}); err == nil || !strings.Contains(err.Error(), "enforcement") {
+			t.Errorf("webhook.enforcement=%s: %v, want refused by the schema", bad, err)
+		}
+	}
+}
+
+// TestPolicyReports: by default the webhook writes Policy Reports and may
+// get, create and update reports.openreports.io, nothing more; disabled,
+// neither.
+func TestPolicyReports(t *testing.T) {
+	for _, enabled := range []bool{true, false} {
+		var vals map[string]any
+		if !enabled {
+			vals = map[string]any{"webhook": map[string]any{"policyReports": map[string]any{"enabled": false}}}
+		}
+		objs := mustRender(t, vals)
+		hook := toYAML(t, find(objs, "Deployment", "tl-targetlock-webhook").Object)
+		if !strings.Contains(hook, "--policy-reports="+strconv.FormatBool(enabled)+"\n") {
+			t.Errorf("policyReports.enabled=%t: the webhook's args lack --policy-reports=%t", enabled, enabled)
+		}
+		rules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", "tl-targetlock-webhook").Object, "rules")
+		var verbs []string
+		for _, r := range rules {
+			if groups, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "apiGroups"); contains(groups, "openreports.io") {
+				verbs, _, _ = unstructured.NestedStringSlice(r.(map[string]any), "verbs")
+			}
+		}
+		if want := map[bool][]string{true: {"get", "create", "update"}}[enabled]; !slices.Equal(verbs, want) {
+			t.Errorf("policyReports.enabled=%t: reports verbs %v, want %v", enabled, verbs, want)
 		}
 	}
 }

@@ -175,7 +175,7 @@ func runCmd(args ...string) (string, error) {
 
 // TestServeDenyAndList: the API server calls the served webhook, a second
 // CREATE for a busy target is denied, the metric moves, and `webhook
-// denials` lists the denial.
+// denials` lists the denial; without the Report CRD nothing fails.
 func TestServeDenyAndList(t *testing.T) {
 	g := NewWithT(t)
 	s := getServer(t)
@@ -194,6 +194,12 @@ func TestServeDenyAndList(t *testing.T) {
 	g.Expect(body).To(MatchRegexp(`targetlock_webhook_admissions_total\{decision="denied",reason="ResourceBusy"\} [1-9]`))
 	g.Expect(body).To(MatchRegexp(`targetlock_webhook_admissions_total\{decision="allowed",reason="Claimed"\} [1-9]`))
 	g.Expect(body).To(ContainSubstring("targetlock_webhook_admission_duration_seconds_bucket"))
+	// No Report CRD here: the denial is still refused, its Policy Report
+	// result dropped and counted, and no write of one failed.
+	g.Eventually(func() string { _, body := get(s.metrics + "/metrics"); return body }).WithTimeout(20 * time.Second).
+		Should(MatchRegexp(`targetlock_webhook_policy_report_results_total\{outcome="dropped_not_installed"\} [1-9]`))
+	_, body = get(s.metrics + "/metrics")
+	g.Expect(body).NotTo(ContainSubstring(`outcome="failed"`))
 
 	var table string
 	g.Eventually(func() string {

@@ -20,7 +20,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"-kubeconfig", "-lease-namespace", "POD_NAMESPACE", "-identity", "POD_NAME", "-lease-duration",
-		"-claim-grace", "-cert-dir", "-client-ca-file", "-port", "-host", "-metrics-bind-address", "-health-probe-bind-address", "denials"} {
+		"-claim-grace", "-enforcement", "warn", "-policy-reports", "openreports.io", "-cert-dir", "-client-ca-file", "-port", "-host", "-metrics-bind-address", "-health-probe-bind-address", "denials"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("--help does not mention %s", f)
 		}
@@ -115,5 +115,24 @@ current-context: c
 		if _, err := runCmd(tc.args...); plugin.ExitCode(err) != tc.code {
 			t.Errorf("%v: exit %d (%v), want %d", tc.args, plugin.ExitCode(err), err, tc.code)
 		}
+	}
+}
+
+// TestEnforcementIsChecked: --enforcement takes enforce or warn; anything
+// else (a typo, another case, empty) stops the webhook at startup naming
+// the flag and the values it takes.
+func TestEnforcementIsChecked(t *testing.T) {
+	for _, v := range []string{"", "Warn", "audit", "dryrun", "enforce "} {
+		_, err := runCmd("--lease-namespace", "x", "--identity", "webhook-0", "--enforcement", v)
+		if err == nil || !strings.Contains(err.Error(), "--enforcement") || !strings.Contains(err.Error(), "enforce or warn") {
+			t.Errorf("--enforcement %q: %v, want refused naming enforce or warn", v, err)
+		}
+	}
+	out, err := runCmd("--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `(default "enforce")`) {
+		t.Errorf("--help does not show --enforcement's default enforce")
 	}
 }

@@ -27,6 +27,8 @@ type serveConfig struct {
 	hook           admission.SetupOptions
 	executionGroup string
 	releaseClaims  bool
+	enforcement    string
+	policyReports  bool
 	zap            zap.Options
 }
 
@@ -66,6 +68,8 @@ Flags:
 	fs.StringVar(&h.KubernautLockNamespace, "kubernaut-lock-namespace", "", "namespace of kubernaut's RemediationOrchestrator lock Leases (ro-lock-*), honoured beside targetlock's own: while one is live only its holder pod may create a WorkflowExecution for its target; empty: not read")
 	// On by default as SetupOptions.DisableClaimRelease is off by default.
 	fs.BoolVar(&c.releaseClaims, "release-claims", true, "release a claim as soon as its WorkflowExecution ends or is deleted (off where targetlock's orchestrator hands claims over itself); active WorkflowExecutions without a claim are claimed, and stale Leases swept, either way")
+	fs.StringVar(&c.enforcement, "enforcement", string(admission.Enforce), "enforce: refuse a second WorkflowExecution for a busy target; warn: admit the CREATEs refused for a busy or contended target or by the access rules (LockHeld, ResourceBusy, ClaimPending, Contended, NotPermitted, RateLimited) with a warning to the client, writing no claim for them, and record each as would-refuse (Event reason WouldRefuse, metric decision warned), to roll out on an existing cluster; malformed objects, lock-token (fencing) refusals and API errors are refused either way")
+	fs.BoolVar(&c.policyReports, "policy-reports", true, "also record each refusal (and each warn-mode would-refuse) as a result in the openreports.io/v1alpha1 Report targetlock-admission of the WorkflowExecution's namespace, off the admission path and bounded (needs RBAC on reports.openreports.io; skipped, logged once, while that CRD is not installed)")
 	fs.StringVar(&h.Trust.Verb, "authorize-verb", "", "if set (patch, update or delete: a verb that means write access), anyone else may name an object they are allowed this verb on, by a SubjectAccessReview (needs RBAC to create subjectaccessreviews); get, list, watch are refused")
 	c.zap.Development = false // JSON logs
 	c.zap.BindFlags(fs)
@@ -96,6 +100,12 @@ func (c *serveConfig) complete(fs *flag.FlagSet) error {
 	h.LeaseNamespace, h.Identity = c.lock.Namespace, c.lock.Identity
 	h.LeaseDuration, h.ClaimGrace = c.lock.Duration, c.lock.ClaimGrace
 	h.DisableClaimRelease = !c.releaseClaims
+	h.DisablePolicyReports = !c.policyReports
+	e, err := admission.ParseEnforcement(c.enforcement)
+	if err != nil || c.enforcement == "" {
+		return fmt.Errorf("--enforcement %q: want %s or %s", c.enforcement, admission.Enforce, admission.Warn)
+	}
+	h.Enforcement = e
 	// One server per process in a pod; tests run several in one.
 	h.SkipNameValidation = true
 	if err := h.Trust.Validate(); err != nil {
@@ -142,7 +152,10 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	log.Info("Starting webhook", "identity", c.lock.Identity, "leaseNamespace", c.lock.Namespace,
 		"executionGroup", c.executionGroup, "kubernautLockNamespace", c.hook.KubernautLockNamespace,
 		"path", admission.Path, "port", c.server.Port, "certDir", c.server.CertDir, "claimGrace", c.lock.ClaimGrace,
-		"clientCAFile", c.server.ClientCAFile)
+		"clientCAFile", c.server.ClientCAFile, "enforcement", c.hook.Enforcement)
+	if c.hook.Enforcement == admission.Warn {
+		log.Info("Warn mode: CREATEs for busy targets are admitted with a warning and recorded as WouldRefuse, not refused; switch with --enforcement=enforce")
+	}
 	if c.server.ClientCAFile == "" {
 		log.Info("Callers are not authenticated: anyone who reaches the webhook port can POST an AdmissionReview; set --client-ca-file (docs/operations.md)")
 	}
