@@ -3,6 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // helmTest runs the chart's test hook, `helm test`, as the install's NOTES
@@ -20,3 +26,64 @@ func (e *e2e) helmTest(ctx context.Context) error {
 	e.helmTested = true
 	return nil
 }
+
+// warnedObject is the checker's key for the duplicate warn mode admits:
+// apart from the storm's objects, whose invariant it would break by design.
+const warnedObject = -1
+
+// warnings collects the API server's Warning headers.
+type warnings struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.got = append(w.got, text)
+}
+
+func (w *warnings) contain(s string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.ContainsFunc(w.got, func(t string) bool { return strings.Contains(t, s) })
+}
+
+// warnMode runs between the recipe's warn-mode install and its switch to
+// enforce: kubernaut's RO creates a second WFE for the object busy since
+// before the install, which warn mode admits with its warning and records
+// as WouldRefuse, in the Events and in the Policy Report. The duplicate is
+// then deleted, as an operator ends one, and warn_mode=1.
+func (e *e2e) warnMode(ctx context.Context, ch *kubernautChecker) error {
+	step("kubernaut profile, warn mode: a second WFE for a busy object is admitted with a warning and recorded")
+	var w warnings
+	cfg := e.impersonating(roSA, "")
+	cfg.WarningHandlerWithContext = &w
+	ro, err := client.New(cfg, client.Options{Scheme: e.scheme})
+	if err != nil {
+		return err
+	}
+	dup := kubernautExecution(0, 2, "warned")
+	ch.expect(dup.GetName(), warnedObject)
+	if err := ro.Create(ctx, dup); err != nil {
+		return fmt.Errorf("warn mode refused a second WFE for a busy object: %w", err)
+	}
+	if !w.contain("targetlock (warn mode): would refuse: ") {
+		return fmt.Errorf("warn mode admitted %s without its warning (got %v)", dup.GetName(), w.got)
+	}
+	for _, from := range []string{"events", "reports"} {
+		err := poll(ctx, 30*time.Second, "denials --from "+from+" to list the would-be refusal", func(ctx context.Context) error {
+			return e.kubectlPlugin(ctx, []string{"WouldRefuse", dup.GetName()}, "denials", "-n", kubernautNS, "--from", from, "-o", "wide")
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := e.c.Delete(ctx, dup); err != nil {
+		return fmt.Errorf("deleting the warned duplicate: %w", err)
+	}
+	e.warned = true
+	return nil
+}
+
+func isUpgrade(cmd []string) bool { return len(cmd) > 1 && cmd[0] == "helm" && cmd[1] == "upgrade" }

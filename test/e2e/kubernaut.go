@@ -62,6 +62,9 @@ func (e *e2e) kubernautMode(ctx context.Context) (kubernautResult, error) {
 	if err := e.applyCRDs(ctx, e.kubernautCRDs); err != nil {
 		return res, err
 	}
+	if err := e.applyCRDs(ctx, e.reportCRDs); err != nil { // as Kyverno installs them
+		return res, err
+	}
 	if err := e.kubernautIdentities(ctx); err != nil {
 		return res, err
 	}
@@ -145,6 +148,11 @@ func (e *e2e) kubernautInstall(ctx context.Context, ro client.Client, ch *kubern
 		return nil, err
 	}
 	for _, cmd := range recipe {
+		if isUpgrade(cmd) { // the switch to enforce: warn mode was installed
+			if err := e.warnMode(ctx, ch); err != nil {
+				return nil, err
+			}
+		}
 		if err := e.runRecipe(ctx, cmd); err != nil {
 			return nil, fmt.Errorf("recipe %q: %w", strings.Join(cmd, " "), err)
 		}
@@ -297,7 +305,7 @@ func readRecipe(path string) ([][]string, error) {
 // recipe's package, `kubectl targetlock` through kubectl.
 func (e *e2e) runRecipe(ctx context.Context, cmd []string) error {
 	switch {
-	case cmd[0] == "helm" && len(cmd) > 1 && cmd[1] == "install":
+	case cmd[0] == "helm" && len(cmd) > 1 && (cmd[1] == "install" || cmd[1] == "upgrade"):
 		args := make([]string, 0, len(cmd))
 		for _, a := range cmd[1:] {
 			if strings.HasSuffix(a, ".tgz") {
@@ -360,6 +368,16 @@ func (e *e2e) as(sa string) client.Client { return e.asPod(sa, "") }
 // asPod is as, with a token bound to pod (the API server then vouches for
 // the pod's name in the user's extra).
 func (e *e2e) asPod(sa, pod string) client.Client {
+	c, err := client.New(e.impersonating(sa, pod), client.Options{Scheme: e.scheme})
+	if err != nil {
+		panic(err) // only a malformed config fails here
+	}
+	return c
+}
+
+// impersonating is the run's config as kubernaut's ServiceAccount sa,
+// from pod if given.
+func (e *e2e) impersonating(sa, pod string) *rest.Config {
 	cfg := rest.CopyConfig(e.cfg)
 	cfg.Impersonate = rest.ImpersonationConfig{
 		UserName: "system:serviceaccount:" + kubernautNS + ":" + sa,
@@ -368,11 +386,7 @@ func (e *e2e) asPod(sa, pod string) client.Client {
 	if pod != "" {
 		cfg.Impersonate.Extra = map[string][]string{"authentication.kubernetes.io/pod-name": {pod}}
 	}
-	c, err := client.New(cfg, client.Options{Scheme: e.scheme})
-	if err != nil {
-		panic(err) // only a malformed config fails here
-	}
-	return c
+	return cfg
 }
 
 // kubernautRequest is object i's RR as kubernaut's Gateway writes it.

@@ -43,6 +43,7 @@ func main() {
 	flag.BoolVar(&o.certManager, "cert-manager", true, "after the helm-mode install, also install in certs.mode=cert-manager (the issued Secret written as cert-manager would)")
 	flag.BoolVar(&o.kubernaut, "kubernaut", true, "last, install the kubernaut profile by the recipe of --operations-doc over kubernaut-schema CRDs and storm it as kubernaut's RO")
 	flag.StringVar(&o.kubernautCRDs, "kubernaut-crds", "test/kubernaut/testdata/crds", "folder of the kubernaut-schema CRDs (for --kubernaut)")
+	flag.StringVar(&o.reportCRDs, "report-crds", "pkg/policyreport/testdata", "folder of the openreports.io Report CRD (installed for --kubernaut, as Kyverno would)")
 	flag.StringVar(&o.operationsDoc, "operations-doc", "docs/operations.md", "the operations guide whose kubernaut adoption recipe --kubernaut runs")
 	flag.Int64Var(&o.started, "started", 0, "unix time the e2e began (for seconds=); default: now")
 	flag.StringVar(&o.certManagerCRDs, "cert-manager-crds", "", "folder of cert-manager's CRD manifests (for --cert-manager)")

@@ -31,6 +31,7 @@ type options struct {
 	certManagerCRDs              string
 	kubernaut                    bool
 	kubernautCRDs, operationsDoc string
+	reportCRDs                   string
 	started                      int64
 	// The API server's webhook client certificate (webhook.clientAuth).
 	webhookClientCA, webhookClientCert, webhookClientKey string
@@ -49,6 +50,9 @@ type e2e struct {
 	pluginPassed map[string]bool
 	// helmTested is helm_test=1: the chart's test hook passed.
 	helmTested bool
+	// warned is warn_mode=1: warn mode admitted a duplicate with its
+	// warning and recorded it.
+	warned bool
 }
 
 // The storm shortens the routing cooldowns (5m, 1m backoff by default) so
@@ -89,9 +93,9 @@ func run(ctx context.Context, o options) error {
 	}
 	leftovers += n
 
-	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d oci_install=%d plugin_from_archive=%d kubectl_plugin=%d helm_test=%d seconds=%d\n",
+	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d oci_install=%d plugin_from_archive=%d kubectl_plugin=%d helm_test=%d warn_mode=%d seconds=%d\n",
 		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), b2i(mtls),
-		b2i(rel.oci), b2i(rel.archive), b2i(e.pluginVerified()), b2i(e.helmTested), time.Now().Unix()-o.started)
+		b2i(rel.oci), b2i(rel.archive), b2i(e.pluginVerified()), b2i(e.helmTested), b2i(e.warned), time.Now().Unix()-o.started)
 	return verdict(res, kres, leftovers)
 }
 
