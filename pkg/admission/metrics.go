@@ -8,7 +8,7 @@ import (
 var (
 	admissions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "targetlock_webhook_admissions_total",
-		Help: "WorkflowExecution admission decisions by decision (" + DecisionAllowed + ", " + DecisionDenied + ", " + DecisionErrored + ", " + DecisionWarned + ") and reason; " + DecisionWarned + ": admitted in warn mode though it would have been denied.",
+		Help: "WorkflowExecution admission decisions by decision (" + DecisionAllowed + ", " + DecisionDenied + ", " + DecisionErrored + ", " + DecisionWarned + ") and reason; " + DecisionWarned + ": let through by warn mode though it would have been denied.",
 	}, []string{"decision", "reason"})
 	admissionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "targetlock_webhook_admission_duration_seconds",
