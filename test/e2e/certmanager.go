@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -175,21 +176,16 @@ func (e *e2e) applyCRDs(ctx context.Context, dir string) error {
 	}
 	var names []string
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		crds, err := readCRDs(f)
 		if err != nil {
 			return err
 		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096).Decode(crd); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
+		for _, crd := range crds {
+			if err := e.c.Create(ctx, crd); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
+			}
+			names = append(names, crd.Name)
 		}
-		if crd.Kind != "CustomResourceDefinition" {
-			continue
-		}
-		if err := e.c.Create(ctx, crd); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
-		}
-		names = append(names, crd.Name)
 	}
 	return poll(ctx, time.Minute, "the CRDs to be established", func(ctx context.Context) error {
 		for _, n := range names {
@@ -207,4 +203,26 @@ func (e *e2e) applyCRDs(ctx context.Context, dir string) error {
 		}
 		return nil
 	})
+}
+
+// readCRDs returns the CRDs among the YAML documents of file f (a document
+// of comments only, as a vendored file's header, holds none).
+func readCRDs(f string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	data, err := os.ReadFile(f)
+	if err != nil {
+		return nil, err
+	}
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		switch err := dec.Decode(crd); {
+		case errors.Is(err, io.EOF):
+			return crds, nil
+		case err != nil:
+			return nil, fmt.Errorf("%s: %w", f, err)
+		case crd.Kind == "CustomResourceDefinition":
+			crds = append(crds, crd)
+		}
+	}
 }
