@@ -2,14 +2,12 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // TestMain runs main instead of the tests when asked to, so that a test can
@@ -25,20 +23,7 @@ func TestMain(m *testing.M) {
 
 // The process exits with the plugin's exit codes.
 func TestExitCodes(t *testing.T) {
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kc, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:%d", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`, port), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kc := testenv.ClosedKubeconfig(t)
 	for args, want := range map[string]int{
 		"version --client":                0,
 		"--version":                       0,

@@ -3,8 +3,6 @@ package plugin
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,32 +90,6 @@ func ensureNamespace(t *testing.T, c client.Client, name string) {
 	if err != nil && !strings.Contains(err.Error(), "already exists") {
 		t.Fatal(err)
 	}
-}
-
-// closedKubeconfig is a kubeconfig naming an API server on a 127.0.0.1
-// port nothing listens on.
-func closedKubeconfig(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	data := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: closed, cluster: {server: "https://%s", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: closed, context: {cluster: closed, user: u}}]
-current-context: closed
-`, addr)
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // decodeList decodes -o json output as kubectl would a v1 List.

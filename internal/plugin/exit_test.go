@@ -5,12 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // Every failure says what kind it is by its exit code.
 func TestExitCodes(t *testing.T) {
 	_, kc := cluster(t)
-	closed := closedKubeconfig(t)
+	closed := testenv.ClosedKubeconfig(t)
 	empty := filepath.Join(t.TempDir(), "empty")
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package app_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,7 +9,7 @@ import (
 	"github.com/targetlock/targetlock/internal/plugin"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/pkg/lease"
-	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
@@ -89,20 +87,7 @@ func TestReadVerbIsRefused(t *testing.T) {
 // the kubectl plugin's exit codes: 2 for usage, 3 for an API server that
 // cannot be reached (a kubeconfig naming a closed port).
 func TestAliasExitCodes(t *testing.T) {
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kc, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:%d", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`, port), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kc := testenv.ClosedKubeconfig(t)
 	for _, tc := range []struct {
 		args []string
 		code int
