@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,38 +15,17 @@ import (
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/admission"
 	"github.com/targetlock/targetlock/test/framework/testenv"
+	"github.com/targetlock/targetlock/test/framework/warnings"
 )
-
-// warnings collects the warnings the API server sends a client, as
-// kubectl prints them.
-type warnings struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.got = append(w.got, text)
-}
-
-// take returns the warnings since the last take.
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	got := w.got
-	w.got = nil
-	return got
-}
 
 // warnClient is a client of f's API server whose warnings are collected,
 // as user (impersonated, a cluster admin by RBAC but not the orchestrator)
 // or, with user "", as the tests' admin, whom the webhook trusts as the
 // orchestrator.
-func warnClient(t *testing.T, f *fixture, user string) (client.Client, *warnings) {
+func warnClient(t *testing.T, f *fixture, user string) (client.Client, *warnings.Collector) {
 	t.Helper()
 	cfg := rest.CopyConfig(f.env.Config)
-	w := &warnings{}
+	w := &warnings.Collector{}
 	cfg.WarningHandlerWithContext = w
 	if user != "" {
 		cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:masters", "system:authenticated"}}
@@ -103,7 +81,7 @@ func TestWarnModeAdmitsBusyTargetWithWarning(t *testing.T) {
 	if err := c.Create(ctx, first); err != nil {
 		t.Fatalf("first CREATE: %v", err)
 	}
-	if w := warns.take(); len(w) != 0 {
+	if w := warns.Take(); len(w) != 0 {
 		t.Errorf("the first CREATE, on a free target, was warned: %q", w)
 	}
 	wantHolder(t, f, tgt, ns+"/first")
@@ -114,7 +92,7 @@ func TestWarnModeAdmitsBusyTargetWithWarning(t *testing.T) {
 		if err := c.Create(ctx, newWFE(ns, name, tgt, withRR("rr-"+name))); err != nil {
 			t.Fatalf("%s CREATE in warn mode: %v", name, err)
 		}
-		wantWarned(t, warns.take(), admission.ReasonResourceBusy, ns+"/StatefulSet.apps/db", ns+"/first")
+		wantWarned(t, warns.Take(), admission.ReasonResourceBusy, ns+"/StatefulSet.apps/db", ns+"/first")
 	}
 	if after := leaseOf(t, f, tgt); after.ResourceVersion != before.ResourceVersion {
 		t.Errorf("the first holder's Lease was written: resourceVersion %s -> %s, %v", before.ResourceVersion, after.ResourceVersion, after.Annotations)
@@ -177,12 +155,12 @@ func TestWarnModeHostileRequester(t *testing.T) {
 
 	// From another namespace, naming ns's object: not permitted, warned.
 	mustCreate(t, mallory, newWFE(other, "cross", tgt))
-	wantWarned(t, warns.take(), admission.ReasonNotPermitted, other)
+	wantWarned(t, warns.Take(), admission.ReasonNotPermitted, other)
 	// A free object of ns, from another namespace: warned, and unclaimed
 	// by the webhook (no claim for what would be refused).
 	free := ns + "/Deployment/free"
 	mustCreate(t, mallory, newWFE(other, "cross-free", free))
-	wantWarned(t, warns.take(), admission.ReasonNotPermitted)
+	wantWarned(t, warns.Take(), admission.ReasonNotPermitted)
 	if after := leaseOf(t, f, tgt); after.ResourceVersion != before.ResourceVersion {
 		t.Errorf("the holder's Lease was written by a warned CREATE")
 	}
@@ -201,7 +179,7 @@ func TestWarnModeHostileRequester(t *testing.T) {
 	if err := mallory.Create(ctx, probe, client.DryRunAll); err == nil || !strings.Contains(err.Error(), admission.ReasonInvalidTarget) {
 		t.Errorf("certs verify's probe in warn mode: %v, want refused %s", err, admission.ReasonInvalidTarget)
 	}
-	if w := warns.take(); len(w) != 0 {
+	if w := warns.Take(); len(w) != 0 {
 		t.Errorf("refusals carried warnings: %q", w)
 	}
 
@@ -210,11 +188,11 @@ func TestWarnModeHostileRequester(t *testing.T) {
 	for i := range warnClaimsBurst {
 		mustCreate(t, flooder, newWFE(ns, "flood-"+string(rune('a'+i)), ns+"/Deployment/flood-"+string(rune('a'+i))))
 	}
-	if w := fw.take(); len(w) != 0 {
+	if w := fw.Take(); len(w) != 0 {
 		t.Errorf("claims within the burst were warned: %q", w)
 	}
 	mustCreate(t, flooder, newWFE(ns, "flood-over", ns+"/Deployment/flood-over"))
-	wantWarned(t, fw.take(), admission.ReasonRateLimited, "flooder")
+	wantWarned(t, fw.Take(), admission.ReasonRateLimited, "flooder")
 }
 
 func mustCreate(t *testing.T, c client.Client, w *v1alpha1.WorkflowExecution) {
@@ -235,7 +213,7 @@ func TestEnforceModeCarriesNoWarning(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), admission.ReasonResourceBusy) {
 		t.Fatalf("enforce mode: %v, want refused %s", err, admission.ReasonResourceBusy)
 	}
-	if w := warns.take(); len(w) != 0 {
+	if w := warns.Take(); len(w) != 0 {
 		t.Errorf("enforce mode warned: %q", w)
 	}
 }
@@ -254,7 +232,7 @@ func TestWarnedWFEIsClaimedOnceTheFirstEnds(t *testing.T) {
 	mustCreate(t, c, first)
 	second := newWFE(ns, "second", tgt)
 	mustCreate(t, c, second)
-	wantWarned(t, warns.take(), admission.ReasonResourceBusy)
+	wantWarned(t, warns.Take(), admission.ReasonResourceBusy)
 	wantHolder(t, f, tgt, ns+"/first")
 
 	patch := client.MergeFrom(first.DeepCopy())

@@ -3,12 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/test/framework/warnings"
 )
 
 // helmTest runs the chart's test hook, `helm test`, as the install's NOTES
@@ -31,24 +30,6 @@ func (e *e2e) helmTest(ctx context.Context) error {
 // apart from the storm's objects, whose invariant it would break by design.
 const warnedObject = -1
 
-// warnings collects the API server's Warning headers.
-type warnings struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.got = append(w.got, text)
-}
-
-func (w *warnings) contain(s string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.ContainsFunc(w.got, func(t string) bool { return strings.Contains(t, s) })
-}
-
 // warnMode runs between the recipe's warn-mode install and its switch to
 // enforce: kubernaut's RO creates a second WFE for the object busy since
 // before the install, which warn mode admits with its warning and records
@@ -56,7 +37,7 @@ func (w *warnings) contain(s string) bool {
 // then deleted, as an operator ends one, and warn_mode=1.
 func (e *e2e) warnMode(ctx context.Context, ch *kubernautChecker) error {
 	step("kubernaut profile, warn mode: a second WFE for a busy object is admitted with a warning and recorded")
-	var w warnings
+	var w warnings.Collector
 	cfg := e.impersonating(roSA, "")
 	cfg.WarningHandlerWithContext = &w
 	ro, err := client.New(cfg, client.Options{Scheme: e.scheme})
@@ -68,8 +49,8 @@ func (e *e2e) warnMode(ctx context.Context, ch *kubernautChecker) error {
 	if err := ro.Create(ctx, dup); err != nil {
 		return fmt.Errorf("warn mode refused a second WFE for a busy object: %w", err)
 	}
-	if !w.contain("targetlock (warn mode): would refuse: ") {
-		return fmt.Errorf("warn mode admitted %s without its warning (got %v)", dup.GetName(), w.got)
+	if !w.Contain("targetlock (warn mode): would refuse: ") {
+		return fmt.Errorf("warn mode admitted %s without its warning (got %v)", dup.GetName(), w.Take())
 	}
 	for _, from := range []string{"events", "reports"} {
 		err := poll(ctx, 30*time.Second, "denials --from "+from+" to list the would-be refusal", func(ctx context.Context) error {
