@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/releaseutil"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -43,35 +40,13 @@ func testHook(t *testing.T, objs []*unstructured.Unstructured) *corev1.Pod {
 // renderHooks renders the chart's hooks as `helm template` prints them.
 func renderHooks(t *testing.T, vals map[string]any) []*unstructured.Unstructured {
 	t.Helper()
-	ch, err := loader.Load(chartDir(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst := action.NewInstall(&action.Configuration{})
-	inst.ClientOnly, inst.DryRun = true, true
-	inst.ReleaseName, inst.Namespace, inst.KubeVersion = "tl", releaseNS, kubeVersion
-	rel, err := inst.Run(ch, vals)
+	rel, err := dryRun(t, releaseNS, vals)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var objs []*unstructured.Unstructured
 	for _, h := range rel.Hooks {
 		objs = append(objs, parseManifest(t, h.Manifest)...)
-	}
-	return objs
-}
-
-func parseManifest(t *testing.T, manifest string) []*unstructured.Unstructured {
-	t.Helper()
-	var objs []*unstructured.Unstructured
-	for _, doc := range releaseutil.SplitManifests(manifest) {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
 	}
 	return objs
 }

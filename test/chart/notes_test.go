@@ -3,23 +3,12 @@ package chart_test
 import (
 	"strings"
 	"testing"
-
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
 )
 
 // notes renders the chart's NOTES.txt as `helm install` prints it.
 func notes(t *testing.T, vals map[string]any) string {
 	t.Helper()
-	ch, err := loader.Load(chartDir(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst := action.NewInstall(&action.Configuration{})
-	inst.ClientOnly, inst.DryRun = true, true
-	inst.ReleaseName, inst.Namespace = "tl", releaseNS
-	inst.KubeVersion = kubeVersion
-	rel, err := inst.Run(ch, vals)
+	rel, err := dryRun(t, releaseNS, vals)
 	if err != nil {
 		t.Fatal(err)
 	}

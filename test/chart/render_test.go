@@ -15,6 +15,7 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -44,6 +45,17 @@ func render(t testing.TB, vals map[string]any) ([]*unstructured.Unstructured, er
 // renderIn renders the chart as `helm template -n ns` would.
 func renderIn(t testing.TB, ns string, vals map[string]any) ([]*unstructured.Unstructured, error) {
 	t.Helper()
+	rel, err := dryRun(t, ns, vals)
+	if err != nil {
+		return nil, err
+	}
+	return parseManifest(t, rel.Manifest), nil
+}
+
+// dryRun is a client-only install of the chart as release tl in ns: its
+// manifest, hooks and notes, as `helm install --dry-run` has them.
+func dryRun(t testing.TB, ns string, vals map[string]any) (*release.Release, error) {
+	t.Helper()
 	ch, err := loader.Load(chartDir(t))
 	if err != nil {
 		t.Fatal(err)
@@ -52,12 +64,14 @@ func renderIn(t testing.TB, ns string, vals map[string]any) ([]*unstructured.Uns
 	inst.ClientOnly, inst.DryRun, inst.IncludeCRDs = true, true, true
 	inst.ReleaseName, inst.Namespace = "tl", ns
 	inst.KubeVersion = kubeVersion
-	rel, err := inst.Run(ch, vals)
-	if err != nil {
-		return nil, err
-	}
+	return inst.Run(ch, vals)
+}
+
+// parseManifest splits a rendered manifest into its objects.
+func parseManifest(t testing.TB, manifest string) []*unstructured.Unstructured {
+	t.Helper()
 	var objs []*unstructured.Unstructured
-	for _, doc := range releaseutil.SplitManifests(rel.Manifest) {
+	for _, doc := range releaseutil.SplitManifests(manifest) {
 		u := &unstructured.Unstructured{}
 		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
 			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
@@ -66,7 +80,7 @@ func renderIn(t testing.TB, ns string, vals map[string]any) ([]*unstructured.Uns
 			objs = append(objs, u)
 		}
 	}
-	return objs, nil
+	return objs
 }
 
 func mustRender(t testing.TB, vals map[string]any) []*unstructured.Unstructured {
