@@ -12,12 +12,18 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/targetlock/targetlock/internal/plugin"
 )
 
 func main() {
+	// The plugin says what went wrong itself; controller-runtime's client
+	// would otherwise print a stack trace to ask for a logger, 30 s into
+	// a certs verify --wait.
+	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := plugin.Execute(ctx, plugin.NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}))
 	stop()
