@@ -136,7 +136,7 @@ func serverVersions(cmd *cobra.Command, flags *genericclioptions.ConfigFlags, v 
 	case err != nil:
 		v.Unreadable = append(v.Unreadable, "release: "+err.Error())
 	case len(comps) == 0:
-		v.Unreadable = append(v.Unreadable, "release: no targetlock webhook or orchestrator Deployment in namespace "+ns)
+		v.Unreadable = append(v.Unreadable, "release: no Deployment of a targetlock chart install in namespace "+ns+" (another -n?)")
 	}
 	v.Components = comps
 	return nil
@@ -155,7 +155,7 @@ func printVersions(out io.Writer, format output, v Versions) error {
 			c.Namespace, c.Deployment, strings.Join(c.Images, ", ")))
 	}
 	for _, u := range v.Unreadable {
-		lines = append(lines, "Unreadable: "+u)
+		lines = append(lines, "Not shown: "+u)
 	}
 	for _, l := range lines {
 		if _, err := fmt.Fprintln(out, clean(l)); err != nil {
