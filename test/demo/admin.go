@@ -98,3 +98,11 @@ func passFail(ok bool) string {
 	}
 	return "fail"
 }
+
+// keptLogs says where the run's logs stay, if they do.
+func keptLogs(o options, c *cluster.Cluster) string {
+	if !o.keepLogs {
+		return ""
+	}
+	return "; the kubeconfig and logs stay in " + c.Dir + " (delete it when done)"
+}

@@ -68,8 +68,12 @@ func run(ctx context.Context, o options, out io.Writer) (ok bool, err error) {
 	}
 	defer func() {
 		fmt.Fprintln(out, "stopping...")
-		if stopErr := c.Stop(); stopErr != nil && err == nil {
+		stopErr := c.Stop()
+		if stopErr != nil && err == nil {
 			err = stopErr
+		}
+		if stopErr == nil {
+			fmt.Fprintf(out, "stopped: every process is gone%s\n", keptLogs(o, c))
 		}
 	}()
 	fmt.Fprintf(out, "control plane: %s\nkubeconfig:    %s\nlogs:          %s/*.log\n", c.Env.Config.Host, c.Kubeconfig, c.Dir)
