@@ -20,9 +20,11 @@ import (
 )
 
 // startRegistry serves go-containerregistry's in-memory OCI registry on
-// 127.0.0.1 (plain HTTP) and pushes the release's chart package to it with
-// helm push; from then on every install and upgrade takes the chart from
-// oci://127.0.0.1:PORT/charts/targetlock, as a user installs a release.
+// 127.0.0.1 (plain HTTP) and pushes the release to it as README says, with
+// make release-push (the chart by helm push, the image index by its
+// digest); from then on every install and upgrade takes the chart from
+// oci://127.0.0.1:PORT/targetlock/charts/targetlock, as a user installs a
+// release.
 func (e *e2e) startRegistry(ctx context.Context) (stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,13 +33,13 @@ func (e *e2e) startRegistry(ctx context.Context) (stop func(), err error) {
 	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	stop = func() { _ = srv.Close() }
-	repo := "oci://" + ln.Addr().String() + "/charts"
-	step("helm push " + filepath.Base(e.chart) + " to the in-process registry " + repo)
-	if err := e.helm(ctx, "push", e.chart, repo, "--plain-http"); err != nil {
+	repo := ln.Addr().String() + "/targetlock"
+	step("make release-push " + filepath.Base(e.chart) + " and the image index to the in-process registry " + repo)
+	if err := e.exec(ctx, "make", "--no-print-directory", "release-push", "REGISTRY="+repo, "PUSH_FLAGS=--plain-http"); err != nil {
 		stop()
 		return nil, err
 	}
-	e.ociChart = repo + "/targetlock"
+	e.ociChart = "oci://" + repo + "/charts/targetlock"
 	return stop, nil
 }
 
