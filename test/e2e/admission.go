@@ -247,8 +247,11 @@ func (e *e2e) removeAdmission(ctx context.Context) error {
 	}
 	return poll(ctx, 2*time.Minute, "the twin CRD and namespace "+admissionNS+" to go", func(ctx context.Context) error {
 		for _, o := range []client.Object{twin, ns} {
-			if err := e.c.Get(ctx, client.ObjectKeyFromObject(o), o); !apierrors.IsNotFound(err) {
-				return fmt.Errorf("%s still there: %w", o.GetName(), err)
+			switch err := e.c.Get(ctx, client.ObjectKeyFromObject(o), o); {
+			case err == nil:
+				return fmt.Errorf("%s still there", o.GetName())
+			case !apierrors.IsNotFound(err):
+				return err
 			}
 		}
 		return nil
