@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -71,9 +74,11 @@ func (e *e2e) timeAdmission(ctx context.Context) error {
 	}
 	var t admissionTimes
 	err = e.installTwin(ctx)
+	before := e.decisions(ctx)
 	if err == nil {
 		t, err = e.timeCreates(ctx)
 	}
+	after := e.decisions(ctx)
 	// Cleaned up either way: a failed timing leaves no claims behind either.
 	err = errors.Join(err, e.removeAdmission(ctx))
 	if err != nil {
@@ -83,7 +88,54 @@ func (e *e2e) timeAdmission(ctx context.Context) error {
 	e.admissionRatio = ratio(l.p50, tw.p50)
 	step(fmt.Sprintf("admission: labelled p50=%.1fms p99=%.1fms, unlabelled p50=%.1fms p99=%.1fms, twin p50=%.1fms p99=%.1fms; p50 ratio to twin: labelled %.2f, unlabelled %.2f",
 		l.p50, l.p99, u.p50, u.p99, tw.p50, tw.p99, e.admissionRatio, ratio(u.p50, tw.p50)))
+	step("admission: validating decisions per webhook pod, and their mean time in the handler: " + after.since(before))
 	return nil
+}
+
+// decisionStats are, by webhook pod, the count and the sum (seconds) of
+// its validating decisions (targetlock_webhook_admission_duration_seconds);
+// nil when they could not be read (they are shown, not checked).
+type decisionStats map[string][2]float64
+
+const decisionMetric = "targetlock_webhook_admission_duration_seconds"
+
+// decisions reads the decisionStats of the Ready webhook pods.
+func (e *e2e) decisions(ctx context.Context) decisionStats {
+	bodies, err := e.podMetrics(ctx, "webhook")
+	if err != nil {
+		step(fmt.Sprintf("admission: webhook metrics unread: %v", err))
+		return nil
+	}
+	st := decisionStats{}
+	for pod, body := range bodies {
+		var cs [2]float64
+		for line := range strings.Lines(string(body)) {
+			for i, suffix := range []string{"_count", "_sum"} {
+				if rest, ok := strings.CutPrefix(line, decisionMetric+suffix); ok {
+					if f := strings.Fields(rest); len(f) > 0 {
+						v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+						cs[i] += v
+					}
+				}
+			}
+		}
+		st[pod] = cs
+	}
+	return st
+}
+
+// since says, for each pod of s, how many decisions it made since b and
+// their mean time.
+func (s decisionStats) since(b decisionStats) string {
+	if s == nil || b == nil {
+		return "unknown"
+	}
+	var parts []string
+	for _, pod := range slices.Sorted(maps.Keys(s)) {
+		n, sum := s[pod][0]-b[pod][0], s[pod][1]-b[pod][1]
+		parts = append(parts, fmt.Sprintf("%s %.0f (%.1f ms)", pod, n, 1000*ratio(sum, n)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // enforcingService is the Service the release's validating webhook is
