@@ -163,11 +163,12 @@ say "containerd up, $# images imported"
 wait_for 60 etcd curl -sf http://127.0.0.1:23790/health
 say "etcd up"
 
-# --enable-aggregator-routing: the API server calls webhooks at endpoint IPs.
+# No --enable-aggregator-routing: the API server calls webhooks at their
+# Service's ClusterIP, through kube-proxy's rules, as in a default cluster.
 start apiserver "$BIN/kube-apiserver-$KUBE_VERSION" --etcd-servers=http://127.0.0.1:23790 --secure-port=$API_PORT --bind-address="$NODE_IP" --advertise-address="$NODE_IP" \
   --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv" \
   --authorization-mode=Node,RBAC --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$P/sa.pub" \
-  --service-account-signing-key-file="$P/sa.key" --service-cluster-ip-range=$SERVICE_CIDR --enable-aggregator-routing=true \
+  --service-account-signing-key-file="$P/sa.key" --service-cluster-ip-range=$SERVICE_CIDR \
   --kubelet-preferred-address-types=InternalIP,Hostname --cert-dir="$RUN/apiserver-certs" --admission-control-config-file="$P/admission.yaml"
 KCTL=(curl -sf --cacert "$P/ca.crt" -H "Authorization: Bearer $TOKEN")
 API=https://$NODE_IP:$API_PORT

@@ -3,7 +3,8 @@
 # cluster (kubelet on containerd + runc): its image index loaded into
 # containerd, its chart package pushed to an in-process OCI registry and
 # installed from there with the helm CLI, its linux plugin archive put on
-# PATH for kubectl; a storm with pod kills, upgrade and uninstall. Needs
+# PATH for kubectl; a storm with pod kills, admission timed through the
+# webhook's Service, upgrade and uninstall. Needs
 # root. Every host change
 # (packages, bridges, iptables, sysctls, mounts) is undone on exit, also on
 # failure; E2E_KEEP_PACKAGES=1 keeps the packages this script installed.

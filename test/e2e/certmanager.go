@@ -187,6 +187,11 @@ func (e *e2e) applyCRDs(ctx context.Context, dir string) error {
 			names = append(names, crd.Name)
 		}
 	}
+	return e.waitEstablished(ctx, names)
+}
+
+// waitEstablished waits until every CRD of names is established.
+func (e *e2e) waitEstablished(ctx context.Context, names []string) error {
 	return poll(ctx, time.Minute, "the CRDs to be established", func(ctx context.Context) error {
 		for _, n := range names {
 			crd := &apiextensionsv1.CustomResourceDefinition{}

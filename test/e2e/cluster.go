@@ -189,23 +189,12 @@ func (e *e2e) killPod(ctx context.Context, component string, evict bool) (string
 // server's pod proxy and checks that each named metric is exported by one
 // of them at least (a pod that served nothing yet lacks labelled series).
 func (e *e2e) scrape(ctx context.Context, component string, want ...string) error {
-	pods := &corev1.PodList{}
-	if err := e.c.List(ctx, pods, client.InNamespace(e.namespace), client.MatchingLabels{"app.kubernetes.io/component": component}); err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(e.cfg)
+	bodies, err := e.podMetrics(ctx, component)
 	if err != nil {
 		return err
 	}
 	var all []byte
-	for _, p := range pods.Items {
-		if podReady(&p, e.digest) != nil {
-			continue
-		}
-		body, err := cs.CoreV1().Pods(e.namespace).ProxyGet("http", p.Name, "8080", "/metrics", nil).DoRaw(ctx)
-		if err != nil {
-			return fmt.Errorf("scraping %s: %w", p.Name, err)
-		}
+	for _, body := range bodies {
 		all = append(all, body...)
 	}
 	for _, m := range want {
@@ -215,4 +204,29 @@ func (e *e2e) scrape(ctx context.Context, component string, want ...string) erro
 	}
 	step(fmt.Sprintf("%s pods export %s", component, strings.Join(want, ", ")))
 	return nil
+}
+
+// podMetrics is /metrics of every Ready pod of a component, by pod name,
+// read through the API server's pod proxy.
+func (e *e2e) podMetrics(ctx context.Context, component string) (map[string][]byte, error) {
+	pods := &corev1.PodList{}
+	if err := e.c.List(ctx, pods, client.InNamespace(e.namespace), client.MatchingLabels{"app.kubernetes.io/component": component}); err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(e.cfg)
+	if err != nil {
+		return nil, err
+	}
+	bodies := map[string][]byte{}
+	for _, p := range pods.Items {
+		if podReady(&p, e.digest) != nil {
+			continue
+		}
+		body, err := cs.CoreV1().Pods(e.namespace).ProxyGet("http", p.Name, "8080", "/metrics", nil).DoRaw(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("scraping %s: %w", p.Name, err)
+		}
+		bodies[p.Name] = body
+	}
+	return bodies, nil
 }

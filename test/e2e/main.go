@@ -2,7 +2,8 @@
 // it installs the chart with the helm CLI (from an OCI registry when given a
 // release's chart package), waits for every pod, verifies the certificates
 // with the kubectl plugin run through kubectl, storms the installed orchestrators
-// and webhook while deleting a pod of each, upgrades, uninstalls, and prints
+// and webhook while deleting a pod of each, times admission through the
+// webhook's Service against a twin CRD, upgrades, uninstalls, and prints
 // one summary line. It exits non-zero when any step fails.
 package main
 
@@ -45,6 +46,8 @@ func main() {
 	flag.StringVar(&o.kubernautCRDs, "kubernaut-crds", "test/kubernaut/testdata/crds", "folder of the kubernaut-schema CRDs (for --kubernaut)")
 	flag.StringVar(&o.reportCRDs, "report-crds", "pkg/policyreport/testdata", "folder of the openreports.io Report CRD (installed for --kubernaut, as Kyverno would)")
 	flag.StringVar(&o.operationsDoc, "operations-doc", "docs/operations.md", "the operations guide whose kubernaut adoption recipe --kubernaut runs")
+	flag.StringVar(&o.wfeCRD, "wfe-crd", "config/crd/bases/targetlock.io_workflowexecutions.yaml", "targetlock's WorkflowExecution CRD, whose twin in another group (no webhook matches it) is the admission timing's baseline")
+	flag.IntVar(&o.admissionSamples, "admission-samples", 100, "after the storm, time this many labelled and as many unlabelled WFE CREATEs through the webhook's Service, each followed by its twin's (0: skip)")
 	flag.Int64Var(&o.started, "started", 0, "unix time the e2e began (for seconds=); default: now")
 	flag.StringVar(&o.certManagerCRDs, "cert-manager-crds", "", "folder of cert-manager's CRD manifests (for --cert-manager)")
 	flag.StringVar(&o.webhookClientCA, "webhook-client-ca", "", "CA of the client certificate the API server presents to webhooks (its AdmissionConfiguration): the helm-mode install requires it (webhook.clientAuth) and the run checks that a caller without it is refused (webhook_mtls=1); empty: client auth off")

@@ -32,6 +32,8 @@ type options struct {
 	kubernaut                    bool
 	kubernautCRDs, operationsDoc string
 	reportCRDs                   string
+	wfeCRD                       string
+	admissionSamples             int
 	started                      int64
 	// The API server's webhook client certificate (webhook.clientAuth).
 	webhookClientCA, webhookClientCert, webhookClientKey string
@@ -53,6 +55,9 @@ type e2e struct {
 	// warned is warn_mode=1: warn mode admitted a duplicate with its
 	// warning and recorded it.
 	warned bool
+	// admissionRatio is e2e_admission_ratio_p50: the P50 of labelled WFE
+	// CREATEs through the webhook's Service over that of the twin's.
+	admissionRatio float64
 }
 
 // The storm shortens the routing cooldowns (5m, 1m backoff by default) so
@@ -93,9 +98,9 @@ func run(ctx context.Context, o options) error {
 	}
 	leftovers += n
 
-	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d oci_install=%d plugin_from_archive=%d kubectl_plugin=%d helm_test=%d warn_mode=%d seconds=%d\n",
+	fmt.Printf("e2e: pods_ready=%d storm_rrs=%d max_active_per_object=%d pod_kills=%d leftovers=%d kubernaut_max_active_per_object=%d kubernaut_status_untouched=%d webhook_mtls=%d oci_install=%d plugin_from_archive=%d kubectl_plugin=%d helm_test=%d warn_mode=%d e2e_admission_ratio_p50=%.2f seconds=%d\n",
 		ready, res.rrs, res.maxActive, res.podKills, leftovers, kres.maxActive, b2i(kres.statusUntouched), b2i(mtls),
-		b2i(rel.oci), b2i(rel.archive), b2i(e.pluginVerified()), b2i(e.helmTested), b2i(e.warned), time.Now().Unix()-o.started)
+		b2i(rel.oci), b2i(rel.archive), b2i(e.pluginVerified()), b2i(e.helmTested), b2i(e.warned), e.admissionRatio, time.Now().Unix()-o.started)
 	return verdict(res, kres, leftovers)
 }
 
@@ -122,7 +127,8 @@ func newE2E(o options) (*e2e, error) {
 // helmMode is the whole scenario in helm mode, up to the upgrade: the
 // install (requiring the API server's client certificate if given), the
 // pods, certs verify, the storm, the metrics and the plugin's views, and
-// the webhook's refusal of callers without that certificate. It returns
+// the webhook's refusal of callers without that certificate, then times
+// admission through the webhook's Service. It returns
 // the Ready pods, the storm's result and whether mTLS was verified.
 func (e *e2e) helmMode(ctx context.Context) (int, stormResult, bool, error) {
 	o := e.options
@@ -157,7 +163,10 @@ func (e *e2e) helmMode(ctx context.Context) (int, stormResult, bool, error) {
 		return ready, res, false, err
 	}
 	mtls, err := e.verifyMTLS(ctx)
-	return ready, res, mtls, err
+	if err != nil {
+		return ready, res, mtls, err
+	}
+	return ready, res, mtls, e.timeAdmission(ctx)
 }
 
 // afterStorm checks the pods are Ready again and shows the metrics and
