@@ -18,11 +18,17 @@ import (
 type handoffResult struct {
 	samples []time.Duration
 	lost    int
+	// leaseCreates: one Lease CREATE per sample, the floor, taken while
+	// its B waits.
+	leaseCreates []time.Duration
+	traced       []tracedSample
+	breakdown    breakdown
+	untraced     int
 }
 
 func (r handoffResult) line() string {
 	p := percentiles(r.samples)
-	return fmt.Sprintf("bench handoff p50_ms=%.1f p95_ms=%.1f", p.p50, p.p95)
+	return fmt.Sprintf("bench handoff p50_ms=%.1f p95_ms=%.1f handoff_x_lease=%.1f", p.p50, p.p95, safeDiv(p.p50, percentiles(r.leaseCreates).p50))
 }
 
 // benchHandoff: per target, request A gets its WFE; request B (another
@@ -37,7 +43,8 @@ func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResu
 	if err := newNamespace(ctx, env.Client, ns); err != nil {
 		return handoffResult{}, err
 	}
-	stop, err := replica{name: "bench-handoff", namespaces: []string{ns}}.start(ctx, env)
+	trace := newTracer()
+	stop, err := replica{name: "bench-handoff", namespaces: []string{ns}, trace: trace}.start(ctx, env)
 	if err != nil {
 		return handoffResult{}, err
 	}
@@ -59,6 +66,7 @@ func benchHandoff(ctx context.Context, c *cluster.Cluster, s scale) (handoffResu
 	}
 	h := &handoffs{ctx: ctx, api: api, arr: arr, ns: ns}
 	err = h.run(s.handoffSamples)
+	h.res.untraced = h.res.breakdown.trace(trace, h.res.traced)
 	return h.res, err
 }
 
@@ -116,6 +124,11 @@ func (h *handoffs) one(i int) error {
 	}); err != nil {
 		return fmt.Errorf("%s never blocked behind %s: %w", b.Name, a.Name, err)
 	}
+	// The floor, at the machine's speed of this minute, while B waits.
+	floor, err := leaseCreate(ctx, api, fmt.Sprintf("bench-floor-%s-%03d", ns, i))
+	if err != nil {
+		return err
+	}
 	if err := h.complete("wfe-" + a.Name); err != nil {
 		return err
 	}
@@ -125,11 +138,13 @@ func (h *handoffs) one(i int) error {
 	at, ok := arr.wait(ctx, ns+"/wfe-"+b.Name, 30*time.Second)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.res.leaseCreates = append(h.res.leaseCreates, floor)
 	if !ok {
 		h.res.lost++
 		return nil
 	}
 	h.res.samples = append(h.res.samples, at.Sub(start))
+	h.res.traced = append(h.res.traced, tracedSample{start: start, arrived: at, trigger: "ended " + ns + "/wfe-" + a.Name, request: ns + "/" + b.Name})
 	return nil
 }
 
