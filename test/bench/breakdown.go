@@ -156,7 +156,7 @@ func (b *breakdown) trace(t *tracer, samples []tracedSample) (untraced int) {
 			t.mu.Lock()
 			for _, r := range t.requests {
 				if r.sent.After(s.start.Add(-20*time.Millisecond)) && r.sent.Before(s.arrived) {
-					fmt.Fprintf(os.Stderr, "   %s %.1f..%.1f %.8s\n", r.label, ms(r.sent.Sub(s.start)), ms(r.done.Sub(s.start)), r.reconcile)
+					fmt.Fprintf(os.Stderr, "   %s %.1f..%.1f %d %.8s %.80s\n", r.label, ms(r.sent.Sub(s.start)), ms(r.done.Sub(s.start)), r.code, r.reconcile, r.names)
 				}
 			}
 			for _, r := range t.reconciles {

@@ -37,6 +37,7 @@ type tracedRequest struct {
 	label      string    // "PUT leases", "POST workflowexecutions", ...
 	names      string    // URL path and body, to find an object's name in
 	sent, done time.Time
+	code       int // the response's status; 0: none
 }
 
 type reconcileStart struct {
@@ -51,7 +52,7 @@ func newTracer() *tracer { return &tracer{events: map[string]time.Time{}} }
 // wrap is the replica's rest.Config.WrapTransport.
 func (t *tracer) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(req *http.Request) (*http.Response, error) {
-		r := tracedRequest{reconcile: controller.ReconcileIDFromContext(req.Context()), label: label(req), names: req.URL.Path}
+		r := tracedRequest{reconcile: controller.ReconcileIDFromContext(req.Context()), label: label(req), names: req.URL.RequestURI()}
 		if req.GetBody != nil && req.Method != http.MethodGet {
 			if b, err := req.GetBody(); err == nil {
 				body, _ := io.ReadAll(io.LimitReader(b, 4096))
@@ -61,6 +62,9 @@ func (t *tracer) wrap(rt http.RoundTripper) http.RoundTripper {
 		r.sent = time.Now()
 		resp, err := rt.RoundTrip(req)
 		r.done = time.Now()
+		if resp != nil {
+			r.code = resp.StatusCode
+		}
 		if req.URL.Query().Get("watch") != "true" {
 			t.mu.Lock()
 			t.requests = append(t.requests, r)
