@@ -27,8 +27,11 @@ type lockResult struct {
 	on, off []time.Duration
 	lost    int
 	// leaseCreates: one Lease CREATE each, the floor the lock costs, one
-	// between two samples with the lock.
+	// at a time once the samples are taken (section 3's floor too).
 	leaseCreates []time.Duration
+	// leaseInterleaved: one Lease CREATE between two samples with the
+	// lock, at the speed the samples saw: the unit of rr_to_wfe_x_lease.
+	leaseInterleaved []time.Duration
 	// breakdown of the samples with the lock; untraced: those it lacks.
 	breakdown breakdown
 	untraced  int
@@ -42,7 +45,7 @@ func (r lockResult) line() string {
 	}
 	lc := percentiles(r.leaseCreates)
 	return fmt.Sprintf("bench lock_overhead p50_on_ms=%.1f p95_on_ms=%.1f p99_on_ms=%.1f p50_off_ms=%.1f p95_off_ms=%.1f p99_off_ms=%.1f added_p95_ms=%.1f ratio_p95=%.2f lease_create_p50_ms=%.1f lease_create_p95_ms=%.1f rr_to_wfe_x_lease=%.1f",
-		on.p50, on.p95, on.p99, off.p50, off.p95, off.p99, on.p95-off.p95, ratio, lc.p50, lc.p95, safeDiv(on.p50, lc.p50))
+		on.p50, on.p95, on.p99, off.p50, off.p95, off.p99, on.p95-off.p95, ratio, lc.p50, lc.p95, safeDiv(on.p50, percentiles(r.leaseInterleaved).p50))
 }
 
 // benchLock measures RR created -> WFE created (as received by a watch) by
@@ -103,12 +106,16 @@ func benchLock(ctx context.Context, c *cluster.Cluster, s scale) (lockResult, er
 	wg.Go(func() { on.run(ctx, s.lockSamples) })
 	wg.Go(func() { off.run(ctx, s.lockSamples) })
 	wg.Wait()
-	res := lockResult{on: on.latencies, off: off.latencies, lost: on.lost + off.lost, leaseCreates: on.leaseCreates}
+	res := lockResult{on: on.latencies, off: off.latencies, lost: on.lost + off.lost, leaseInterleaved: on.leaseCreates}
 	res.untraced = res.breakdown.trace(trace, on.traced)
 	if len(res.on) == 0 || len(res.off) == 0 {
 		return res, fmt.Errorf("no WorkflowExecution arrived (%d lost)", res.lost)
 	}
-	return res, errors.Join(on.err, off.err)
+	if err := errors.Join(on.err, off.err); err != nil {
+		return res, err
+	}
+	res.leaseCreates, err = leaseFloor(ctx, api, s.lockSamples)
+	return res, err
 }
 
 // lockLoop creates requests in ns one after another, each once the
@@ -155,6 +162,20 @@ func (l *lockLoop) run(ctx context.Context, n int) {
 		}
 		time.Sleep(pause / 2)
 	}
+}
+
+// leaseFloor is the floor, in the same run: n Lease CREATEs one at a
+// time, with nothing else running.
+func leaseFloor(ctx context.Context, api client.Client, n int) ([]time.Duration, error) {
+	var out []time.Duration
+	for i := range n {
+		d, err := leaseCreate(ctx, api, fmt.Sprintf("bench-floor-%04d", i))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // leaseCreate is the floor a lock costs: one Lease CREATE, as a lock's
