@@ -236,3 +236,43 @@ func sweepErrors(t *testing.T, f *fixture) {
 		t.Errorf("Sweep with a failing delete = %v", err)
 	}
 }
+
+// TestReplaceOfAReleasedClaimAcquires: a claim released by someone else
+// (the webhook's keeper, the WFE controller) between the waiter's read and
+// its compare-and-swap is not waited on: the waiter CREATEs its lock, and
+// loses it, as an Acquire does, to whoever created one first.
+func TestReplaceOfAReleasedClaimAcquires(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "orchestrator-0", interceptor.Funcs{})
+	if err := f.lock.Claim(ctx, State{Key: key, Phase: Free}, Owner{Namespace: "demo", Name: "wfe-1", UID: "uid-1"}); err != nil {
+		t.Fatal(err)
+	}
+	claim, _ := f.lock.Inspect(ctx, key)
+	if done, err := f.newLock(t, "webhook-0", nil).ReleaseClaim(ctx, claim, "uid-1"); !done || err != nil {
+		t.Fatalf("ReleaseClaim = %v, %v", done, err)
+	}
+	tok, ok, err := f.lock.Replace(ctx, claim)
+	if err != nil || !ok {
+		t.Fatalf("Replace of a released claim = %v, %v; want acquired", ok, err)
+	}
+	if st, _ := f.lock.Inspect(ctx, key); st.Phase != Locked || st.Holder != tok.ID {
+		t.Errorf("after Replace: %v, want locked by %s", st, tok.ID)
+	}
+	// Released again, and locked by another before our CREATE: lost.
+	if err := f.lock.Release(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	other := f.newLock(t, "orchestrator-1", nil)
+	theirs, ok, err := other.Acquire(ctx, key)
+	if !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	// The fake restarts a re-created object's resourceVersion; a renewal
+	// moves it past the claim's, as the API server's global one would be.
+	if err := other.Renew(ctx, theirs); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := f.lock.Replace(ctx, claim); ok || err != nil {
+		t.Errorf("Replace of a claim released and locked since = %v, %v; want lost", ok, err)
+	}
+}

@@ -154,7 +154,11 @@ func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error)
 		// The lock expired, or it is one of ours whose acquisition we could
 		// not confirm: take it over against the version we read, so of
 		// several contenders exactly one wins.
-		return l.takeOver(ctx, tok, st, now)
+		got, ok, err := l.takeOver(ctx, tok, st, now)
+		if errors.Is(err, errGone) {
+			continue // released since we read it: CREATE again
+		}
+		return got, ok, err
 	}
 	acquisitions.WithLabelValues("contended").Inc()
 	return Token{}, false, nil
@@ -163,15 +167,25 @@ func (l *Lock) Acquire(ctx context.Context, key target.Key) (Token, bool, error)
 // Replace takes the target from st, a claim the caller found stale (its
 // WFE ended or is gone), in one compare-and-swap rather than a release and
 // an Acquire: of several callers exactly one wins. A Lease that changed
-// since st was read is left alone, and acquired is false.
+// since st was read is left alone, and acquired is false. One deleted
+// since (its claim released by someone else meanwhile) is Acquired at
+// once: the caller would otherwise wait for the delete's event to do so.
 func (l *Lock) Replace(ctx context.Context, st State) (Token, bool, error) {
 	if st.Phase != Claimed || st.lease == nil {
 		return Token{}, false, nil
 	}
-	return l.takeOver(ctx, Token{Key: st.Key, ID: newID(l.identity), written: &written{}}, st, l.clock.Now())
+	tok, ok, err := l.takeOver(ctx, Token{Key: st.Key, ID: newID(l.identity), written: &written{}}, st, l.clock.Now())
+	if errors.Is(err, errGone) {
+		return l.Acquire(ctx, st.Key)
+	}
+	return tok, ok, err
 }
 
-// takeOver writes tok's lock over the version of the Lease st observed.
+// errGone is takeOver's report of a Lease deleted since it was read.
+var errGone = errors.New("lease deleted since read")
+
+// takeOver writes tok's lock over the version of the Lease st observed;
+// errGone if that Lease no longer exists.
 func (l *Lock) takeOver(ctx context.Context, tok Token, st State, now time.Time) (Token, bool, error) {
 	lease := st.lease.DeepCopy()
 	delete(lease.Annotations, ClaimUIDAnnotation) // a lock, no longer a claim
@@ -187,7 +201,9 @@ func (l *Lock) takeOver(ctx context.Context, tok Token, st State, now time.Time)
 		takeovers.Inc()
 		tok.wrote(lease)
 		return l.acquired(tok, now), true, nil
-	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err):
+		return Token{}, false, errGone
+	case apierrors.IsConflict(err):
 		acquisitions.WithLabelValues("contended").Inc()
 		return Token{}, false, nil
 	case l.applied(ctx, tok):

@@ -217,7 +217,9 @@ func runShared(ctx context.Context, s scale, bin string, r *report) error {
 		return nil
 	}
 	progress("starting control plane and 2 webhook processes")
-	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
+	// As the chart deploys them beside the orchestrator: it hands an ended
+	// WFE's claim to the next request itself, the webhooks do not race it.
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin, WebhookArgs: []string{"--release-claims=false"}})
 	if err != nil {
 		return err
 	}
@@ -287,6 +289,9 @@ type replica struct {
 	newClient  client.NewClientFunc
 	// transport, if set, wraps every API request of the replica (counting).
 	transport func(http.RoundTripper) http.RoundTripper
+	// trace, if set, timestamps the replica's requests, reconciles and
+	// events (instead of transport).
+	trace *tracer
 }
 
 // start runs the replica until the returned stop is called.
@@ -302,9 +307,17 @@ func (rp replica) start(ctx context.Context, env *testenv.Env) (stop func(), err
 	mo.Cache, mo.NewClient = co, rp.newClient
 	cfg := fastConfig(env.Config)
 	cfg.WrapTransport = rp.transport
+	if rp.trace != nil {
+		cfg.WrapTransport, mo.Logger = rp.trace.wrap, rp.trace.logger(ctrl.Log)
+	}
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		return nil, err
+	}
+	if rp.trace != nil {
+		if err := rp.trace.watch(ctx, mgr); err != nil {
+			return nil, err
+		}
 	}
 	o := rp.opts
 	o.LeaseNamespace, o.Identity, o.SkipNameValidation = cluster.LeaseNamespace, rp.name, true

@@ -6,6 +6,7 @@ package execution
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/orchestrator/wake"
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
@@ -32,6 +34,14 @@ type Requests interface {
 	Ended(ctx context.Context, wfe *v1alpha1.WorkflowExecution) (time.Duration, error)
 }
 
+// HandoffWait is how long the release of an ended WFE's claim waits while
+// requests wait on its target: the first of them, woken by the same event,
+// takes the claim over itself (one compare-and-swap). Released at once, the
+// claim would race that write, and the loser's requests load the API server
+// in the middle of the handoff. Only a waiter that fails leaves it to the
+// release, this much later.
+const HandoffWait = time.Second
+
 // Reconciler reconciles by request, not by object: a WFE gone from the
 // cache is read live, and one gone altogether still has claims to release.
 type Reconciler struct {
@@ -40,6 +50,8 @@ type Reconciler struct {
 	resolver *target.Resolver
 	handoff  Handoff
 	requests Requests
+	// deferred holds the ended WFEs whose release waits HandoffWait.
+	deferred sync.Map // types.NamespacedName -> struct{}
 }
 
 var _ reconcile.Reconciler = (*Reconciler)(nil)
@@ -72,6 +84,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		// not race the waiter for the API server meanwhile.
 		again, err = r.requests.Ended(ctx, wfe)
 		errs = append(errs, err)
+		if r.deferRelease(ctx, req.NamespacedName, wfe) {
+			return reconcile.Result{RequeueAfter: HandoffWait}, errors.Join(errs...)
+		}
+	} else {
+		r.deferred.Delete(req.NamespacedName)
 	}
 	after, err := r.handoff.Release(ctx, req.NamespacedName, wfe)
 	if err := errors.Join(append(errs, err)...); err != nil {
@@ -81,6 +98,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		after = again
 	}
 	return reconcile.Result{RequeueAfter: after}, nil
+}
+
+// deferRelease reports that the release of the ended wfe's claim waits,
+// once, for the requests waiting on its target (HandoffWait).
+func (r *Reconciler) deferRelease(ctx context.Context, name types.NamespacedName, wfe *v1alpha1.WorkflowExecution) bool {
+	if _, again := r.deferred.LoadAndDelete(name); again {
+		return false
+	}
+	if len(wake.Waiters(ctx, r.client, wfe.Labels[v1alpha1.TargetHashLabel])) == 0 {
+		return false
+	}
+	r.deferred.Store(name, struct{}{})
+	return true
 }
 
 // get reads the WFE: the cache decides, as a terminal phase is final and a

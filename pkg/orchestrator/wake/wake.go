@@ -111,6 +111,12 @@ func enqueue(q queue, reqs []reconcile.Request) {
 	}
 }
 
+// Waiters lists the requests waiting on the object of identity hash (the
+// active ones not executing), from the cache.
+func Waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Request {
+	return waiters(ctx, c, hash)
+}
+
 // waiters lists the active requests for an object, from the cache.
 func waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Request {
 	if hash == "" {
