@@ -217,7 +217,7 @@ func runShared(ctx context.Context, s scale, bin string, r *report) error {
 		return nil
 	}
 	progress("starting control plane and 2 webhook processes")
-	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin, Direct: *webhookDirect})
 	if err != nil {
 		return err
 	}
