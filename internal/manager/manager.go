@@ -35,6 +35,9 @@ type Options struct {
 	Endpoints      kubeflags.Endpoints
 	// WebhookServer, optional, is the server of the webhook's handlers.
 	WebhookServer webhook.Server
+	// PprofBindAddress, optional, serves net/http/pprof's /debug/pprof/
+	// there, unauthenticated: for loopback only. Empty or "0": off.
+	PprofBindAddress string
 }
 
 // New returns a manager of cfg with CacheOptions and AddChecks. Every
@@ -47,6 +50,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Metrics:                MetricsOptions(o.Endpoints),
 		HealthProbeBindAddress: o.Endpoints.Probe,
 		WebhookServer:          o.WebhookServer,
+		PprofBindAddress:       o.PprofBindAddress,
 		LeaderElection:         false,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/clock"
@@ -147,25 +148,37 @@ func (h *Handler) Handle(ctx context.Context, req cradmission.Request) cradmissi
 	admissions.WithLabelValues(v.decision(), v.reason).Inc()
 	admissionSeconds.WithLabelValues(v.decision()).Observe(time.Since(start).Seconds())
 
-	log := logf.FromContext(ctx).WithValues("operation", req.Operation, "namespace", req.Namespace,
-		"name", req.Name, "reason", v.reason, "target", v.target, "holder", v.holder)
 	switch {
 	case v.code >= http.StatusInternalServerError:
-		log.Error(errors.New(v.message), "Admission failed")
+		verdictLog(logf.FromContext(ctx), req, v).Error(errors.New(v.message), "Admission failed")
 	case !v.allowed || v.warned:
 		msg := "Admission denied"
 		if v.warned {
 			msg = "Admission would be denied (warn mode)"
 		}
-		log.Info(msg, "message", v.message, "dryRun", isDryRun(req))
+		verdictLog(logf.FromContext(ctx), req, v).Info(msg, "message", v.message, "dryRun", isDryRun(req))
 		if !isDryRun(req) {
 			h.recordEvent(v)
 			h.report(req, v)
 		}
 	case req.Operation == admissionv1.Create:
-		log.V(1).Info("Admission allowed", "dryRun", isDryRun(req))
+		if log := logf.FromContext(ctx).V(1); log.Enabled() {
+			verdictLog(log, req, v).Info("Admission allowed", "dryRun", isDryRun(req))
+		}
 	}
 	return v.response()
+}
+
+// requestLog is the webhooks' LogConstructor: the logger as it is. The
+// default adds the request's fields to a logger built for every request,
+// which encodes them each time, twice, though an admission logs nothing;
+// verdictLog adds them when a request does log.
+func requestLog(base logr.Logger, _ *cradmission.Request) logr.Logger { return base }
+
+// verdictLog is log with what a message about req and its verdict v says.
+func verdictLog(log logr.Logger, req cradmission.Request, v verdict) logr.Logger {
+	return log.WithValues("operation", req.Operation, "namespace", req.Namespace, "name", req.Name,
+		"user", req.UserInfo.Username, "requestID", req.UID, "reason", v.reason, "target", v.target, "holder", v.holder)
 }
 
 func (h *Handler) decide(ctx context.Context, req cradmission.Request) verdict {

@@ -5,6 +5,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
+// LatencyBuckets are the webhook's latency buckets, 0.5 ms to 16 s: an
+// admission takes milliseconds.
+var LatencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 16)
+
 var (
 	admissions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "targetlock_webhook_admissions_total",
@@ -13,7 +17,7 @@ var (
 	admissionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "targetlock_webhook_admission_duration_seconds",
 		Help:    "Time to decide one WorkflowExecution admission request, by decision.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		Buckets: LatencyBuckets,
 	}, []string{"decision"})
 )
 

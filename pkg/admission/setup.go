@@ -229,8 +229,8 @@ func register(ctx context.Context, mgr ctrl.Manager, h *Handler, lock *lease.Loc
 	}
 	// GetWebhookServer adds the server to the manager's runnables too.
 	server := mgr.GetWebhookServer()
-	server.Register(Path, &cradmission.Webhook{Handler: h})
-	server.Register(LabelPath, &cradmission.Webhook{Handler: NewLabeler(resolver)})
+	server.Register(Path, &cradmission.Webhook{Handler: h, LogConstructor: requestLog})
+	server.Register(LabelPath, &cradmission.Webhook{Handler: NewLabeler(resolver), LogConstructor: requestLog})
 	// The webhook server starts only once it has loaded the certificate,
 	// and this check completes a TLS handshake with it.
 	return mgr.AddReadyzCheck("webhook", server.StartedChecker())

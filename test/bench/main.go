@@ -219,7 +219,7 @@ func runShared(ctx context.Context, s scale, bin string, r *report) error {
 	progress("starting control plane and 2 webhook processes")
 	// As the chart deploys them beside the orchestrator: it hands an ended
 	// WFE's claim to the next request itself, the webhooks do not race it.
-	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin, WebhookArgs: []string{"--release-claims=false"}})
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin, Direct: *webhookDirect, WebhookArgs: []string{"--release-claims=false"}})
 	if err != nil {
 		return err
 	}

@@ -245,14 +245,7 @@ func (r *report) mdAdmission(p func(string, ...any)) {
 	p("Ratio with (labelled)/without: P50 **%.2f**, P99 **%.2f** (targets: <= 2, <= 3); unlabelled/without: P50 %.2f, P99 %.2f.",
 		ratio(aw.p50, an.p50), ratio(aw.p99, an.p99), ratio(au.p50, an.p50), ratio(au.p99, an.p99))
 	p("")
-	p("Where the added time goes: the validating handler took %.1f ms on average (its own histogram), most of it the claim, one Lease", ms(r.admission.handler))
-	if r.has("lock") {
-		p("write (a Lease CREATE from a client: P50 %.1f ms in section 1); the rest, %.1f ms at P50, is the API server calling the webhook.",
-			percentiles(r.lock.leaseCreates).p50, aw.p50-an.p50-ms(r.admission.handler))
-		p("Since a claim is a write the CREATE cannot do without, the floor for the P50 ratio here is (without + one Lease write) / without = %.2f.",
-			ratio(an.p50+percentiles(r.lock.leaseCreates).p50, an.p50))
-	}
-	p("")
+	r.admissionBreakdown(p)
 	p("Admissions/s: **%.0f** (%d CREATEs on distinct targets, %d concurrent clients).", r.admission.perSecond, r.admission.distinct, r.admission.concurrency)
 	p("")
 	p("Burst: %d CREATEs sent at once on %d targets (ten per target): %d admitted, **%d timed out** or got no answer.",

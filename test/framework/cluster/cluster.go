@@ -15,8 +15,6 @@ import (
 	"strconv"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,6 +37,11 @@ type Options struct {
 	OrchestratorArgs, WebhookArgs []string
 	// OrchestratorEnv is added to the orchestrators' environment.
 	OrchestratorEnv []string
+	// Direct has the API server call the first webhook process itself, on
+	// the registered address, rather than through the proxy that spreads
+	// calls over all of them (the others are not called): to measure what
+	// the proxy costs.
+	Direct bool
 	// KeepLogs leaves Dir (the kubeconfig and each process's log) after
 	// Stop, to be read afterwards; otherwise Stop removes it.
 	KeepLogs bool
@@ -53,6 +56,7 @@ type Cluster struct {
 	Webhooks      []*Process
 
 	metrics []string // webhook /metrics URLs
+	pprof   []string // webhook pprof base URLs, on loopback
 	proxy   *proxy
 	keep    bool
 }
@@ -111,21 +115,24 @@ func (c *Cluster) startWebhooks(o Options) (err error) {
 	wio := c.Env.Environment.WebhookInstallOptions
 	var backends []string
 	for i := range o.Webhooks {
-		port, err := FreePort()
+		ports, err := freePorts(3)
 		if err != nil {
 			return err
 		}
-		metricsPort, err := FreePort()
-		if err != nil {
-			return err
+		port, metricsPort, pprofPort := ports[0], ports[1], ports[2]
+		host := "127.0.0.1"
+		if o.Direct && i == 0 {
+			host, port = wio.LocalServingHost, wio.LocalServingPort
 		}
-		backends = append(backends, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		backends = append(backends, net.JoinHostPort(host, strconv.Itoa(port)))
 		c.metrics = append(c.metrics, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+		c.pprof = append(c.pprof, fmt.Sprintf("http://127.0.0.1:%d", pprofPort))
 		args := append([]string{
-			"--kubeconfig=" + c.Kubeconfig, "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
+			"--kubeconfig=" + c.Kubeconfig, "--host=" + host, "--port=" + strconv.Itoa(port),
 			"--cert-dir=" + wio.LocalServingCertDir, "--lease-namespace=" + LeaseNamespace,
 			fmt.Sprintf("--identity=webhook-%d", i), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
 			"--metrics-insecure", // scraped by this process, on loopback
+			fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprofPort),
 			// Every process here runs as the admin user: it plays the
 			// orchestrator's ServiceAccount.
 			"--orchestrator-user=" + testenv.AdminUser,
@@ -136,6 +143,9 @@ func (c *Cluster) startWebhooks(o Options) (err error) {
 			return err
 		}
 		c.Webhooks = append(c.Webhooks, p)
+	}
+	if o.Direct {
+		return nil
 	}
 	addr := net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))
 	if c.proxy, err = startProxy(addr, backends); err != nil {
@@ -226,8 +236,7 @@ func Scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, erro
 		return nil, err
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	return parser.TextToMetricFamilies(resp.Body)
+	return parseMetrics(resp.Body)
 }
 
 // Sum adds up the counter name's series whose labels include every pair
@@ -268,4 +277,18 @@ func FreePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// freePorts is n distinct loopback ports free at the time of the call.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
