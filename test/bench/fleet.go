@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/pkg/ring"
+	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/executor"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
+)
+
+const (
+	// The fleet runs the ring and the sweep at their defaults, the fixed
+	// costs report.go's projection prices; the target Lease is the faults
+	// section's, so a killed holder's locks expire within the run.
+	fleetRingDuration = ring.DefaultDuration
+	fleetSweep        = 30 * time.Second
+	// Each process gets one core's worth of Go and a soft memory limit:
+	// 100 of them share 2 cores and the machine's memory.
+	fleetGOMEMLIMIT = "96MiB"
+	fleetBatch      = 10 // processes started at once, then waited for
+	fleetExecDelay  = 0
+)
+
+var fleetArgs = []string{faultLeaseArg, "--ring-lease-duration=" + fleetRingDuration.String(), "--sweep-interval=" + fleetSweep.String()}
+
+type fleetResult struct {
+	replicas, targets, rrs   int
+	wfes, duplicates         int
+	worst                    string
+	killed, added            int
+	startup                  time.Duration // all replicas started and ready
+	idle, storm              time.Duration
+	idleRequests             float64 // the replicas' own, over idle
+	memberWrites             int64   // ring member Lease writes seen over idle
+	stormRequests            float64 // the replicas' own, over storm
+	apiserverStorm           float64 // apiserver_request_total over storm
+	reconciles               float64 // remediationrequest reconciles, every replica ever
+	rebalance                []time.Duration
+	joinLease, joinReady     []time.Duration // per added replica, from its start
+	peakRSS                  []float64
+	apiserverIdle            float64 // apiserver_request_total over idle
+	fixedPaper, fixedMeasure float64
+}
+
+func (r fleetResult) reconcilesPerRR() float64 { return safeDiv(r.reconciles, float64(r.rrs)) }
+
+// requestsPerRR is the replicas' storm requests less what the idle fleet
+// would have sent over the storm anyway.
+func (r fleetResult) requestsPerRR() float64 {
+	return safeDiv(r.stormRequests-r.fixedMeasure*r.storm.Seconds(), float64(r.rrs))
+}
+
+func (r fleetResult) apiserverPerSecond() float64 {
+	return safeDiv(r.apiserverStorm, r.storm.Seconds())
+}
+
+func (r fleetResult) memberWritesPerSecond() float64 {
+	return safeDiv(float64(r.memberWrites), r.idle.Seconds())
+}
+
+func (r fleetResult) line() string {
+	return fmt.Sprintf("bench fleet replicas=%d rrs=%d duplicates=%d fleet_reconciles_per_rr=%.2f api_requests_per_rr=%.1f apiserver_requests_per_s=%.1f member_lease_writes_per_s=%.1f rebalance_p95_s=%.1f peak_rss_mb_per_replica=%.0f",
+		r.replicas, r.rrs, r.duplicates, r.reconcilesPerRR(), r.requestsPerRR(), r.apiserverPerSecond(),
+		r.memberWritesPerSecond(), percentiles(r.rebalance).p95/1000, maxOf(r.peakRSS))
+}
+
+// paperFixed is report.go's projection for n replicas: a ring renewal
+// every third of the ring duration and a sweep LIST every sweep period.
+func paperFixed(n int) float64 {
+	return float64(n)/(fleetRingDuration/3).Seconds() + float64(n)/fleetSweep.Seconds()
+}
+
+// fleet is one run's state: the plane, the processes, what they counted.
+type fleet struct {
+	s      scale
+	bin    string
+	ns     string
+	fp     *faultPlane
+	api    client.Client
+	admin  *kubernetes.Clientset
+	res    *fleetResult
+	mu     sync.Mutex // below, and res's slices
+	procs  []*proc    // live
+	gone   []float64  // requests of the killed, scraped just before the kill
+	base   map[*proc]float64
+	wg     sync.WaitGroup
+	moving *progressTracker
+	writes atomic.Int64 // ring member Lease writes seen
+}
+
+// benchFleet runs n orchestrator processes on the ring over a storm with
+// duplicates and failures, SIGKILLs s.fleetKills of them and adds as many
+// mid-storm, and measures the fleet's fixed and per-request cost.
+func benchFleet(ctx context.Context, bin string, s scale, n int) (fleetResult, error) {
+	ns := fmt.Sprintf("fleet-%d", n)
+	res := fleetResult{replicas: n, targets: s.fleetTargets, rrs: s.fleetTargets * s.fleetRRsPerTarget, fixedPaper: paperFixed(n)}
+	progress("%s: starting control plane and 2 webhook processes", ns)
+	fp, err := startPlane(ctx, cluster.Options{Webhooks: 2, BinDir: bin, WebhookArgs: []string{faultLeaseArg}, KeepLogs: true}, ns)
+	if err != nil {
+		return res, err
+	}
+	defer fp.stop()
+	f := &fleet{s: s, bin: bin, ns: ns, fp: fp, api: fp.live, res: &res, base: map[*proc]float64{}}
+	if f.admin, err = kubernetes.NewForConfig(fastConfig(fp.Env.Config)); err != nil {
+		return res, err
+	}
+	defer f.stopAll()
+	stopExec, err := runExecutor(ctx, fp.Env, "executor", executor.Executor{Delay: fleetExecDelay}, []string{ns})
+	if err != nil {
+		return res, err
+	}
+	defer stopExec()
+	if err := f.watchMembers(ctx); err != nil {
+		return res, err
+	}
+	if err := f.start(ctx, n); err != nil {
+		return res, err
+	}
+	if err := f.measureIdle(ctx); err != nil {
+		return res, err
+	}
+	if err := f.runStorm(ctx); err != nil {
+		return res, err
+	}
+	return res, f.finish(ctx)
+}
+
+// start starts n processes in batches, each batch ready before the next.
+func (f *fleet) start(ctx context.Context, n int) error {
+	t0 := time.Now()
+	for i := 0; i < n; i += fleetBatch {
+		var batch []*proc
+		for j := i; j < min(i+fleetBatch, n); j++ {
+			p, err := f.startProc(fmt.Sprintf("%s-%03d", f.ns, j))
+			if err != nil {
+				return err
+			}
+			batch = append(batch, p)
+		}
+		for _, p := range batch {
+			if err := p.ready(ctx, 3*time.Minute); err != nil {
+				return fmt.Errorf("%s not ready: %w", p.Name, err)
+			}
+		}
+		progress("%s: %d/%d replicas ready after %s", f.ns, min(i+fleetBatch, n), n, time.Since(t0).Round(time.Second))
+	}
+	f.res.startup = time.Since(t0)
+	// Every member Lease written once more: each replica sees the whole ring.
+	time.Sleep(fleetRingDuration / 3)
+	return nil
+}
+
+func (f *fleet) startProc(identity string) (*proc, error) {
+	p, err := newOrchestrator(f.fp.Cluster, f.bin, identity, fleetArgs...)
+	if err != nil {
+		return nil, err
+	}
+	p.Env = []string{"GOMAXPROCS=1", "GOMEMLIMIT=" + fleetGOMEMLIMIT}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.procs = append(f.procs, p)
+	f.mu.Unlock()
+	return p, nil
+}
+
+func (f *fleet) stopAll() {
+	f.mu.Lock()
+	procs := slices.Clone(f.procs)
+	f.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { _ = p.Stop() })
+	}
+	wg.Wait()
+}
+
+// watchMembers counts writes of ring member Leases (ADDED and MODIFIED
+// events of Leases with the ring's label) until ctx ends.
+func (f *fleet) watchMembers(ctx context.Context) error {
+	list := &coordinationv1.LeaseList{}
+	sel := client.MatchingLabels{ring.Label: ring.LabelValue}
+	if err := f.fp.wc.List(ctx, list, client.InNamespace(cluster.LeaseNamespace), sel); err != nil {
+		return err
+	}
+	w, err := f.fp.wc.Watch(f.fp.watchCtx, &coordinationv1.LeaseList{}, client.InNamespace(cluster.LeaseNamespace), sel,
+		&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+	if err != nil {
+		return err
+	}
+	go func() {
+		for ev := range w.ResultChan() {
+			if _, ok := ev.Object.(*coordinationv1.Lease); ok && (ev.Type == "ADDED" || ev.Type == "MODIFIED") {
+				f.writes.Add(1)
+			}
+		}
+	}()
+	return nil
+}
+
+// measureIdle counts, over s.fleetIdle with no requests, the replicas' own
+// API requests, the API server's and the member Lease writes.
+func (f *fleet) measureIdle(ctx context.Context) error {
+	progress("%s: idle fleet for %s", f.ns, f.s.fleetIdle)
+	before, err := f.scrapeAll(ctx)
+	if err != nil {
+		return err
+	}
+	srv0, err := f.apiserverRequests(ctx)
+	if err != nil {
+		return err
+	}
+	w0, t0 := f.writes.Load(), time.Now()
+	time.Sleep(f.s.fleetIdle)
+	after, err := f.scrapeAll(ctx)
+	if err != nil {
+		return err
+	}
+	srv1, err := f.apiserverRequests(ctx)
+	if err != nil {
+		return err
+	}
+	r := f.res
+	r.idle, r.memberWrites, r.apiserverIdle = time.Since(t0), f.writes.Load()-w0, srv1-srv0
+	for p, v := range after {
+		r.idleRequests += v - before[p]
+	}
+	r.fixedMeasure = r.idleRequests / r.idle.Seconds()
+	return nil
+}
+
+// scrapeAll reads every live replica's rest_client_requests_total.
+func (f *fleet) scrapeAll(ctx context.Context) (map[*proc]float64, error) {
+	f.mu.Lock()
+	procs := slices.Clone(f.procs)
+	f.mu.Unlock()
+	out := map[*proc]float64{}
+	for _, p := range procs {
+		families, err := cluster.Scrape(ctx, p.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("scraping %s: %w", p.Name, err)
+		}
+		out[p] = cluster.Sum(families, "rest_client_requests_total", nil)
+	}
+	return out, nil
+}
+
+// apiserverRequests is the API server's own apiserver_request_total, read
+// from its /metrics with the admin client.
+func (f *fleet) apiserverRequests(ctx context.Context) (float64, error) {
+	raw, err := f.admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
+	}
+	return sumText(raw, "apiserver_request_total")
+}
+
+// sumText sums a counter's series in a Prometheus text exposition.
+func sumText(raw []byte, name string) (float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return 0, err
+	}
+	return cluster.Sum(map[string]*dto.MetricFamily{name: families[name]}, name, nil), nil
+}
+
+// rrName names request k on target t; fleetRequests sends them in pairs.
+func rrName(t, k int) string { return fmt.Sprintf("rr-%04d-%02d", t, k) }
+
+// storm sends s.fleetRRsPerTarget requests per target over s.fleetWindow,
+// in pairs: the second of each pair is sent at once after the first, with
+// the same signal, so it is a duplicate of an active request; a fifth of
+// the pairs' workflows fail.
+func (f *fleet) requests(ctx context.Context) {
+	s := f.s
+	pairs := s.fleetRRsPerTarget / 2
+	every := s.fleetWindow / time.Duration(s.fleetTargets*pairs)
+	for r := range pairs {
+		for t := range s.fleetTargets {
+			for k := 2 * r; k < 2*r+2; k++ {
+				b := wrappers.MakeRR(f.ns, rrName(t, k)).Target("Deployment", f.ns, fmt.Sprintf("app-%04d", t)).
+					Fingerprint(fmt.Sprintf("sig-%d", r)).Workflow(fmt.Sprintf("workflow-%d", r%2))
+				if (t+r)%5 == 4 {
+					b.Parameter(executor.OutcomeParameter, "fail")
+				}
+				if err := f.api.Create(ctx, b.Obj()); err != nil {
+					progress("creating %s: %v", rrName(t, k), err)
+				}
+			}
+			time.Sleep(every)
+		}
+	}
+}
