@@ -45,11 +45,12 @@ type fleetResult struct {
 	killed, added            int
 	startup                  time.Duration // all replicas started and ready
 	idle, storm              time.Duration
-	idleRequests             float64 // the replicas' own, over idle
-	memberWrites             int64   // ring member Lease writes seen over idle
-	stormRequests            float64 // the replicas' own, over storm
-	apiserverStorm           float64 // apiserver_request_total over storm
-	reconciles               float64 // remediationrequest reconciles, every replica ever
+	idleRequests             float64            // the replicas' own, over idle
+	memberWrites             int64              // ring member Lease writes seen over idle
+	stormRequests            float64            // the replicas' own, over storm
+	apiserverStorm           float64            // apiserver_request_total over storm
+	reconciles               float64            // remediationrequest reconciles, every replica ever
+	reconcilesBy             map[string]float64 // by result
 	rebalance                []time.Duration
 	joinLease, joinReady     []time.Duration // per added replica, from its start
 	peakRSS                  []float64

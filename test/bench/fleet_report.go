@@ -87,6 +87,8 @@ func (r *report) fleetBounds(p func(string, ...any), f fleetResult) {
 	p("%d replicas: duplicates %d (bound 0: %s); fleet reconciles/RR %.2f (<= %.1f: %s); API requests/RR %.1f (<= %.0f: %s);",
 		f.replicas, f.duplicates, met(f.duplicates == 0), f.reconcilesPerRR(), fleetReconcilesBound, met(f.reconcilesPerRR() <= fleetReconcilesBound),
 		f.requestsPerRR(), fleetRequestsBound, met(f.requestsPerRR() <= fleetRequestsBound))
+	p("Reconciles by result: %.0f success, %.0f requeue_after, %.0f requeue, %.0f error.", f.reconcilesBy["success"], f.reconcilesBy["requeue_after"],
+		f.reconcilesBy["requeue"], f.reconcilesBy["error"])
 	p("rebalance P95 %.1f s (<= ring lease duration + 2 s = %s: %s). Fixed cost of the idle fleet: %.1f requests/s measured against %.1f on paper",
 		reb, fleetRebalanceBound, met(reb <= fleetRebalanceBound.Seconds()), f.fixedMeasure, f.fixedPaper)
 	dir := "above"

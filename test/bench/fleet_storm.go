@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"slices"
 	"sync"
 	"time"
@@ -74,7 +75,7 @@ func (f *fleet) kill(ctx context.Context, victim *proc) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.gone = append(f.gone, cluster.Sum(families, "rest_client_requests_total", nil)-f.base[victim])
-		f.res.reconciles += cluster.Sum(families, "controller_runtime_reconcile_total", map[string]string{"controller": "remediationrequest"})
+		f.res.addReconciles(families)
 		f.res.peakRSS = append(f.res.peakRSS, peakRSS(victim.Pid()))
 		f.procs = slices.DeleteFunc(f.procs, func(p *proc) bool { return p == victim })
 		f.res.killed++
@@ -165,7 +166,7 @@ func (f *fleet) finish(ctx context.Context) error {
 			return fmt.Errorf("scraping %s: %w", p.Name, err)
 		}
 		r.stormRequests += cluster.Sum(families, "rest_client_requests_total", nil) - f.base[p]
-		r.reconciles += cluster.Sum(families, "controller_runtime_reconcile_total", map[string]string{"controller": "remediationrequest"})
+		r.addReconciles(families)
 		r.peakRSS = append(r.peakRSS, peakRSS(p.Pid()))
 	}
 	r.rebalance = f.moving.done()
@@ -175,6 +176,20 @@ func (f *fleet) finish(ctx context.Context) error {
 	maxActive, worst := f.fp.inv.MaxActive()
 	r.wfes, r.duplicates, r.worst = f.fp.inv.Seen(), max(maxActive-1, 0), worst
 	return nil
+}
+
+// addReconciles adds a replica's remediationrequest reconciles, in all
+// and by result (success, error, requeue, requeue_after).
+func (r *fleetResult) addReconciles(families map[string]*dto.MetricFamily) {
+	const name = "controller_runtime_reconcile_total"
+	if r.reconcilesBy == nil {
+		r.reconcilesBy = map[string]float64{}
+	}
+	for _, result := range []string{"success", "error", "requeue", "requeue_after"} {
+		n := cluster.Sum(families, name, map[string]string{"controller": "remediationrequest", "result": result})
+		r.reconcilesBy[result] += n
+		r.reconciles += n
+	}
 }
 
 func sumOf(xs []float64) float64 {
