@@ -88,20 +88,21 @@ func paperFixed(n int) float64 {
 
 // fleet is one run's state: the plane, the processes, what they counted.
 type fleet struct {
-	s      scale
-	bin    string
-	ns     string
-	fp     *faultPlane
-	api    client.Client
-	admin  *kubernetes.Clientset
-	res    *fleetResult
-	mu     sync.Mutex // below, and res's slices
-	procs  []*proc    // live
-	gone   []float64  // requests of the killed, scraped just before the kill
-	base   map[*proc]float64
-	wg     sync.WaitGroup
-	moving *progressTracker
-	writes atomic.Int64 // ring member Lease writes seen
+	s       scale
+	bin     string
+	ns      string
+	fp      *faultPlane
+	api     client.Client
+	admin   *kubernetes.Clientset
+	res     *fleetResult
+	mu      sync.Mutex // below, and res's slices
+	procs   []*proc    // live
+	gone    []float64  // requests of the killed, scraped just before the kill
+	base    map[*proc]float64
+	wg      sync.WaitGroup
+	moving  *progressTracker
+	writes  atomic.Int64 // ring member Lease writes seen
+	created atomic.Int64 // requests sent
 }
 
 // benchFleet runs n orchestrator processes on the ring over a storm with
@@ -138,7 +139,9 @@ func benchFleet(ctx context.Context, bin string, s scale, n int) (fleetResult, e
 	if err := f.runStorm(ctx); err != nil {
 		return res, err
 	}
-	return res, f.finish(ctx)
+	err = f.finish(ctx)
+	progress("%s: %s (storm %s)", ns, res.line(), res.storm.Round(time.Second)) // kept if a later size fails
+	return res, err
 }
 
 // start starts n processes in batches, each batch ready before the next.
@@ -243,6 +246,8 @@ func (f *fleet) measureIdle(ctx context.Context) error {
 		r.idleRequests += v - before[p]
 	}
 	r.fixedMeasure = r.idleRequests / r.idle.Seconds()
+	progress("%s: idle: replicas %.1f requests/s (paper %.1f), member Lease writes %.1f/s, API server %.1f requests/s",
+		f.ns, r.fixedMeasure, r.fixedPaper, r.memberWritesPerSecond(), r.apiserverIdle/r.idle.Seconds())
 	return nil
 }
 
@@ -285,27 +290,47 @@ func sumText(raw []byte, name string) (float64, error) {
 // rrName names request k on target t; fleetRequests sends them in pairs.
 func rrName(t, k int) string { return fmt.Sprintf("rr-%04d-%02d", t, k) }
 
-// storm sends s.fleetRRsPerTarget requests per target over s.fleetWindow,
-// in pairs: the second of each pair is sent at once after the first, with
-// the same signal, so it is a duplicate of an active request; a fifth of
-// the pairs' workflows fail.
+// requests sends s.fleetRRsPerTarget requests per target over
+// s.fleetWindow, in pairs: the second of each pair is sent at once after
+// the first, with the same signal, so it is a duplicate of an active
+// request; a fifth of the pairs' workflows fail. Each pair is sent at its
+// time from its own goroutine (at most 32 at once), so that a slow CREATE
+// does not stretch the window.
 func (f *fleet) requests(ctx context.Context) {
 	s := f.s
 	pairs := s.fleetRRsPerTarget / 2
 	every := s.fleetWindow / time.Duration(s.fleetTargets*pairs)
-	for r := range pairs {
-		for t := range s.fleetTargets {
-			for k := 2 * r; k < 2*r+2; k++ {
-				b := wrappers.MakeRR(f.ns, rrName(t, k)).Target("Deployment", f.ns, fmt.Sprintf("app-%04d", t)).
-					Fingerprint(fmt.Sprintf("sig-%d", r)).Workflow(fmt.Sprintf("workflow-%d", r%2))
-				if (t+r)%5 == 4 {
-					b.Parameter(executor.OutcomeParameter, "fail")
-				}
-				if err := f.api.Create(ctx, b.Obj()); err != nil {
-					progress("creating %s: %v", rrName(t, k), err)
-				}
-			}
-			time.Sleep(every)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	start := time.Now()
+	for i := range s.fleetTargets * pairs {
+		r, t := i/s.fleetTargets, i%s.fleetTargets
+		time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
 		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f.pair(ctx, r, t)
+		})
+	}
+}
+
+func (f *fleet) pair(ctx context.Context, r, t int) {
+	for k := 2 * r; k < 2*r+2; k++ {
+		b := wrappers.MakeRR(f.ns, rrName(t, k)).Target("Deployment", f.ns, fmt.Sprintf("app-%04d", t)).
+			Fingerprint(fmt.Sprintf("sig-%d", r)).Workflow(fmt.Sprintf("workflow-%d", r%2))
+		if (t+r)%5 == 4 {
+			b.Parameter(executor.OutcomeParameter, "fail")
+		}
+		if err := f.api.Create(ctx, b.Obj()); err != nil {
+			progress("creating %s: %v", rrName(t, k), err)
+		}
+	}
+	if n := f.created.Add(2); n%500 == 0 {
+		progress("%s: %d requests created", f.ns, n)
 	}
 }

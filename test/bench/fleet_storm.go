@@ -50,36 +50,82 @@ func (f *fleet) faults(ctx context.Context) {
 	s := f.s
 	time.Sleep(s.fleetWindow / 3)
 	step := s.fleetWindow / 3 / time.Duration(max(s.fleetKills, 1))
-	f.mu.Lock()
-	victims := slices.Clone(f.procs)
-	f.mu.Unlock()
 	for k := range s.fleetKills {
 		if k == s.fleetKills/2 {
 			f.wg.Go(func() { f.add(ctx, s.fleetKills) })
 		}
-		// Victims spread over the fleet, whose ring positions are random.
-		victim := victims[k*len(victims)/max(s.fleetKills, 1)]
-		f.wg.Go(func() { f.kill(ctx, victim) })
+		if victim := f.victim(ctx); victim != nil {
+			f.kill(ctx, victim)
+		}
 		time.Sleep(step)
 	}
 }
 
-// kill scrapes the victim's counters and peak RSS, notes the objects it
-// owns with requests pending, SIGKILLs it, and times their next decisions.
-func (f *fleet) kill(ctx context.Context, victim *proc) {
-	_, killedAt := killHoldingAfter(ctx, f.api, victim.Process, func() {
-		families, err := cluster.Scrape(ctx, victim.metrics)
-		if err != nil {
-			progress("%s: scraping %s before the kill: %v", f.ns, victim.Name, err)
+// victim is the live replica (of those started first) that owns the most
+// objects with requests pending, as the member Leases stand: a kill then
+// has requests to move. It is taken out of f.procs.
+func (f *fleet) victim(ctx context.Context) *proc {
+	pending := pendingByOwner(ctx, f.api, f.ns)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var best *proc
+	for _, p := range f.procs {
+		if _, first := f.base[p]; first && (best == nil || pending[p.Name] > pending[best.Name]) {
+			best = p
 		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.gone = append(f.gone, cluster.Sum(families, "rest_client_requests_total", nil)-f.base[victim])
-		f.res.addReconciles(families)
-		f.res.peakRSS = append(f.res.peakRSS, peakRSS(victim.Pid()))
-		f.procs = slices.DeleteFunc(f.procs, func(p *proc) bool { return p == victim })
-		f.res.killed++
-	})
+	}
+	f.procs = slices.DeleteFunc(f.procs, func(p *proc) bool { return p == best })
+	return best
+}
+
+// pendingByOwner counts, per live ring member, the objects it owns with
+// requests not ended.
+func pendingByOwner(ctx context.Context, api client.Client, ns string) map[string]int {
+	members := &coordinationv1.LeaseList{}
+	if err := api.List(ctx, members, client.InNamespace(cluster.LeaseNamespace), client.MatchingLabels{ring.Label: ring.LabelValue}); err != nil {
+		return nil
+	}
+	var live []string
+	for _, l := range members.Items {
+		if l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil && l.Spec.LeaseDurationSeconds != nil &&
+			l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second).After(time.Now()) {
+			live = append(live, *l.Spec.HolderIdentity)
+		}
+	}
+	view := ring.NewView("", live...)
+	rrs := &v1alpha1.RemediationRequestList{}
+	if err := api.List(ctx, rrs, client.InNamespace(ns)); err != nil {
+		return nil
+	}
+	objects := map[string]string{} // object hash -> owner
+	for _, rr := range rrs.Items {
+		if !rr.Status.Phase.Terminal() {
+			hash := deploymentHash(ns, rr.Spec.TargetResource.Name)
+			objects[hash] = view.Owner(hash)
+		}
+	}
+	out := map[string]int{}
+	for _, owner := range objects {
+		out[owner]++
+	}
+	return out
+}
+
+// kill scrapes the victim's counters and peak RSS, SIGKILLs it, and times
+// the next decisions of the objects it owned with requests pending.
+func (f *fleet) kill(ctx context.Context, victim *proc) {
+	families, err := cluster.Scrape(ctx, victim.metrics)
+	if err != nil {
+		progress("%s: scraping %s before the kill: %v", f.ns, victim.Name, err)
+	}
+	f.mu.Lock()
+	f.gone = append(f.gone, cluster.Sum(families, "rest_client_requests_total", nil)-f.base[victim])
+	f.res.addReconciles(families)
+	f.res.peakRSS = append(f.res.peakRSS, peakRSS(victim.Pid()))
+	f.res.killed++
+	f.mu.Unlock()
+	_ = victim.Kill()
+	killedAt := time.Now()
 	// Read after the kill: a status write the victim sent just before it
 	// died would otherwise count as its object's next decision.
 	owned := ownedPending(ctx, f.api, f.ns, victim.Name)
