@@ -51,6 +51,7 @@ type fleetResult struct {
 	apiserverStorm           float64            // apiserver_request_total over storm
 	reconciles               float64            // remediationrequest reconciles, every replica ever
 	reconcilesBy             map[string]float64 // by result
+	idleByMethod             map[string]float64 // the replicas' own, over idle
 	rebalance                []time.Duration
 	joinLease, joinReady     []time.Duration // per added replica, from its start
 	peakRSS                  []float64
@@ -226,6 +227,7 @@ func (f *fleet) measureIdle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m0 := f.byMethod(ctx)
 	srv0, err := f.apiserverRequests(ctx)
 	if err != nil {
 		return err
@@ -235,6 +237,10 @@ func (f *fleet) measureIdle(ctx context.Context) error {
 	after, err := f.scrapeAll(ctx)
 	if err != nil {
 		return err
+	}
+	f.res.idleByMethod = f.byMethod(ctx)
+	for m, n := range m0 {
+		f.res.idleByMethod[m] -= n
 	}
 	srv1, err := f.apiserverRequests(ctx)
 	if err != nil {
@@ -265,6 +271,25 @@ func (f *fleet) scrapeAll(ctx context.Context) (map[*proc]float64, error) {
 		out[p] = cluster.Sum(families, "rest_client_requests_total", nil)
 	}
 	return out, nil
+}
+
+// byMethod sums the live replicas' rest_client_requests_total by method;
+// replicas that do not answer are left out.
+func (f *fleet) byMethod(ctx context.Context) map[string]float64 {
+	f.mu.Lock()
+	procs := slices.Clone(f.procs)
+	f.mu.Unlock()
+	out := map[string]float64{}
+	for _, p := range procs {
+		families, err := cluster.Scrape(ctx, p.metrics)
+		if err != nil {
+			continue
+		}
+		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+			out[m] += cluster.Sum(families, "rest_client_requests_total", map[string]string{"method": m})
+		}
+	}
+	return out
 }
 
 // apiserverRequests is the API server's own apiserver_request_total, read

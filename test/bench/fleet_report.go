@@ -75,6 +75,13 @@ func (r *report) mdFleet(p func(string, ...any)) {
 	p("from the SIGKILL until one of its requests changes phase. An added replica is timed from its process start until its member Lease exists")
 	p("(it is on everyone's ring from its first write) and until it is ready.")
 	p("")
+	p("Why the fixed cost differs from the paper figure: renewals are exact (one PUT per replica per third of the ring duration); a sweep is")
+	p("one LIST per replica per period, but a window of a few periods holds one more or one less per replica depending on when each")
+	p("started (all within seconds of each other), so the GETs are what moves; more than the paper means other periodic requests (a")
+	p("watch's re-list, a renewal after a conflict). Watches are not in the paper figure and hardly in the count: a watch is one request")
+	p("when it opens, and it stays open for minutes; what it costs is the API server's fan-out: every write of a request, a WFE or a Lease")
+	p("(a member renewal included) goes to each replica's watch, and each replica's informer decodes it before the ring drops it.")
+	p("")
 	if slices.ContainsFunc(r.fleet, func(f fleetResult) bool { return f.duplicates > 0 }) {
 		p("**INVARIANT BROKEN**")
 		p("")
@@ -98,6 +105,10 @@ func (r *report) fleetBounds(p func(string, ...any), f fleetResult) {
 	p("(%d renewals every %s + %d sweeps every %s): %.0f%% %s it (within %.0f%%: %s); member Lease writes %.1f/s against %.1f on paper.",
 		f.replicas, fleetRingDuration/3, f.replicas, fleetSweep, 100*abs(f.fixedRatio()-1), dir, 100*fleetFixedTolerance,
 		met(abs(f.fixedRatio()-1) <= fleetFixedTolerance), f.memberWritesPerSecond(), float64(f.replicas)/(fleetRingDuration/3).Seconds())
+	idle := f.idle.Seconds()
+	p("The idle replicas' requests/s by method: PUT %.2f (renewals), GET %.2f (the sweeps' LISTs, and any re-list or re-watch), POST %.2f, PATCH %.2f, DELETE %.2f.",
+		safeDiv(f.idleByMethod["PUT"], idle), safeDiv(f.idleByMethod["GET"], idle), safeDiv(f.idleByMethod["POST"], idle),
+		safeDiv(f.idleByMethod["PATCH"], idle), safeDiv(f.idleByMethod["DELETE"], idle))
 	p("")
 }
 
