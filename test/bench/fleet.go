@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +55,7 @@ type fleetResult struct {
 	reconciles               float64            // remediationrequest reconciles, every replica ever
 	reconcilesBy             map[string]float64 // by result
 	idleByMethod             map[string]float64 // the replicas' own, over idle
+	idleCPU                  float64            // the replicas' CPU seconds over idle
 	rebalance                []time.Duration
 	joinLease, joinReady     []time.Duration // per added replica, from its start
 	peakRSS                  []float64
@@ -227,7 +231,7 @@ func (f *fleet) measureIdle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m0 := f.byMethod(ctx)
+	m0, cpu0 := f.byMethod(ctx), f.cpuSeconds()
 	srv0, err := f.apiserverRequests(ctx)
 	if err != nil {
 		return err
@@ -238,7 +242,7 @@ func (f *fleet) measureIdle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	f.res.idleByMethod = f.byMethod(ctx)
+	f.res.idleByMethod, f.res.idleCPU = f.byMethod(ctx), f.cpuSeconds()-cpu0
 	for m, n := range m0 {
 		f.res.idleByMethod[m] -= n
 	}
@@ -290,6 +294,29 @@ func (f *fleet) byMethod(ctx context.Context) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// cpuSeconds sums the live replicas' user and system CPU time.
+func (f *fleet) cpuSeconds() float64 {
+	f.mu.Lock()
+	procs := slices.Clone(f.procs)
+	f.mu.Unlock()
+	total := 0.0
+	for _, p := range procs {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis: utime and stime
+		// are the 12th and 13th, in clock ticks (100 a second on Linux).
+		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(fields) > 12 {
+			ut, _ := strconv.ParseFloat(fields[11], 64)
+			st, _ := strconv.ParseFloat(fields[12], 64)
+			total += (ut + st) / 100
+		}
+	}
+	return total
 }
 
 // apiserverRequests is the API server's own apiserver_request_total, read

@@ -109,6 +109,8 @@ func (r *report) fleetBounds(p func(string, ...any), f fleetResult) {
 	p("The idle replicas' requests/s by method: PUT %.2f (renewals), GET %.2f (the sweeps' LISTs, and any re-list or re-watch), POST %.2f, PATCH %.2f, DELETE %.2f.",
 		safeDiv(f.idleByMethod["PUT"], idle), safeDiv(f.idleByMethod["GET"], idle), safeDiv(f.idleByMethod["POST"], idle),
 		safeDiv(f.idleByMethod["PATCH"], idle), safeDiv(f.idleByMethod["DELETE"], idle))
+	p("The idle fleet used %.2f CPU cores (the replicas' user + system time over the window), %.1f ms a second per replica.",
+		safeDiv(f.idleCPU, idle), 1000*safeDiv(f.idleCPU, idle*float64(f.replicas)))
 	p("")
 }
 

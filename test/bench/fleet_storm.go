@@ -54,9 +54,13 @@ func (f *fleet) faults(ctx context.Context) {
 		if k == s.fleetKills/2 {
 			f.wg.Go(func() { f.add(ctx, s.fleetKills) })
 		}
-		if victim := f.victim(ctx); victim != nil {
-			f.kill(ctx, victim)
-		}
+		// In a goroutine: under load the LISTs of a kill take longer
+		// than a step, which would stretch the schedule.
+		f.wg.Go(func() {
+			if victim := f.victim(ctx); victim != nil {
+				f.kill(ctx, victim)
+			}
+		})
 		time.Sleep(step)
 	}
 }
