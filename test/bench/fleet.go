@@ -201,22 +201,35 @@ func (f *fleet) stopAll() {
 }
 
 // watchMembers counts writes of ring member Leases (ADDED and MODIFIED
-// events of Leases with the ring's label) until ctx ends.
+// events of Leases with the ring's label) until the plane stops; a watch
+// the API server ends is resumed from the last event.
 func (f *fleet) watchMembers(ctx context.Context) error {
 	list := &coordinationv1.LeaseList{}
 	sel := client.MatchingLabels{ring.Label: ring.LabelValue}
 	if err := f.fp.wc.List(ctx, list, client.InNamespace(cluster.LeaseNamespace), sel); err != nil {
 		return err
 	}
-	w, err := f.fp.wc.Watch(f.fp.watchCtx, &coordinationv1.LeaseList{}, client.InNamespace(cluster.LeaseNamespace), sel,
-		&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
-	if err != nil {
-		return err
-	}
+	rv := list.ResourceVersion
+	wctx := f.fp.watchCtx
 	go func() {
-		for ev := range w.ResultChan() {
-			if _, ok := ev.Object.(*coordinationv1.Lease); ok && (ev.Type == "ADDED" || ev.Type == "MODIFIED") {
-				f.writes.Add(1)
+		for wctx.Err() == nil {
+			w, err := f.fp.wc.Watch(wctx, &coordinationv1.LeaseList{}, client.InNamespace(cluster.LeaseNamespace), sel,
+				&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				if l, ok := ev.Object.(*coordinationv1.Lease); ok && (ev.Type == "ADDED" || ev.Type == "MODIFIED") {
+					rv = l.ResourceVersion
+					f.writes.Add(1)
+				}
+				if ev.Type == "ERROR" { // resourceVersion too old: go on from now, the writes between lost
+					if err := f.fp.wc.List(wctx, list, client.InNamespace(cluster.LeaseNamespace), sel); err == nil {
+						rv = list.ResourceVersion
+					}
+					progress("%s: the member Lease watch ended: %v", f.ns, ev.Object)
+				}
 			}
 		}
 	}()

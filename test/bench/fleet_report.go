@@ -30,6 +30,32 @@ func parseCounts(s string) ([]int, error) {
 	return out, nil
 }
 
+// fleetSizesFlag is --fleet-replicas's counts, or def if it is empty.
+func fleetSizesFlag(flagValue string, def []int) []int {
+	if flagValue == "" {
+		return def
+	}
+	counts, err := parseCounts(flagValue)
+	if err != nil {
+		fatal(fmt.Errorf("--fleet-replicas: %w", err))
+	}
+	return counts
+}
+
+// invariantBroken says which section saw two active WFEs on one target
+// (faults, fleet), or "".
+func (r *report) invariantBroken() string {
+	if r.faults.duplicates != 0 {
+		return fmt.Sprintf("%d duplicate(s): %s", r.faults.duplicates, r.faults.worst)
+	}
+	for _, f := range r.fleet {
+		if f.duplicates != 0 {
+			return fmt.Sprintf("fleet of %d: %d duplicate(s): %s", f.replicas, f.duplicates, f.worst)
+		}
+	}
+	return ""
+}
+
 func met(ok bool) string {
 	if ok {
 		return "met"

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	dto "github.com/prometheus/client_model/go"
 	"slices"
 	"sync"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 

@@ -142,11 +142,7 @@ func bench() int {
 		}
 		*bin = filepath.Join(root, "bin")
 	}
-	if *fleetSizes != "" {
-		if s.fleetReplicas, err = parseCounts(*fleetSizes); err != nil {
-			fatal(fmt.Errorf("--fleet-replicas: %w", err))
-		}
-	}
+	s.fleetReplicas = fleetSizesFlag(*fleetSizes, s.fleetReplicas)
 	r := &report{mode: mode, started: time.Now(), ran: run}
 	if err := runSections(ctx, s, *bin, r); err != nil {
 		fatal(err)
@@ -155,15 +151,9 @@ func bench() int {
 	if err := r.write(os.Stdout, *out); err != nil {
 		fatal(err)
 	}
-	if r.faults.duplicates != 0 {
-		fmt.Fprintf(os.Stderr, "bench: INVARIANT BROKEN: %d duplicate(s): %s\n", r.faults.duplicates, r.faults.worst)
+	if broken := r.invariantBroken(); broken != "" {
+		fmt.Fprintln(os.Stderr, "bench: INVARIANT BROKEN: "+broken)
 		return 2
-	}
-	for _, f := range r.fleet {
-		if f.duplicates != 0 {
-			fmt.Fprintf(os.Stderr, "bench: INVARIANT BROKEN: fleet of %d: %d duplicate(s): %s\n", f.replicas, f.duplicates, f.worst)
-			return 2
-		}
 	}
 	if r.soak.duplicates != 0 || r.soak.stuck() != 0 {
 		fmt.Fprintf(os.Stderr, "bench: SOAK FAILED: %d duplicate(s) (%s), %d stuck\n", r.soak.duplicates, r.soak.worst, r.soak.stuck())
