@@ -224,7 +224,7 @@ func (f *fleet) watchMembers(ctx context.Context) error {
 					rv = l.ResourceVersion
 					f.writes.Add(1)
 				}
-				if ev.Type == "ERROR" { // resourceVersion too old: go on from now, the writes between lost
+				if ev.Type == "ERROR" && wctx.Err() == nil { // resourceVersion too old: go on from now, the writes between lost
 					if err := f.fp.wc.List(wctx, list, client.InNamespace(cluster.LeaseNamespace), sel); err == nil {
 						rv = list.ResourceVersion
 					}
