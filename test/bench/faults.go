@@ -395,10 +395,15 @@ type faultPlane struct {
 	stop     func()
 }
 
-func startFaultPlane(ctx context.Context, bin string, orchestratorArgs []string, namespaces ...string) (_ *faultPlane, err error) {
-	c, err := cluster.Start(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
+func startFaultPlane(ctx context.Context, bin string, orchestratorArgs []string, namespaces ...string) (*faultPlane, error) {
+	return startPlane(ctx, cluster.Options{Orchestrators: 3, Webhooks: 2, BinDir: bin,
 		OrchestratorArgs: append(slices.Clone(orchestratorArgs), processArgs...),
-		WebhookArgs:      []string{faultLeaseArg}, KeepLogs: true})
+		WebhookArgs:      []string{faultLeaseArg}, KeepLogs: true}, namespaces...)
+}
+
+// startPlane is startFaultPlane with the processes o says.
+func startPlane(ctx context.Context, o cluster.Options, namespaces ...string) (_ *faultPlane, err error) {
+	c, err := cluster.Start(ctx, o)
 	if err != nil {
 		return nil, err
 	}

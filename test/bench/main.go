@@ -61,6 +61,13 @@ type scale struct {
 	// soak: contended WFE CREATEs sent, objects, one RR per soakRREvery
 	// CREATEs, SIGKILLs of orchestrator processes.
 	soakCreates, soakObjects, soakRREvery, soakKills int
+	// fleet: one run per size in fleetReplicas, each over fleetTargets
+	// with fleetRRsPerTarget (even: pairs of a request and its duplicate)
+	// sent over fleetWindow, after fleetIdle without requests;
+	// fleetKills SIGKILLs and as many replicas added.
+	fleetReplicas                               []int
+	fleetTargets, fleetRRsPerTarget, fleetKills int
+	fleetWindow, fleetIdle                      time.Duration
 }
 
 var (
@@ -69,17 +76,19 @@ var (
 		historySize: 10000, historyTargets: 100, historySamples: 200,
 		throughputTargets: 1000, memoryTargets: 1000, memoryRRsPerTarget: 10, faultTargets: 100, faultRRsPerTarget: 8, faultWindow: 60 * time.Second, faultKills: 6,
 		throughputReplicas: []int{1, 3, 5}, soakCreates: 100000, soakObjects: 18, soakRREvery: 60, soakKills: 9,
+		fleetReplicas: []int{100}, fleetTargets: 1000, fleetRRsPerTarget: 2, fleetKills: 10, fleetWindow: 60 * time.Second, fleetIdle: 60 * time.Second,
 	}
 	quick = scale{
 		lockSamples: 60, handoffSamples: 15, admissionSamples: 40, admissionBurst: 150, admissionStorm: 500,
 		historySize: 150, historyTargets: 30, historySamples: 12,
 		throughputTargets: 60, memoryTargets: 30, memoryRRsPerTarget: 10, faultTargets: 20, faultRRsPerTarget: 5, faultWindow: 12 * time.Second, faultKills: 2,
 		throughputReplicas: []int{1, 3, 5}, soakCreates: 600, soakObjects: 24, soakRREvery: 30, soakKills: 3,
+		fleetReplicas: []int{10}, fleetTargets: 100, fleetRRsPerTarget: 2, fleetKills: 2, fleetWindow: 15 * time.Second, fleetIdle: 30 * time.Second,
 	}
 )
 
 // sections, in the order they run; --only picks some of them.
-var sections = []string{"lock", "handoff", "admission", "history", "throughput", "memory", "faults", "soak"}
+var sections = []string{"lock", "handoff", "admission", "history", "throughput", "memory", "faults", "fleet", "soak"}
 
 // processArgs are testenv.FastRouting as orchestrator flags, with room for
 // the bench's load; the lock and the webhook run with their defaults.
@@ -94,6 +103,7 @@ func bench() int {
 	out := flag.String("out", "bench/report", "directory for report.md and the SVG plots")
 	bin := flag.String("bin", "", "directory with the orchestrator and webhook binaries (default <repo>/bin)")
 	only := flag.String("only", "", "comma-separated sections to run, of "+strings.Join(sections, ",")+" (default all); the report holds just those")
+	fleetSizes := flag.String("fleet-replicas", "", "comma-separated orchestrator counts for the fleet section, one run each (default 100, or 10 with --quick)")
 	flag.Parse()
 	run := map[string]bool{}
 	for _, name := range strings.Split(*only, ",") {
@@ -132,6 +142,7 @@ func bench() int {
 		}
 		*bin = filepath.Join(root, "bin")
 	}
+	s.fleetReplicas = fleetSizesFlag(*fleetSizes, s.fleetReplicas)
 	r := &report{mode: mode, started: time.Now(), ran: run}
 	if err := runSections(ctx, s, *bin, r); err != nil {
 		fatal(err)
@@ -140,8 +151,8 @@ func bench() int {
 	if err := r.write(os.Stdout, *out); err != nil {
 		fatal(err)
 	}
-	if r.faults.duplicates != 0 {
-		fmt.Fprintf(os.Stderr, "bench: INVARIANT BROKEN: %d duplicate(s): %s\n", r.faults.duplicates, r.faults.worst)
+	if broken := r.invariantBroken(); broken != "" {
+		fmt.Fprintln(os.Stderr, "bench: INVARIANT BROKEN: "+broken)
 		return 2
 	}
 	if r.soak.duplicates != 0 || r.soak.stuck() != 0 {
@@ -190,6 +201,17 @@ func runSections(ctx context.Context, s scale, bin string, r *report) error {
 		{"faults", func() (_ []string, err error) {
 			r.faults, err = benchFaults(ctx, bin, s)
 			return []string{r.faults.line()}, err
+		}},
+		{"fleet", func() (lines []string, _ error) {
+			for _, n := range s.fleetReplicas {
+				f, err := benchFleet(ctx, bin, s, n)
+				if err != nil {
+					return nil, fmt.Errorf("%d replicas: %w", n, err)
+				}
+				r.fleet = append(r.fleet, f)
+				lines = append(lines, f.line())
+			}
+			return lines, nil
 		}},
 		{"soak", func() (_ []string, err error) {
 			r.soak, err = benchSoak(ctx, bin, s)

@@ -26,6 +26,7 @@ type report struct {
 	throughput []throughputResult
 	memory     throughputResult
 	faults     faultResult
+	fleet      []fleetResult
 	soak       soakResult
 }
 
@@ -148,6 +149,7 @@ func (r *report) markdown() string {
 		{"throughput", r.mdThroughput},
 		{"memory", r.mdMemory},
 		{"faults", r.mdFaults},
+		{"fleet", r.mdFleet},
 		{"soak", r.soakMarkdown},
 	} {
 		if r.has(sec.name) {
@@ -372,6 +374,9 @@ func (r *report) lines() []string {
 	add("history", r.history.line(), r.history.budgetLine())
 	add("memory", r.memory.memoryLine())
 	add("faults", r.faults.line())
+	for _, f := range r.fleet {
+		out = append(out, f.line())
+	}
 	add("soak", r.soak.line())
 	return out
 }

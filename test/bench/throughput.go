@@ -177,6 +177,15 @@ type proc struct {
 // startOrchestrator starts an orchestrator process with processArgs and
 // extra flags.
 func startOrchestrator(c *cluster.Cluster, bin, identity string, extra ...string) (*proc, error) {
+	p, err := newOrchestrator(c, bin, identity, extra...)
+	if err != nil {
+		return nil, err
+	}
+	return p, p.Start()
+}
+
+// newOrchestrator is startOrchestrator's process, not started yet.
+func newOrchestrator(c *cluster.Cluster, bin, identity string, extra ...string) (*proc, error) {
 	mp, err := cluster.FreePort()
 	if err != nil {
 		return nil, err
@@ -193,7 +202,7 @@ func startOrchestrator(c *cluster.Cluster, bin, identity string, extra ...string
 		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mp),
 		healthz: fmt.Sprintf("http://127.0.0.1:%d/readyz", hp),
 	}
-	return p, p.Start()
+	return p, nil
 }
 
 func (p *proc) ready(ctx context.Context, timeout time.Duration) error {

@@ -162,6 +162,7 @@ func (c *Cluster) startOrchestrators(o Options) error {
 			fmt.Sprintf("--identity=orchestrator-%d", i), "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		}, o.OrchestratorArgs...)
 		p := NewProcess(fmt.Sprintf("orchestrator-%d", i), filepath.Join(o.BinDir, "orchestrator"), c.Dir, args...)
+		p.Env = o.OrchestratorEnv
 		if err := p.Start(); err != nil {
 			return err
 		}

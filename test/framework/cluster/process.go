@@ -15,6 +15,8 @@ import (
 // in a log file.
 type Process struct {
 	Name string
+	// Env is added to the inherited environment at each Start.
+	Env  []string
 	path string
 	args []string
 	log  string
@@ -39,6 +41,9 @@ func (p *Process) Start() error {
 	}
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if len(p.Env) > 0 {
+		cmd.Env = append(os.Environ(), p.Env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()

@@ -1,0 +1,401 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/targetlock/targetlock/pkg/ring"
+	"github.com/targetlock/targetlock/test/framework/cluster"
+	"github.com/targetlock/targetlock/test/framework/executor"
+	"github.com/targetlock/targetlock/test/framework/wrappers"
+)
+
+const (
+	// The fleet runs the ring and the sweep at their defaults, the fixed
+	// costs report.go's projection prices; the target Lease is the faults
+	// section's, so a killed holder's locks expire within the run.
+	fleetRingDuration = ring.DefaultDuration
+	fleetSweep        = 30 * time.Second
+	// Each process gets one core's worth of Go and a soft memory limit:
+	// 100 of them share 2 cores and the machine's memory.
+	fleetGOMEMLIMIT = "96MiB"
+	fleetBatch      = 10 // processes started at once, then waited for
+	fleetExecDelay  = 0
+)
+
+var fleetArgs = []string{faultLeaseArg, "--ring-lease-duration=" + fleetRingDuration.String(), "--sweep-interval=" + fleetSweep.String()}
+
+type fleetResult struct {
+	replicas, targets, rrs   int
+	wfes, duplicates         int
+	worst                    string
+	killed, added            int
+	startup                  time.Duration // all replicas started and ready
+	idle, storm              time.Duration
+	idleRequests             float64            // the replicas' own, over idle
+	memberWrites             int64              // ring member Lease writes seen over idle
+	stormRequests            float64            // the replicas' own, over storm
+	apiserverStorm           float64            // apiserver_request_total over storm
+	reconciles               float64            // remediationrequest reconciles, every replica ever
+	reconcilesBy             map[string]float64 // by result
+	idleByMethod             map[string]float64 // the replicas' own, over idle
+	idleCPU                  float64            // the replicas' CPU seconds over idle
+	rebalance                []time.Duration
+	joinLease, joinReady     []time.Duration // per added replica, from its start
+	peakRSS                  []float64
+	apiserverIdle            float64 // apiserver_request_total over idle
+	fixedPaper, fixedMeasure float64
+}
+
+func (r fleetResult) reconcilesPerRR() float64 { return safeDiv(r.reconciles, float64(r.rrs)) }
+
+// requestsPerRR is the replicas' storm requests less what the idle fleet
+// would have sent over the storm anyway.
+func (r fleetResult) requestsPerRR() float64 {
+	return safeDiv(r.stormRequests-r.fixedMeasure*r.storm.Seconds(), float64(r.rrs))
+}
+
+func (r fleetResult) apiserverPerSecond() float64 {
+	return safeDiv(r.apiserverStorm, r.storm.Seconds())
+}
+
+func (r fleetResult) memberWritesPerSecond() float64 {
+	return safeDiv(float64(r.memberWrites), r.idle.Seconds())
+}
+
+func (r fleetResult) line() string {
+	return fmt.Sprintf("bench fleet replicas=%d rrs=%d duplicates=%d fleet_reconciles_per_rr=%.2f api_requests_per_rr=%.1f apiserver_requests_per_s=%.1f member_lease_writes_per_s=%.1f rebalance_p95_s=%.1f peak_rss_mb_per_replica=%.0f",
+		r.replicas, r.rrs, r.duplicates, r.reconcilesPerRR(), r.requestsPerRR(), r.apiserverPerSecond(),
+		r.memberWritesPerSecond(), percentiles(r.rebalance).p95/1000, maxOf(r.peakRSS))
+}
+
+// paperFixed is report.go's projection for n replicas: a ring renewal
+// every third of the ring duration and a sweep LIST every sweep period.
+func paperFixed(n int) float64 {
+	return float64(n)/(fleetRingDuration/3).Seconds() + float64(n)/fleetSweep.Seconds()
+}
+
+// fleet is one run's state: the plane, the processes, what they counted.
+type fleet struct {
+	s       scale
+	bin     string
+	ns      string
+	fp      *faultPlane
+	api     client.Client
+	admin   *kubernetes.Clientset
+	res     *fleetResult
+	mu      sync.Mutex // below, and res's slices
+	procs   []*proc    // live
+	gone    []float64  // requests of the killed, scraped just before the kill
+	base    map[*proc]float64
+	wg      sync.WaitGroup
+	moving  *progressTracker
+	writes  atomic.Int64 // ring member Lease writes seen
+	created atomic.Int64 // requests sent
+}
+
+// benchFleet runs n orchestrator processes on the ring over a storm with
+// duplicates and failures, SIGKILLs s.fleetKills of them and adds as many
+// mid-storm, and measures the fleet's fixed and per-request cost.
+func benchFleet(ctx context.Context, bin string, s scale, n int) (fleetResult, error) {
+	ns := fmt.Sprintf("fleet-%d", n)
+	res := fleetResult{replicas: n, targets: s.fleetTargets, rrs: s.fleetTargets * s.fleetRRsPerTarget, fixedPaper: paperFixed(n)}
+	progress("%s: starting control plane and 2 webhook processes", ns)
+	fp, err := startPlane(ctx, cluster.Options{Webhooks: 2, BinDir: bin, WebhookArgs: []string{faultLeaseArg}, KeepLogs: true}, ns)
+	if err != nil {
+		return res, err
+	}
+	defer fp.stop()
+	f := &fleet{s: s, bin: bin, ns: ns, fp: fp, api: fp.live, res: &res, base: map[*proc]float64{}}
+	if f.admin, err = kubernetes.NewForConfig(fastConfig(fp.Env.Config)); err != nil {
+		return res, err
+	}
+	defer f.stopAll()
+	stopExec, err := runExecutor(ctx, fp.Env, "executor", executor.Executor{Delay: fleetExecDelay}, []string{ns})
+	if err != nil {
+		return res, err
+	}
+	defer stopExec()
+	if err := f.watchMembers(ctx); err != nil {
+		return res, err
+	}
+	if err := f.start(ctx, n); err != nil {
+		return res, err
+	}
+	if err := f.measureIdle(ctx); err != nil {
+		return res, err
+	}
+	if err := f.runStorm(ctx); err != nil {
+		return res, err
+	}
+	err = f.finish(ctx)
+	progress("%s: %s (storm %s)", ns, res.line(), res.storm.Round(time.Second)) // kept if a later size fails
+	return res, err
+}
+
+// start starts n processes in batches, each batch ready before the next.
+func (f *fleet) start(ctx context.Context, n int) error {
+	t0 := time.Now()
+	for i := 0; i < n; i += fleetBatch {
+		var batch []*proc
+		for j := i; j < min(i+fleetBatch, n); j++ {
+			p, err := f.startProc(fmt.Sprintf("%s-%03d", f.ns, j))
+			if err != nil {
+				return err
+			}
+			batch = append(batch, p)
+		}
+		for _, p := range batch {
+			if err := p.ready(ctx, 3*time.Minute); err != nil {
+				return fmt.Errorf("%s not ready: %w", p.Name, err)
+			}
+		}
+		progress("%s: %d/%d replicas ready after %s", f.ns, min(i+fleetBatch, n), n, time.Since(t0).Round(time.Second))
+	}
+	f.res.startup = time.Since(t0)
+	// Every member Lease written once more: each replica sees the whole ring.
+	time.Sleep(fleetRingDuration / 3)
+	return nil
+}
+
+func (f *fleet) startProc(identity string) (*proc, error) {
+	p, err := newOrchestrator(f.fp.Cluster, f.bin, identity, fleetArgs...)
+	if err != nil {
+		return nil, err
+	}
+	p.Env = []string{"GOMAXPROCS=1", "GOMEMLIMIT=" + fleetGOMEMLIMIT}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.procs = append(f.procs, p)
+	f.mu.Unlock()
+	return p, nil
+}
+
+func (f *fleet) stopAll() {
+	f.mu.Lock()
+	procs := slices.Clone(f.procs)
+	f.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { _ = p.Stop() })
+	}
+	wg.Wait()
+}
+
+// watchMembers counts writes of ring member Leases (ADDED and MODIFIED
+// events of Leases with the ring's label) until the plane stops; a watch
+// the API server ends is resumed from the last event.
+func (f *fleet) watchMembers(ctx context.Context) error {
+	list := &coordinationv1.LeaseList{}
+	sel := client.MatchingLabels{ring.Label: ring.LabelValue}
+	if err := f.fp.wc.List(ctx, list, client.InNamespace(cluster.LeaseNamespace), sel); err != nil {
+		return err
+	}
+	rv := list.ResourceVersion
+	wctx := f.fp.watchCtx
+	go func() {
+		for wctx.Err() == nil {
+			w, err := f.fp.wc.Watch(wctx, &coordinationv1.LeaseList{}, client.InNamespace(cluster.LeaseNamespace), sel,
+				&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				if l, ok := ev.Object.(*coordinationv1.Lease); ok && (ev.Type == "ADDED" || ev.Type == "MODIFIED") {
+					rv = l.ResourceVersion
+					f.writes.Add(1)
+				}
+				if ev.Type == "ERROR" && wctx.Err() == nil { // resourceVersion too old: go on from now, the writes between lost
+					if err := f.fp.wc.List(wctx, list, client.InNamespace(cluster.LeaseNamespace), sel); err == nil {
+						rv = list.ResourceVersion
+					}
+					progress("%s: the member Lease watch ended: %v", f.ns, ev.Object)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// measureIdle counts, over s.fleetIdle with no requests, the replicas' own
+// API requests, the API server's and the member Lease writes.
+func (f *fleet) measureIdle(ctx context.Context) error {
+	progress("%s: idle fleet for %s", f.ns, f.s.fleetIdle)
+	before, err := f.scrapeAll(ctx)
+	if err != nil {
+		return err
+	}
+	m0, cpu0 := f.byMethod(ctx), f.cpuSeconds()
+	srv0, err := f.apiserverRequests(ctx)
+	if err != nil {
+		return err
+	}
+	w0, t0 := f.writes.Load(), time.Now()
+	time.Sleep(f.s.fleetIdle)
+	after, err := f.scrapeAll(ctx)
+	if err != nil {
+		return err
+	}
+	f.res.idleByMethod, f.res.idleCPU = f.byMethod(ctx), f.cpuSeconds()-cpu0
+	for m, n := range m0 {
+		f.res.idleByMethod[m] -= n
+	}
+	srv1, err := f.apiserverRequests(ctx)
+	if err != nil {
+		return err
+	}
+	r := f.res
+	r.idle, r.memberWrites, r.apiserverIdle = time.Since(t0), f.writes.Load()-w0, srv1-srv0
+	for p, v := range after {
+		r.idleRequests += v - before[p]
+	}
+	r.fixedMeasure = r.idleRequests / r.idle.Seconds()
+	progress("%s: idle: replicas %.1f requests/s (paper %.1f), member Lease writes %.1f/s, API server %.1f requests/s",
+		f.ns, r.fixedMeasure, r.fixedPaper, r.memberWritesPerSecond(), r.apiserverIdle/r.idle.Seconds())
+	return nil
+}
+
+// scrapeAll reads every live replica's rest_client_requests_total.
+func (f *fleet) scrapeAll(ctx context.Context) (map[*proc]float64, error) {
+	f.mu.Lock()
+	procs := slices.Clone(f.procs)
+	f.mu.Unlock()
+	out := map[*proc]float64{}
+	for _, p := range procs {
+		families, err := cluster.Scrape(ctx, p.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("scraping %s: %w", p.Name, err)
+		}
+		out[p] = cluster.Sum(families, "rest_client_requests_total", nil)
+	}
+	return out, nil
+}
+
+// byMethod sums the live replicas' rest_client_requests_total by method;
+// replicas that do not answer are left out.
+func (f *fleet) byMethod(ctx context.Context) map[string]float64 {
+	f.mu.Lock()
+	procs := slices.Clone(f.procs)
+	f.mu.Unlock()
+	out := map[string]float64{}
+	for _, p := range procs {
+		families, err := cluster.Scrape(ctx, p.metrics)
+		if err != nil {
+			continue
+		}
+		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+			out[m] += cluster.Sum(families, "rest_client_requests_total", map[string]string{"method": m})
+		}
+	}
+	return out
+}
+
+// cpuSeconds sums the live replicas' user and system CPU time.
+func (f *fleet) cpuSeconds() float64 {
+	f.mu.Lock()
+	procs := slices.Clone(f.procs)
+	f.mu.Unlock()
+	total := 0.0
+	for _, p := range procs {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis: utime and stime
+		// are the 12th and 13th, in clock ticks (100 a second on Linux).
+		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(fields) > 12 {
+			ut, _ := strconv.ParseFloat(fields[11], 64)
+			st, _ := strconv.ParseFloat(fields[12], 64)
+			total += (ut + st) / 100
+		}
+	}
+	return total
+}
+
+// apiserverRequests is the API server's own apiserver_request_total, read
+// from its /metrics with the admin client.
+func (f *fleet) apiserverRequests(ctx context.Context) (float64, error) {
+	raw, err := f.admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
+	}
+	return sumText(raw, "apiserver_request_total")
+}
+
+// sumText sums a counter's series in a Prometheus text exposition.
+func sumText(raw []byte, name string) (float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return 0, err
+	}
+	return cluster.Sum(map[string]*dto.MetricFamily{name: families[name]}, name, nil), nil
+}
+
+// rrName names request k on target t; fleetRequests sends them in pairs.
+func rrName(t, k int) string { return fmt.Sprintf("rr-%04d-%02d", t, k) }
+
+// requests sends s.fleetRRsPerTarget requests per target over
+// s.fleetWindow, in pairs: the second of each pair is sent at once after
+// the first, with the same signal, so it is a duplicate of an active
+// request; a fifth of the pairs' workflows fail. Each pair is sent at its
+// time from its own goroutine (at most 32 at once), so that a slow CREATE
+// does not stretch the window.
+func (f *fleet) requests(ctx context.Context) {
+	s := f.s
+	pairs := s.fleetRRsPerTarget / 2
+	every := s.fleetWindow / time.Duration(s.fleetTargets*pairs)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	start := time.Now()
+	for i := range s.fleetTargets * pairs {
+		r, t := i/s.fleetTargets, i%s.fleetTargets
+		time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f.pair(ctx, r, t)
+		})
+	}
+}
+
+func (f *fleet) pair(ctx context.Context, r, t int) {
+	for k := 2 * r; k < 2*r+2; k++ {
+		b := wrappers.MakeRR(f.ns, rrName(t, k)).Target("Deployment", f.ns, fmt.Sprintf("app-%04d", t)).
+			Fingerprint(fmt.Sprintf("sig-%d", r)).Workflow(fmt.Sprintf("workflow-%d", r%2))
+		if (t+r)%5 == 4 {
+			b.Parameter(executor.OutcomeParameter, "fail")
+		}
+		if err := f.api.Create(ctx, b.Obj()); err != nil {
+			progress("creating %s: %v", rrName(t, k), err)
+		}
+	}
+	if n := f.created.Add(2); n%500 == 0 {
+		progress("%s: %d requests created", f.ns, n)
+	}
+}
