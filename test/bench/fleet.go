@@ -36,7 +36,8 @@ const (
 	// 100 of them share 2 cores and the machine's memory.
 	fleetGOMEMLIMIT = "96MiB"
 	fleetBatch      = 10 // processes started at once, then waited for
-	fleetExecDelay  = 0
+	fleetExecDelay  = time.Duration(0)
+	fleetDupEvery   = 10 // every tenth target gets a duplicate request
 )
 
 var fleetArgs = []string{faultLeaseArg, "--ring-lease-duration=" + fleetRingDuration.String(), "--sweep-interval=" + fleetSweep.String()}
@@ -55,12 +56,14 @@ type fleetResult struct {
 	reconciles               float64            // remediationrequest reconciles, every replica ever
 	reconcilesBy             map[string]float64 // by result
 	idleByMethod             map[string]float64 // the replicas' own, over idle
+	stormByMethod            map[string]float64 // the replicas alive at both ends, over the storm
 	idleCPU                  float64            // the replicas' CPU seconds over idle
 	rebalance                []time.Duration
 	joinLease, joinReady     []time.Duration // per added replica, from its start
 	peakRSS                  []float64
 	apiserverIdle            float64 // apiserver_request_total over idle
 	fixedPaper, fixedMeasure float64
+	failed                   string // why the run did not finish, if it did not
 }
 
 func (r fleetResult) reconcilesPerRR() float64 { return safeDiv(r.reconciles, float64(r.rrs)) }
@@ -80,6 +83,9 @@ func (r fleetResult) memberWritesPerSecond() float64 {
 }
 
 func (r fleetResult) line() string {
+	if r.failed != "" {
+		return fmt.Sprintf("bench fleet replicas=%d rrs=%d finished=0", r.replicas, r.rrs)
+	}
 	return fmt.Sprintf("bench fleet replicas=%d rrs=%d duplicates=%d fleet_reconciles_per_rr=%.2f api_requests_per_rr=%.1f apiserver_requests_per_s=%.1f member_lease_writes_per_s=%.1f rebalance_p95_s=%.1f peak_rss_mb_per_replica=%.0f",
 		r.replicas, r.rrs, r.duplicates, r.reconcilesPerRR(), r.requestsPerRR(), r.apiserverPerSecond(),
 		r.memberWritesPerSecond(), percentiles(r.rebalance).p95/1000, maxOf(r.peakRSS))
@@ -111,11 +117,11 @@ type fleet struct {
 }
 
 // benchFleet runs n orchestrator processes on the ring over a storm with
-// duplicates and failures, SIGKILLs s.fleetKills of them and adds as many
+// duplicates and failures, SIGKILLs a tenth of them and adds as many
 // mid-storm, and measures the fleet's fixed and per-request cost.
 func benchFleet(ctx context.Context, bin string, s scale, n int) (fleetResult, error) {
 	ns := fmt.Sprintf("fleet-%d", n)
-	res := fleetResult{replicas: n, targets: s.fleetTargets, rrs: s.fleetTargets * s.fleetRRsPerTarget, fixedPaper: paperFixed(n)}
+	res := fleetResult{replicas: n, targets: s.fleetTargets, rrs: fleetRRs(s), fixedPaper: paperFixed(n)}
 	progress("%s: starting control plane and 2 webhook processes", ns)
 	fp, err := startPlane(ctx, cluster.Options{Webhooks: 2, BinDir: bin, WebhookArgs: []string{faultLeaseArg}, KeepLogs: true}, ns)
 	if err != nil {
@@ -352,26 +358,28 @@ func sumText(raw []byte, name string) (float64, error) {
 	return cluster.Sum(map[string]*dto.MetricFamily{name: families[name]}, name, nil), nil
 }
 
-// rrName names request k on target t; fleetRequests sends them in pairs.
+// rrName names request k on target t (1 its duplicate).
 func rrName(t, k int) string { return fmt.Sprintf("rr-%04d-%02d", t, k) }
 
-// requests sends s.fleetRRsPerTarget requests per target over
-// s.fleetWindow, in pairs: the second of each pair is sent at once after
-// the first, with the same signal, so it is a duplicate of an active
-// request; a fifth of the pairs' workflows fail. Each pair is sent at its
-// time from its own goroutine (at most 32 at once), so that a slow CREATE
-// does not stretch the window.
+// fleetRRs is how many requests the storm sends: one per target, and a
+// duplicate on every fleetDupEvery-th.
+func fleetRRs(s scale) int { return s.fleetTargets + s.fleetTargets/fleetDupEvery }
+
+// requests sends one request per target over s.fleetWindow; on every
+// fleetDupEvery-th target a second with the same signal follows at once,
+// a duplicate of an active request (alerts that fire again before their
+// remediation ends); every tenth workflow fails. Each target's requests are
+// sent at their time from their own goroutine (at most 32 at once), so
+// that a slow CREATE does not stretch the window.
 func (f *fleet) requests(ctx context.Context) {
 	s := f.s
-	pairs := s.fleetRRsPerTarget / 2
-	every := s.fleetWindow / time.Duration(s.fleetTargets*pairs)
+	every := s.fleetWindow / time.Duration(s.fleetTargets)
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	start := time.Now()
-	for i := range s.fleetTargets * pairs {
-		r, t := i/s.fleetTargets, i%s.fleetTargets
-		time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+	for t := range s.fleetTargets {
+		time.Sleep(time.Until(start.Add(time.Duration(t) * every)))
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -379,23 +387,28 @@ func (f *fleet) requests(ctx context.Context) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			f.pair(ctx, r, t)
+			f.target(ctx, t)
 		})
 	}
 }
 
-func (f *fleet) pair(ctx context.Context, r, t int) {
-	for k := 2 * r; k < 2*r+2; k++ {
+// target sends target t's request, and its duplicate if t has one.
+func (f *fleet) target(ctx context.Context, t int) {
+	n := 1
+	if t%fleetDupEvery == fleetDupEvery-1 {
+		n = 2
+	}
+	for k := range n {
 		b := wrappers.MakeRR(f.ns, rrName(t, k)).Target("Deployment", f.ns, fmt.Sprintf("app-%04d", t)).
-			Fingerprint(fmt.Sprintf("sig-%d", r)).Workflow(fmt.Sprintf("workflow-%d", r%2))
-		if (t+r)%5 == 4 {
+			Fingerprint(fmt.Sprintf("sig-%04d", t)).Workflow(fmt.Sprintf("workflow-%d", t%2))
+		if t%10 == 4 {
 			b.Parameter(executor.OutcomeParameter, "fail")
 		}
 		if err := f.api.Create(ctx, b.Obj()); err != nil {
 			progress("creating %s: %v", rrName(t, k), err)
 		}
-	}
-	if n := f.created.Add(2); n%500 == 0 {
-		progress("%s: %d requests created", f.ns, n)
+		if c := f.created.Add(1); c%500 == 0 {
+			progress("%s: %d requests created", f.ns, c)
+		}
 	}
 }

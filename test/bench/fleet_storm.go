@@ -17,7 +17,7 @@ import (
 )
 
 // runStorm sends the requests and, in the middle third of the window,
-// SIGKILLs s.fleetKills replicas one after another and adds as many new
+// SIGKILLs f.kills() replicas one after another and adds as many new
 // ones halfway; it waits until every request has ended.
 func (f *fleet) runStorm(ctx context.Context) error {
 	var err error
@@ -28,6 +28,7 @@ func (f *fleet) runStorm(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m0 := f.byMethod(ctx)
 	progress("%s: storm of %d requests over %s", f.ns, f.res.rrs, f.s.fleetWindow)
 	f.moving = newProgressTracker(f.api, f.ns)
 	go f.moving.run(f.fp.watchCtx)
@@ -40,6 +41,12 @@ func (f *fleet) runStorm(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the storm did not end: %w", err)
 	}
+	// By method over the replicas alive at both ends (a rough split: the
+	// killed are missing, the added counted from their start).
+	f.res.stormByMethod = f.byMethod(ctx)
+	for m, n := range m0 {
+		f.res.stormByMethod[m] -= n
+	}
 	srv1, err := f.apiserverRequests(ctx)
 	f.res.apiserverStorm = srv1 - srv0
 	return err
@@ -49,10 +56,11 @@ func (f *fleet) runStorm(ctx context.Context) error {
 func (f *fleet) faults(ctx context.Context) {
 	s := f.s
 	time.Sleep(s.fleetWindow / 3)
-	step := s.fleetWindow / 3 / time.Duration(max(s.fleetKills, 1))
-	for k := range s.fleetKills {
-		if k == s.fleetKills/2 {
-			f.wg.Go(func() { f.add(ctx, s.fleetKills) })
+	kills := f.kills()
+	step := s.fleetWindow / 3 / time.Duration(max(kills, 1))
+	for k := range kills {
+		if k == kills/2 {
+			f.wg.Go(func() { f.add(ctx, kills) })
 		}
 		// In a goroutine: under load the LISTs of a kill take longer
 		// than a step, which would stretch the schedule.
@@ -330,3 +338,7 @@ func (t *progressTracker) done() []time.Duration {
 	}
 	return out
 }
+
+// kills is how many replicas the storm SIGKILLs (and adds): a tenth of the
+// fleet, as 10 of 100, at most s.fleetKills, at least one.
+func (f *fleet) kills() int { return max(1, min(f.s.fleetKills, f.res.replicas/10)) }
