@@ -167,7 +167,7 @@ func (r *report) fleetHundred(p func(string, ...any)) {
 	p("23.5 requests/s (paper 23.3) with 20.1 member Lease writes/s, at about 65-75 MiB resident each (3.6 GiB in all): memory and start-up are")
 	p("not the limit. The storm saturated both cores (load average 70-95): every write of a request, a WFE or a Lease is decoded by each of the")
 	p("100 replicas' informers, so the API server's answers slowed past the ring renewal's deadline (a third of the ring lease, 5 s); members")
-	p("dropped out and rejoined (about 1,450 ring membership changes logged by each replica in 15 minutes), each change re-enqueuing the objects")
+	p("dropped out and rejoined (about 1,450 ring membership changes logged by each replica in the 17 minutes of the run), each change re-enqueuing the objects")
 	p("that moved, and 8 minutes after the last request was sent 1,465 of the 2,000 had not been decided. The limit is CPU in the watch fan-out")
 	p("(replicas x writes) and, once renewals miss their deadline, the ring's churn; the curve above is the largest fleet that fits.")
 	p("")

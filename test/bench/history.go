@@ -173,7 +173,7 @@ type historyPlane struct {
 const historyNS = "history"
 
 func startHistoryPlane(ctx context.Context, bin string) (_ *historyPlane, err error) {
-	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin})
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin, WebhookArgs: webhooksAsDeployed})
 	if err != nil {
 		return nil, err
 	}

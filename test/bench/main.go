@@ -95,6 +95,11 @@ var sections = []string{"lock", "handoff", "admission", "history", "throughput",
 var processArgs = append(testenv.FastRoutingArgs(),
 	"--max-concurrent-reconciles=4", "--kube-api-qps=500", "--kube-api-burst=1000")
 
+// webhooksAsDeployed are the webhook flags the chart sets beside the
+// orchestrator: the orchestrator hands an ended WFE's claim to the next
+// request or releases it, and the webhooks do not race it for the write.
+var webhooksAsDeployed = []string{"--release-claims=false"}
+
 func main() { os.Exit(bench()) }
 
 // bench runs the sections and returns the exit code: 2 if the invariant broke.
@@ -242,9 +247,7 @@ func runShared(ctx context.Context, s scale, bin string, r *report) error {
 		return nil
 	}
 	progress("starting control plane and 2 webhook processes")
-	// As the chart deploys them beside the orchestrator: it hands an ended
-	// WFE's claim to the next request itself, the webhooks do not race it.
-	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin, Direct: *webhookDirect, WebhookArgs: []string{"--release-claims=false"}})
+	c, err := cluster.Start(ctx, cluster.Options{Webhooks: 2, BinDir: bin, Direct: *webhookDirect, WebhookArgs: webhooksAsDeployed})
 	if err != nil {
 		return err
 	}
