@@ -228,16 +228,21 @@ func (c *Cluster) WebhookMetrics(ctx context.Context) []map[string]*dto.MetricFa
 
 // Scrape reads a Prometheus text endpoint into its metric families.
 func Scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := get(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	return parseMetrics(resp.Body)
+}
+
+// get GETs url on loopback; the caller closes the body.
+func get(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // Sum adds up the counter name's series whose labels include every pair

@@ -44,11 +44,7 @@ func Histogram(families map[string]*dto.MetricFamily, name string, match map[str
 // its pprof endpoint (the profile's bytes, for go tool pprof).
 func (c *Cluster) WebhookCPUProfile(ctx context.Context, i int, d time.Duration) ([]byte, error) {
 	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.pprof[i], int(d.Seconds()))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := get(ctx, url)
 	if err != nil {
 		return nil, err
 	}
