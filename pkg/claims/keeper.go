@@ -255,7 +255,7 @@ func (*Keeper) NeedLeaderElection() bool { return false }
 
 // Sweep removes expired locks and stale claims once; it returns how many.
 func (k *Keeper) Sweep(ctx context.Context) int {
-	n, err := k.lock.Sweep(ctx, k.staleClaim)
+	n, err := k.lock.Sweep(ctx, k.staleClaim, nil)
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Sweeping leases")
 	}

@@ -117,9 +117,11 @@ func (l *Lock) ReleaseClaim(ctx context.Context, st State, uid types.UID) (bool,
 }
 
 // Sweep removes expired locks, and claims that stale reports as stale,
-// from the namespace. Each removal is a compare-and-swap delete, so a Lease
-// renewed or re-claimed since the list is kept. It returns how many it removed.
-func (l *Lock) Sweep(ctx context.Context, stale func(context.Context, State) (bool, error)) (int, error) {
+// from the namespace; a Lease that later reports true for (nil: none) is
+// left unjudged this time. Each removal is a compare-and-swap delete, so a
+// Lease renewed or re-claimed since the list is kept. It returns how many
+// it removed.
+func (l *Lock) Sweep(ctx context.Context, stale func(context.Context, State) (bool, error), later func(State) bool) (int, error) {
 	list := &coordinationv1.LeaseList{}
 	if err := l.client.List(ctx, list, client.InNamespace(l.namespace), client.MatchingLabels{ManagedByLabel: ManagedBy}); err != nil {
 		apiErrors.WithLabelValues("list").Inc()
@@ -134,7 +136,7 @@ func (l *Lock) Sweep(ctx context.Context, stale func(context.Context, State) (bo
 		lease := &list.Items[i]
 		listed[lease.Name] = true
 		st, ok := l.stateOfListed(lease)
-		if !ok {
+		if !ok || st.Phase == Free || later != nil && later(st) {
 			continue
 		}
 		remove := st.Phase == Locked && st.Expired(now)

@@ -194,11 +194,18 @@ func sweepFixture(t *testing.T) (*fixture, map[string]target.Key) {
 func TestSweep(t *testing.T) {
 	ctx := context.Background()
 	f, keys := sweepFixture(t)
-	removed, err := f.lock.Sweep(ctx, func(_ context.Context, st State) (bool, error) {
-		return st.ClaimUID == "uid-stale-claim", nil
-	})
-	if err != nil || removed != 2 {
-		t.Fatalf("Sweep = %d, %v; want 2 removed", removed, err)
+	stale := func(_ context.Context, st State) (bool, error) { return st.ClaimUID == "uid-stale-claim", nil }
+	// later leaves a Lease unjudged: the expired lock stays for now.
+	expired := keys["demo/Deployment/expired"]
+	removed, err := f.lock.Sweep(ctx, stale, func(st State) bool { return st.Key == expired })
+	if err != nil || removed != 1 {
+		t.Fatalf("Sweep leaving the expired lock for later = %d, %v; want 1 removed", removed, err)
+	}
+	if st, _ := f.lock.Inspect(ctx, expired); st.Phase != Locked {
+		t.Fatalf("expired lock left for later: %s, want Locked", st.Phase)
+	}
+	if removed, err = f.lock.Sweep(ctx, stale, nil); err != nil || removed != 1 {
+		t.Fatalf("Sweep = %d, %v; want the expired lock removed", removed, err)
 	}
 	for s, want := range map[string]Phase{
 		"demo/Deployment/expired": Free, "demo/Deployment/live": Locked,
@@ -217,7 +224,7 @@ func sweepErrors(t *testing.T, f *fixture) {
 	t.Helper()
 	ctx := context.Background()
 	f.clock.Step(time.Minute)
-	n, err := f.lock.Sweep(ctx, func(context.Context, State) (bool, error) { return false, errServer })
+	n, err := f.lock.Sweep(ctx, func(context.Context, State) (bool, error) { return false, errServer }, nil)
 	if n != 1 || !errors.Is(err, errServer) {
 		t.Errorf("Sweep with a failing judge = %d, %v; want 1 and the error", n, err)
 	}
@@ -226,13 +233,13 @@ func sweepErrors(t *testing.T, f *fixture) {
 			return errServer
 		},
 	}))
-	if _, err := listFails.Sweep(ctx, nil); !errors.Is(err, errServer) {
+	if _, err := listFails.Sweep(ctx, nil, nil); !errors.Is(err, errServer) {
 		t.Errorf("Sweep with a failing list = %v", err)
 	}
 	deleteFails := f.newLock(t, "x", interceptor.NewClient(f.base, interceptor.Funcs{
 		Delete: func(context.Context, client.WithWatch, client.Object, ...client.DeleteOption) error { return errServer },
 	}))
-	if _, err := deleteFails.Sweep(ctx, func(context.Context, State) (bool, error) { return true, nil }); !errors.Is(err, errServer) {
+	if _, err := deleteFails.Sweep(ctx, func(context.Context, State) (bool, error) { return true, nil }, nil); !errors.Is(err, errServer) {
 		t.Errorf("Sweep with a failing delete = %v", err)
 	}
 }

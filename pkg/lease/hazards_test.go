@@ -258,7 +258,7 @@ func TestAPIErrorsOnLeaseWrites(t *testing.T) {
 
 	// The lock the failed release left behind is swept once it expires.
 	h.clk.Step(11 * time.Second)
-	n, err := good.Sweep(h.ctx, func(context.Context, lease.State) (bool, error) { return false, nil })
+	n, err := good.Sweep(h.ctx, func(context.Context, lease.State) (bool, error) { return false, nil }, nil)
 	h.Expect(err).NotTo(HaveOccurred())
 	h.Expect(n).To(Equal(1))
 	st, err := good.Inspect(h.ctx, hazardKey)

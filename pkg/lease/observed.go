@@ -33,7 +33,7 @@ func (l *Lock) observe(s *State) {
 		delete(l.seen, name)
 		return
 	}
-	version := string(s.lease.UID) + "/" + s.lease.ResourceVersion
+	version := s.Version()
 	o, ok := l.seen[name]
 	if !ok || o.version != version {
 		o = observation{version: version, at: l.clock.Now()}

@@ -97,7 +97,7 @@ func TestSweepForgetsUnlistedClaims(t *testing.T) {
 	if err := f.base.Delete(ctx, fourth.lease); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Sweep(ctx, func(context.Context, State) (bool, error) { return false, nil }); err != nil {
+	if _, err := l.Sweep(ctx, func(context.Context, State) (bool, error) { return false, nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(l.seen) != 0 {

@@ -68,6 +68,15 @@ type State struct {
 	cached bool
 }
 
+// Version names the observed version of the Lease (UID and
+// resourceVersion); empty for a state not read from one.
+func (s State) Version() string {
+	if s.lease == nil {
+		return ""
+	}
+	return string(s.lease.UID) + "/" + s.lease.ResourceVersion
+}
+
 // Cached reports whether s was read from a cache (Peek), and so may be stale.
 func (s State) Cached() bool { return s.cached }
 

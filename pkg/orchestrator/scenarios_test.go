@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
@@ -175,8 +176,13 @@ var _ = Describe("orchestrator scenarios", func() {
 		Expect(rr.Status.Conditions).To(ContainElement(HaveField("Reason", "ConsecutiveFailures")))
 	})
 
-	It("blocks DuplicateInProgress behind the oldest, then skips it when that one completes", func() {
-		startReplica(ctx, "replica-0", opts)
+	It("blocks DuplicateInProgress behind the oldest, then skips it when that one completes, woken once", func() {
+		var dupReconciles atomic.Int32
+		startReplica(ctx, "replica-0", orchestrator.WithReconcileHook(opts, func(req reconcile.Request) {
+			if req.Name == "rr-new" {
+				dupReconciles.Add(1)
+			}
+		}))
 		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-old").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-old")).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationExecuting)))
 		// As the webhook would: the WFE claims the target. The duplicate
@@ -185,10 +191,23 @@ var _ = Describe("orchestrator scenarios", func() {
 		Expect(env.Client.Create(ctx, wrappers.MakeRR(ns, "rr-new").Target("Deployment", ns, "app").Fingerprint("sig").Obj())).To(Succeed())
 		Eventually(getRR(ctx, ns, "rr-new")).Should(WithTransform(func(rr *v1alpha1.RemediationRequest) string { return rr.Status.DuplicateOf }, Equal(ns+"/rr-old")))
 		Expect(getRR(ctx, ns, "rr-new")().Status.BlockReason).To(Equal(v1alpha1.BlockDuplicateInProgress))
+		// Its label and status writes bring it back a time or two (status
+		// conflicts, the cache behind): wait until that has settled.
+		var settled int32
+		Eventually(func() bool {
+			n := dupReconciles.Load()
+			same := n == settled
+			settled = n
+			return same
+		}, 10*time.Second, 300*time.Millisecond).Should(BeTrue())
 
 		setWFEPhase(ctx, ns, "wfe-rr-old", v1alpha1.WorkflowExecutionCompleted)
 		Eventually(getRR(ctx, ns, "rr-new"), 5*time.Second).Should(WithTransform(phaseOf, Equal(v1alpha1.RemediationSkipped)))
 		Expect(wfesIn(ctx, ns)).To(HaveLen(1))
+		// Woken by the original's end only, not also by its WFE's end
+		// (which would find the original not ended yet, block again and
+		// take and release the lock for nothing).
+		Consistently(dupReconciles.Load, 1500*time.Millisecond).Should(Equal(settled + 1))
 	})
 
 	It("blocks RecentlyRemediated for the cooldown after the same workflow completed on the target", func() {

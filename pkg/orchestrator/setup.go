@@ -88,7 +88,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
-	return mgr.Add(sweep.New(lock, h, opts.SweepInterval))
+	var owns func(string) bool
+	if rg != nil {
+		owns = rg.Owns
+	}
+	return mgr.Add(sweep.New(lock, h, owns, opts.SweepInterval))
 }
 
 // newLock makes the target lock. It reads Leases from the manager's cache

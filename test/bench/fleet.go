@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -55,6 +56,7 @@ type fleetResult struct {
 	apiserverStorm           float64            // apiserver_request_total over storm
 	reconciles               float64            // remediationrequest reconciles, every replica ever
 	reconcilesBy             map[string]float64 // by result
+	counters                 map[string]float64 // every targetlock_ counter and reconcile count, summed over replicas
 	idleByMethod             map[string]float64 // the replicas' own, over idle
 	stormByMethod            map[string]float64 // the replicas alive at both ends, over the storm
 	idleCPU                  float64            // the replicas' CPU seconds over idle
@@ -151,6 +153,11 @@ func benchFleet(ctx context.Context, bin string, s scale, n int) (fleetResult, e
 		return res, err
 	}
 	err = f.finish(ctx)
+	for _, k := range slices.Sorted(maps.Keys(res.counters)) {
+		if res.counters[k] > 0 {
+			progress("%s: counter %s %.0f", ns, k, res.counters[k])
+		}
+	}
 	progress("%s: %s (storm %s)", ns, res.line(), res.storm.Round(time.Second)) // kept if a later size fails
 	return res, err
 }

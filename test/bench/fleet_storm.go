@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -243,6 +244,24 @@ func (r *fleetResult) addReconciles(families map[string]*dto.MetricFamily) {
 	if r.reconcilesBy == nil {
 		r.reconcilesBy = map[string]float64{}
 	}
+	if r.counters == nil {
+		r.counters = map[string]float64{}
+	}
+	for fname, fam := range families {
+		if !strings.HasPrefix(fname, "targetlock_") && fname != name {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			if m.GetCounter() == nil {
+				continue
+			}
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			r.counters[fname+"{"+strings.Join(labels, ",")+"}"] += m.GetCounter().GetValue()
+		}
+	}
 	for _, result := range []string{"success", "error", "requeue", "requeue_after"} {
 		n := cluster.Sum(families, name, map[string]string{"controller": "remediationrequest", "result": result})
 		r.reconcilesBy[result] += n
@@ -316,6 +335,9 @@ func (t *progressTracker) observe(list *v1alpha1.RemediationRequestList, now tim
 		for name, was := range o.rrs {
 			if p, ok := phase[name]; !ok || p != was {
 				t.out = append(t.out, now.Sub(o.since))
+				if d := now.Sub(o.since); d > fleetRebalanceBound {
+					progress("%s: slow move %s: %s %s -> %s", t.ns, d.Round(100*time.Millisecond), name, was, p)
+				}
 				return true
 			}
 		}

@@ -5,6 +5,7 @@ package sweep
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,19 +29,30 @@ type Claims interface {
 }
 
 // Sweeper sweeps the lock's namespace every interval. Every replica
-// sweeps, on the ring or not; each removal is a compare-and-swap, so
-// concurrent sweeps are harmless. The sweep is the backstop for a missed
-// event or a wrong view of the ring, so it does not trust the ring: one
-// List per interval per replica.
+// sweeps, on the ring or not: the sweep is the backstop for a missed event
+// or a wrong view of the ring, so it does not trust the ring to remove a
+// Lease. It trusts it to say who goes first: a replica judges the Leases of
+// the objects it owns at once, and another's only once that Lease has stood
+// unchanged since its previous sweep, a whole interval in which the owner
+// did not remove it. Without that, each ended claim or expired lock of a
+// busy fleet is deleted by every replica at once: one DELETE wins, the
+// others conflict, and the cost per request grows with the fleet. Each
+// removal is a compare-and-swap, so concurrent sweeps are harmless.
 type Sweeper struct {
 	lock     *lease.Lock
 	claims   Claims
+	owns     func(key string) bool
 	interval time.Duration
+
+	mu       sync.Mutex
+	unjudged map[string]string // Lease name -> version another replica owns, seen by the last sweep
 }
 
 // New returns a Sweeper of lock's Leases that judges claims by claims.
-func New(lock *lease.Lock, claims Claims, interval time.Duration) *Sweeper {
-	return &Sweeper{lock: lock, claims: claims, interval: interval}
+// owns reports whether this replica owns an object (its target.Key.Hash);
+// nil means it owns every one.
+func New(lock *lease.Lock, claims Claims, owns func(key string) bool, interval time.Duration) *Sweeper {
+	return &Sweeper{lock: lock, claims: claims, owns: owns, interval: interval}
 }
 
 // Start runs the sweep until ctx ends (a manager.Runnable).
@@ -54,7 +66,18 @@ func (*Sweeper) NeedLeaderElection() bool { return false }
 
 // Sweep runs once and returns how many Leases it removed.
 func (s *Sweeper) Sweep(ctx context.Context) int {
-	n, err := s.lock.Sweep(ctx, s.claims.Stale)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]string{}
+	n, err := s.lock.Sweep(ctx, s.claims.Stale, func(st lease.State) bool {
+		if s.owns == nil || s.owns(st.Key.Hash()) {
+			return false
+		}
+		name, version := st.Key.LeaseName(), st.Version()
+		seen[name] = version
+		return s.unjudged[name] != version
+	})
+	s.unjudged = seen
 	if err != nil {
 		sweeps.WithLabelValues("error").Inc()
 		logf.FromContext(ctx).Error(err, "Sweeping leases")

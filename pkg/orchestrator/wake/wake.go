@@ -58,11 +58,11 @@ func wake(c client.Reader, ended func(old, new client.Object) bool) handler.Func
 	return handler.Funcs{
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
 			if ended != nil && ended(e.ObjectOld, e.ObjectNew) {
-				enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew)))
+				enqueue(q, waiters(ctx, c, targetHash(e.ObjectNew), nil))
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
-			enqueue(q, waiters(ctx, c, targetHash(e.Object)))
+			enqueue(q, waiters(ctx, c, targetHash(e.Object), nil))
 		},
 	}
 }
@@ -73,15 +73,15 @@ func wake(c client.Reader, ended func(old, new client.Object) bool) handler.Func
 func OnExecution(c client.Reader) handler.Funcs {
 	h := wake(c, executionEnded)
 	h.CreateFunc = func(ctx context.Context, e event.CreateEvent, q queue) {
-		enqueue(q, others(waiters(ctx, c, targetHash(e.Object)), e.Object))
+		enqueue(q, others(ctx, c, e.Object))
 	}
 	h.UpdateFunc = func(ctx context.Context, e event.UpdateEvent, q queue) {
 		if executionEnded(e.ObjectOld, e.ObjectNew) {
-			enqueue(q, others(waiters(ctx, c, targetHash(e.ObjectNew)), e.ObjectNew))
+			enqueue(q, others(ctx, c, e.ObjectNew))
 		}
 	}
 	h.DeleteFunc = func(ctx context.Context, e event.DeleteEvent, q queue) {
-		enqueue(q, waiters(ctx, c, targetHash(e.Object)))
+		enqueue(q, waiters(ctx, c, targetHash(e.Object), nil))
 		if owner := metav1.GetControllerOf(e.Object); owner != nil && owner.Kind == "RemediationRequest" {
 			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: owner.Name}})
 		}
@@ -89,20 +89,25 @@ func OnExecution(c client.Reader) handler.Funcs {
 	return h
 }
 
-// others leaves out the WFE's own request: it created the WFE and knows;
-// the WFE controller ends it when the WFE ends.
-func others(reqs []reconcile.Request, wfe client.Object) []reconcile.Request {
+// others lists the waiters on the WFE's object but its own request, which
+// created the WFE and knows (the WFE controller ends it when the WFE ends),
+// and the requests already blocked as duplicates of that request: they
+// wait on its end (OnRequestEnd), not its WFE's. Woken by the WFE's end,
+// a duplicate would find its original not yet ended in the cache, block
+// again, and wake once more for the request's end, with a lock taken and
+// released in between.
+func others(ctx context.Context, c client.Reader, wfe client.Object) []reconcile.Request {
 	owner := metav1.GetControllerOf(wfe)
 	if owner == nil {
-		return reqs
+		return waiters(ctx, c, targetHash(wfe), nil)
 	}
-	out := reqs[:0]
-	for _, r := range reqs {
-		if r.Namespace != wfe.GetNamespace() || r.Name != owner.Name {
-			out = append(out, r)
-		}
-	}
-	return out
+	ns := wfe.GetNamespace()
+	return waiters(ctx, c, targetHash(wfe), func(rr *v1alpha1.RemediationRequest) bool {
+		s := rr.Status
+		own := rr.Namespace == ns && rr.Name == owner.Name
+		duplicate := s.Phase == v1alpha1.RemediationBlocked && s.BlockReason == v1alpha1.BlockDuplicateInProgress && s.DuplicateOf == ns+"/"+owner.Name
+		return own || duplicate
+	})
 }
 
 func enqueue(q queue, reqs []reconcile.Request) {
@@ -114,11 +119,12 @@ func enqueue(q queue, reqs []reconcile.Request) {
 // Waiters lists the requests waiting on the object of identity hash (the
 // active ones not executing), from the cache.
 func Waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Request {
-	return waiters(ctx, c, hash)
+	return waiters(ctx, c, hash, nil)
 }
 
-// waiters lists the active requests for an object, from the cache.
-func waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Request {
+// waiters lists the active requests for an object, from the cache, but
+// those skip reports (nil: none).
+func waiters(ctx context.Context, c client.Reader, hash string, skip func(*v1alpha1.RemediationRequest) bool) []reconcile.Request {
 	if hash == "" {
 		return nil
 	}
@@ -130,7 +136,7 @@ func waiters(ctx context.Context, c client.Reader, hash string) []reconcile.Requ
 	for _, rr := range list.Items {
 		// An executing request waits on its own WFE only: the WFE
 		// controller ends it (remediation.Reconciler.Ended).
-		if !rr.Status.Phase.Terminal() && rr.Status.Phase != v1alpha1.RemediationExecuting {
+		if !rr.Status.Phase.Terminal() && rr.Status.Phase != v1alpha1.RemediationExecuting && (skip == nil || !skip(&rr)) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: rr.Namespace, Name: rr.Name}})
 		}
 	}
