@@ -323,3 +323,47 @@ func TestEngineReadsCacheConfirmsLive(t *testing.T) {
 		t.Errorf("Check with a failing live read = %v; an error must never read as clear", err)
 	}
 }
+
+// TestEngineReadsLiveOnlyWhatDecides: Check confirms live only an active
+// peer that could block (an older one, or one executing), not a younger one
+// waiting; Peek, for a request that does not hold the lock, reads nothing
+// live at all and still names whom it duplicates.
+func TestEngineReadsLiveOnlyWhatDecides(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	labelled := func(r v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
+		r.Labels = map[string]string{v1alpha1.TargetHashLabel: key.Hash()}
+		return &r
+	}
+	me := labelled(*self())
+	younger := labelled(rr("younger", now, v1alpha1.RemediationPending, time.Time{}))
+	older := labelled(rr("older", now.Add(-time.Hour), v1alpha1.RemediationPending, time.Time{}))
+	cache := func(objs ...client.Object) client.Reader {
+		return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).
+			WithIndex(&v1alpha1.WorkflowExecution{}, target.HashIndex, target.IndexHash).
+			WithIndex(&v1alpha1.RemediationRequest{}, target.HashIndex, target.IndexHash).Build()
+	}
+	var liveReads int
+	live := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).Build(), interceptor.Funcs{
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			liveReads++
+			return errors.New("no live read expected")
+		},
+	})
+	ctx := context.Background()
+
+	if b, err := NewEngine(cache(me, younger), live, targettest.Resolver(), Options{}, clocktesting.NewFakePassiveClock(now)).Check(ctx, me, key); err != nil || b != nil || liveReads != 0 {
+		t.Errorf("Check beside a younger waiting duplicate = %+v, %v with %d live read(s); want clear and none", b, err, liveReads)
+	}
+	e := NewEngine(cache(me, older), live, targettest.Resolver(), Options{}, clocktesting.NewFakePassiveClock(now))
+	if _, err := e.Check(ctx, me, key); err == nil || liveReads != 1 {
+		t.Errorf("Check behind an older active request = %v with %d live read(s); want it confirmed live (1)", err, liveReads)
+	}
+	liveReads = 0
+	b, err := e.Peek(ctx, me, key)
+	if err != nil || b == nil || b.Reason != v1alpha1.BlockDuplicateInProgress || b.DuplicateOf != "ns/older" || liveReads != 0 {
+		t.Errorf("Peek behind an older active request = %+v, %v with %d live read(s); want DuplicateInProgress of ns/older and none", b, err, liveReads)
+	}
+}

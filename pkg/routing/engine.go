@@ -79,8 +79,21 @@ func NewEngine(cache, live client.Reader, resolver *target.Resolver, opts Option
 func (e *Engine) Options() Options { return e.opts }
 
 // Check returns the first block that applies to rr, or nil if it may run.
+// The caller holds the object's lock: what decides is confirmed live.
 func (e *Engine) Check(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*Block, error) {
-	in, err := e.read(ctx, rr, key)
+	in, err := e.read(ctx, rr, key, e.live)
+	if err != nil {
+		return nil, err
+	}
+	return decide(in, e.opts), nil
+}
+
+// Peek is Check on the cache alone, for a request that waits on another's
+// lock or claim: it only says why the request waits, and decides nothing.
+// What the cache shows active and has ended since brings the request back
+// when the end reaches the cache (an event), so no live read is needed.
+func (e *Engine) Peek(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*Block, error) {
+	in, err := e.read(ctx, rr, key, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -97,12 +110,14 @@ func decide(in *input, o Options) *Block {
 	return nil
 }
 
-func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (*input, error) {
-	peers, err := e.peers(ctx, rr, key)
+// read gathers the checks' input from the cache, confirming on live (nil:
+// not at all) the candidates the cache shows active.
+func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, live client.Reader) (*input, error) {
+	peers, err := e.peers(ctx, rr, key, live)
 	if err != nil {
 		return nil, err
 	}
-	executions, err := e.executions(ctx, key)
+	executions, err := e.executions(ctx, key, live)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +126,10 @@ func (e *Engine) read(ctx context.Context, rr *v1alpha1.RemediationRequest, key 
 
 // peers are the other requests with rr's signal and target. Requests for
 // one object may live in any namespace (a Node's surely do).
-func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) ([]v1alpha1.RemediationRequest, error) {
+// Only an active peer that could block rr (executing, or older) is
+// confirmed: a younger one waiting cannot, and would cost a read per
+// duplicate.
+func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key, live client.Reader) ([]v1alpha1.RemediationRequest, error) {
 	rrs := &v1alpha1.RemediationRequestList{}
 	if err := e.cache.List(ctx, rrs, client.MatchingFields{target.HashIndex: key.Hash()}); err != nil {
 		return nil, fmt.Errorf("listing remediation requests of %s: %w", key, err)
@@ -127,8 +145,8 @@ func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key
 			}
 			continue
 		}
-		if !p.Status.Phase.Terminal() {
-			ok, err := confirm(ctx, e.live, &p)
+		if live != nil && !p.Status.Phase.Terminal() && (p.Status.Phase == v1alpha1.RemediationExecuting || older(&p, rr)) {
+			ok, err := confirm(ctx, live, &p)
 			if err != nil || !ok {
 				if err != nil {
 					return nil, fmt.Errorf("reading remediation request %s/%s: %w", p.Namespace, p.Name, err)
@@ -143,7 +161,7 @@ func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key
 
 // executions are the WFEs of the object in every namespace, however their
 // targets are spelled.
-func (e *Engine) executions(ctx context.Context, key target.Key) ([]v1alpha1.WorkflowExecution, error) {
+func (e *Engine) executions(ctx context.Context, key target.Key, live client.Reader) ([]v1alpha1.WorkflowExecution, error) {
 	wfes := &v1alpha1.WorkflowExecutionList{}
 	if err := e.cache.List(ctx, wfes, client.MatchingFields{target.HashIndex: key.Hash()}); err != nil {
 		return nil, fmt.Errorf("listing workflow executions of %s: %w", key, err)
@@ -157,8 +175,8 @@ func (e *Engine) executions(ctx context.Context, key target.Key) ([]v1alpha1.Wor
 			}
 			continue
 		}
-		if !w.Status.Phase.Terminal() {
-			ok, err := confirm(ctx, e.live, &w)
+		if live != nil && !w.Status.Phase.Terminal() {
+			ok, err := confirm(ctx, live, &w)
 			if err != nil {
 				return nil, fmt.Errorf("reading workflow execution %s/%s: %w", w.Namespace, w.Name, err)
 			}
@@ -212,7 +230,7 @@ func confirm(ctx context.Context, live client.Reader, obj client.Object) (bool, 
 // FailureStreak counts the failures in a row of rr's signal on its target,
 // including rr itself when it has failed.
 func (e *Engine) FailureStreak(ctx context.Context, rr *v1alpha1.RemediationRequest, key target.Key) (int, error) {
-	peers, err := e.peers(ctx, rr, key) // the WFEs play no part in a streak
+	peers, err := e.peers(ctx, rr, key, e.live) // the WFEs play no part in a streak
 	if err != nil {
 		return 0, err
 	}

@@ -125,7 +125,7 @@ func benchFleet(ctx context.Context, bin string, s scale, n int) (fleetResult, e
 	ns := fmt.Sprintf("fleet-%d", n)
 	res := fleetResult{replicas: n, targets: s.fleetTargets, rrs: fleetRRs(s), fixedPaper: paperFixed(n)}
 	progress("%s: starting control plane and 2 webhook processes", ns)
-	fp, err := startPlane(ctx, cluster.Options{Webhooks: 2, BinDir: bin, WebhookArgs: []string{faultLeaseArg}, KeepLogs: true}, ns)
+	fp, err := startPlane(ctx, cluster.Options{Webhooks: 2, BinDir: bin, WebhookArgs: append([]string{faultLeaseArg}, webhooksAsDeployed...), KeepLogs: true}, ns)
 	if err != nil {
 		return res, err
 	}
@@ -353,6 +353,29 @@ func (f *fleet) apiserverRequests(ctx context.Context) (float64, error) {
 		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
 	}
 	return sumText(raw, "apiserver_request_total")
+}
+
+// apiserverByResource is the API server's apiserver_request_total by verb,
+// resource and subresource (every client's: a diagnostic, printed only).
+func (f *fleet) apiserverByResource(ctx context.Context) map[string]float64 {
+	raw, err := f.admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		out[labels["verb"]+" "+labels["resource"]+"/"+labels["subresource"]] += m.GetCounter().GetValue()
+	}
+	return out
 }
 
 // sumText sums a counter's series in a Prometheus text exposition.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -29,7 +30,7 @@ func (f *fleet) runStorm(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m0 := f.byMethod(ctx)
+	m0, r0 := f.byMethod(ctx), f.apiserverByResource(ctx)
 	progress("%s: storm of %d requests over %s", f.ns, f.res.rrs, f.s.fleetWindow)
 	f.moving = newProgressTracker(f.api, f.ns)
 	go f.moving.run(f.fp.watchCtx)
@@ -47,6 +48,12 @@ func (f *fleet) runStorm(ctx context.Context) error {
 	f.res.stormByMethod = f.byMethod(ctx)
 	for m, n := range m0 {
 		f.res.stormByMethod[m] -= n
+	}
+	r1 := f.apiserverByResource(ctx)
+	for _, k := range slices.Sorted(maps.Keys(r1)) {
+		if d := r1[k] - r0[k]; d > 0 {
+			progress("%s: API server over the storm: %s %.0f (%.2f per RR)", f.ns, k, d, d/float64(f.res.rrs))
+		}
 	}
 	srv1, err := f.apiserverRequests(ctx)
 	f.res.apiserverStorm = srv1 - srv0

@@ -74,7 +74,7 @@ func (r *Reconciler) locked(ctx context.Context, rr *v1alpha1.RemediationRequest
 	if until := st.Expires.Sub(r.clock.Now()); until < wait {
 		wait = max(until, soon)
 	}
-	block, err := r.engine.Check(ctx, rr, key)
+	block, err := r.engine.Peek(ctx, rr, key)
 	if err != nil || block == nil {
 		return reconcile.Result{RequeueAfter: wait}, err
 	}
@@ -102,9 +102,10 @@ func (r *Reconciler) claimed(ctx context.Context, rr *v1alpha1.RemediationReques
 	if s := rr.Status; s.Phase == v1alpha1.RemediationBlocked && s.BlockReason == v1alpha1.BlockResourceBusy && s.BlockingWorkflowExecution == holder {
 		return reconcile.Result{RequeueAfter: r.fallback}, nil // already waiting on this very claim
 	}
-	// The checks only read, so they run without the lock: a duplicate must
-	// learn whom it duplicates, or it could not be skipped when that ends.
-	block, err := r.engine.Check(ctx, rr, key)
+	// The checks only read, so they run without the lock, on the cache: a
+	// duplicate must learn whom it duplicates, or it could not be skipped
+	// when that ends; the decision comes later, under the lock.
+	block, err := r.engine.Peek(ctx, rr, key)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
