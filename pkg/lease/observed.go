@@ -2,6 +2,9 @@ package lease
 
 import (
 	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 )
 
 // A claim's grace is measured on the reader's own clock, from when it first
@@ -10,9 +13,10 @@ import (
 // clock: read on another's, clock skew would shorten the grace (a reader
 // 10s ahead would see a 30s grace as 20s) and let a claim go while its
 // CREATE, admitted, is still on its way to storage. Measured here, the
-// grace is never shorter than written, whatever the skew. The price: a
-// reader that has just started (or evicted the version) waits a whole grace
-// from its first look, at most that much longer than the writer meant.
+// grace is never shorter than written, whatever the skew. A reader with an
+// informer notes each version as it is delivered (Observer); the price is
+// paid by one that has just started, or reads without one: it waits a whole
+// grace from its first look, at most that much longer than the writer meant.
 
 // observation is when this Lock first saw a version of a claimed Lease.
 type observation struct {
@@ -40,6 +44,32 @@ func (l *Lock) observe(s *State) {
 		l.seen[name] = o
 	}
 	s.Expires = o.at.Add(time.Duration(*s.lease.Spec.LeaseDurationSeconds) * time.Second)
+}
+
+// Observer is an event handler for an informer of the namespace's Leases:
+// it notes each claim's version as the informer delivers it, so that the
+// grace counts from about the claim's write, on this replica's clock. Without
+// it the grace starts at this Lock's first read of the claim: a replica that
+// comes to own an object after its owner died (a CREATE the webhook claimed
+// for, never stored) would wait a whole grace from then, not from the claim.
+func (l *Lock) Observer() toolscache.ResourceEventHandler {
+	note := func(obj any) {
+		if lease, ok := obj.(*coordinationv1.Lease); ok && lease.Namespace == l.namespace {
+			s := Decode(lease)
+			l.observe(&s)
+		}
+	}
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    note,
+		UpdateFunc: func(_, obj any) { note(obj) },
+		DeleteFunc: func(obj any) {
+			if lease, ok := obj.(*coordinationv1.Lease); ok {
+				l.mu.Lock()
+				delete(l.seen, lease.Name)
+				l.mu.Unlock()
+			}
+		},
+	}
 }
 
 // forgetUnlisted drops the observations of Leases that a full list no

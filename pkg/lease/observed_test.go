@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
 
@@ -102,5 +104,35 @@ func TestSweepForgetsUnlistedClaims(t *testing.T) {
 	}
 	if len(l.seen) != 0 {
 		t.Errorf("%d observations after a sweep listed none, want 0", len(l.seen))
+	}
+}
+
+// TestClaimGraceFromDelivery: a claim the informer delivered (Observer)
+// counts its grace from the delivery, not from this Lock's first read of
+// it much later; a deleted Lease is forgotten.
+func TestClaimGraceFromDelivery(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "webhook", interceptor.Funcs{})
+	writer := f.newLock(t, "writer", nil)
+	if err := writer.Claim(ctx, State{Key: key, Phase: Free}, Owner{Namespace: "demo", Name: "w", UID: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	stored := &coordinationv1.Lease{}
+	if err := f.base.Get(ctx, client.ObjectKey{Namespace: ns, Name: key.LeaseName()}, stored); err != nil {
+		t.Fatal(err)
+	}
+	reader := f.newLock(t, "reader", nil)
+	reader.Observer().OnAdd(stored, false) // delivered at t0
+	f.clock.Step(12 * time.Second)        // first read 12 s later
+	st, err := reader.Inspect(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := t0.Add(20 * time.Second); !st.Expires.Equal(want) {
+		t.Errorf("expires %s, want %s: the grace from the delivery", st.Expires, want)
+	}
+	reader.Observer().OnDelete(stored)
+	if len(reader.seen) != 0 {
+		t.Errorf("%d observations after the Lease's deletion, want 0", len(reader.seen))
 	}
 }

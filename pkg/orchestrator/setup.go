@@ -6,7 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	"k8s.io/client-go/discovery"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,7 +37,7 @@ const (
 // server does not serve the orchestrator's own kinds (CheckAPIs).
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	opts = opts.defaults()
-	dc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	dc, err := newDiscovery(mgr.GetConfig())
 	if err != nil {
 		return fmt.Errorf("creating discovery client: %w", err)
 	}
@@ -53,7 +52,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	lock, err := newLock(mgr, live, opts)
+	lock, err := newLock(ctx, mgr, live, opts)
 	if err != nil {
 		return err
 	}
@@ -98,18 +97,31 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 // newLock makes the target lock. It reads Leases from the manager's cache
 // first, and proves each read by a compare-and-swap; an injected client
 // reads live.
-func newLock(mgr ctrl.Manager, live client.Client, opts Options) (*lease.Lock, error) {
+func newLock(ctx context.Context, mgr ctrl.Manager, live client.Client, opts Options) (*lease.Lock, error) {
 	leaseClient, leaseCache := opts.LeaseClient, client.Reader(mgr.GetCache())
 	if leaseClient == nil {
 		leaseClient = live
 	} else {
 		leaseCache = nil
 	}
-	return lease.New(leaseClient, lease.Options{
+	lock, err := lease.New(leaseClient, lease.Options{
 		Namespace: opts.LeaseNamespace, Identity: opts.Identity,
 		Duration: opts.LeaseDuration, ClaimGrace: opts.ClaimGrace, Clock: opts.Clock,
 		Cache: leaseCache,
 	})
+	if err != nil || leaseCache == nil {
+		return lock, err
+	}
+	// A claim's grace counts from when the informer delivered it, not from
+	// this replica's first look (lease.Lock.Observer).
+	inf, err := mgr.GetCache().GetInformer(ctx, &coordinationv1.Lease{})
+	if err != nil {
+		return nil, fmt.Errorf("watching leases: %w", err)
+	}
+	if _, err := inf.AddEventHandler(lock.Observer()); err != nil {
+		return nil, fmt.Errorf("watching leases: %w", err)
+	}
+	return lock, nil
 }
 
 // addRing adds opts' ring to mgr, or a new one unless DisableRing; nil: none.

@@ -65,16 +65,26 @@ type fleetResult struct {
 	peakRSS                  []float64
 	apiserverIdle            float64 // apiserver_request_total over idle
 	fixedPaper, fixedMeasure float64
+	// Per-replica costs reported apart from the per-RR figure: each
+	// replica's start-up (its requests when ready, discovery excluded; the
+	// added replicas' are taken off the storm's count), and discovery over
+	// the storm (targetlock_orchestrator_discovery_requests_total).
+	startupRequests []float64
+	stormDiscovery  float64
 	failed                   string // why the run did not finish, if it did not
 }
 
 func (r fleetResult) reconcilesPerRR() float64 { return safeDiv(r.reconciles, float64(r.rrs)) }
 
-// requestsPerRR is the replicas' storm requests less what the idle fleet
-// would have sent over the storm anyway.
+// requestsPerRR is the replicas' storm requests less the costs per
+// replica: what the idle fleet would have sent over the storm anyway, the
+// added replicas' start-up, and discovery.
 func (r fleetResult) requestsPerRR() float64 {
-	return safeDiv(r.stormRequests-r.fixedMeasure*r.storm.Seconds(), float64(r.rrs))
+	return safeDiv(r.stormRequests-r.fixedMeasure*r.storm.Seconds()-r.addedStartup()-r.stormDiscovery, float64(r.rrs))
 }
+
+// addedStartup is the added replicas' start-up, at the median measured.
+func (r fleetResult) addedStartup() float64 { return float64(r.added) * median(r.startupRequests) }
 
 func (r fleetResult) apiserverPerSecond() float64 {
 	return safeDiv(r.apiserverStorm, r.storm.Seconds())
@@ -111,7 +121,8 @@ type fleet struct {
 	mu      sync.Mutex // below, and res's slices
 	procs   []*proc    // live
 	gone    []float64  // requests of the killed, scraped just before the kill
-	base    map[*proc]float64
+	base    map[*proc]float64 // requests at the storm's start
+	baseDsc map[*proc]float64 // discovery requests at the storm's start
 	wg      sync.WaitGroup
 	moving  *progressTracker
 	writes  atomic.Int64 // ring member Lease writes seen
@@ -130,7 +141,7 @@ func benchFleet(ctx context.Context, bin string, s scale, n int) (fleetResult, e
 		return res, err
 	}
 	defer fp.stop()
-	f := &fleet{s: s, bin: bin, ns: ns, fp: fp, api: fp.live, res: &res, base: map[*proc]float64{}}
+	f := &fleet{s: s, bin: bin, ns: ns, fp: fp, api: fp.live, res: &res, base: map[*proc]float64{}, baseDsc: map[*proc]float64{}}
 	if f.admin, err = kubernetes.NewForConfig(fastConfig(fp.Env.Config)); err != nil {
 		return res, err
 	}
@@ -178,6 +189,11 @@ func (f *fleet) start(ctx context.Context, n int) error {
 			if err := p.ready(ctx, 3*time.Minute); err != nil {
 				return fmt.Errorf("%s not ready: %w", p.Name, err)
 			}
+			families, err := cluster.Scrape(ctx, p.metrics)
+			if err != nil {
+				return fmt.Errorf("scraping %s: %w", p.Name, err)
+			}
+			f.res.startupRequests = append(f.res.startupRequests, cluster.Sum(families, "rest_client_requests_total", nil)-discoveryOf(families))
 		}
 		progress("%s: %d/%d replicas ready after %s", f.ns, min(i+fleetBatch, n), n, time.Since(t0).Round(time.Second))
 	}
@@ -285,6 +301,11 @@ func (f *fleet) measureIdle(ctx context.Context) error {
 	progress("%s: idle: replicas %.1f requests/s (paper %.1f), member Lease writes %.1f/s, API server %.1f requests/s",
 		f.ns, r.fixedMeasure, r.fixedPaper, r.memberWritesPerSecond(), r.apiserverIdle/r.idle.Seconds())
 	return nil
+}
+
+// discoveryOf is a replica's discovery requests.
+func discoveryOf(families map[string]*dto.MetricFamily) float64 {
+	return cluster.Sum(families, "targetlock_orchestrator_discovery_requests_total", nil)
 }
 
 // scrapeAll reads every live replica's rest_client_requests_total.

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/targetlock/targetlock/pkg/target"
 )
 
 // Bounds of the fleet section.
@@ -101,8 +103,9 @@ func (r *report) mdFleet(p func(string, ...any)) {
 	}
 	r.fleetHundred(p)
 	p("API requests/RR: the replicas' own `rest_client_requests_total` over the storm (from the first request sent until all ended; a killed replica")
-	p("counted until just before its kill, an added one from its start, its start-up lists and watches included), less the idle fleet's rate times")
-	p("the storm's length, per RR. API server requests/s: its own `apiserver_request_total` over the storm, the harness's requests (creates, a LIST")
+	p("counted until just before its kill, an added one from its start), less the costs per replica, reported apart: the idle fleet's rate times")
+	p("the storm's length, the added replicas' start-up (the median of the first replicas' requests when ready) and discovery")
+	p("(`targetlock_orchestrator_discovery_requests_total`); per RR. API server requests/s: its own `apiserver_request_total` over the storm, the harness's requests (creates, a LIST")
 	p("a second until all ended, the rebalance LISTs every 250 ms) included. Member Lease writes: ADDED and MODIFIED events on a watch of the")
 	p("Leases with the ring's label, over the idle window. Rebalance: as in section 5, per object the killed replica owned with a request pending,")
 	p("from the SIGKILL until one of its requests changes phase. An added replica is timed from its process start until its member Lease exists")
@@ -148,6 +151,10 @@ func (r *report) fleetBounds(p func(string, ...any), f fleetResult) {
 	p("Over the storm, per RR, the requests by method of the replicas alive at its start and end (the killed left out, the added from their start): PUT %.2f, GET %.2f, POST %.2f, PATCH %.2f, DELETE %.2f.",
 		safeDiv(f.stormByMethod["PUT"], float64(f.rrs)), safeDiv(f.stormByMethod["GET"], float64(f.rrs)), safeDiv(f.stormByMethod["POST"], float64(f.rrs)),
 		safeDiv(f.stormByMethod["PATCH"], float64(f.rrs)), safeDiv(f.stormByMethod["DELETE"], float64(f.rrs)))
+	p("Per replica, apart from the per-RR figure: start-up %.0f requests (median; lists, watches, its ring Lease; discovery apart), taken off for the %d added;",
+		median(f.startupRequests), f.added)
+	p("discovery %.0f requests over the storm (%.2f per replica a minute: the target resolver's refresh, at most every %s while resolving, and the added replicas' start-up check).",
+		f.stormDiscovery, safeDiv(f.stormDiscovery, float64(f.replicas+f.added)*f.storm.Minutes()), target.MaxAge)
 	p("The idle fleet used %.2f CPU cores (the replicas' user + system time over the window), %.1f ms a second per replica.",
 		safeDiv(f.idleCPU, idle), 1000*safeDiv(f.idleCPU, idle*float64(f.replicas)))
 	p("")

@@ -26,6 +26,11 @@ func (f *fleet) runStorm(ctx context.Context) error {
 	if f.base, err = f.scrapeAll(ctx); err != nil {
 		return err
 	}
+	for p := range f.base {
+		if families, err := cluster.Scrape(ctx, p.metrics); err == nil {
+			f.baseDsc[p] = discoveryOf(families)
+		}
+	}
 	srv0, err := f.apiserverRequests(ctx)
 	if err != nil {
 		return err
@@ -140,6 +145,7 @@ func (f *fleet) kill(ctx context.Context, victim *proc) {
 	}
 	f.mu.Lock()
 	f.gone = append(f.gone, cluster.Sum(families, "rest_client_requests_total", nil)-f.base[victim])
+	f.res.stormDiscovery += discoveryOf(families) - f.baseDsc[victim]
 	f.res.addReconciles(families)
 	f.res.peakRSS = append(f.res.peakRSS, peakRSS(victim.Pid()))
 	f.res.killed++
@@ -232,6 +238,7 @@ func (f *fleet) finish(ctx context.Context) error {
 			return fmt.Errorf("scraping %s: %w", p.Name, err)
 		}
 		r.stormRequests += cluster.Sum(families, "rest_client_requests_total", nil) - f.base[p]
+		r.stormDiscovery += discoveryOf(families) - f.baseDsc[p]
 		r.addReconciles(families)
 		r.peakRSS = append(r.peakRSS, peakRSS(p.Pid()))
 	}
