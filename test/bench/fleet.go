@@ -71,7 +71,7 @@ type fleetResult struct {
 	// the storm (targetlock_orchestrator_discovery_requests_total).
 	startupRequests []float64
 	stormDiscovery  float64
-	failed                   string // why the run did not finish, if it did not
+	failed          string // why the run did not finish, if it did not
 }
 
 func (r fleetResult) reconcilesPerRR() float64 { return safeDiv(r.reconciles, float64(r.rrs)) }
@@ -118,9 +118,9 @@ type fleet struct {
 	api     client.Client
 	admin   *kubernetes.Clientset
 	res     *fleetResult
-	mu      sync.Mutex // below, and res's slices
-	procs   []*proc    // live
-	gone    []float64  // requests of the killed, scraped just before the kill
+	mu      sync.Mutex        // below, and res's slices
+	procs   []*proc           // live
+	gone    []float64         // requests of the killed, scraped just before the kill
 	base    map[*proc]float64 // requests at the storm's start
 	baseDsc map[*proc]float64 // discovery requests at the storm's start
 	wg      sync.WaitGroup

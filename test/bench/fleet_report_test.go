@@ -29,11 +29,23 @@ func TestFleetLineAndMarkdown(t *testing.T) {
 		"rebalance P95 16.0 s (<= ring lease duration + 2 s = 17s: met)",
 		"7% above it (within 20%: met)",
 		"| 60 / 70 |",
+		"No fleet of this run met every bound.",
 		want,
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
+	}
+	// Within every bound once the per-replica costs are taken off: the
+	// added replicas' start-up (at the median) and discovery.
+	within := f
+	within.replicas, within.added, within.startupRequests, within.stormDiscovery = 10, 2, []float64{10, 11, 500}, 4000-22
+	if got := within.requestsPerRR(); got != 8.0 {
+		t.Errorf("requests per RR less start-up and discovery = %.3f, want 8.0", got)
+	}
+	both := report{ran: map[string]bool{"fleet": true}, fleet: []fleetResult{within, f}}
+	if md := both.markdown(); !strings.Contains(md, "within every bound: **10 replicas**") {
+		t.Error("the largest fleet within bounds is not named")
 	}
 	f.duplicates, f.worst = 1, "app-0001"
 	if md := (&report{ran: map[string]bool{"fleet": true}, fleet: []fleetResult{f}}).markdown(); !strings.Contains(md, "INVARIANT BROKEN") {
