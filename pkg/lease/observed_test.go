@@ -123,7 +123,7 @@ func TestClaimGraceFromDelivery(t *testing.T) {
 	}
 	reader := f.newLock(t, "reader", nil)
 	reader.Observer().OnAdd(stored, false) // delivered at t0
-	f.clock.Step(12 * time.Second)        // first read 12 s later
+	f.clock.Step(12 * time.Second)         // first read 12 s later
 	st, err := reader.Inspect(ctx, key)
 	if err != nil {
 		t.Fatal(err)

@@ -87,11 +87,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
-	var owns func(string) bool
+	var rank func(string) int
 	if rg != nil {
-		owns = rg.Owns
+		rank = rg.Rank
 	}
-	return mgr.Add(sweep.New(lock, h, owns, opts.SweepInterval))
+	return mgr.Add(sweep.New(lock, h, rank, opts.SweepInterval))
 }
 
 // newLock makes the target lock. It reads Leases from the manager's cache

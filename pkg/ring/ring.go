@@ -113,6 +113,9 @@ func (r *Ring) View() View { return *r.view.Load() }
 // Owns reports whether key belongs to this replica now.
 func (r *Ring) Owns(key string) bool { return r.View().Owns(key) }
 
+// Rank is View.Rank on the current view.
+func (r *Ring) Rank(key string) int { return r.View().Rank(key) }
+
 // Duration is how long a membership lasts without renewal.
 func (r *Ring) Duration() time.Duration { return r.opts.Duration }
 

@@ -51,6 +51,25 @@ func (v View) Owner(key string) string {
 	return owner
 }
 
+// Rank is how many members come before self for key: 0 for its owner, 1
+// for the member that would own it if the owner left, and so on;
+// len(members) if self is not a member.
+func (v View) Rank(key string) int {
+	i, ok := slices.BinarySearch(v.members, v.self)
+	if !ok {
+		return len(v.members)
+	}
+	k := mix(hash(key))
+	mine, rank := mix(v.weights[i]^k), 0
+	for j := range v.members {
+		// As Owner breaks ties: the first member in order wins.
+		if w := mix(v.weights[j] ^ k); w > mine || (w == mine && j < i) {
+			rank++
+		}
+	}
+	return rank
+}
+
 // Owns reports whether key belongs to the replica that sees this view.
 func (v View) Owns(key string) bool { return v.self != "" && v.Owner(key) == v.self }
 

@@ -113,3 +113,36 @@ func BenchmarkOwner100(b *testing.B) {
 		v.Owner("3f2a9c0e11d4b7a8")
 	}
 }
+
+// TestRank: for every key the members' ranks are 0..n-1, each once; rank 0
+// is the owner, and rank 1 the owner once the owner leaves. A replica that
+// is not a member ranks after them all.
+func TestRank(t *testing.T) {
+	members := []string{"a", "b", "c", "d"}
+	for _, k := range keys(200) {
+		seen := map[int]string{}
+		for _, m := range members {
+			r := NewView(m, members...).Rank(k)
+			if other, dup := seen[r]; dup || r < 0 || r >= len(members) {
+				t.Fatalf("key %s: %s has rank %d (also %q)", k, m, r, other)
+			}
+			seen[r] = m
+		}
+		owner := NewView("", members...).Owner(k)
+		if seen[0] != owner {
+			t.Fatalf("key %s: rank 0 is %s, the owner %s", k, seen[0], owner)
+		}
+		var rest []string
+		for _, m := range members {
+			if m != owner {
+				rest = append(rest, m)
+			}
+		}
+		if next := NewView("", rest...).Owner(k); seen[1] != next {
+			t.Fatalf("key %s: rank 1 is %s, the owner without %s is %s", k, seen[1], owner, next)
+		}
+	}
+	if r := NewView("z", members...).Rank("k"); r != len(members) {
+		t.Errorf("a non-member's rank %d, want %d", r, len(members))
+	}
+}

@@ -33,26 +33,33 @@ type Claims interface {
 // or a wrong view of the ring, so it does not trust the ring to remove a
 // Lease. It trusts it to say who goes first: a replica judges the Leases of
 // the objects it owns at once, and another's only once that Lease has stood
-// unchanged since its previous sweep, a whole interval in which the owner
-// did not remove it. Without that, each ended claim or expired lock of a
-// busy fleet is deleted by every replica at once: one DELETE wins, the
-// others conflict, and the cost per request grows with the fleet. Each
-// removal is a compare-and-swap, so concurrent sweeps are harmless.
+// unchanged through as many of its sweeps as its rank for the object (the
+// member next in line after one interval, the one after it after two).
+// Without that, each ended claim or expired lock of a busy fleet is deleted
+// by every replica at once: one DELETE wins, the others conflict, and the
+// cost per request grows with the fleet. Each removal is a compare-and-swap,
+// so concurrent sweeps are harmless.
 type Sweeper struct {
 	lock     *lease.Lock
 	claims   Claims
-	owns     func(key string) bool
+	rank     func(key string) int
 	interval time.Duration
 
-	mu       sync.Mutex
-	unjudged map[string]string // Lease name -> version another replica owns, seen by the last sweep
+	mu   sync.Mutex
+	seen map[string]sighting // by Lease name, as the last sweep saw it
+}
+
+// sighting is how many sweeps in a row saw a Lease at one version.
+type sighting struct {
+	version string
+	sweeps  int
 }
 
 // New returns a Sweeper of lock's Leases that judges claims by claims.
-// owns reports whether this replica owns an object (its target.Key.Hash);
-// nil means it owns every one.
-func New(lock *lease.Lock, claims Claims, owns func(key string) bool, interval time.Duration) *Sweeper {
-	return &Sweeper{lock: lock, claims: claims, owns: owns, interval: interval}
+// rank is this replica's place in line for an object (its target.Key.Hash,
+// ring.Ring.Rank): 0 for the owner; nil means every object is its own.
+func New(lock *lease.Lock, claims Claims, rank func(key string) int, interval time.Duration) *Sweeper {
+	return &Sweeper{lock: lock, claims: claims, rank: rank, interval: interval}
 }
 
 // Start runs the sweep until ctx ends (a manager.Runnable).
@@ -68,16 +75,20 @@ func (*Sweeper) NeedLeaderElection() bool { return false }
 func (s *Sweeper) Sweep(ctx context.Context) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := map[string]string{}
+	seen := map[string]sighting{}
 	n, err := s.lock.Sweep(ctx, s.claims.Stale, func(st lease.State) bool {
-		if s.owns == nil || s.owns(st.Key.Hash()) {
+		if s.rank == nil {
 			return false
 		}
 		name, version := st.Key.LeaseName(), st.Version()
-		seen[name] = version
-		return s.unjudged[name] != version
+		times := 1
+		if last := s.seen[name]; last.version == version {
+			times = last.sweeps + 1
+		}
+		seen[name] = sighting{version, times}
+		return times <= s.rank(st.Key.Hash())
 	})
-	s.unjudged = seen
+	s.seen = seen
 	if err != nil {
 		sweeps.WithLabelValues("error").Inc()
 		logf.FromContext(ctx).Error(err, "Sweeping leases")

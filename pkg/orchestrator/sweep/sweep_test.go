@@ -42,22 +42,23 @@ func (c counting) Delete(ctx context.Context, obj client.Object, opts ...client.
 	return c.Client.Delete(ctx, obj, opts...)
 }
 
-func newReplica(t *testing.T, c client.Client, ns, identity string, clk *clocktesting.FakeClock, owns func(string) bool) *replica {
+func newReplica(t *testing.T, c client.Client, ns, identity string, clk *clocktesting.FakeClock, rank func(string) int) *replica {
 	t.Helper()
 	r := &replica{}
 	l, err := lease.New(counting{c, &r.deletes}, lease.Options{Namespace: ns, Identity: identity, Duration: 10 * time.Second, ClaimGrace: 10 * time.Second, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.sweeper = sweep.New(l, noClaims{}, owns, time.Minute)
+	r.sweeper = sweep.New(l, noClaims{}, rank, time.Minute)
 	return r
 }
 
-// TestOthersLeasesWaitAnInterval: a replica removes an expired lock of an
-// object it owns on its first sweep, and one another replica owns only
-// when its previous sweep saw the same version: the owner has had a whole
-// interval. A version that changed in between starts the wait again.
-func TestOthersLeasesWaitAnInterval(t *testing.T) {
+// TestOthersLeasesWaitTheirTurn: a replica removes an expired lock of an
+// object it owns (rank 0) on its first sweep; one it is next in line for
+// (rank 1) only when its previous sweep saw the same version, the owner
+// having had a whole interval; rank 2 after two. A version that changed in
+// between starts the wait again.
+func TestOthersLeasesWaitTheirTurn(t *testing.T) {
 	ctx := context.Background()
 	env := testenv.Shared(t)
 	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sweep-"}}
@@ -65,48 +66,50 @@ func TestOthersLeasesWaitAnInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := clocktesting.NewFakeClock(time.Now())
-	mine, theirs := mustKey(t, "demo/Deployment/mine"), mustKey(t, "demo/Deployment/theirs")
-	owns := func(hash string) bool { return hash == mine.Hash() }
-	self := newReplica(t, env.Client, n.Name, "orchestrator-0", clk, owns)
+	mine, next, third := mustKey(t, "demo/Deployment/mine"), mustKey(t, "demo/Deployment/next"), mustKey(t, "demo/Deployment/third")
+	ranks := map[string]int{mine.Hash(): 0, next.Hash(): 1, third.Hash(): 2}
+	self := newReplica(t, env.Client, n.Name, "orchestrator-0", clk, func(hash string) int { return ranks[hash] })
 	// The holder: a third replica whose locks expire, never released.
 	holder, err := lease.New(env.Client, lease.Options{Namespace: n.Name, Identity: "orchestrator-9", Duration: 10 * time.Second, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []target.Key{mine, theirs} {
+	acquire := func(k target.Key) {
+		t.Helper()
 		if _, ok, err := holder.Acquire(ctx, k); !ok || err != nil {
 			t.Fatalf("acquiring %s: %v %v", k, ok, err)
 		}
 	}
-	clk.Step(time.Minute) // both expired
-
-	if got := self.sweeper.Sweep(ctx); got != 1 || self.deletes.Load() != 1 {
-		t.Fatalf("first sweep removed %d with %d DELETE(s), want its own object's lock only (1, 1)", got, self.deletes.Load())
+	sweepRemoves := func(want int, why string) {
+		t.Helper()
+		before := self.deletes.Load()
+		if got := self.sweeper.Sweep(ctx); got != want || self.deletes.Load()-before != int32(want) {
+			t.Fatalf("%s: removed %d with %d DELETE(s), want %d", why, got, self.deletes.Load()-before, want)
+		}
 	}
+	for _, k := range []target.Key{mine, next, third} {
+		acquire(k)
+	}
+	clk.Step(time.Minute) // all expired
+
+	sweepRemoves(1, "first sweep: its own object's lock only")
 	assertPhase(ctx, t, holder, mine, lease.Free)
-	assertPhase(ctx, t, holder, theirs, lease.Locked)
+	assertPhase(ctx, t, holder, next, lease.Locked)
 
-	// Re-acquired and expired again between sweeps: a new version, whose
-	// owner gets its own interval.
-	if _, ok, err := holder.Acquire(ctx, theirs); !ok || err != nil {
-		t.Fatalf("re-acquiring: %v %v", ok, err)
-	}
+	// Re-acquired and expired again between sweeps: new versions, whose
+	// owners get their own intervals.
+	acquire(next)
+	acquire(third)
 	clk.Step(time.Minute)
-	if got := self.sweeper.Sweep(ctx); got != 0 || self.deletes.Load() != 1 {
-		t.Fatalf("sweep after the version changed removed %d (DELETEs %d), want 0 (1)", got, self.deletes.Load())
-	}
-	assertPhase(ctx, t, holder, theirs, lease.Locked)
+	sweepRemoves(0, "a Lease whose version changed since the last sweep")
+	sweepRemoves(1, "second sight of the same version, rank 1")
+	assertPhase(ctx, t, holder, next, lease.Free)
+	assertPhase(ctx, t, holder, third, lease.Locked)
+	sweepRemoves(1, "third sight, rank 2")
+	assertPhase(ctx, t, holder, third, lease.Free)
 
-	// Unchanged since the previous sweep: the owner missed it; removed.
-	if got := self.sweeper.Sweep(ctx); got != 1 {
-		t.Fatalf("sweep of a Lease left a whole interval removed %d, want 1", got)
-	}
-	assertPhase(ctx, t, holder, theirs, lease.Free)
-
-	// Without a ring (owns nil) every Lease is the replica's own.
-	if _, ok, err := holder.Acquire(ctx, theirs); !ok || err != nil {
-		t.Fatalf("acquiring again: %v %v", ok, err)
-	}
+	// Without a ring (rank nil) every Lease is the replica's own.
+	acquire(third)
 	clk.Step(time.Minute)
 	if got := newReplica(t, env.Client, n.Name, "orchestrator-1", clk, nil).sweeper.Sweep(ctx); got != 1 {
 		t.Fatalf("sweep without a ring removed %d, want 1", got)
