@@ -189,8 +189,13 @@ func (f *fleet) start(ctx context.Context, n int) error {
 			if err := p.ready(ctx, 3*time.Minute); err != nil {
 				return fmt.Errorf("%s not ready: %w", p.Name, err)
 			}
-			families, err := cluster.Scrape(ctx, p.metrics)
-			if err != nil {
+			// Ready can come a moment before the metrics server answers.
+			var families map[string]*dto.MetricFamily
+			if err := waitFor(ctx, 10*time.Second, func() bool {
+				var err error
+				families, err = cluster.Scrape(ctx, p.metrics)
+				return err == nil
+			}); err != nil {
 				return fmt.Errorf("scraping %s: %w", p.Name, err)
 			}
 			f.res.startupRequests = append(f.res.startupRequests, cluster.Sum(families, "rest_client_requests_total", nil)-discoveryOf(families))
