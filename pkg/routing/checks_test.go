@@ -329,14 +329,7 @@ func TestEngineReadsCacheConfirmsLive(t *testing.T) {
 // waiting; Peek, for a request that does not hold the lock, reads nothing
 // live at all and still names whom it duplicates.
 func TestEngineReadsLiveOnlyWhatDecides(t *testing.T) {
-	s := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	labelled := func(r v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
-		r.Labels = map[string]string{v1alpha1.TargetHashLabel: key.Hash()}
-		return &r
-	}
+	s := scheme(t)
 	me := labelled(*self())
 	younger := labelled(rr("younger", now, v1alpha1.RemediationPending, time.Time{}))
 	older := labelled(rr("older", now.Add(-time.Hour), v1alpha1.RemediationPending, time.Time{}))

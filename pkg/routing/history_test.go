@@ -47,14 +47,7 @@ func TestFailureStreakOutlivesDeletedHistory(t *testing.T) {
 // counts only if its own spec names the object, and a request counts in a
 // failure streak only if it ran.
 func TestLabelIsAnIndexOnly(t *testing.T) {
-	s := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	labelled := func(r v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
-		r.Labels = map[string]string{v1alpha1.TargetHashLabel: key.Hash()}
-		return &r
-	}
+	s := scheme(t)
 	failed := func(name string, ago time.Duration) v1alpha1.RemediationRequest {
 		return rr(name, now.Add(-ago-time.Minute), v1alpha1.RemediationFailed, now.Add(-ago))
 	}
@@ -88,4 +81,20 @@ func TestLabelIsAnIndexOnly(t *testing.T) {
 	if b, err := e.Check(context.Background(), me, key); err != nil || b == nil || b.Reason != v1alpha1.BlockConsecutiveFailures {
 		t.Errorf("Check = %+v, %v; want ConsecutiveFailures", b, err)
 	}
+}
+
+// scheme is a scheme with targetlock's kinds.
+func scheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// labelled is r carrying key's identity label.
+func labelled(r v1alpha1.RemediationRequest) *v1alpha1.RemediationRequest {
+	r.Labels = map[string]string{v1alpha1.TargetHashLabel: key.Hash()}
+	return &r
 }
