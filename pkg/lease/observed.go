@@ -31,12 +31,12 @@ func (l *Lock) observe(s *State) {
 		return
 	}
 	name := s.lease.Name
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if s.Phase != Claimed || s.lease.Spec.LeaseDurationSeconds == nil {
-		delete(l.seen, name)
+		l.forget(name)
 		return
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	version := s.Version()
 	o, ok := l.seen[name]
 	if !ok || o.version != version {
@@ -63,13 +63,21 @@ func (l *Lock) Observer() toolscache.ResourceEventHandler {
 		AddFunc:    note,
 		UpdateFunc: func(_, obj any) { note(obj) },
 		DeleteFunc: func(obj any) {
+			if gone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = gone.Obj // deleted while the watch was down
+			}
 			if lease, ok := obj.(*coordinationv1.Lease); ok {
-				l.mu.Lock()
-				delete(l.seen, lease.Name)
-				l.mu.Unlock()
+				l.forget(lease.Name)
 			}
 		},
 	}
+}
+
+// forget drops the observation of the Lease of this name.
+func (l *Lock) forget(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.seen, name)
 }
 
 // forgetUnlisted drops the observations of Leases that a full list no

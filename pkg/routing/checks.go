@@ -50,11 +50,10 @@ func duplicateInProgress(in *input, _ Options) *Block {
 	var oldest *v1alpha1.RemediationRequest
 	for i := range in.Peers {
 		p := &in.Peers[i]
-		executing := p.Status.Phase == v1alpha1.RemediationExecuting
-		if p.Status.Phase.Terminal() || (!executing && !older(p, in.RR)) {
+		if p.Status.Phase.Terminal() || !mayPrecede(p, in.RR) {
 			continue
 		}
-		if oldest == nil || executing || (oldest.Status.Phase != v1alpha1.RemediationExecuting && older(p, oldest)) {
+		if oldest == nil || p.Status.Phase == v1alpha1.RemediationExecuting || (oldest.Status.Phase != v1alpha1.RemediationExecuting && older(p, oldest)) {
 			oldest = p
 		}
 	}
@@ -189,6 +188,12 @@ func older(a, b *v1alpha1.RemediationRequest) bool {
 		return c < 0
 	}
 	return cmp.Less(a.Name, b.Name)
+}
+
+// mayPrecede reports whether peer p, active, could hold rr back as the
+// request it duplicates: one executing, or one older.
+func mayPrecede(p, rr *v1alpha1.RemediationRequest) bool {
+	return p.Status.Phase == v1alpha1.RemediationExecuting || older(p, rr)
 }
 
 // nameOf is "namespace/name": peers come from every namespace.

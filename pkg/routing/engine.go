@@ -145,7 +145,7 @@ func (e *Engine) peers(ctx context.Context, rr *v1alpha1.RemediationRequest, key
 			}
 			continue
 		}
-		if live != nil && !p.Status.Phase.Terminal() && (p.Status.Phase == v1alpha1.RemediationExecuting || older(&p, rr)) {
+		if live != nil && !p.Status.Phase.Terminal() && mayPrecede(&p, rr) {
 			ok, err := confirm(ctx, live, &p)
 			if err != nil || !ok {
 				if err != nil {

@@ -118,11 +118,10 @@ type fleet struct {
 	api     client.Client
 	admin   *kubernetes.Clientset
 	res     *fleetResult
-	mu      sync.Mutex        // below, and res's slices
-	procs   []*proc           // live
-	gone    []float64         // requests of the killed, scraped just before the kill
-	base    map[*proc]float64 // requests at the storm's start
-	baseDsc map[*proc]float64 // discovery requests at the storm's start
+	mu      sync.Mutex       // below, and res's slices
+	procs   []*proc          // live
+	gone    []float64        // requests of the killed, scraped just before the kill
+	base    map[*proc]counts // at the storm's start
 	wg      sync.WaitGroup
 	moving  *progressTracker
 	writes  atomic.Int64 // ring member Lease writes seen
@@ -141,7 +140,7 @@ func benchFleet(ctx context.Context, bin string, s scale, n int) (fleetResult, e
 		return res, err
 	}
 	defer fp.stop()
-	f := &fleet{s: s, bin: bin, ns: ns, fp: fp, api: fp.live, res: &res, base: map[*proc]float64{}, baseDsc: map[*proc]float64{}}
+	f := &fleet{s: s, bin: bin, ns: ns, fp: fp, api: fp.live, res: &res, base: map[*proc]counts{}}
 	if f.admin, err = kubernetes.NewForConfig(fastConfig(fp.Env.Config)); err != nil {
 		return res, err
 	}
@@ -198,7 +197,8 @@ func (f *fleet) start(ctx context.Context, n int) error {
 			}); err != nil {
 				return fmt.Errorf("scraping %s: %w", p.Name, err)
 			}
-			f.res.startupRequests = append(f.res.startupRequests, cluster.Sum(families, "rest_client_requests_total", nil)-discoveryOf(families))
+			c := countsOf(families)
+			f.res.startupRequests = append(f.res.startupRequests, c.requests-c.discovery)
 		}
 		progress("%s: %d/%d replicas ready after %s", f.ns, min(i+fleetBatch, n), n, time.Since(t0).Round(time.Second))
 	}
@@ -279,7 +279,7 @@ func (f *fleet) measureIdle(ctx context.Context) error {
 		return err
 	}
 	m0, cpu0 := f.byMethod(ctx), f.cpuSeconds()
-	srv0, err := f.apiserverRequests(ctx)
+	srv0, _, err := f.apiserverRequests(ctx)
 	if err != nil {
 		return err
 	}
@@ -293,14 +293,14 @@ func (f *fleet) measureIdle(ctx context.Context) error {
 	for m, n := range m0 {
 		f.res.idleByMethod[m] -= n
 	}
-	srv1, err := f.apiserverRequests(ctx)
+	srv1, _, err := f.apiserverRequests(ctx)
 	if err != nil {
 		return err
 	}
 	r := f.res
 	r.idle, r.memberWrites, r.apiserverIdle = time.Since(t0), f.writes.Load()-w0, srv1-srv0
 	for p, v := range after {
-		r.idleRequests += v - before[p]
+		r.idleRequests += v.requests - before[p].requests
 	}
 	r.fixedMeasure = r.idleRequests / r.idle.Seconds()
 	progress("%s: idle: replicas %.1f requests/s (paper %.1f), member Lease writes %.1f/s, API server %.1f requests/s",
@@ -313,18 +313,26 @@ func discoveryOf(families map[string]*dto.MetricFamily) float64 {
 	return cluster.Sum(families, "targetlock_orchestrator_discovery_requests_total", nil)
 }
 
-// scrapeAll reads every live replica's rest_client_requests_total.
-func (f *fleet) scrapeAll(ctx context.Context) (map[*proc]float64, error) {
+// counts are one replica's request counters at one moment.
+type counts struct{ requests, discovery float64 }
+
+// countsOf reads a replica's counts from its scraped metrics.
+func countsOf(families map[string]*dto.MetricFamily) counts {
+	return counts{cluster.Sum(families, "rest_client_requests_total", nil), discoveryOf(families)}
+}
+
+// scrapeAll reads every live replica's counts.
+func (f *fleet) scrapeAll(ctx context.Context) (map[*proc]counts, error) {
 	f.mu.Lock()
 	procs := slices.Clone(f.procs)
 	f.mu.Unlock()
-	out := map[*proc]float64{}
+	out := map[*proc]counts{}
 	for _, p := range procs {
 		families, err := cluster.Scrape(ctx, p.metrics)
 		if err != nil {
 			return nil, fmt.Errorf("scraping %s: %w", p.Name, err)
 		}
-		out[p] = cluster.Sum(families, "rest_client_requests_total", nil)
+		out[p] = countsOf(families)
 	}
 	return out, nil
 }
@@ -372,46 +380,28 @@ func (f *fleet) cpuSeconds() float64 {
 }
 
 // apiserverRequests is the API server's own apiserver_request_total, read
-// from its /metrics with the admin client.
-func (f *fleet) apiserverRequests(ctx context.Context) (float64, error) {
+// from its /metrics with the admin client: in all, and by verb, resource and
+// subresource (every client's: a diagnostic, printed only).
+func (f *fleet) apiserverRequests(ctx context.Context) (total float64, byResource map[string]float64, _ error) {
 	raw, err := f.admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
-	}
-	return sumText(raw, "apiserver_request_total")
-}
-
-// apiserverByResource is the API server's apiserver_request_total by verb,
-// resource and subresource (every client's: a diagnostic, printed only).
-func (f *fleet) apiserverByResource(ctx context.Context) map[string]float64 {
-	raw, err := f.admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil
+		return 0, nil, fmt.Errorf("reading the API server's metrics: %w", err)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
 	if err != nil {
-		return nil
+		return 0, nil, err
 	}
-	out := map[string]float64{}
+	byResource = map[string]float64{}
 	for _, m := range families["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		out[labels["verb"]+" "+labels["resource"]+"/"+labels["subresource"]] += m.GetCounter().GetValue()
+		byResource[labels["verb"]+" "+labels["resource"]+"/"+labels["subresource"]] += m.GetCounter().GetValue()
+		total += m.GetCounter().GetValue()
 	}
-	return out
-}
-
-// sumText sums a counter's series in a Prometheus text exposition.
-func sumText(raw []byte, name string) (float64, error) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
-	if err != nil {
-		return 0, err
-	}
-	return cluster.Sum(map[string]*dto.MetricFamily{name: families[name]}, name, nil), nil
+	return total, byResource, nil
 }
 
 // rrName names request k on target t (1 its duplicate).

@@ -26,16 +26,11 @@ func (f *fleet) runStorm(ctx context.Context) error {
 	if f.base, err = f.scrapeAll(ctx); err != nil {
 		return err
 	}
-	for p := range f.base {
-		if families, err := cluster.Scrape(ctx, p.metrics); err == nil {
-			f.baseDsc[p] = discoveryOf(families)
-		}
-	}
-	srv0, err := f.apiserverRequests(ctx)
+	srv0, r0, err := f.apiserverRequests(ctx)
 	if err != nil {
 		return err
 	}
-	m0, r0 := f.byMethod(ctx), f.apiserverByResource(ctx)
+	m0 := f.byMethod(ctx)
 	progress("%s: storm of %d requests over %s", f.ns, f.res.rrs, f.s.fleetWindow)
 	f.moving = newProgressTracker(f.api, f.ns)
 	go f.moving.run(f.fp.watchCtx)
@@ -54,14 +49,13 @@ func (f *fleet) runStorm(ctx context.Context) error {
 	for m, n := range m0 {
 		f.res.stormByMethod[m] -= n
 	}
-	r1 := f.apiserverByResource(ctx)
+	srv1, r1, err := f.apiserverRequests(ctx)
+	f.res.apiserverStorm = srv1 - srv0
 	for _, k := range slices.Sorted(maps.Keys(r1)) {
 		if d := r1[k] - r0[k]; d > 0 {
 			progress("%s: API server over the storm: %s %.0f (%.2f per RR)", f.ns, k, d, d/float64(f.res.rrs))
 		}
 	}
-	srv1, err := f.apiserverRequests(ctx)
-	f.res.apiserverStorm = srv1 - srv0
 	return err
 }
 
@@ -144,8 +138,9 @@ func (f *fleet) kill(ctx context.Context, victim *proc) {
 		progress("%s: scraping %s before the kill: %v", f.ns, victim.Name, err)
 	}
 	f.mu.Lock()
-	f.gone = append(f.gone, cluster.Sum(families, "rest_client_requests_total", nil)-f.base[victim])
-	f.res.stormDiscovery += discoveryOf(families) - f.baseDsc[victim]
+	c := countsOf(families)
+	f.gone = append(f.gone, c.requests-f.base[victim].requests)
+	f.res.stormDiscovery += c.discovery - f.base[victim].discovery
 	f.res.addReconciles(families)
 	f.res.peakRSS = append(f.res.peakRSS, peakRSS(victim.Pid()))
 	f.res.killed++
@@ -237,8 +232,9 @@ func (f *fleet) finish(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("scraping %s: %w", p.Name, err)
 		}
-		r.stormRequests += cluster.Sum(families, "rest_client_requests_total", nil) - f.base[p]
-		r.stormDiscovery += discoveryOf(families) - f.baseDsc[p]
+		c := countsOf(families)
+		r.stormRequests += c.requests - f.base[p].requests
+		r.stormDiscovery += c.discovery - f.base[p].discovery
 		r.addReconciles(families)
 		r.peakRSS = append(r.peakRSS, peakRSS(p.Pid()))
 	}
