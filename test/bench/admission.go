@@ -34,11 +34,21 @@ type admissionResult struct {
 	// sends them (the labelling webhook skips them); unlabelled: the same
 	// through both webhooks, as a direct CREATE without the label.
 	with, unlabelled, without []time.Duration
+	// bareWrite, bareNone: the same CREATE through a bare webhook that
+	// writes one Lease, and through one that writes nothing
+	// (admission_bare.go): what any webhook with one write costs here.
+	bareWrite, bareNone []time.Duration
 	// Means over the one-at-a-time CREATEs through the webhook: call, the
 	// API server's call of the validating webhook (its own histogram);
 	// handler, the time inside the validating handler (the webhook's);
 	// write, one Lease CREATE by the webhook's client (client-go's).
 	call, handler, write time.Duration
+	// served: the webhook server's time per call, controller-runtime's
+	// controller_runtime_webhook_latency_seconds (decode, handler, encode).
+	served time.Duration
+	// bareCall, bareServed: the API server's call of the writing bare
+	// webhook, and its time in its HTTP handler (its Lease CREATE within).
+	bareCall, bareServed time.Duration
 	// proxy: what the harness's proxy adds to a webhook call at P50 (0
 	// when the API server calls a webhook process directly).
 	proxy       time.Duration
@@ -52,9 +62,10 @@ type admissionResult struct {
 
 func (r admissionResult) line() string {
 	w, wo, u := percentiles(r.with), percentiles(r.without), percentiles(r.unlabelled)
-	return fmt.Sprintf("bench admission p50_with_ms=%.1f p99_with_ms=%.1f p50_without_ms=%.1f p99_without_ms=%.1f ratio_p50=%.2f ratio_p99=%.2f admissions_per_s=%.0f burst_creates=%d burst_timeouts=%d p50_unlabelled_ms=%.1f p99_unlabelled_ms=%.1f handler_mean_ms=%.1f webhook_call_ms=%.2f handler_besides_write_ms=%.2f lease_write_ms=%.2f floor_ratio_p50=%.2f proxy_ms=%.2f",
+	return fmt.Sprintf("bench admission p50_with_ms=%.1f p99_with_ms=%.1f p50_without_ms=%.1f p99_without_ms=%.1f ratio_p50=%.2f ratio_p99=%.2f admissions_per_s=%.0f burst_creates=%d burst_timeouts=%d p50_unlabelled_ms=%.1f p99_unlabelled_ms=%.1f handler_mean_ms=%.1f webhook_call_ms=%.2f handler_besides_write_ms=%.2f lease_write_ms=%.2f floor_ratio_p50=%.2f proxy_ms=%.2f bare_write_ratio_p50=%.2f bare_none_ratio_p50=%.2f",
 		w.p50, w.p99, wo.p50, wo.p99, ratio(w.p50, wo.p50), ratio(w.p99, wo.p99), r.perSecond, r.burst, r.burstTimeouts, u.p50, u.p99, ms(r.handler),
-		ms(r.call), ms(r.handler-r.write), ms(r.write), r.floor(), ms(r.proxy))
+		ms(r.call), ms(r.handler-r.write), ms(r.write), r.floor(), ms(r.proxy),
+		ratio(percentiles(r.bareWrite).p50, wo.p50), ratio(percentiles(r.bareNone).p50, wo.p50))
 }
 
 // floor is the P50 ratio with one Lease write added to the twin's CREATE
@@ -91,11 +102,21 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 	if err != nil {
 		return res, err
 	}
-	if err := installTwin(env.Config); err != nil {
+	for _, group := range []string{twinGroup, bareGroup} {
+		if err := installTwin(env.Config, group); err != nil {
+			return res, err
+		}
+	}
+	bare, err := startBareWebhooks(ctx, c, ns)
+	if err != nil {
 		return res, err
 	}
-	ar := &admissionRun{ctx: ctx, api: api, ns: ns, res: &res}
+	defer bare.stop()
+	ar := &admissionRun{ctx: ctx, api: api, ns: ns, res: &res, bare: bare}
 	if err := ar.warmUp(); err != nil {
+		return res, err
+	}
+	if err := ar.warmBare(); err != nil {
 		return res, err
 	}
 	if _, err := ar.createTwin("warm-up"); err != nil {
@@ -113,10 +134,11 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 
 // admissionRun is what the admission section's steps share.
 type admissionRun struct {
-	ctx context.Context
-	api client.Client
-	ns  string
-	res *admissionResult
+	bare *bareProcess
+	ctx  context.Context
+	api  client.Client
+	ns   string
+	res  *admissionResult
 }
 
 // create times the CREATE of a direct WFE name for object, with its
@@ -134,7 +156,7 @@ func (ar *admissionRun) create(name, object string, labelled bool) (time.Duratio
 
 // createTwin times the CREATE of the twin of a direct WFE name.
 func (ar *admissionRun) createTwin(name string) (time.Duration, error) {
-	t, err := twinOf(directWFE(ar.ns, name, name).Obj())
+	t, err := copyOf(directWFE(ar.ns, name, name).Obj(), twinGroup)
 	if err != nil {
 		return 0, err
 	}
@@ -156,6 +178,8 @@ func (ar *admissionRun) oneAtATime(n int) error {
 			{&res.with, func() (time.Duration, error) { return ar.create(name+"-l", name+"-l", true) }},
 			{&res.unlabelled, func() (time.Duration, error) { return ar.create(name+"-u", name+"-u", false) }},
 			{&res.without, func() (time.Duration, error) { return ar.createTwin(name) }},
+			{&res.bareWrite, func() (time.Duration, error) { return ar.createBare(name+"-w", "write") }},
+			{&res.bareNone, func() (time.Duration, error) { return ar.createBare(name+"-n", "none") }},
 		} {
 			d, err := step.do()
 			if err != nil {
@@ -235,8 +259,9 @@ func (ar *admissionRun) burst() error {
 // validation rules alike) that no webhook matches.
 const twinGroup = "bench.targetlock.io"
 
-// installTwin installs the twin CRD and waits until it is served.
-func installTwin(cfg *rest.Config) error {
+// installTwin installs the WFE CRD's copy in group and waits until it is
+// served.
+func installTwin(cfg *rest.Config, group string) error {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err
@@ -249,19 +274,19 @@ func installTwin(cfg *rest.Config) error {
 	if err := yaml.Unmarshal(data, crd); err != nil {
 		return err
 	}
-	crd.Name, crd.Spec.Group = crd.Spec.Names.Plural+"."+twinGroup, twinGroup
+	crd.Name, crd.Spec.Group = crd.Spec.Names.Plural+"."+group, group
 	_, err = envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})
 	return err
 }
 
-// twinOf is w as an object of the twin resource.
-func twinOf(w *v1alpha1.WorkflowExecution) (*unstructured.Unstructured, error) {
+// copyOf is w as an object of the WFE CRD's copy in group.
+func copyOf(w *v1alpha1.WorkflowExecution, group string) (*unstructured.Unstructured, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(w)
 	if err != nil {
 		return nil, err
 	}
 	t := &unstructured.Unstructured{Object: m}
-	t.SetAPIVersion(twinGroup + "/" + v1alpha1.GroupVersion.Version)
+	t.SetAPIVersion(group + "/" + v1alpha1.GroupVersion.Version)
 	t.SetKind("WorkflowExecution")
 	return t, nil
 }

@@ -263,9 +263,16 @@ func killHoldingAfter(ctx context.Context, api client.Client, p *cluster.Process
 // member Leases stand now, and that have requests not yet ended: object
 // hash -> request name -> phase.
 func ownedPending(ctx context.Context, api client.Client, ns, identity string) map[string]map[string]v1alpha1.RemediationPhase {
+	owned, _ := ownedPendingAt(ctx, api, ns, identity)
+	return owned
+}
+
+// ownedPendingAt is ownedPending and the resourceVersion of its LIST of
+// requests.
+func ownedPendingAt(ctx context.Context, api client.Client, ns, identity string) (map[string]map[string]v1alpha1.RemediationPhase, string) {
 	members := &coordinationv1.LeaseList{}
 	if err := api.List(ctx, members, client.InNamespace(cluster.LeaseNamespace), client.MatchingLabels{ring.Label: ring.LabelValue}); err != nil {
-		return nil
+		return nil, ""
 	}
 	now := time.Now()
 	var live []string
@@ -278,7 +285,7 @@ func ownedPending(ctx context.Context, api client.Client, ns, identity string) m
 	view := ring.NewView(identity, live...)
 	rrs := &v1alpha1.RemediationRequestList{}
 	if err := api.List(ctx, rrs, client.InNamespace(ns)); err != nil {
-		return nil
+		return nil, ""
 	}
 	owned := map[string]map[string]v1alpha1.RemediationPhase{}
 	for _, rr := range rrs.Items {
@@ -291,7 +298,7 @@ func ownedPending(ctx context.Context, api client.Client, ns, identity string) m
 		}
 		owned[hash][rr.Name] = rr.Status.Phase
 	}
-	return owned
+	return owned, rrs.ResourceVersion
 }
 
 // awaitProgress times, per object, from since until one of its pending

@@ -44,23 +44,29 @@ const (
 var fleetArgs = []string{faultLeaseArg, "--ring-lease-duration=" + fleetRingDuration.String(), "--sweep-interval=" + fleetSweep.String()}
 
 type fleetResult struct {
-	replicas, targets, rrs   int
-	wfes, duplicates         int
-	worst                    string
-	killed, added            int
-	startup                  time.Duration // all replicas started and ready
-	idle, storm              time.Duration
-	idleRequests             float64            // the replicas' own, over idle
-	memberWrites             int64              // ring member Lease writes seen over idle
-	stormRequests            float64            // the replicas' own, over storm
-	apiserverStorm           float64            // apiserver_request_total over storm
-	reconciles               float64            // remediationrequest reconciles, every replica ever
-	reconcilesBy             map[string]float64 // by result
-	counters                 map[string]float64 // every targetlock_ counter and reconcile count, summed over replicas
-	idleByMethod             map[string]float64 // the replicas' own, over idle
-	stormByMethod            map[string]float64 // the replicas alive at both ends, over the storm
-	idleCPU                  float64            // the replicas' CPU seconds over idle
-	rebalance                []time.Duration
+	replicas, targets, rrs int
+	wfes, duplicates       int
+	worst                  string
+	killed, added          int
+	startup                time.Duration // all replicas started and ready
+	idle, storm            time.Duration
+	idleRequests           float64            // the replicas' own, over idle
+	memberWrites           int64              // ring member Lease writes seen over idle
+	stormRequests          float64            // the replicas' own, over storm
+	apiserverStorm         float64            // apiserver_request_total over storm
+	reconciles             float64            // remediationrequest reconciles, every replica ever
+	reconcilesBy           map[string]float64 // by result
+	counters               map[string]float64 // every targetlock_ counter and reconcile count, summed over replicas
+	idleByMethod           map[string]float64 // the replicas' own, over idle
+	stormByMethod          map[string]float64 // the replicas alive at both ends, over the storm
+	idleCPU                float64            // the replicas' CPU seconds over idle
+	rebalance              []time.Duration
+	// rebalanceHeld: objects whose Lease the killed replica held, which
+	// wait for that Lease to lapse rather than for the ring.
+	rebalanceHeld []time.Duration
+	// wfeLife: each WFE's first sight to its end on a watch, the
+	// simulated engine's time (it ends each WFE at once).
+	wfeLife                  []time.Duration
 	joinLease, joinReady     []time.Duration // per added replica, from its start
 	peakRSS                  []float64
 	apiserverIdle            float64 // apiserver_request_total over idle
@@ -98,9 +104,9 @@ func (r fleetResult) line() string {
 	if r.failed != "" {
 		return fmt.Sprintf("bench fleet replicas=%d rrs=%d finished=0", r.replicas, r.rrs)
 	}
-	return fmt.Sprintf("bench fleet replicas=%d rrs=%d duplicates=%d fleet_reconciles_per_rr=%.2f api_requests_per_rr=%.1f apiserver_requests_per_s=%.1f member_lease_writes_per_s=%.1f rebalance_p95_s=%.1f peak_rss_mb_per_replica=%.0f",
+	return fmt.Sprintf("bench fleet replicas=%d rrs=%d duplicates=%d fleet_reconciles_per_rr=%.2f api_requests_per_rr=%.1f apiserver_requests_per_s=%.1f member_lease_writes_per_s=%.1f rebalance_p95_s=%.1f peak_rss_mb_per_replica=%.0f waited_on_dead_lease=%d waited_on_dead_lease_max_s=%.1f",
 		r.replicas, r.rrs, r.duplicates, r.reconcilesPerRR(), r.requestsPerRR(), r.apiserverPerSecond(),
-		r.memberWritesPerSecond(), percentiles(r.rebalance).p95/1000, maxOf(r.peakRSS))
+		r.memberWritesPerSecond(), percentiles(r.rebalance).p95/1000, maxOf(r.peakRSS), len(r.rebalanceHeld), percentiles(r.rebalanceHeld).max/1000)
 }
 
 // paperFixed is report.go's projection for n replicas: a ring renewal

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/target"
 )
 
@@ -106,10 +107,12 @@ func (r *report) mdFleet(p func(string, ...any)) {
 	p("API requests/RR: the replicas' own `rest_client_requests_total` over the storm (from the first request sent until all ended; a killed replica")
 	p("counted until just before its kill, an added one from its start), less the costs per replica, reported apart: the idle fleet's rate times")
 	p("the storm's length, the added replicas' start-up (the median of the first replicas' requests when ready) and discovery")
-	p("(`targetlock_orchestrator_discovery_requests_total`); per RR. API server requests/s: its own `apiserver_request_total` over the storm, the harness's requests (creates, a LIST")
-	p("a second until all ended, the rebalance LISTs every 250 ms) included. Member Lease writes: ADDED and MODIFIED events on a watch of the")
-	p("Leases with the ring's label, over the idle window. Rebalance: as in section 5, per object the killed replica owned with a request pending,")
-	p("from the SIGKILL until one of its requests changes phase. An added replica is timed from its process start until its member Lease exists")
+	p("(`targetlock_orchestrator_discovery_requests_total`); per RR. API server requests/s: its own `apiserver_request_total` over the storm,")
+	p("the harness's requests (creates, a LIST a second until all ended, two watches for the rebalance) included. Member Lease writes: ADDED")
+	p("and MODIFIED events on a watch of the Leases with the ring's label, over the idle window. Rebalance: per object the killed replica")
+	p("owned with a request pending (the ring as the member Leases stood at the kill), from the SIGKILL until one of its requests changes")
+	p("phase, on a watch of the requests; an executing request has nothing to decide until its WFE ends, so if that came after the kill")
+	p("(on a watch of the WFEs) it is timed from then. An added replica is timed from its process start until its member Lease exists")
 	p("(it is on everyone's ring from its first write) and until it is ready.")
 	p("")
 	p("Why the fixed cost differs from the paper figure: renewals are exact (one PUT per replica per third of the ring duration); a sweep is")
@@ -135,6 +138,13 @@ func (r *report) fleetBounds(p func(string, ...any), f fleetResult) {
 		f.reconcilesBy["requeue"], f.reconcilesBy["error"])
 	if len(f.rebalance) == 0 {
 		p("(no killed replica owned an object with a request pending: no rebalance to time)")
+	}
+	life := percentiles(f.wfeLife)
+	p("The simulated engine took %.1f s at P50, %.1f s at P95, from a WFE's first sight to its end on a watch (it ends each at once).", life.p50/1000, life.p95/1000)
+	if n := len(f.rebalanceHeld); n > 0 {
+		p("%d object(s) waited on the killed replica's target Lease instead: at most %.1f s (its lock lapses after the target Lease's %s; a claim for a",
+			n, percentiles(f.rebalanceHeld).max/1000, faultLeaseDuration)
+		p("CREATE its death cut off, never stored, stands for the claim's grace, %s, from when each replica saw it); the ring cannot hand those over.", lease.DefaultClaimGrace)
 	}
 	p("rebalance P95 %.1f s (<= ring lease duration + 2 s = %s: %s). Fixed cost of the idle fleet: %.1f requests/s measured against %.1f on paper",
 		reb, fleetRebalanceBound, met(reb <= fleetRebalanceBound.Seconds()), f.fixedMeasure, f.fixedPaper)

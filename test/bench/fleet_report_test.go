@@ -11,9 +11,9 @@ func TestFleetLineAndMarkdown(t *testing.T) {
 		replicas: 100, targets: 1000, rrs: 2000, reconciles: 2200,
 		storm: 100 * time.Second, stormRequests: 20000 + 2500, fixedMeasure: 25, fixedPaper: paperFixed(100),
 		apiserverStorm: 15000, idle: 60 * time.Second, memberWrites: 1200,
-		rebalance: []time.Duration{10 * time.Second, 16 * time.Second}, peakRSS: []float64{50, 70, 60},
+		rebalance: []time.Duration{10 * time.Second, 16 * time.Second}, rebalanceHeld: []time.Duration{29 * time.Second}, peakRSS: []float64{50, 70, 60},
 	}
-	want := "bench fleet replicas=100 rrs=2000 duplicates=0 fleet_reconciles_per_rr=1.10 api_requests_per_rr=10.0 apiserver_requests_per_s=150.0 member_lease_writes_per_s=20.0 rebalance_p95_s=16.0 peak_rss_mb_per_replica=70"
+	want := "bench fleet replicas=100 rrs=2000 duplicates=0 fleet_reconciles_per_rr=1.10 api_requests_per_rr=10.0 apiserver_requests_per_s=150.0 member_lease_writes_per_s=20.0 rebalance_p95_s=16.0 peak_rss_mb_per_replica=70 waited_on_dead_lease=1 waited_on_dead_lease_max_s=29.0"
 	if got := f.line(); got != want {
 		t.Errorf("line:\n got %q\nwant %q", got, want)
 	}
@@ -27,6 +27,7 @@ func TestFleetLineAndMarkdown(t *testing.T) {
 		"fleet reconciles/RR 1.10 (<= 1.3: met)",
 		"API requests/RR 10.0 (<= 8: **NOT met**)",
 		"rebalance P95 16.0 s (<= ring lease duration + 2 s = 17s: met)",
+		"1 object(s) waited on the killed replica's target Lease instead: at most 29.0 s",
 		"7% above it (within 20%: met)",
 		"| 60 / 70 |",
 		"No fleet of this run met every bound.",

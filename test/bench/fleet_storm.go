@@ -5,15 +5,20 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
 	"github.com/targetlock/targetlock/pkg/ring"
 	"github.com/targetlock/targetlock/test/framework/cluster"
 )
@@ -32,7 +37,7 @@ func (f *fleet) runStorm(ctx context.Context) error {
 	}
 	m0 := f.byMethod(ctx)
 	progress("%s: storm of %d requests over %s", f.ns, f.res.rrs, f.s.fleetWindow)
-	f.moving = newProgressTracker(f.api, f.ns)
+	f.moving = newProgressTracker(f.fp.wc, f.ns)
 	go f.moving.run(f.fp.watchCtx)
 	start := time.Now()
 	f.wg.Go(func() { f.requests(ctx) })
@@ -149,9 +154,10 @@ func (f *fleet) kill(ctx context.Context, victim *proc) {
 	killedAt := time.Now()
 	// Read after the kill: a status write the victim sent just before it
 	// died would otherwise count as its object's next decision.
-	owned := ownedPending(ctx, f.api, f.ns, victim.Name)
-	progress("%s: SIGKILLed %s owning %d object(s) with requests pending", f.ns, victim.Name, len(owned))
-	f.moving.track(owned, killedAt)
+	owned, rv := ownedPendingAt(ctx, f.api, f.ns, victim.Name)
+	held := victimLeases(ctx, f.api, victim.Name)
+	progress("%s: SIGKILLed %s owning %d object(s) with requests pending, holding %d target Lease(s)", f.ns, victim.Name, len(owned), len(held))
+	f.moving.track(owned, held, rv, killedAt)
 }
 
 // add starts n replicas of new names and times, for each, its member
@@ -238,7 +244,8 @@ func (f *fleet) finish(ctx context.Context) error {
 		r.addReconciles(families)
 		r.peakRSS = append(r.peakRSS, peakRSS(p.Pid()))
 	}
-	r.rebalance = f.moving.done()
+	r.rebalance, r.rebalanceHeld = f.moving.done()
+	r.wfeLife = f.moving.lifetimes()
 	if err := f.fp.inv.Err(); err != nil {
 		return err
 	}
@@ -287,70 +294,175 @@ func sumOf(xs []float64) float64 {
 	return s
 }
 
-// progressTracker is awaitProgress for many kills at once, on one LIST of
-// the requests every 250 ms rather than one every 100 ms per kill, which
-// at a hundred replicas would weigh on the API server being measured.
+// progressTracker is awaitProgress for many kills at once, timed from a
+// watch of the requests: an event arrives within milliseconds of the status
+// write, where a LIST polled under the storm took up to seconds (and each
+// LIST of every request weighed on the API server being measured).
 type progressTracker struct {
-	api     client.Client
+	api     client.WithWatch
 	ns      string
 	mu      sync.Mutex
 	pending []trackedObject
-	out     []time.Duration
+	// out: objects the ring moved; outHeld: objects that waited for the
+	// killed replica's Lease (waitedOnDead).
+	out, outHeld []time.Duration
+	// WFEs as a watch saw them: first seen, and seen ended.
+	created, ended map[string]time.Time
 }
 
+// trackedObject is one object the killed replica owned: its pending
+// requests' phases as a LIST after the kill read them, at revision rv.
+// Only an event after rv is news: the watch may still be delivering older
+// ones, such as the victim's last writes.
 type trackedObject struct {
 	since time.Time
+	rv    uint64
 	rrs   map[string]v1alpha1.RemediationPhase
+	// held: the killed replica held the object's Lease, locked ("") or
+	// claimed for a WFE of this name. Absent: it did not.
+	held *string
 }
 
-func newProgressTracker(api client.Client, ns string) *progressTracker {
-	return &progressTracker{api: api, ns: ns}
+func newProgressTracker(api client.WithWatch, ns string) *progressTracker {
+	return &progressTracker{api: api, ns: ns, created: map[string]time.Time{}, ended: map[string]time.Time{}}
 }
 
-func (t *progressTracker) track(owned map[string]map[string]v1alpha1.RemediationPhase, since time.Time) {
+func (t *progressTracker) track(owned map[string]map[string]v1alpha1.RemediationPhase, held map[string]string, rv string, since time.Time) {
+	n, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		progress("%s: tracking moves: resourceVersion %q: %v", t.ns, rv, err)
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, rrs := range owned {
-		t.pending = append(t.pending, trackedObject{since: since, rrs: rrs})
+	for hash, rrs := range owned {
+		o := trackedObject{since: since, rv: n, rrs: rrs}
+		if wfe, ok := held[hash]; ok {
+			o.held = &wfe
+		}
+		t.pending = append(t.pending, o)
 	}
 }
 
+// run watches the requests and the WFEs until ctx ends. The bench
+// compares resourceVersions as numbers: on its own etcd they are revisions.
 func (t *progressTracker) run(ctx context.Context) {
+	go t.watch(ctx, &v1alpha1.WorkflowExecutionList{}, func(o client.Object, _ bool) {
+		if w, ok := o.(*v1alpha1.WorkflowExecution); ok {
+			t.execution(w, time.Now())
+		}
+	})
+	t.watch(ctx, &v1alpha1.RemediationRequestList{}, func(o client.Object, deleted bool) {
+		if rr, ok := o.(*v1alpha1.RemediationRequest); ok {
+			t.observe(rr, deleted, time.Now())
+		}
+	})
+}
+
+// watch calls f with each object of list's kind in t.ns a watch delivers,
+// until ctx ends.
+func (t *progressTracker) watch(ctx context.Context, list client.ObjectList, f func(o client.Object, deleted bool)) {
+	rv := ""
 	for ctx.Err() == nil {
-		time.Sleep(250 * time.Millisecond)
-		t.mu.Lock()
-		n := len(t.pending)
-		t.mu.Unlock()
-		if n == 0 {
+		opts := &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}}
+		w, err := t.api.Watch(ctx, list, client.InNamespace(t.ns), opts)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		list := &v1alpha1.RemediationRequestList{}
-		if err := t.api.List(ctx, list, client.InNamespace(t.ns)); err != nil {
-			continue
+		for ev := range w.ResultChan() {
+			o, ok := ev.Object.(client.Object)
+			if !ok || ev.Type == watch.Error {
+				rv = "" // the revision compacted: start again from now
+				continue
+			}
+			rv = o.GetResourceVersion()
+			f(o, ev.Type == watch.Deleted)
 		}
-		t.observe(list, time.Now())
+		w.Stop()
 	}
 }
 
-// observe ends each tracked object one of whose requests changed phase
-// (or is gone); one pending 2 minutes counts 2 minutes.
-func (t *progressTracker) observe(list *v1alpha1.RemediationRequestList, now time.Time) {
-	phase := map[string]v1alpha1.RemediationPhase{}
-	for _, rr := range list.Items {
-		phase[rr.Name] = rr.Status.Phase
+// execution records when a WFE was first seen, and seen ended.
+func (t *progressTracker) execution(w *v1alpha1.WorkflowExecution, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.created[w.Name]; !ok {
+		t.created[w.Name] = now
+	}
+	if _, ok := t.ended[w.Name]; !ok && w.Status.Phase.Terminal() {
+		t.ended[w.Name] = now
+	}
+}
+
+// lifetimes are the times from each WFE's first sight to its end, as the
+// watch saw them: how long the simulated engine took.
+func (t *progressTracker) lifetimes() []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []time.Duration
+	for name, end := range t.ended {
+		if start, ok := t.created[name]; ok {
+			out = append(out, end.Sub(start))
+		}
+	}
+	return out
+}
+
+// observe ends each tracked object of which rr is a request, if this
+// event, newer than the object's LIST, changed its phase or deleted it.
+// An executing request has nothing to decide until its WFE ends: if that
+// came after the kill, it is timed from then.
+func (t *progressTracker) observe(rr *v1alpha1.RemediationRequest, deleted bool, now time.Time) {
+	n, err := strconv.ParseUint(rr.ResourceVersion, 10, 64)
+	if err != nil {
+		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.pending = slices.DeleteFunc(t.pending, func(o trackedObject) bool {
-		for name, was := range o.rrs {
-			if p, ok := phase[name]; !ok || p != was {
-				t.out = append(t.out, now.Sub(o.since))
-				if d := now.Sub(o.since); d > fleetRebalanceBound {
-					progress("%s: slow move %s: %s %s -> %s", t.ns, d.Round(100*time.Millisecond), name, was, p)
-				}
-				return true
-			}
+		was, ok := o.rrs[rr.Name]
+		if !ok || n <= o.rv || (!deleted && rr.Status.Phase == was) {
+			return false
 		}
+		from := o.since
+		if ref := rr.Status.WorkflowExecutionRef; was == v1alpha1.RemediationExecuting && ref != nil && t.ended[ref.Name].After(from) {
+			from = t.ended[ref.Name]
+		}
+		d := now.Sub(from)
+		if t.waitedOnDead(o) {
+			t.outHeld = append(t.outHeld, d)
+			progress("%s: %s waited %s on the killed replica's Lease", t.ns, rr.Name, d.Round(100*time.Millisecond))
+			return true
+		}
+		t.out = append(t.out, d)
+		if d > fleetRebalanceBound {
+			progress("%s: slow move %s: %s %s -> %s", t.ns, d.Round(100*time.Millisecond), rr.Name, was, rr.Status.Phase)
+			go t.explain(rr.DeepCopy(), o.since)
+		}
+		return true
+	})
+	t.expire(now)
+}
+
+// waitedOnDead reports whether o's next decision had to wait for the
+// killed replica's Lease to lapse, not for the ring: a lock it held (the
+// target Lease's duration), or a claim for a WFE its death cut off, never
+// stored (the claim's grace). t.mu is held.
+func (t *progressTracker) waitedOnDead(o trackedObject) bool {
+	if o.held == nil {
+		return false
+	}
+	if *o.held == "" {
+		return true
+	}
+	_, stored := t.created[*o.held]
+	return !stored
+}
+
+// expire ends, as 2 minutes, the objects pending that long. t.mu is held.
+func (t *progressTracker) expire(now time.Time) {
+	t.pending = slices.DeleteFunc(t.pending, func(o trackedObject) bool {
 		if now.Sub(o.since) > 2*time.Minute {
 			t.out = append(t.out, 2*time.Minute)
 			return true
@@ -359,16 +471,65 @@ func (t *progressTracker) observe(list *v1alpha1.RemediationRequestList, now tim
 	})
 }
 
-// done returns the times taken; objects still pending count from the
-// time they were tracked until now.
-func (t *progressTracker) done() []time.Duration {
+// explain prints, for a slow move, what the request says and when its
+// WFE was created and ended, from the kill.
+func (t *progressTracker) explain(rr *v1alpha1.RemediationRequest, since time.Time) {
+	st := rr.Status
+	line := fmt.Sprintf("%s: slow move %s: block=%q blocking=%q dup=%q", t.ns, rr.Name, st.BlockReason, st.BlockingWorkflowExecution, st.DuplicateOf)
+	if st.WorkflowExecutionRef != nil {
+		w := &v1alpha1.WorkflowExecution{}
+		if err := t.api.Get(context.Background(), client.ObjectKey{Namespace: rr.Namespace, Name: st.WorkflowExecutionRef.Name}, w); err == nil {
+			line += fmt.Sprintf(" wfe created %+.1fs", w.CreationTimestamp.Sub(since).Seconds())
+			if w.Status.CompletionTime != nil {
+				line += fmt.Sprintf(" ended %+.1fs", w.Status.CompletionTime.Sub(since).Seconds())
+			}
+		}
+	}
+	progress("%s", line)
+}
+
+// done returns the times taken, of the objects the ring moved and of
+// those that waited on the killed replica's Lease; objects still pending
+// count from the time they were tracked until now.
+func (t *progressTracker) done() (moved, held []time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := slices.Clone(t.out)
+	moved, held = slices.Clone(t.out), slices.Clone(t.outHeld)
 	for _, o := range t.pending {
-		out = append(out, time.Since(o.since))
+		if t.waitedOnDead(o) {
+			held = append(held, time.Since(o.since))
+		} else {
+			moved = append(moved, time.Since(o.since))
+		}
 	}
-	return out
+	return moved, held
+}
+
+// victimLeases are the target Leases identity held when it died, by their
+// object's hash label: "" for a lock, the WFE's name for a claim made for
+// its CREATE (the claim carries the lock's token). Read from the fields
+// the bench knows (holder, the claim's annotations), not by pkg/lease.
+func victimLeases(ctx context.Context, api client.Client, identity string) map[string]string {
+	list := &coordinationv1.LeaseList{}
+	held := map[string]string{}
+	if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace), client.HasLabels{v1alpha1.TargetHashLabel}); err != nil {
+		return held
+	}
+	prefix := identity + "_" // tokens are identity_nonce
+	for _, l := range list.Items {
+		hash, holder := l.Labels[v1alpha1.TargetHashLabel], ptr.Deref(l.Spec.HolderIdentity, "")
+		if _, claimed := l.Annotations[lease.ClaimUIDAnnotation]; !claimed {
+			if strings.HasPrefix(holder, prefix) {
+				held[hash] = ""
+			}
+			continue
+		}
+		if strings.HasPrefix(l.Annotations[lease.ClaimTokenAnnotation], prefix) {
+			_, name, _ := strings.Cut(holder, "/")
+			held[hash] = name
+		}
+	}
+	return held
 }
 
 // kills is how many replicas the storm SIGKILLs (and adds): a tenth of the

@@ -15,6 +15,7 @@ type proxy struct {
 	ln       net.Listener
 	backends []string
 	next     atomic.Uint64
+	accepted atomic.Int64
 	wg       sync.WaitGroup
 }
 
@@ -34,6 +35,7 @@ func (p *proxy) serve() {
 		if err != nil {
 			return
 		}
+		p.accepted.Add(1)
 		p.wg.Go(func() { p.forward(conn) })
 	}
 }
@@ -61,4 +63,14 @@ func (p *proxy) forward(conn net.Conn) {
 
 func (p *proxy) close() {
 	_ = p.ln.Close()
+}
+
+// ProxyConnections is how many connections the webhook proxy has accepted
+// (0 without one): a caller that does not keep its connections alive
+// shows here.
+func (c *Cluster) ProxyConnections() int64 {
+	if c.proxy == nil {
+		return 0
+	}
+	return c.proxy.accepted.Load()
 }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/targetlock/targetlock/api/v1alpha1"
+)
+
+func TestTrackerCountsOnlyNewsAfterItsList(t *testing.T) {
+	kill := time.Unix(1000, 0)
+	tr := newProgressTracker(nil, "ns")
+	tr.track(map[string]map[string]v1alpha1.RemediationPhase{
+		"a": {"rr-a": v1alpha1.RemediationExecuting},
+		"b": {"rr-b": ""},
+	}, nil, "100", kill)
+	rr := func(name, rv string, phase v1alpha1.RemediationPhase) *v1alpha1.RemediationRequest {
+		return &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: rv},
+			Status: v1alpha1.RemediationRequestStatus{Phase: phase}}
+	}
+	// The victim's last write, delivered after the LIST: not the next decision.
+	tr.observe(rr("rr-b", "99", v1alpha1.RemediationPending), false, kill.Add(time.Second))
+	// News without a change of phase.
+	tr.observe(rr("rr-a", "101", v1alpha1.RemediationExecuting), false, kill.Add(2*time.Second))
+	// Another request altogether.
+	tr.observe(rr("rr-c", "102", v1alpha1.RemediationCompleted), false, kill.Add(3*time.Second))
+	if got := len(tr.out); got != 0 {
+		t.Fatalf("counted %d moves before any decision: %v", got, tr.out)
+	}
+	tr.observe(rr("rr-a", "103", v1alpha1.RemediationCompleted), false, kill.Add(4*time.Second))
+	tr.observe(rr("rr-b", "104", ""), true, kill.Add(5*time.Second))
+	want := []time.Duration{4 * time.Second, 5 * time.Second}
+	if len(tr.out) != 2 || tr.out[0] != want[0] || tr.out[1] != want[1] || len(tr.pending) != 0 {
+		t.Fatalf("moves %v, pending %d; want %v and none", tr.out, len(tr.pending), want)
+	}
+}
+
+func TestTrackerTimesAnExecutingRequestFromItsWFEsEnd(t *testing.T) {
+	kill := time.Unix(1000, 0)
+	tr := newProgressTracker(nil, "ns")
+	tr.track(map[string]map[string]v1alpha1.RemediationPhase{"a": {"rr-a": v1alpha1.RemediationExecuting}}, nil, "100", kill)
+	wfe := &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Name: "wfe-a"}}
+	tr.execution(wfe, kill.Add(-time.Second))
+	wfe.Status.Phase = v1alpha1.WorkflowExecutionCompleted
+	tr.execution(wfe, kill.Add(20*time.Second)) // the engine ended it long after the kill
+	rr := &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Name: "rr-a", ResourceVersion: "101"},
+		Status: v1alpha1.RemediationRequestStatus{Phase: v1alpha1.RemediationCompleted, WorkflowExecutionRef: &corev1.LocalObjectReference{Name: "wfe-a"}}}
+	tr.observe(rr, false, kill.Add(21*time.Second))
+	if len(tr.out) != 1 || tr.out[0] != time.Second {
+		t.Fatalf("moves %v; want [1s], from the WFE's end", tr.out)
+	}
+	if life := tr.lifetimes(); len(life) != 1 || life[0] != 21*time.Second {
+		t.Fatalf("lifetimes %v; want [21s]", life)
+	}
+}
+
+func TestTrackerSetsApartWhatWaitedOnTheDeadReplicasLease(t *testing.T) {
+	kill := time.Unix(1000, 0)
+	tr := newProgressTracker(nil, "ns")
+	tr.track(map[string]map[string]v1alpha1.RemediationPhase{
+		"locked":  {"rr-locked": ""},
+		"cut-off": {"rr-cut-off": ""},
+		"stored":  {"rr-stored": v1alpha1.RemediationExecuting},
+		"free":    {"rr-free": ""},
+	}, map[string]string{"locked": "", "cut-off": "wfe-cut-off", "stored": "wfe-stored"}, "100", kill)
+	tr.execution(&v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Name: "wfe-stored"}}, kill.Add(-time.Second))
+	for i, name := range []string{"rr-locked", "rr-cut-off", "rr-stored", "rr-free"} {
+		rr := &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "200"},
+			Status: v1alpha1.RemediationRequestStatus{Phase: v1alpha1.RemediationFailed}}
+		tr.observe(rr, false, kill.Add(time.Duration(10+i)*time.Second))
+	}
+	moved, held := tr.done()
+	if len(held) != 2 || held[0] != 10*time.Second || held[1] != 11*time.Second {
+		t.Errorf("waited on the dead replica's Lease: %v; want [10s 11s] (its lock, its cut-off claim)", held)
+	}
+	if len(moved) != 2 || moved[0] != 12*time.Second || moved[1] != 13*time.Second {
+		t.Errorf("moved by the ring: %v; want [12s 13s] (a claim whose WFE was stored, a free Lease)", moved)
+	}
+}
