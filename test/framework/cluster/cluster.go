@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -214,13 +215,21 @@ func (c *Cluster) WebhookHistogram(ctx context.Context, name string) (sum float6
 	return sum, count
 }
 
-// WebhookMetrics reads each webhook's /metrics; those that do not answer
-// are skipped.
+// WebhookMetrics reads each webhook's /metrics, three tries each (a busy
+// process may miss one); those that never answer are skipped.
 func (c *Cluster) WebhookMetrics(ctx context.Context) []map[string]*dto.MetricFamily {
 	var out []map[string]*dto.MetricFamily
 	for _, url := range c.metrics {
-		if families, err := Scrape(ctx, url); err == nil {
-			out = append(out, families)
+		for try := range 3 {
+			if families, err := Scrape(ctx, url); err == nil {
+				out = append(out, families)
+				break
+			} else if try < 2 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
 		}
 	}
 	return out
