@@ -9,7 +9,10 @@
 // election renews its lock. The members are read from the manager's informer
 // cache: a member is live while renewTime + leaseDurationSeconds is after
 // now. An expired Lease emits no event, so the ring re-evaluates itself at
-// the next member's expiry. A replica counts itself live while its own
+// the next member's expiry. An expiry the cache shows for a member of the
+// current view is confirmed by a live LIST before the member is dropped:
+// the cache may only be behind (a lagging watch), and dropping live members
+// would move their objects away and back. A replica counts itself live while its own
 // renewals succeed; after a whole Duration without one it owns nothing, as
 // by then the others count it gone. On stop it deletes its Lease, so the
 // others take over at once. Liveness compares renewTime with the local

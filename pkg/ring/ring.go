@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -50,9 +50,11 @@ type Options struct {
 	Owner *metav1.OwnerReference
 }
 
-// Client writes the member Lease: a live client, not a cache.
+// Client writes the member Lease, and confirms an expiry the cache shows:
+// a live client, not a cache.
 type Client interface {
 	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
+	List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error
 	Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error
 	Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error
 	Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error
@@ -73,6 +75,9 @@ type Ring struct {
 	subs  []func(before, after View)
 	own   *coordinationv1.Lease // as last written; nil: read it first
 	alive atomic.Int64          // UnixNano until which our last renewal holds; 0: not live
+	// confirmed maps a member the cache showed expired, but a live read
+	// did not, to the expiry that read showed (the ring's goroutine only).
+	confirmed map[string]time.Time
 }
 
 // New returns a Ring for one replica. c writes its member Lease (a live
@@ -90,7 +95,7 @@ func New(c Client, ca cache.Cache, opts Options) (*Ring, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	r := &Ring{opts: opts, client: c, cache: ca, kick: make(chan struct{}, 1),
+	r := &Ring{opts: opts, client: c, cache: ca, kick: make(chan struct{}, 1), confirmed: map[string]time.Time{},
 		log: logf.Log.WithName("ring").WithValues("identity", opts.Identity)}
 	empty := NewView(opts.Identity)
 	r.view.Store(&empty)
@@ -208,20 +213,25 @@ func (r *Ring) evaluate(ctx context.Context) time.Time {
 		}
 		return now.Add(time.Second)
 	}
+	before := r.View()
+	var suspects []string
 	for i := range list.Items {
-		l := &list.Items[i]
-		id := ptr.Deref(l.Spec.HolderIdentity, "")
-		if id == "" || id == r.opts.Identity || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		id, expires, ok := member(&list.Items[i])
+		if !ok || id == r.opts.Identity {
 			continue // ours counts by our renewals, not by the cache's copy
 		}
-		expires := l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second)
 		if expires.After(now) {
 			live = append(live, id)
 			soonest(expires)
+		} else if before.Has(id) {
+			suspects = append(suspects, id)
 		}
 	}
+	for _, id := range r.confirm(ctx, now, suspects) {
+		live = append(live, id)
+		soonest(r.confirmed[id])
+	}
 	after := NewView(r.opts.Identity, live...)
-	before := r.View()
 	if after.Equal(before) {
 		return next
 	}
@@ -238,97 +248,58 @@ func (r *Ring) evaluate(ctx context.Context) time.Time {
 	return next
 }
 
-// renewLoop renews our member Lease every Duration/3, sooner after a failure.
-// The period counts from each renewal's start, so a slow write does not push
-// the next one later.
-func (r *Ring) renewLoop(ctx context.Context) {
-	for {
-		start := r.opts.Clock.Now()
-		wait := r.opts.Duration / 3
-		if err := r.renew(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			renewFailures.Inc()
-			r.log.Error(err, "Renewing ring membership")
-			wait = max(r.opts.Duration/15, 100*time.Millisecond)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.opts.Clock.After(start.Add(wait).Sub(r.opts.Clock.Now())):
-		}
+// member is the identity of a member Lease and when it expires; ok is
+// false for a Lease that names no holder or no time.
+func member(l *coordinationv1.Lease) (id string, expires time.Time, ok bool) {
+	id = ptr.Deref(l.Spec.HolderIdentity, "")
+	if id == "" || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return "", time.Time{}, false
 	}
+	return id, l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second), true
 }
 
-// renew writes our Lease with a fresh renewTime. It counts from the time
-// before the write, as the others do from the renewTime written.
-func (r *Ring) renew(ctx context.Context) error {
+// confirm returns those of suspects, members of the last view whose Lease
+// the cache shows expired, that a live read shows renewed. A watch that
+// lags (an API server under load, a watch being re-established) would
+// otherwise shrink the ring, to this replica alone at worst, and move every
+// object at once, as the next events move them back. One LIST confirms all
+// of them; a confirmed expiry is trusted until it passes, so a lagging
+// cache costs one LIST per renewal period, not one per event. A dead
+// member costs each replica one LIST. If the read fails, the cache's view
+// stands.
+func (r *Ring) confirm(ctx context.Context, now time.Time, suspects []string) []string {
+	var live, unsure []string
+	for _, id := range suspects {
+		if r.confirmed[id].After(now) {
+			live = append(live, id)
+		} else {
+			unsure = append(unsure, id)
+		}
+	}
+	if len(unsure) == 0 {
+		return live
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Duration/3)
 	defer cancel()
-	now := metav1.NewMicroTime(r.opts.Clock.Now())
-	secs := int32(r.opts.Duration / time.Second)
-	key := client.ObjectKey{Namespace: r.opts.Namespace, Name: LeaseName(r.opts.Identity)}
-	if r.own == nil {
-		l := &coordinationv1.Lease{}
-		switch err := r.client.Get(ctx, key, l); {
-		case apierrors.IsNotFound(err):
-			l = &coordinationv1.Lease{
-				ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: map[string]string{Label: LabelValue}},
-				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(r.opts.Identity), LeaseDurationSeconds: &secs,
-					AcquireTime: &now, RenewTime: &now},
-			}
-			if o := r.opts.Owner; o != nil {
-				l.OwnerReferences = []metav1.OwnerReference{*o}
-			}
-			if err := r.client.Create(ctx, l); err != nil {
-				return fmt.Errorf("creating member lease %s: %w", key, err)
-			}
-			r.renewed(l, now.Time)
-			return nil
-		case err != nil:
-			return fmt.Errorf("reading member lease %s: %w", key, err)
+	list := &coordinationv1.LeaseList{}
+	if err := r.client.List(ctx, list, client.InNamespace(r.opts.Namespace), client.MatchingLabels{Label: LabelValue}); err != nil {
+		if ctx.Err() == nil {
+			r.log.Error(err, "Confirming expired ring members; taking the cache's word", "members", unsure)
 		}
-		r.own = l
+		return live
 	}
-	l := r.own.DeepCopy()
-	if l.Labels == nil {
-		l.Labels = map[string]string{}
+	for i := range list.Items {
+		id, expires, ok := member(&list.Items[i])
+		if ok && slices.Contains(unsure, id) && expires.After(now) {
+			r.confirmed[id] = expires
+			live = append(live, id)
+			refuted.Inc()
+		}
 	}
-	l.Labels[Label] = LabelValue
-	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = ptr.To(r.opts.Identity), &secs, &now
-	if err := r.client.Update(ctx, l); err != nil {
-		r.own = nil // read it again: someone else wrote it, or it is gone
-		return fmt.Errorf("renewing member lease %s: %w", key, err)
+	for id, until := range r.confirmed {
+		if !until.After(now) {
+			delete(r.confirmed, id)
+		}
 	}
-	r.renewed(l, now.Time)
-	return nil
-}
-
-func (r *Ring) renewed(l *coordinationv1.Lease, at time.Time) {
-	r.own = l
-	was := r.alive.Swap(at.Add(r.opts.Duration).UnixNano())
-	if was == 0 || r.opts.Clock.Now().UnixNano() >= was {
-		r.poke() // we were not live: now we are
-	}
-}
-
-// leave stops owning and deletes our Lease, if we still hold the version we
-// wrote. A Lease left behind (the delete failed) expires after Duration.
-func (r *Ring) leave() {
-	r.alive.Store(0)
-	empty := NewView(r.opts.Identity)
-	r.view.Store(&empty)
-	members.Set(0)
-	if r.own == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := r.client.Delete(ctx, r.own, client.Preconditions{UID: &r.own.UID, ResourceVersion: &r.own.ResourceVersion})
-	if err != nil && !apierrors.IsNotFound(err) {
-		r.log.Error(err, "Leaving the ring; the member Lease expires instead", "after", r.opts.Duration)
-		return
-	}
-	r.log.Info("Left the ring")
+	return live
 }

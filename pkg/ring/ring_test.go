@@ -33,6 +33,12 @@ type member struct {
 
 func start(t *testing.T, ns, identity string, d time.Duration, clk clock.WithTicker) member {
 	t.Helper()
+	return startWith(t, ns, identity, d, clk, func(c cache.Cache) cache.Cache { return c })
+}
+
+// startWith is start with the member's cache as wrap makes it.
+func startWith(t *testing.T, ns, identity string, d time.Duration, clk clock.WithTicker, wrap func(cache.Cache) cache.Cache) member {
+	t.Helper()
 	env := testenv.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ca, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}})
@@ -44,7 +50,7 @@ func start(t *testing.T, ns, identity string, d time.Duration, clk clock.WithTic
 		t.Fatal("cache did not sync")
 	}
 	fails := &atomic.Bool{}
-	r, err := ring.New(&failing{Client: env.Client, fails: fails}, ca, ring.Options{Namespace: ns, Identity: identity, Duration: d, Clock: clk})
+	r, err := ring.New(&failing{Client: env.Client, fails: fails}, wrap(ca), ring.Options{Namespace: ns, Identity: identity, Duration: d, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
