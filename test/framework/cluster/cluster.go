@@ -114,12 +114,15 @@ func (c *Cluster) startControlPlane(ctx context.Context, root string, o Options)
 // address the API server calls.
 func (c *Cluster) startWebhooks(o Options) (err error) {
 	wio := c.Env.Environment.WebhookInstallOptions
+	// Every port at once: ports taken one process at a time can repeat,
+	// as each is free again until its process binds it.
+	all, err := freePorts(3 * o.Webhooks)
+	if err != nil {
+		return err
+	}
 	var backends []string
 	for i := range o.Webhooks {
-		ports, err := freePorts(3)
-		if err != nil {
-			return err
-		}
+		ports := all[3*i:]
 		port, metricsPort, pprofPort := ports[0], ports[1], ports[2]
 		host := "127.0.0.1"
 		if o.Direct && i == 0 {
