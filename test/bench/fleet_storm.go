@@ -157,7 +157,7 @@ func (f *fleet) kill(ctx context.Context, victim *proc) {
 	owned, rv := ownedPendingAt(ctx, f.api, f.ns, victim.Name)
 	held := victimLeases(ctx, f.api, victim.Name)
 	progress("%s: SIGKILLed %s owning %d object(s) with requests pending, holding %d target Lease(s)", f.ns, victim.Name, len(owned), len(held))
-	f.moving.track(owned, held, rv, killedAt)
+	f.moving.track(owned, victim.Name, held, rv, killedAt)
 }
 
 // add starts n replicas of new names and times, for each, its member
@@ -315,19 +315,21 @@ type progressTracker struct {
 // Only an event after rv is news: the watch may still be delivering older
 // ones, such as the victim's last writes.
 type trackedObject struct {
-	since time.Time
-	rv    uint64
-	rrs   map[string]v1alpha1.RemediationPhase
-	// held: the killed replica held the object's Lease, locked ("") or
-	// claimed for a WFE of this name. Absent: it did not.
-	held *string
+	since        time.Time
+	rv           uint64
+	rrs          map[string]v1alpha1.RemediationPhase
+	hash, victim string
+	// held: the killed replica's holds of the object's Lease at its death
+	// or after (a CREATE it sent may still be admitted): "" a lock, else
+	// the name of the WFE a claim was made for.
+	held []string
 }
 
 func newProgressTracker(api client.WithWatch, ns string) *progressTracker {
 	return &progressTracker{api: api, ns: ns, created: map[string]time.Time{}, ended: map[string]time.Time{}}
 }
 
-func (t *progressTracker) track(owned map[string]map[string]v1alpha1.RemediationPhase, held map[string]string, rv string, since time.Time) {
+func (t *progressTracker) track(owned map[string]map[string]v1alpha1.RemediationPhase, victim string, held map[string]string, rv string, since time.Time) {
 	n, err := strconv.ParseUint(rv, 10, 64)
 	if err != nil {
 		progress("%s: tracking moves: resourceVersion %q: %v", t.ns, rv, err)
@@ -336,9 +338,9 @@ func (t *progressTracker) track(owned map[string]map[string]v1alpha1.Remediation
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for hash, rrs := range owned {
-		o := trackedObject{since: since, rv: n, rrs: rrs}
+		o := trackedObject{since: since, rv: n, rrs: rrs, hash: hash, victim: victim}
 		if wfe, ok := held[hash]; ok {
-			o.held = &wfe
+			o.held = append(o.held, wfe)
 		}
 		t.pending = append(t.pending, o)
 	}
@@ -347,25 +349,30 @@ func (t *progressTracker) track(owned map[string]map[string]v1alpha1.Remediation
 // run watches the requests and the WFEs until ctx ends. The bench
 // compares resourceVersions as numbers: on its own etcd they are revisions.
 func (t *progressTracker) run(ctx context.Context) {
-	go t.watch(ctx, &v1alpha1.WorkflowExecutionList{}, func(o client.Object, _ bool) {
+	go t.watch(ctx, &coordinationv1.LeaseList{}, cluster.LeaseNamespace, func(o client.Object, deleted bool) {
+		if l, ok := o.(*coordinationv1.Lease); ok && !deleted {
+			t.lease(l, time.Now())
+		}
+	})
+	go t.watch(ctx, &v1alpha1.WorkflowExecutionList{}, t.ns, func(o client.Object, _ bool) {
 		if w, ok := o.(*v1alpha1.WorkflowExecution); ok {
 			t.execution(w, time.Now())
 		}
 	})
-	t.watch(ctx, &v1alpha1.RemediationRequestList{}, func(o client.Object, deleted bool) {
+	t.watch(ctx, &v1alpha1.RemediationRequestList{}, t.ns, func(o client.Object, deleted bool) {
 		if rr, ok := o.(*v1alpha1.RemediationRequest); ok {
 			t.observe(rr, deleted, time.Now())
 		}
 	})
 }
 
-// watch calls f with each object of list's kind in t.ns a watch delivers,
+// watch calls f with each object of list's kind in ns a watch delivers,
 // until ctx ends.
-func (t *progressTracker) watch(ctx context.Context, list client.ObjectList, f func(o client.Object, deleted bool)) {
+func (t *progressTracker) watch(ctx context.Context, list client.ObjectList, ns string, f func(o client.Object, deleted bool)) {
 	rv := ""
 	for ctx.Err() == nil {
 		opts := &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}}
-		w, err := t.api.Watch(ctx, list, client.InNamespace(t.ns), opts)
+		w, err := t.api.Watch(ctx, list, client.InNamespace(ns), opts)
 		if err != nil {
 			time.Sleep(100 * time.Millisecond)
 			continue
@@ -380,6 +387,22 @@ func (t *progressTracker) watch(ctx context.Context, list client.ObjectList, f f
 			f(o, ev.Type == watch.Deleted)
 		}
 		w.Stop()
+	}
+}
+
+// lease adds a hold of a target Lease by a killed replica, seen after its
+// kill, to the object it holds.
+func (t *progressTracker) lease(l *coordinationv1.Lease, now time.Time) {
+	hash, identity, wfe, ok := leaseHold(l)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range t.pending {
+		if o := &t.pending[i]; o.hash == hash && o.victim == identity && !now.Before(o.since) {
+			o.held = append(o.held, wfe)
+		}
 	}
 }
 
@@ -450,14 +473,12 @@ func (t *progressTracker) observe(rr *v1alpha1.RemediationRequest, deleted bool,
 // target Lease's duration), or a claim for a WFE its death cut off, never
 // stored (the claim's grace). t.mu is held.
 func (t *progressTracker) waitedOnDead(o trackedObject) bool {
-	if o.held == nil {
-		return false
+	for _, wfe := range o.held {
+		if _, stored := t.created[wfe]; wfe == "" || !stored {
+			return true
+		}
 	}
-	if *o.held == "" {
-		return true
-	}
-	_, stored := t.created[*o.held]
-	return !stored
+	return false
 }
 
 // expire ends, as 2 minutes, the objects pending that long. t.mu is held.
@@ -507,29 +528,34 @@ func (t *progressTracker) done() (moved, held []time.Duration) {
 
 // victimLeases are the target Leases identity held when it died, by their
 // object's hash label: "" for a lock, the WFE's name for a claim made for
-// its CREATE (the claim carries the lock's token). Read from the fields
-// the bench knows (holder, the claim's annotations), not by pkg/lease.
+// its CREATE.
 func victimLeases(ctx context.Context, api client.Client, identity string) map[string]string {
 	list := &coordinationv1.LeaseList{}
 	held := map[string]string{}
 	if err := api.List(ctx, list, client.InNamespace(cluster.LeaseNamespace), client.HasLabels{v1alpha1.TargetHashLabel}); err != nil {
 		return held
 	}
-	prefix := identity + "_" // tokens are identity_nonce
-	for _, l := range list.Items {
-		hash, holder := l.Labels[v1alpha1.TargetHashLabel], ptr.Deref(l.Spec.HolderIdentity, "")
-		if _, claimed := l.Annotations[lease.ClaimUIDAnnotation]; !claimed {
-			if strings.HasPrefix(holder, prefix) {
-				held[hash] = ""
-			}
-			continue
-		}
-		if strings.HasPrefix(l.Annotations[lease.ClaimTokenAnnotation], prefix) {
-			_, name, _ := strings.Cut(holder, "/")
-			held[hash] = name
+	for i := range list.Items {
+		if hash, holder, wfe, ok := leaseHold(&list.Items[i]); ok && holder == identity {
+			held[hash] = wfe
 		}
 	}
 	return held
+}
+
+// leaseHold reads a target Lease from the fields the bench knows, not by
+// pkg/lease: its object's hash label, the replica whose token holds it (a
+// lock's holder; a claim carries the token of the lock it replaced; tokens
+// are identity_nonce), and for a claim its WFE's name ("" for a lock).
+func leaseHold(l *coordinationv1.Lease) (hash, identity, wfe string, ok bool) {
+	hash = l.Labels[v1alpha1.TargetHashLabel]
+	token := ptr.Deref(l.Spec.HolderIdentity, "")
+	if _, claimed := l.Annotations[lease.ClaimUIDAnnotation]; claimed {
+		token = l.Annotations[lease.ClaimTokenAnnotation]
+		_, wfe, _ = strings.Cut(ptr.Deref(l.Spec.HolderIdentity, ""), "/")
+	}
+	identity, _, ok = strings.Cut(token, "_")
+	return hash, identity, wfe, ok && hash != ""
 }
 
 // kills is how many replicas the storm SIGKILLs (and adds): a tenth of the

@@ -4,10 +4,12 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
+	"github.com/targetlock/targetlock/pkg/lease"
 )
 
 func TestTrackerCountsOnlyNewsAfterItsList(t *testing.T) {
@@ -16,7 +18,7 @@ func TestTrackerCountsOnlyNewsAfterItsList(t *testing.T) {
 	tr.track(map[string]map[string]v1alpha1.RemediationPhase{
 		"a": {"rr-a": v1alpha1.RemediationExecuting},
 		"b": {"rr-b": ""},
-	}, nil, "100", kill)
+	}, "victim", nil, "100", kill)
 	rr := func(name, rv string, phase v1alpha1.RemediationPhase) *v1alpha1.RemediationRequest {
 		return &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: rv},
 			Status: v1alpha1.RemediationRequestStatus{Phase: phase}}
@@ -41,7 +43,7 @@ func TestTrackerCountsOnlyNewsAfterItsList(t *testing.T) {
 func TestTrackerTimesAnExecutingRequestFromItsWFEsEnd(t *testing.T) {
 	kill := time.Unix(1000, 0)
 	tr := newProgressTracker(nil, "ns")
-	tr.track(map[string]map[string]v1alpha1.RemediationPhase{"a": {"rr-a": v1alpha1.RemediationExecuting}}, nil, "100", kill)
+	tr.track(map[string]map[string]v1alpha1.RemediationPhase{"a": {"rr-a": v1alpha1.RemediationExecuting}}, "victim", nil, "100", kill)
 	wfe := &v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Name: "wfe-a"}}
 	tr.execution(wfe, kill.Add(-time.Second))
 	wfe.Status.Phase = v1alpha1.WorkflowExecutionCompleted
@@ -65,18 +67,31 @@ func TestTrackerSetsApartWhatWaitedOnTheDeadReplicasLease(t *testing.T) {
 		"cut-off": {"rr-cut-off": ""},
 		"stored":  {"rr-stored": v1alpha1.RemediationExecuting},
 		"free":    {"rr-free": ""},
-	}, map[string]string{"locked": "", "cut-off": "wfe-cut-off", "stored": "wfe-stored"}, "100", kill)
+		"late":    {"rr-late": ""},
+	}, "victim", map[string]string{"locked": "", "cut-off": "wfe-cut-off", "stored": "wfe-stored"}, "100", kill)
+	// A claim the victim's last CREATE made after its death (the API
+	// server was still admitting it), and one of another replica's.
+	tr.lease(claimLease("late", "victim_n1", "ns/wfe-late"), kill.Add(time.Second))
+	tr.lease(claimLease("free", "other_n2", "ns/wfe-free"), kill.Add(time.Second))
 	tr.execution(&v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Name: "wfe-stored"}}, kill.Add(-time.Second))
-	for i, name := range []string{"rr-locked", "rr-cut-off", "rr-stored", "rr-free"} {
+	for i, name := range []string{"rr-locked", "rr-cut-off", "rr-late", "rr-stored", "rr-free"} {
 		rr := &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "200"},
 			Status: v1alpha1.RemediationRequestStatus{Phase: v1alpha1.RemediationFailed}}
 		tr.observe(rr, false, kill.Add(time.Duration(10+i)*time.Second))
 	}
 	moved, held := tr.done()
-	if len(held) != 2 || held[0] != 10*time.Second || held[1] != 11*time.Second {
-		t.Errorf("waited on the dead replica's Lease: %v; want [10s 11s] (its lock, its cut-off claim)", held)
+	if len(held) != 3 || held[0] != 10*time.Second || held[1] != 11*time.Second || held[2] != 12*time.Second {
+		t.Errorf("waited on the dead replica's Lease: %v; want [10s 11s 12s] (its lock, its cut-off claims)", held)
 	}
-	if len(moved) != 2 || moved[0] != 12*time.Second || moved[1] != 13*time.Second {
-		t.Errorf("moved by the ring: %v; want [12s 13s] (a claim whose WFE was stored, a free Lease)", moved)
+	if len(moved) != 2 || moved[0] != 13*time.Second || moved[1] != 14*time.Second {
+		t.Errorf("moved by the ring: %v; want [13s 14s] (a claim whose WFE was stored, another's claim)", moved)
+	}
+}
+
+func claimLease(hash, token, holder string) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{v1alpha1.TargetHashLabel: hash},
+			Annotations: map[string]string{lease.ClaimUIDAnnotation: "uid", lease.ClaimTokenAnnotation: token}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder},
 	}
 }
