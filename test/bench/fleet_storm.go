@@ -308,6 +308,15 @@ type progressTracker struct {
 	out, outHeld []time.Duration
 	// WFEs as a watch saw them: first seen, and seen ended.
 	created, ended map[string]time.Time
+	// holds: target Lease holds as a watch saw them, by object hash.
+	holds map[string][]hold
+}
+
+// hold is one version of a target Lease: who held it (the replica whose
+// token it carries), for which WFE ("" for a lock), seen when.
+type hold struct {
+	identity, wfe string
+	at            time.Time
 }
 
 // trackedObject is one object the killed replica owned: its pending
@@ -320,13 +329,13 @@ type trackedObject struct {
 	rrs          map[string]v1alpha1.RemediationPhase
 	hash, victim string
 	// held: the killed replica's holds of the object's Lease at its death
-	// or after (a CREATE it sent may still be admitted): "" a lock, else
-	// the name of the WFE a claim was made for.
+	// ("" a lock, else the name of the WFE a claim was made for); those
+	// seen after it (a CREATE it sent may still be admitted) are in holds.
 	held []string
 }
 
 func newProgressTracker(api client.WithWatch, ns string) *progressTracker {
-	return &progressTracker{api: api, ns: ns, created: map[string]time.Time{}, ended: map[string]time.Time{}}
+	return &progressTracker{api: api, ns: ns, created: map[string]time.Time{}, ended: map[string]time.Time{}, holds: map[string][]hold{}}
 }
 
 func (t *progressTracker) track(owned map[string]map[string]v1alpha1.RemediationPhase, victim string, held map[string]string, rv string, since time.Time) {
@@ -390,8 +399,8 @@ func (t *progressTracker) watch(ctx context.Context, list client.ObjectList, ns 
 	}
 }
 
-// lease adds a hold of a target Lease by a killed replica, seen after its
-// kill, to the object it holds.
+// lease records a hold of a target Lease, for the objects tracked now or
+// later (a kill is tracked only after its LISTs, which the watch may beat).
 func (t *progressTracker) lease(l *coordinationv1.Lease, now time.Time) {
 	hash, identity, wfe, ok := leaseHold(l)
 	if !ok {
@@ -399,11 +408,7 @@ func (t *progressTracker) lease(l *coordinationv1.Lease, now time.Time) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := range t.pending {
-		if o := &t.pending[i]; o.hash == hash && o.victim == identity && !now.Before(o.since) {
-			o.held = append(o.held, wfe)
-		}
-	}
+	t.holds[hash] = append(t.holds[hash], hold{identity: identity, wfe: wfe, at: now})
 }
 
 // execution records when a WFE was first seen, and seen ended.
@@ -473,7 +478,13 @@ func (t *progressTracker) observe(rr *v1alpha1.RemediationRequest, deleted bool,
 // target Lease's duration), or a claim for a WFE its death cut off, never
 // stored (the claim's grace). t.mu is held.
 func (t *progressTracker) waitedOnDead(o trackedObject) bool {
-	for _, wfe := range o.held {
+	held := slices.Clone(o.held)
+	for _, h := range t.holds[o.hash] {
+		if h.identity == o.victim && !h.at.Before(o.since) {
+			held = append(held, h.wfe)
+		}
+	}
+	for _, wfe := range held {
 		if _, stored := t.created[wfe]; wfe == "" || !stored {
 			return true
 		}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/targetlock/targetlock/api/v1alpha1"
 	"github.com/targetlock/targetlock/pkg/lease"
@@ -62,7 +64,11 @@ func TestTrackerTimesAnExecutingRequestFromItsWFEsEnd(t *testing.T) {
 func TestTrackerSetsApartWhatWaitedOnTheDeadReplicasLease(t *testing.T) {
 	kill := time.Unix(1000, 0)
 	tr := newProgressTracker(nil, "ns")
+	// The watch may deliver a claim of the victim's last CREATE before the
+	// kill's LISTs are done and its objects tracked.
+	tr.lease(claimLease("raced", "victim_n3", "ns/wfe-raced"), kill.Add(100*time.Millisecond))
 	tr.track(map[string]map[string]v1alpha1.RemediationPhase{
+		"raced":   {"rr-raced": ""},
 		"locked":  {"rr-locked": ""},
 		"cut-off": {"rr-cut-off": ""},
 		"stored":  {"rr-stored": v1alpha1.RemediationExecuting},
@@ -73,18 +79,21 @@ func TestTrackerSetsApartWhatWaitedOnTheDeadReplicasLease(t *testing.T) {
 	// server was still admitting it), and one of another replica's.
 	tr.lease(claimLease("late", "victim_n1", "ns/wfe-late"), kill.Add(time.Second))
 	tr.lease(claimLease("free", "other_n2", "ns/wfe-free"), kill.Add(time.Second))
+	// A lock the victim took and released long before its death.
+	tr.lease(&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{v1alpha1.TargetHashLabel: "stored"}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("victim_n0")}}, kill.Add(-time.Minute))
 	tr.execution(&v1alpha1.WorkflowExecution{ObjectMeta: metav1.ObjectMeta{Name: "wfe-stored"}}, kill.Add(-time.Second))
-	for i, name := range []string{"rr-locked", "rr-cut-off", "rr-late", "rr-stored", "rr-free"} {
+	for i, name := range []string{"rr-raced", "rr-locked", "rr-cut-off", "rr-late", "rr-stored", "rr-free"} {
 		rr := &v1alpha1.RemediationRequest{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "200"},
 			Status: v1alpha1.RemediationRequestStatus{Phase: v1alpha1.RemediationFailed}}
 		tr.observe(rr, false, kill.Add(time.Duration(10+i)*time.Second))
 	}
 	moved, held := tr.done()
-	if len(held) != 3 || held[0] != 10*time.Second || held[1] != 11*time.Second || held[2] != 12*time.Second {
-		t.Errorf("waited on the dead replica's Lease: %v; want [10s 11s 12s] (its lock, its cut-off claims)", held)
+	if want := []time.Duration{10 * time.Second, 11 * time.Second, 12 * time.Second, 13 * time.Second}; !slices.Equal(held, want) {
+		t.Errorf("waited on the dead replica's Lease: %v; want %v (its cut-off claims and its lock)", held, want)
 	}
-	if len(moved) != 2 || moved[0] != 13*time.Second || moved[1] != 14*time.Second {
-		t.Errorf("moved by the ring: %v; want [13s 14s] (a claim whose WFE was stored, another's claim)", moved)
+	if want := []time.Duration{14 * time.Second, 15 * time.Second}; !slices.Equal(moved, want) {
+		t.Errorf("moved by the ring: %v; want %v (a claim whose WFE was stored, another's claim)", moved, want)
 	}
 }
 
