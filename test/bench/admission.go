@@ -103,7 +103,7 @@ func benchAdmission(ctx context.Context, c *cluster.Cluster, s scale) (admission
 		return res, err
 	}
 	for _, group := range []string{twinGroup, bareGroup} {
-		if err := installTwin(env.Config, group); err != nil {
+		if err := installCopy(env.Config, group); err != nil {
 			return res, err
 		}
 	}
@@ -259,9 +259,9 @@ func (ar *admissionRun) burst() error {
 // validation rules alike) that no webhook matches.
 const twinGroup = "bench.targetlock.io"
 
-// installTwin installs the WFE CRD's copy in group and waits until it is
+// installCopy installs the WFE CRD's copy in group and waits until it is
 // served.
-func installTwin(cfg *rest.Config, group string) error {
+func installCopy(cfg *rest.Config, group string) error {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err

@@ -466,7 +466,7 @@ func (t *progressTracker) observe(rr *v1alpha1.RemediationRequest, deleted bool,
 		t.out = append(t.out, d)
 		if d > fleetRebalanceBound {
 			progress("%s: slow move %s: %s %s -> %s", t.ns, d.Round(100*time.Millisecond), rr.Name, was, rr.Status.Phase)
-			go t.explain(rr.DeepCopy(), o.since)
+			t.explain(rr, o.since)
 		}
 		return true
 	})
@@ -504,17 +504,17 @@ func (t *progressTracker) expire(now time.Time) {
 }
 
 // explain prints, for a slow move, what the request says and when its
-// WFE was created and ended, from the kill.
+// WFE was first seen and seen ended on the watch, from the kill. t.mu is
+// held.
 func (t *progressTracker) explain(rr *v1alpha1.RemediationRequest, since time.Time) {
 	st := rr.Status
 	line := fmt.Sprintf("%s: slow move %s: block=%q blocking=%q dup=%q", t.ns, rr.Name, st.BlockReason, st.BlockingWorkflowExecution, st.DuplicateOf)
-	if st.WorkflowExecutionRef != nil {
-		w := &v1alpha1.WorkflowExecution{}
-		if err := t.api.Get(context.Background(), client.ObjectKey{Namespace: rr.Namespace, Name: st.WorkflowExecutionRef.Name}, w); err == nil {
-			line += fmt.Sprintf(" wfe created %+.1fs", w.CreationTimestamp.Sub(since).Seconds())
-			if w.Status.CompletionTime != nil {
-				line += fmt.Sprintf(" ended %+.1fs", w.Status.CompletionTime.Sub(since).Seconds())
-			}
+	if ref := st.WorkflowExecutionRef; ref != nil {
+		if created, ok := t.created[ref.Name]; ok {
+			line += fmt.Sprintf(" wfe created %+.1fs", created.Sub(since).Seconds())
+		}
+		if ended, ok := t.ended[ref.Name]; ok {
+			line += fmt.Sprintf(" ended %+.1fs", ended.Sub(since).Seconds())
 		}
 	}
 	progress("%s", line)
