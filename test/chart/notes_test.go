@@ -25,7 +25,7 @@ func TestNotes(t *testing.T) {
 	}{
 		{"standalone, cert-manager", nil,
 			[]string{"release tl in namespace targetlock-system", "Mode standalone: 3 orchestrator replicas", "cert-manager issues it (Certificate targetlock-system/tl-targetlock-webhook-cert)",
-				"kubectl targetlock certs verify --release tl -n targetlock-system --dry-run-create", "helm test tl -n targetlock-system",
+				"kubectl targetlock certs verify --release tl -n targetlock-system --dry-run-create --wait=2m", "helm test tl -n targetlock-system",
 				"kubectl targetlock locks -n targetlock-system", "kubectl targetlock denials -A --since 1h",
 				"kubectl get remediationrequests,workflowexecutions -A", "docs/runbooks.md", "metrics.prometheusRule.enabled=true)"},
 			[]string{"kubernaut.ai", "not for production"}},
@@ -35,7 +35,7 @@ func TestNotes(t *testing.T) {
 		{"kubernaut, manual, renamed", map[string]any{"mode": "kubernaut", "fullnameOverride": "guard", "certs": modes["manual"]["certs"],
 			"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}},
 			[]string{"Mode kubernaut", "kubernaut.ai", "ro-lock Leases of\nkubernaut's RemediationOrchestrator in kubernaut-system", "your Secret targetlock-system/my-tls",
-				"kubectl targetlock certs verify --webhook-configuration guard --secret my-tls --certificate guard-webhook-cert -n targetlock-system --dry-run-create"},
+				"kubectl targetlock certs verify --webhook-configuration guard --secret my-tls --certificate guard-webhook-cert -n targetlock-system --dry-run-create --wait=2m"},
 			[]string{"orchestrator replicas", "remediationrequests,workflowexecutions", "--release", "metrics.prometheusRule.enabled=true)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

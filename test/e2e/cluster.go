@@ -48,10 +48,14 @@ func (e *e2e) helm(ctx context.Context, args ...string) error {
 }
 
 // certsVerify runs `kubectl targetlock certs verify` with a dry-run CREATE
-// against the release; every check must pass (or skip).
+// against the release; every check must pass (or skip). It waits as
+// docs/operations.md tells CI to right after an install: a Ready pod is not
+// yet a Service the API server reaches (kube-proxy's rules follow the
+// EndpointSlice), and until it is, the dry-run CREATE is refused.
 func (e *e2e) certsVerify(ctx context.Context) error {
 	err := e.kubectlPlugin(ctx, []string{"ca-bundle-verifies-chain", "PASS"},
-		"certs", "verify", "--release", e.release, "-n", e.namespace, "--dry-run-create", "--dry-run-namespace", "default")
+		"certs", "verify", "--release", e.release, "-n", e.namespace, "--dry-run-create", "--dry-run-namespace", "default",
+		"--wait=2m", "--interval=2s")
 	if err != nil {
 		return fmt.Errorf("certs verify: %w", err)
 	}
