@@ -13,8 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-
-	"github.com/targetlock/targetlock/test/framework/testenv"
 )
 
 // laggingCache serves, once frozen, the Leases as they stood then: a
@@ -64,15 +62,9 @@ func TestLaggingCacheKeepsLiveMembers(t *testing.T) {
 	refutedBefore := refutedTotal(g)
 
 	g.Expect(lag.freeze(context.Background(), ns)).To(Succeed())
-	api := testenv.Shared(t).Client
-	renewedAgo := func() time.Duration {
-		l := &coordinationv1.Lease{}
-		g.Expect(api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "targetlock-member-replica-b"}, l)).To(Succeed())
-		return clk.Since(l.Spec.RenewTime.Time)
-	}
 	for range 3 * int(d/(500*time.Millisecond)) { // three durations
 		clk.Step(500 * time.Millisecond)
-		g.Eventually(renewedAgo, 5*time.Second, 5*time.Millisecond).Should(BeNumerically("<=", d/3))
+		g.Eventually(renewedAgo(g, t, ns, "replica-b", clk), 5*time.Second, 5*time.Millisecond).Should(BeNumerically("<=", d/3))
 		// The ring evaluates on its own goroutine: give it a moment.
 		g.Consistently(func() []string { return membersOf(a) }, 30*time.Millisecond, 10*time.Millisecond).Should(HaveLen(2))
 	}

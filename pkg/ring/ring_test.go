@@ -103,6 +103,17 @@ func namespace(t *testing.T) string {
 
 func membersOf(m member) []string { return m.View().Members() }
 
+// renewedAgo reads id's member Lease live and says how long ago, on clk,
+// it was last renewed.
+func renewedAgo(g Gomega, t *testing.T, ns, id string, clk clock.PassiveClock) func() time.Duration {
+	api := testenv.Shared(t).Client
+	return func() time.Duration {
+		l := &coordinationv1.Lease{}
+		g.Expect(api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: ring.LeaseName(id)}, l)).To(Succeed())
+		return clk.Since(l.Spec.RenewTime.Time)
+	}
+}
+
 func TestMembersAgreeOnOwners(t *testing.T) {
 	g := NewWithT(t)
 	ns := namespace(t)
@@ -171,23 +182,15 @@ func TestExpiry(t *testing.T) {
 	g.Eventually(func() []string { return membersOf(b) }, 10*time.Second, 20*time.Millisecond).Should(HaveLen(2))
 
 	// Longer than a duration passes with both renewing: both stay.
-	api := testenv.Shared(t).Client
-	renewedAgo := func(id string) func() time.Duration {
-		return func() time.Duration {
-			l := &coordinationv1.Lease{}
-			g.Expect(api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: ring.LeaseName(id)}, l)).To(Succeed())
-			return clk.Since(l.Spec.RenewTime.Time)
-		}
-	}
 	// step moves the clock on only once a has renewed at the time it
 	// shows: a clock that runs ahead of a busy replica would expire it too.
 	step := func() {
 		clk.Step(500 * time.Millisecond)
-		g.Eventually(renewedAgo("replica-a"), 5*time.Second, 5*time.Millisecond).Should(BeNumerically("<=", d/3))
+		g.Eventually(renewedAgo(g, t, ns, "replica-a", clk), 5*time.Second, 5*time.Millisecond).Should(BeNumerically("<=", d/3))
 	}
 	for range 40 {
 		step()
-		g.Eventually(renewedAgo("replica-b"), 5*time.Second, 5*time.Millisecond).Should(BeNumerically("<=", d/3))
+		g.Eventually(renewedAgo(g, t, ns, "replica-b", clk), 5*time.Second, 5*time.Millisecond).Should(BeNumerically("<=", d/3))
 		g.Expect(membersOf(a)).To(HaveLen(2))
 	}
 
