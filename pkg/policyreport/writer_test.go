@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,19 +152,21 @@ func TestHostileReport(t *testing.T) {
 	env := withCRD.Get(t)
 	ctx := context.Background()
 	ns, victim := newNamespace(t, env.Client), newNamespace(t, env.Client)
-	forged := []any{
-		map[string]any{"source": "mallory", "policy": "fake", "result": "fail", "message": "forged"},
-		map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "ResourceBusy", "result": "fail",
-			"properties": map[string]any{"target": ns + "/Deployment.apps/x", "requester": "alice", "count": "many"}},
-		map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "ResourceBusy", "result": "fail",
-			"properties": map[string]any{"target": ns + "/Deployment.apps/y", "requester": "alice", "count": "9223372036854775807"}},
-	}
+	forged := []any{map[string]any{"source": "mallory", "policy": "fake", "result": "fail", "message": "forged"}}
 	// 100 results of ours dated in year 9999, to push real ones out.
 	for i := range policyreport.MaxResults {
 		forged = append(forged, map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "Forged", "result": "fail",
 			"timestamp":  map[string]any{"seconds": int64(253402300000), "nanos": int64(0)},
 			"properties": map[string]any{"target": fmt.Sprintf("forged-%d", i)}})
 	}
+	// x's and y's bad counts come last, the newest writes: however the
+	// Writer batches x and y, writing one keeps the other's result (the
+	// Report keeps the MaxResults last written).
+	forged = append(forged,
+		map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "ResourceBusy", "result": "fail",
+			"properties": map[string]any{"target": ns + "/Deployment.apps/x", "requester": "alice", "count": "many"}},
+		map[string]any{"source": policyreport.Source, "policy": policyreport.Policy, "rule": "ResourceBusy", "result": "fail",
+			"properties": map[string]any{"target": ns + "/Deployment.apps/y", "requester": "alice", "count": "9223372036854775807"}})
 	hostile := &unstructured.Unstructured{Object: map[string]any{
 		"scope":   map[string]any{"kind": "Namespace", "name": victim},
 		"results": forged,
@@ -177,7 +180,19 @@ func TestHostileReport(t *testing.T) {
 	}
 	w := policyreport.NewWriter(env.Client, nil)
 	start(t, ctx, w)
+	// x is written before y is recorded: two batches, the order that
+	// pushes out the oldest results between them.
 	w.Record(entry(ns, 1, ns+"/Deployment.apps/x", false))
+	testenv.Eventually(t, 20*time.Second, func() error {
+		ds, err := policyreport.List(ctx, env.Client, ns)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(ds, func(d policyreport.Denial) bool { return d.Target == ns+"/Deployment.apps/x" && d.Count == 2 }) {
+			return fmt.Errorf("x not written yet")
+		}
+		return nil
+	})
 	w.Record(entry(ns, 2, ns+"/Deployment.apps/y", false))
 	testenv.Eventually(t, 20*time.Second, func() error {
 		ds, err := policyreport.List(ctx, env.Client, ns)
